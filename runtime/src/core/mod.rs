@@ -1,0 +1,9 @@
+//! The pure core: ids and names, the run state machine, task policies and
+//! failures. No I/O and no wasmtime here; everything else depends on it.
+
+pub mod describe;
+pub mod failure;
+pub mod ids;
+pub mod policy;
+pub mod record;
+pub mod state;

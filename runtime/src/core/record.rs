@@ -1,0 +1,155 @@
+//! What the host records about runs, and the trait every recorder (memory,
+//! console, SQLite) implements. Records are plain data.
+
+use crate::core::ids::RunId;
+use crate::core::state::StateType;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Whether a record is about a flow run or a task run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunKind {
+    /// A flow run (also a subflow run).
+    Flow,
+    /// A task run.
+    Task,
+}
+
+/// A flow run as created.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FlowRunRecord {
+    /// Its id.
+    pub id: RunId,
+    /// Its generated name.
+    pub name: String,
+    /// The flow it runs.
+    pub flow: String,
+    /// The flow run that started it as a subflow.
+    pub parent: Option<RunId>,
+    /// `flow/deployment`, when started from a deployment.
+    pub deployment: Option<String>,
+    /// Its parameters object.
+    pub parameters: serde_json::Value,
+    /// sha256 of the component it runs.
+    pub artifact_digest: String,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+}
+
+/// A task run as created.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskRunRecord {
+    /// Its id.
+    pub id: RunId,
+    /// The flow run it belongs to.
+    pub flow_run: RunId,
+    /// The task it runs.
+    pub task: String,
+    /// Its display name, such as `say_hello-0`.
+    pub name: String,
+    /// Its input object as JSON.
+    pub input: String,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+}
+
+/// A move of a run to a new state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// The run that moved.
+    pub run: RunId,
+    /// Flow run or task run.
+    pub kind: RunKind,
+    /// Its new state.
+    pub state: StateType,
+    /// Why, for people (an error, a retry delay, a limit hit).
+    pub message: Option<String>,
+    /// The attempt this state belongs to, from 1.
+    pub attempt: u32,
+    /// The result as JSON, for `Completed` and `Cached`.
+    pub result: Option<Arc<str>>,
+    /// When.
+    pub time: DateTime<Utc>,
+}
+
+/// Severity of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LogLevel {
+    /// Very fine detail.
+    Trace,
+    /// Diagnostic detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something unexpected that the run survived.
+    Warning,
+    /// Something failed.
+    Error,
+}
+
+impl LogLevel {
+    /// The level as Prefect prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warning => "WARNING",
+            LogLevel::Error => "ERROR",
+        }
+    }
+}
+
+/// One line of a run's log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// The flow run it belongs to.
+    pub flow_run: RunId,
+    /// The task run that wrote it, if a task did.
+    pub task_run: Option<RunId>,
+    /// Severity.
+    pub level: LogLevel,
+    /// The text.
+    pub message: String,
+    /// When.
+    pub time: DateTime<Utc>,
+}
+
+/// Something that happened to a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Event {
+    /// A flow run was created.
+    FlowRunCreated(FlowRunRecord),
+    /// A task run was created.
+    TaskRunCreated(TaskRunRecord),
+    /// A run changed state.
+    State(StateRecord),
+    /// A log line was written.
+    Log(LogRecord),
+}
+
+/// Takes every event, in order, before the host acts on it.
+pub trait Recorder: Send + Sync {
+    /// Records one event.
+    fn record(&self, event: &Event);
+}
+
+/// Sends every event to several recorders in turn.
+pub struct Fanout(pub Vec<Arc<dyn Recorder>>);
+
+impl Recorder for Fanout {
+    fn record(&self, event: &Event) {
+        for recorder in &self.0 {
+            recorder.record(event);
+        }
+    }
+}
+
+/// Results of cached tasks, keyed by artifact, task and input.
+pub trait ResultCache: Send + Sync {
+    /// A result still valid at `now`.
+    fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<str>>;
+    /// Keeps a result until `expires` (for ever when `None`).
+    fn put(&self, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>);
+}

@@ -1,0 +1,15 @@
+//! Sluice: a WebAssembly-sandboxed flow runtime.
+//!
+//! - [`core`]: ids, states and their transition table, policies, records (pure).
+//! - [`sandbox`]: the wasmtime engine, the WIT boundary, instances and their limits.
+//! - [`runner`]: runs a flow run with every task in its own instance.
+//! - [`artifact`]: components named by their sha256.
+//! - [`params`]: flow parameters, resolved and validated against the schema.
+//! - [`cli`]: the `sluice` command.
+
+pub mod artifact;
+pub mod cli;
+pub mod core;
+pub mod params;
+pub mod runner;
+pub mod sandbox;

@@ -1,0 +1,156 @@
+//! Flow parameters from the command line (`--param k=v`, `--params JSON`),
+//! completed with the schema's defaults and checked against the schema
+//! before anything runs.
+
+use serde_json::{Map, Value};
+
+/// Parses `key=value`; the value is JSON when it parses as JSON, else a string.
+pub fn parse_param(text: &str) -> Result<(String, Value), String> {
+    let (key, raw) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not a parameter; write it as key=value, for example name=Marvin"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("`{text}` has no parameter name before `=`"));
+    }
+    let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+    Ok((key.to_string(), value))
+}
+
+/// Parses `--params`: a JSON object, or `@path` to a file holding one.
+pub fn parse_params_object(text: &str) -> Result<Map<String, Value>, String> {
+    let (json, origin) = match text.strip_prefix('@') {
+        Some(path) => {
+            let json = std::fs::read_to_string(path).map_err(|e| format!("cannot read parameters file `{path}`: {e}"))?;
+            (json, format!("the file `{path}`"))
+        }
+        None => (text.to_string(), "--params".to_string()),
+    };
+    match serde_json::from_str::<Value>(&json) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!("{origin} must hold a JSON object, not {}", json_type(&other))),
+        Err(e) => Err(format!("{origin} is not valid JSON: {e}")),
+    }
+}
+
+/// Merges `--params` then each `--param` (later wins).
+pub fn collect(params_object: Option<&str>, params: &[String]) -> Result<Map<String, Value>, String> {
+    let mut merged = match params_object {
+        Some(text) => parse_params_object(text)?,
+        None => Map::new(),
+    };
+    for param in params {
+        let (key, value) = parse_param(param)?;
+        merged.insert(key, value);
+    }
+    Ok(merged)
+}
+
+/// Fills in defaults from the schema's top-level `properties`, then checks
+/// the whole object against the schema. Errors name the field.
+pub fn resolve(flow: &str, schema: &Value, mut params: Map<String, Value>) -> Result<Value, String> {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    if let Some(properties) = properties {
+        let unknown: Vec<&String> = params.keys().filter(|k| !properties.contains_key(*k)).collect();
+        if let Some(key) = unknown.first() {
+            let known: Vec<&str> = properties.keys().map(String::as_str).collect();
+            let known = if known.is_empty() { "no parameters".to_string() } else { known.join(", ") };
+            return Err(format!("unknown parameter `{key}` for flow `{flow}`; it takes: {known}"));
+        }
+        for (key, property) in properties {
+            if !params.contains_key(key)
+                && let Some(default) = property.get("default")
+            {
+                params.insert(key.clone(), default.clone());
+            }
+        }
+    }
+    let params = Value::Object(params);
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| format!("the flow `{flow}` declares an invalid parameter schema: {e}"))?;
+    let problems: Vec<String> = validator
+        .iter_errors(&params)
+        .map(|error| {
+            let path = error.instance_path().to_string();
+            let field = path.trim_start_matches('/').replace('/', ".");
+            if field.is_empty() { error.to_string() } else { format!("parameter `{field}`: {error}") }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(params)
+    } else {
+        Err(format!("parameters of flow `{flow}` do not fit its schema: {}", problems.join("; ")))
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "count": {"type": "integer", "minimum": 1, "default": 3},
+                "nested": {"type": "object", "properties": {"on": {"type": "boolean"}}}
+            },
+            "required": ["name"],
+            "additionalProperties": false
+        })
+    }
+
+    #[test]
+    fn values_parse_as_json_then_as_strings() {
+        assert_eq!(parse_param("n=3").unwrap(), ("n".into(), json!(3)));
+        assert_eq!(parse_param("name=Marvin").unwrap(), ("name".into(), json!("Marvin")));
+        assert_eq!(parse_param("xs=[1,2]").unwrap(), ("xs".into(), json!([1, 2])));
+        assert_eq!(parse_param("s=\"7\"").unwrap(), ("s".into(), json!("7")));
+        assert!(parse_param("novalue").is_err());
+        assert!(parse_param("=3").is_err());
+    }
+
+    #[test]
+    fn later_params_override_the_object() {
+        let merged = collect(Some(r#"{"name":"A","count":2}"#), &["name=B".into()]).unwrap();
+        assert_eq!(Value::Object(merged), json!({"name": "B", "count": 2}));
+        assert!(collect(Some("[1]"), &[]).unwrap_err().contains("JSON object"));
+        assert!(collect(Some("{"), &[]).unwrap_err().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn defaults_fill_in_and_valid_input_passes() {
+        let params = collect(None, &["name=Leo".into()]).unwrap();
+        assert_eq!(resolve("f", &schema(), params).unwrap(), json!({"name": "Leo", "count": 3}));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let params = collect(None, &["name=Leo".into(), "colour=red".into()]).unwrap();
+        let error = resolve("f", &schema(), params).unwrap_err();
+        assert!(error.contains("unknown parameter `colour`"), "{error}");
+        assert!(error.contains("name"), "{error}");
+    }
+
+    #[test]
+    fn schema_violations_name_the_field() {
+        let params = collect(None, &["name=Leo".into(), "count=0".into()]).unwrap();
+        assert!(resolve("f", &schema(), params).unwrap_err().contains("parameter `count`"));
+        let params = collect(None, &["name=Leo".into(), r#"nested={"on":"yes"}"#.into()]).unwrap();
+        assert!(resolve("f", &schema(), params).unwrap_err().contains("parameter `nested.on`"));
+        let missing = resolve("f", &schema(), Map::new()).unwrap_err();
+        assert!(missing.contains("name"), "{missing}");
+    }
+}

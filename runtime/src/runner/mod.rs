@@ -1,0 +1,423 @@
+//! Runs a flow run: the flow in one instance, every task and subflow in a
+//! fresh instance of the same component, with the task policies (retries,
+//! backoff, jitter, timeout, cache) enforced here, and every state recorded
+//! before the runner acts on it.
+
+mod guard;
+mod memory;
+
+pub use memory::{MemoryCache, MemoryRecorder};
+
+use crate::core::failure::{Failure, FailureKind};
+use crate::core::ids::RunId;
+use crate::core::record::{
+    Event, FlowRunRecord, LogLevel, LogRecord, Recorder, ResultCache, RunKind, StateRecord, TaskRunRecord,
+};
+use crate::core::state::{StateType, check_transition};
+use crate::sandbox::bindings::RunContext;
+use crate::sandbox::instance::{Outcome, RunHost, Scope};
+use crate::sandbox::program::{Program, crash};
+use chrono::{DateTime, Utc};
+use guard::{Interrupt, guard};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Limits and context of one flow run (and its subflows and tasks).
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    /// `flow/deployment`, when the run comes from a deployment.
+    pub deployment: Option<String>,
+    /// When the run was scheduled to start.
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// Timeout of a task attempt whose task declares none.
+    pub default_task_timeout: Option<Duration>,
+    /// Timeout of the whole flow run.
+    pub flow_timeout: Option<Duration>,
+    /// Task runs allowed in one flow run, subflows included.
+    pub max_tasks_per_run: u64,
+    /// Largest input, parameters or result, in bytes.
+    pub max_payload_bytes: usize,
+    /// Log bytes kept per flow run; later lines are dropped with a marker.
+    pub max_log_bytes: u64,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            deployment: None,
+            scheduled_time: None,
+            default_task_timeout: None,
+            flow_timeout: None,
+            max_tasks_per_run: 100_000,
+            max_payload_bytes: 16 << 20,
+            max_log_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How a flow run ended.
+#[derive(Clone, Debug)]
+pub struct FlowOutcome {
+    /// The run's id.
+    pub id: RunId,
+    /// The run's name.
+    pub name: String,
+    /// Its final state.
+    pub state: StateType,
+    /// Its result, when it completed.
+    pub result: Option<Arc<str>>,
+    /// Why it did not complete.
+    pub message: Option<String>,
+}
+
+struct FlowRunInfo {
+    name: String,
+    flow: String,
+    parameters: String,
+}
+
+struct TaskRunInfo {
+    name: String,
+}
+
+/// Runs one flow run tree of one program.
+pub struct Runner {
+    program: Arc<Program>,
+    recorder: Arc<dyn Recorder>,
+    cache: Arc<dyn ResultCache>,
+    settings: RunSettings,
+    cancel: CancellationToken,
+    tasks_started: AtomicU64,
+    log_bytes: AtomicU64,
+    flow_runs: Mutex<HashMap<RunId, Arc<FlowRunInfo>>>,
+    task_runs: Mutex<HashMap<RunId, Arc<TaskRunInfo>>>,
+    task_counters: Mutex<HashMap<(RunId, String), u32>>,
+}
+
+impl Runner {
+    /// A runner for `program` that records to `recorder`.
+    pub fn new(
+        program: Arc<Program>,
+        recorder: Arc<dyn Recorder>,
+        cache: Arc<dyn ResultCache>,
+        settings: RunSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            program,
+            recorder,
+            cache,
+            settings,
+            cancel: CancellationToken::new(),
+            tasks_started: AtomicU64::new(0),
+            log_bytes: AtomicU64::new(0),
+            flow_runs: Mutex::default(),
+            task_runs: Mutex::default(),
+            task_counters: Mutex::default(),
+        })
+    }
+
+    /// Cancelling this token stops every instance of the run.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Runs `flow` as a new top-level flow run named `name`.
+    pub async fn run(self: &Arc<Self>, id: RunId, name: String, flow: &str, parameters: &serde_json::Value) -> FlowOutcome {
+        let parameters = parameters.to_string();
+        let outcome = self.clone().flow_run(id, name.clone(), None, flow.to_string(), parameters).await;
+        let state = match &outcome {
+            Ok(_) => StateType::Completed,
+            Err(failure) => failure.end_state(),
+        };
+        FlowOutcome {
+            id,
+            name,
+            state,
+            message: outcome.as_ref().err().map(|f| f.message.clone()),
+            result: outcome.ok().map(Arc::from),
+        }
+    }
+
+    fn record(&self, event: Event) {
+        self.recorder.record(&event);
+    }
+
+    async fn flow_run(
+        self: Arc<Self>,
+        id: RunId,
+        name: String,
+        parent: Option<RunId>,
+        flow: String,
+        parameters: String,
+    ) -> Result<String, Failure> {
+        let mut state = Tracker::new(self.clone(), id, RunKind::Flow);
+        self.record(Event::FlowRunCreated(FlowRunRecord {
+            id,
+            name: name.clone(),
+            flow: flow.clone(),
+            parent,
+            deployment: self.settings.deployment.clone(),
+            parameters: serde_json::from_str(&parameters).unwrap_or(serde_json::Value::Null),
+            artifact_digest: self.program.digest.to_string(),
+            created: Utc::now(),
+        }));
+        state.go(StateType::Pending, None, None);
+        if let Err(failure) = self.check_payload("parameters", &flow, &parameters) {
+            return state.fail(failure);
+        }
+        self.flow_runs
+            .lock()
+            .expect("runs lock")
+            .insert(id, Arc::new(FlowRunInfo { name, flow: flow.clone(), parameters: parameters.clone() }));
+        state.go(StateType::Running, None, None);
+        let scope = Scope { flow_run: id, task_run: None, attempt: 1 };
+        let mut live = match self.program.instantiate(self.clone(), scope).await {
+            Ok(live) => live,
+            Err(failure) => return state.fail(failure),
+        };
+        let call = live.flow.call_run_flow(&mut live.store, &flow, &parameters);
+        let outcome = guard(call, self.settings.flow_timeout, &self.cancel).await;
+        let result = settle(outcome, &live.store, &format!("flow `{flow}`"));
+        drop(live);
+        self.flow_runs.lock().expect("runs lock").remove(&id);
+        match result.and_then(|json| self.check_payload("result", &flow, &json).map(|()| json)) {
+            Ok(json) => {
+                state.go(StateType::Completed, None, Some(Arc::from(json.as_str())));
+                Ok(json)
+            }
+            Err(failure) => state.fail(failure),
+        }
+    }
+
+    async fn task_run(self: Arc<Self>, parent: Scope, task: String, input: String) -> Result<String, Failure> {
+        let Some(policy) = self.program.description.task(&task).map(|t| t.policy.clone()) else {
+            return Err(Failure::new(FailureKind::Unknown, format!("no task named `{task}` in this component")));
+        };
+        let id = RunId::new();
+        let name = self.task_run_name(parent.flow_run, &task);
+        self.record(Event::TaskRunCreated(TaskRunRecord {
+            id,
+            flow_run: parent.flow_run,
+            task: task.clone(),
+            name: name.clone(),
+            input: input.clone(),
+            created: Utc::now(),
+        }));
+        let mut state = Tracker::new(self.clone(), id, RunKind::Task);
+        state.go(StateType::Pending, None, None);
+        let started = self.tasks_started.fetch_add(1, Ordering::Relaxed) + 1;
+        if started > self.settings.max_tasks_per_run {
+            let limit = self.settings.max_tasks_per_run;
+            return state.fail(Failure {
+                kind: FailureKind::Failed,
+                message: format!("task limit reached: a flow run may start at most {limit} task runs"),
+                retryable: false,
+            });
+        }
+        if let Err(failure) = self.check_payload("input", &task, &input) {
+            return state.fail(failure);
+        }
+        let cache_key = policy.cache.then(|| self.cache_key(&task, &input));
+        if let Some(key) = &cache_key
+            && let Some(hit) = self.cache.get(key, Utc::now())
+        {
+            state.go(StateType::Cached, None, Some(hit.clone()));
+            return Ok(hit.to_string());
+        }
+        self.task_runs.lock().expect("task runs lock").insert(id, Arc::new(TaskRunInfo { name }));
+        let timeout = policy.timeout_ms.map(Duration::from_millis).or(self.settings.default_task_timeout);
+        let max_attempts = policy.max_attempts();
+        let mut attempt = 1;
+        let outcome = loop {
+            let running = if attempt == 1 { StateType::Running } else { StateType::Retrying };
+            state.attempt = attempt;
+            state.go(running, None, None);
+            let scope = Scope { flow_run: parent.flow_run, task_run: Some(id), attempt };
+            let result = self.clone().task_attempt(scope, &task, &input, timeout).await;
+            let result = result.and_then(|json| self.check_payload("result", &task, &json).map(|()| json));
+            match result {
+                Ok(json) => break Ok(json),
+                Err(failure) if failure.retryable && attempt < max_attempts && !self.cancel.is_cancelled() => {
+                    let delay = policy.retry_delay(attempt, rand::random::<f64>());
+                    let message = format!("Retry {attempt}/{} in {delay:?} after: {failure}", policy.retries);
+                    state.go(StateType::AwaitingRetry, Some(message), None);
+                    if guard(tokio::time::sleep(delay), None, &self.cancel).await.is_err() {
+                        break Err(Failure::new(FailureKind::Cancelled, "the run was cancelled"));
+                    }
+                    attempt += 1;
+                }
+                Err(failure) => break Err(failure),
+            }
+        };
+        self.task_runs.lock().expect("task runs lock").remove(&id);
+        match outcome {
+            Ok(json) => {
+                let result: Arc<str> = Arc::from(json.as_str());
+                if let Some(key) = &cache_key {
+                    let expires = policy.cache_expiration_ms.map(|ms| Utc::now() + Duration::from_millis(ms));
+                    self.cache.put(key, result.clone(), expires);
+                }
+                state.go(StateType::Completed, None, Some(result));
+                Ok(json)
+            }
+            Err(failure) => state.fail(failure),
+        }
+    }
+
+    async fn task_attempt(
+        self: Arc<Self>,
+        scope: Scope,
+        task: &str,
+        input: &str,
+        timeout: Option<Duration>,
+    ) -> Result<String, Failure> {
+        let mut live = self.program.instantiate(self.clone(), scope).await?;
+        let call = live.flow.call_run_task(&mut live.store, task, input);
+        let outcome = guard(call, timeout, &self.cancel).await;
+        settle(outcome, &live.store, &format!("task `{task}`"))
+    }
+
+    fn task_run_name(&self, flow_run: RunId, task: &str) -> String {
+        let mut counters = self.task_counters.lock().expect("counters lock");
+        let counter = counters.entry((flow_run, task.to_string())).or_insert(0);
+        let name = format!("{task}-{counter}");
+        *counter += 1;
+        name
+    }
+
+    fn cache_key(&self, task: &str, input: &str) -> String {
+        let mut hasher = Sha256::new();
+        for part in [self.program.digest.hex().as_str(), task, input] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    fn check_payload(&self, what: &str, owner: &str, json: &str) -> Result<(), Failure> {
+        let limit = self.settings.max_payload_bytes;
+        if json.len() <= limit {
+            return Ok(());
+        }
+        Err(Failure {
+            kind: FailureKind::Failed,
+            message: format!("{what} of `{owner}` is {} bytes; the payload limit is {limit} bytes", json.len()),
+            retryable: false,
+        })
+    }
+}
+
+impl RunHost for Runner {
+    fn run_task(self: Arc<Self>, scope: Scope, name: String, input: String) -> Outcome {
+        Box::pin(self.task_run(scope, name, input))
+    }
+
+    fn run_subflow(self: Arc<Self>, scope: Scope, name: String, parameters: String) -> Outcome {
+        Box::pin(async move {
+            if self.program.description.flow(Some(&name)).is_err() {
+                return Err(Failure::new(FailureKind::Unknown, format!("no flow named `{name}` in this component")));
+            }
+            let run_name = crate::core::ids::run_name(&mut rand::rng());
+            self.flow_run(RunId::new(), run_name, Some(scope.flow_run), name, parameters).await
+        })
+    }
+
+    fn log(&self, scope: &Scope, level: LogLevel, message: &str) {
+        let limit = self.settings.max_log_bytes;
+        let before = self.log_bytes.fetch_add(message.len() as u64, Ordering::Relaxed);
+        let message = if before + message.len() as u64 <= limit {
+            message.to_string()
+        } else if before <= limit {
+            format!("[log limit of {} MiB reached: further lines of this run are dropped]", limit >> 20)
+        } else {
+            return;
+        };
+        self.record(Event::Log(LogRecord {
+            flow_run: scope.flow_run,
+            task_run: scope.task_run,
+            level,
+            message,
+            time: Utc::now(),
+        }));
+    }
+
+    fn context(&self, scope: &Scope) -> RunContext {
+        let flow = self.flow_runs.lock().expect("runs lock").get(&scope.flow_run).cloned();
+        let task = scope.task_run.and_then(|id| self.task_runs.lock().expect("task runs lock").get(&id).cloned());
+        RunContext {
+            flow_run_id: scope.flow_run.to_string(),
+            flow_run_name: flow.as_ref().map(|f| f.name.clone()).unwrap_or_default(),
+            flow_name: flow.as_ref().map(|f| f.flow.clone()).unwrap_or_default(),
+            deployment: self.settings.deployment.clone(),
+            attempt: scope.attempt,
+            scheduled_time: self.settings.scheduled_time.map(|t| t.to_rfc3339()),
+            parameters: flow.map(|f| f.parameters.clone()).unwrap_or_else(|| "{}".into()),
+            task_run_id: scope.task_run.map(|id| id.to_string()),
+            task_run_name: task.map(|t| t.name.clone()),
+        }
+    }
+}
+
+/// The outcome of a guest call, as a result or a failure.
+fn settle(
+    outcome: Result<wasmtime::Result<Result<String, crate::sandbox::bindings::RunError>>, Interrupt>,
+    store: &wasmtime::Store<crate::sandbox::instance::InstanceState>,
+    what: &str,
+) -> Result<String, Failure> {
+    match outcome {
+        Err(Interrupt::TimedOut(limit)) => {
+            Err(Failure::new(FailureKind::TimedOut, format!("{what} exceeded its timeout of {limit:?}")))
+        }
+        Err(Interrupt::Cancelled) => Err(Failure::new(FailureKind::Cancelled, "the run was cancelled")),
+        Ok(Err(trap)) => Err(crash(store, &trap, &format!("{what} crashed"))),
+        Ok(Ok(Err(error))) => Err(error.into()),
+        Ok(Ok(Ok(json))) => Ok(json),
+    }
+}
+
+/// The current state of one run; every move is checked against the table
+/// and recorded before the runner goes on.
+struct Tracker {
+    runner: Arc<Runner>,
+    run: RunId,
+    kind: RunKind,
+    current: Option<StateType>,
+    attempt: u32,
+}
+
+impl Tracker {
+    fn new(runner: Arc<Runner>, run: RunId, kind: RunKind) -> Self {
+        Self { runner, run, kind, current: None, attempt: 1 }
+    }
+
+    fn go(&mut self, state: StateType, message: Option<String>, result: Option<Arc<str>>) {
+        if let Err(err) = check_transition(self.current, state) {
+            // A host bug, not a guest's doing: record it loudly, keep going.
+            debug_assert!(false, "{err}");
+            self.runner.log(
+                &Scope { flow_run: self.run, task_run: None, attempt: self.attempt },
+                LogLevel::Error,
+                &format!("internal: {err}"),
+            );
+        }
+        self.current = Some(state);
+        self.runner.record(Event::State(StateRecord {
+            run: self.run,
+            kind: self.kind,
+            state,
+            message,
+            attempt: self.attempt,
+            result,
+            time: Utc::now(),
+        }));
+    }
+
+    fn fail<T>(&mut self, failure: Failure) -> Result<T, Failure> {
+        self.go(failure.end_state(), Some(failure.message.clone()), None);
+        Err(failure)
+    }
+}

@@ -1,0 +1,95 @@
+//! The one host-side `bindgen!` of `wit/`, and the conversions between its
+//! types and the domain types in `core`.
+
+#![allow(missing_docs)]
+
+use crate::core::describe::{ComponentDescription, FlowDescription, TaskDescription};
+use crate::core::failure::{Failure, FailureKind};
+use crate::core::policy::TaskPolicy;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "sluice:flow/flow",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use sluice::flow::types::{
+    Failure as WitFailure, LogLevel, RunContext, TaskCall, TaskPolicy as WitTaskPolicy,
+};
+
+impl From<RunError> for Failure {
+    fn from(error: RunError) -> Self {
+        match error {
+            RunError::Failed(f) => Failure { kind: FailureKind::Failed, message: f.message, retryable: f.retryable },
+            RunError::Crashed(f) => Failure { kind: FailureKind::Crashed, message: f.message, retryable: f.retryable },
+            RunError::InvalidInput(m) => Failure::new(FailureKind::InvalidInput, m),
+            RunError::Unknown(m) => Failure::new(FailureKind::Unknown, m),
+            RunError::TimedOut(m) => Failure::new(FailureKind::TimedOut, m),
+            RunError::Cancelled(m) => Failure::new(FailureKind::Cancelled, m),
+        }
+    }
+}
+
+impl From<Failure> for RunError {
+    fn from(failure: Failure) -> Self {
+        let Failure { kind, message, retryable } = failure;
+        match kind {
+            FailureKind::Failed => RunError::Failed(WitFailure { message, retryable }),
+            FailureKind::Crashed => RunError::Crashed(WitFailure { message, retryable }),
+            FailureKind::InvalidInput => RunError::InvalidInput(message),
+            FailureKind::Unknown => RunError::Unknown(message),
+            FailureKind::TimedOut => RunError::TimedOut(message),
+            FailureKind::Cancelled => RunError::Cancelled(message),
+        }
+    }
+}
+
+impl From<WitTaskPolicy> for TaskPolicy {
+    fn from(p: WitTaskPolicy) -> Self {
+        TaskPolicy {
+            retries: p.retries,
+            retry_delay_ms: p.retry_delay_ms,
+            backoff: p.backoff,
+            jitter: p.jitter,
+            timeout_ms: p.timeout_ms,
+            cache: p.cache,
+            cache_expiration_ms: p.cache_expiration_ms,
+        }
+    }
+}
+
+impl TryFrom<ComponentInfo> for ComponentDescription {
+    type Error = String;
+
+    fn try_from(info: ComponentInfo) -> Result<Self, String> {
+        let schema = |what: &str, name: &str, text: &str| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| format!("`describe` returned a schema for {what} `{name}` that is not JSON: {e}"))
+        };
+        let flows = info
+            .flows
+            .into_iter()
+            .map(|f| {
+                Ok(FlowDescription {
+                    parameters_schema: schema("flow", &f.name, &f.parameters_schema)?,
+                    name: f.name,
+                    description: f.description,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let tasks = info
+            .tasks
+            .into_iter()
+            .map(|t| {
+                Ok(TaskDescription {
+                    input_schema: schema("task", &t.name, &t.input_schema)?,
+                    name: t.name,
+                    description: t.description,
+                    policy: t.policy.into(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(ComponentDescription { version: info.version, flows, tasks })
+    }
+}

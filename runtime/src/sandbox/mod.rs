@@ -1,0 +1,10 @@
+//! The sandbox: wasmtime engine settings, the WIT boundary, the host side of
+//! every instance, and loading a component (with its compile cache).
+
+pub mod bindings;
+pub mod compile_cache;
+pub mod engine;
+pub mod instance;
+pub mod limiter;
+pub mod program;
+pub mod stdio;

@@ -1,0 +1,209 @@
+//! Loading a component: checking that it is a component implementing
+//! `sluice:flow`, compiling it (or loading its cached machine code), linking
+//! it once (`InstancePre`), and asking it to `describe` itself.
+
+use crate::artifact::Digest;
+use crate::core::describe::ComponentDescription;
+use crate::core::failure::{Failure, FailureKind};
+use crate::core::record::LogLevel;
+use crate::sandbox::bindings::{Flow, FlowPre, RunContext};
+use crate::sandbox::compile_cache::{CompileCache, CompileSource};
+use crate::sandbox::engine::EngineSettings;
+use crate::sandbox::instance::{InstanceState, Outcome, RunHost, Scope};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store};
+
+/// Default memory limit of one instance.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+
+/// Why a file cannot be run as a flow component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly file (it does not start with the `\\0asm` magic bytes); build the flow for wasm32-wasip2")]
+    NotWasm,
+    /// A core module, not a component.
+    #[error(
+        "this is a core WebAssembly module, not a component; build it with `--target wasm32-wasip2` or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule,
+    /// Wasm that does not parse or validate.
+    #[error("the component is not valid WebAssembly: {0}")]
+    Invalid(String),
+    /// A component that is not a Sluice flow.
+    #[error("the component does not implement the world sluice:flow/flow: {0}")]
+    NotAFlow(String),
+    /// `describe` failed or returned nonsense.
+    #[error("the component's `describe` failed: {0}")]
+    Describe(String),
+}
+
+/// The engine, the linker and the compile cache shared by every program.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    cache: CompileCache,
+    memory_limit: usize,
+}
+
+impl Sandbox {
+    /// A sandbox with these engine settings and compile cache.
+    pub fn new(settings: &EngineSettings, cache: CompileCache) -> anyhow::Result<Self> {
+        let engine = settings.build()?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Flow::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |state| state)?;
+        Ok(Self { engine, linker, cache, memory_limit: DEFAULT_MEMORY_LIMIT })
+    }
+
+    /// Sets the memory limit of every instance of programs loaded from now on.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Checks, compiles, links and describes a component.
+    pub async fn load(&self, bytes: &[u8]) -> Result<Program, LoadError> {
+        check_header(bytes)?;
+        let digest = Digest::of(bytes);
+        let (component, source) = self
+            .cache
+            .load_or_compile(&self.engine, &digest, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let imports: Vec<String> =
+            component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            LoadError::NotAFlow(format!("{e:#}; Sluice provides sluice:flow/host and WASI 0.2 (with nothing granted)"))
+        })?;
+        let pre = FlowPre::new(instance_pre).map_err(|e| LoadError::NotAFlow(format!("{e:#}")))?;
+        let mut program = Program {
+            digest,
+            description: ComponentDescription { version: String::new(), flows: vec![], tasks: vec![] },
+            imports,
+            compile_source: source,
+            engine: self.engine.clone(),
+            pre,
+            memory_limit: self.memory_limit,
+        };
+        program.description = program.describe().await?;
+        Ok(program)
+    }
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    // Bytes 4..8 are the version and layer: layer 0 is a core module.
+    if bytes[6..8] == [0, 0] {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// A loaded flow component, ready to be instantiated many times.
+pub struct Program {
+    /// sha256 of its bytes.
+    pub digest: Digest,
+    /// What `describe` said.
+    pub description: ComponentDescription,
+    /// Names of the interfaces it imports.
+    pub imports: Vec<String>,
+    /// Whether its machine code came from the cache.
+    pub compile_source: CompileSource,
+    engine: Engine,
+    pre: FlowPre<InstanceState>,
+    memory_limit: usize,
+}
+
+/// A live instance and its store.
+pub struct Live {
+    /// The store holding the instance's state.
+    pub store: Store<InstanceState>,
+    /// The instance's exports.
+    pub flow: Flow,
+}
+
+impl Program {
+    /// The wasmtime engine it was compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A fresh instance serving `scope`, its host calls going to `host`.
+    pub async fn instantiate(&self, host: Arc<dyn RunHost>, scope: Scope) -> Result<Live, Failure> {
+        let mut store = Store::new(&self.engine, InstanceState::new(host, scope, self.memory_limit));
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(flow) => Ok(Live { store, flow }),
+            Err(err) => Err(crash(&store, &err, "instantiation failed")),
+        }
+    }
+
+    async fn describe(&self) -> Result<ComponentDescription, LoadError> {
+        let scope = Scope { flow_run: crate::core::ids::RunId::new(), task_run: None, attempt: 1 };
+        let mut live = self.instantiate(Arc::new(DescribeHost), scope).await.map_err(|f| LoadError::Describe(f.message))?;
+        let call = live.flow.call_describe(&mut live.store);
+        let info = match tokio::time::timeout(Duration::from_secs(10), call).await {
+            Ok(Ok(info)) => info,
+            Ok(Err(err)) => return Err(LoadError::Describe(crash(&live.store, &err, "trap").message)),
+            Err(_) => return Err(LoadError::Describe("it did not return within 10 s".into())),
+        };
+        let description = ComponentDescription::try_from(info).map_err(LoadError::Describe)?;
+        if description.flows.is_empty() {
+            return Err(LoadError::Describe("it declares no flows".into()));
+        }
+        Ok(description)
+    }
+}
+
+/// The failure of an instance that trapped: the limit it hit if any, else
+/// the trap's own message.
+pub fn crash(store: &Store<InstanceState>, err: &wasmtime::Error, context: &str) -> Failure {
+    if let Some(limit) = store.data().limiter.refused() {
+        return Failure::new(FailureKind::Crashed, limit.to_string());
+    }
+    let message = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("{context}: wasm trap: {trap}"),
+        None => format!("{context}: {}", err.root_cause()),
+    };
+    Failure::new(FailureKind::Crashed, message)
+}
+
+/// The host seen by `describe`: it runs nothing.
+struct DescribeHost;
+
+impl RunHost for DescribeHost {
+    fn run_task(self: Arc<Self>, _: Scope, name: String, _: String) -> Outcome {
+        Box::pin(async move { Err(Failure::new(FailureKind::Failed, format!("cannot run task `{name}` during describe"))) })
+    }
+
+    fn run_subflow(self: Arc<Self>, _: Scope, name: String, _: String) -> Outcome {
+        Box::pin(async move { Err(Failure::new(FailureKind::Failed, format!("cannot run flow `{name}` during describe"))) })
+    }
+
+    fn log(&self, _: &Scope, _: LogLevel, _: &str) {}
+
+    fn context(&self, scope: &Scope) -> RunContext {
+        RunContext {
+            flow_run_id: scope.flow_run.to_string(),
+            flow_run_name: String::new(),
+            flow_name: String::new(),
+            deployment: None,
+            attempt: 1,
+            scheduled_time: None,
+            parameters: "{}".into(),
+            task_run_id: None,
+            task_run_name: None,
+        }
+    }
+}

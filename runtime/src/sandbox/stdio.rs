@@ -1,0 +1,155 @@
+//! Guest stdout and stderr as log lines: bytes are cut into lines and each
+//! line goes to the run's log as it completes, up to a byte budget.
+
+use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+/// Where finished lines go.
+pub type LineSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Longest line kept; longer lines are cut with a marker.
+const MAX_LINE_BYTES: usize = 16 << 10;
+
+/// One guest output stream (stdout or stderr) of one instance.
+#[derive(Clone)]
+pub struct LogStream {
+    inner: Arc<Mutex<LineBuffer>>,
+}
+
+struct LineBuffer {
+    pending: Vec<u8>,
+    sink: LineSink,
+}
+
+impl LogStream {
+    /// A stream whose lines go to `sink`.
+    pub fn new(sink: LineSink) -> Self {
+        Self { inner: Arc::new(Mutex::new(LineBuffer { pending: Vec::new(), sink })) }
+    }
+}
+
+impl LineBuffer {
+    fn write(&mut self, mut bytes: &[u8]) {
+        while let Some(newline) = bytes.iter().position(|b| *b == b'\n') {
+            self.push(&bytes[..newline]);
+            self.emit();
+            bytes = &bytes[newline + 1..];
+        }
+        self.push(bytes);
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.pending.len());
+        self.pending.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if bytes.len() > room {
+            self.emit();
+            (self.sink)("[line cut at 16 KiB]");
+        }
+    }
+
+    fn emit(&mut self) {
+        let line = String::from_utf8_lossy(&self.pending);
+        (self.sink)(line.trim_end_matches('\r'));
+        self.pending.clear();
+    }
+}
+
+impl Drop for LineBuffer {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            self.emit();
+        }
+    }
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl OutputStream for LogStream {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.inner.lock().expect("log stream lock").write(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 << 10)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for LogStream {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for LogStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.inner.lock().expect("log stream lock").write(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collecting() -> (LogStream, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink_lines = lines.clone();
+        let stream = LogStream::new(Arc::new(move |line: &str| sink_lines.lock().unwrap().push(line.to_string())));
+        (stream, lines)
+    }
+
+    #[test]
+    fn bytes_become_lines_and_the_tail_is_flushed_on_drop() {
+        let (mut stream, lines) = collecting();
+        stream.write(Bytes::from_static(b"hel")).unwrap();
+        stream.write(Bytes::from_static(b"lo\r\nworld\npartial")).unwrap();
+        assert_eq!(*lines.lock().unwrap(), vec!["hello", "world"]);
+        drop(stream);
+        assert_eq!(*lines.lock().unwrap(), vec!["hello", "world", "partial"]);
+    }
+
+    #[test]
+    fn overlong_lines_are_cut_with_a_marker() {
+        let (mut stream, lines) = collecting();
+        stream.write(Bytes::from(vec![b'x'; MAX_LINE_BYTES + 10])).unwrap();
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines[0].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[1], "[line cut at 16 KiB]");
+    }
+}
