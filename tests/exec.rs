@@ -78,7 +78,10 @@ fn etl_maps_in_parallel_caches_and_fills_nested_defaults() {
     let params = r#"{"settings": {"extract_latency_ms": 400}}"#;
     let (code, report) = Sluice::new().exec_json(&guest("etl_flow"), &["--params", params]);
     assert_eq!(code, 0, "{report:#}");
-    assert_eq!(report["flow_run"]["result"], json!({"rows": [300, 200], "total_cents": 46000, "loaded_to": "warehouse"}));
+    assert_eq!(
+        report["flow_run"]["result"],
+        json!({"rows": [300, 200], "total_cents": 46000, "loaded_to": "warehouse"})
+    );
     assert_eq!(report["flow_runs"][0]["parameters"]["sources"][0]["name"], "orders", "defaults are recorded");
 
     // The two reads each sleep 400 ms; they overlap only if they ran in parallel.

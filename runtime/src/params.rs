@@ -21,7 +21,8 @@ pub fn parse_param(text: &str) -> Result<(String, Value), String> {
 pub fn parse_params_object(text: &str) -> Result<Map<String, Value>, String> {
     let (json, origin) = match text.strip_prefix('@') {
         Some(path) => {
-            let json = std::fs::read_to_string(path).map_err(|e| format!("cannot read parameters file `{path}`: {e}"))?;
+            let json =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read parameters file `{path}`: {e}"))?;
             (json, format!("the file `{path}`"))
         }
         None => (text.to_string(), "--params".to_string()),

@@ -106,3 +106,21 @@ pub fn logs_of(report: &Value, run_name: &str) -> Vec<String> {
         .map(|l| l["message"].as_str().expect("a message").to_string())
         .collect()
 }
+
+/// The Python example, built by its own script (componentize-py in a venv).
+pub fn python_greet() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = target_dir().join("wasm32-wasip2").join("guest").join("python_greet.wasm");
+            if std::env::var_os("SLUICE_EXAMPLES_BUILT").is_none() || !out.exists() {
+                let status = Command::new(repo().join("examples/python-greet/build.sh"))
+                    .arg(&out)
+                    .status()
+                    .expect("running examples/python-greet/build.sh");
+                assert!(status.success(), "building the Python example failed");
+            }
+            out
+        })
+        .clone()
+}

@@ -39,7 +39,10 @@ impl Options {
                     } else {
                         "name"
                     };
-                    return Err(syn::Error::new_spanned(&arg.path, format!("unknown option; expected one of: {allowed}")));
+                    return Err(syn::Error::new_spanned(
+                        &arg.path,
+                        format!("unknown option; expected one of: {allowed}"),
+                    ));
                 }
             }
         }
@@ -100,7 +103,10 @@ fn duration_ms(value: &Expr) -> syn::Result<u64> {
         other => return Err(syn::Error::new_spanned(other, "expected a duration such as \"1s\"")),
     };
     parse_duration_ms(&text).ok_or_else(|| {
-        syn::Error::new_spanned(value, format!("`{text}` is not a duration; write for example \"250ms\", \"1s\", \"2m\" or \"1h\""))
+        syn::Error::new_spanned(
+            value,
+            format!("`{text}` is not a duration; write for example \"250ms\", \"1s\", \"2m\" or \"1h\""),
+        )
     })
 }
 

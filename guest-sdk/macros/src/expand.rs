@@ -179,7 +179,10 @@ fn take_params(function: &mut ItemFn) -> syn::Result<Vec<Param>> {
             return Err(syn::Error::new_spanned(input, "flows and tasks are free functions, not methods"));
         };
         let Pat::Ident(ident) = &*typed.pat else {
-            return Err(syn::Error::new_spanned(&typed.pat, "give each parameter a plain name; it becomes a JSON field"));
+            return Err(syn::Error::new_spanned(
+                &typed.pat,
+                "give each parameter a plain name; it becomes a JSON field",
+            ));
         };
         let mut default = None;
         let mut kept = Vec::new();

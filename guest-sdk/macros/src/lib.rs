@@ -16,9 +16,7 @@ use proc_macro::TokenStream;
 /// default value; `Option<T>` parameters may be left out.
 #[proc_macro_attribute]
 pub fn flow(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::expand(expand::Kind::Flow, attr.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand::expand(expand::Kind::Flow, attr.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
 /// Marks a task: `#[task(retries = 2, retry_delay = "1s", backoff = 2.0,
@@ -27,7 +25,5 @@ pub fn flow(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Durations are strings such as `"250ms"`, `"1s"`, `"2m"` or `"1h"`.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::expand(expand::Kind::Task, attr.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand::expand(expand::Kind::Task, attr.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }

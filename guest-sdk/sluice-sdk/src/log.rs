@@ -33,6 +33,6 @@ macro_rules! __sluice_warn { ($($arg:tt)+) => { $crate::__sluice_log!(Warning, $
 macro_rules! __sluice_error { ($($arg:tt)+) => { $crate::__sluice_log!(Error, $($arg)+) }; }
 
 pub use crate::{
-    __sluice_debug as debug, __sluice_error as error, __sluice_info as info,
-    __sluice_trace as trace, __sluice_warn as warn,
+    __sluice_debug as debug, __sluice_error as error, __sluice_info as info, __sluice_trace as trace,
+    __sluice_warn as warn,
 };

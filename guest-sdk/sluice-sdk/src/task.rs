@@ -101,7 +101,8 @@ pub fn encode_output<O: Serialize>(value: &O) -> Result<String, RunError> {
 }
 
 fn encode_call<I: Serialize>(name: &str, input: &I) -> Result<String> {
-    serde_json::to_string(input).map_err(|e| Error::fatal(format!("input of `{name}` could not be encoded as JSON: {e}")))
+    serde_json::to_string(input)
+        .map_err(|e| Error::fatal(format!("input of `{name}` could not be encoded as JSON: {e}")))
 }
 
 fn decode_result<O: DeserializeOwned>(name: &str, json: &str) -> Result<O> {

@@ -7,7 +7,7 @@ use crate::core::record::{Fanout, Recorder};
 use crate::core::state::StateType;
 use crate::params;
 use crate::runner::{MemoryCache, MemoryRecorder, RunSettings, Runner};
-use crate::sandbox::compile_cache::CompileCache;
+use crate::sandbox::compile_cache::{CompileCache, CompileSource};
 use crate::sandbox::engine::EngineSettings;
 use crate::sandbox::program::Sandbox;
 use std::path::PathBuf;
@@ -45,7 +45,10 @@ pub struct ExecArgs {
 
 fn seconds(value: Option<f64>, flag: &str) -> Result<Option<Duration>, CliError> {
     value
-        .map(|s| Duration::try_from_secs_f64(s).map_err(|_| CliError::usage(format!("{flag} must be a positive number of seconds"))))
+        .map(|s| {
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| CliError::usage(format!("{flag} must be a positive number of seconds")))
+        })
         .transpose()
 }
 
@@ -66,13 +69,19 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::usage(format!("cannot run `{}`: {e}", args.file.display())))?;
     let flow = program.description.flow(args.flow.as_deref()).map_err(CliError::usage)?.clone();
+    let compile = match program.compile_source {
+        CompileSource::Compiled => "compiled",
+        CompileSource::Cached => "cached",
+    };
     let supplied = params::collect(args.params_object.as_deref(), &args.params).map_err(CliError::usage)?;
     let parameters = params::resolve(&flow.name, &flow.parameters_schema, supplied).map_err(CliError::usage)?;
 
+    let digest = program.digest.clone();
     let memory_recorder = Arc::new(MemoryRecorder::default());
     let stream = if args.output == Output::Json { Stream::Stderr } else { Stream::Stdout };
     let recorders: Vec<Arc<dyn Recorder>> = vec![memory_recorder.clone(), Arc::new(Console::new(stream))];
-    let runner = Runner::new(Arc::new(program), Arc::new(Fanout(recorders)), Arc::new(MemoryCache::default()), settings);
+    let runner =
+        Runner::new(Arc::new(program), Arc::new(Fanout(recorders)), Arc::new(MemoryCache::default()), settings);
 
     let cancel = runner.cancel_token();
     tokio::spawn(async move {
@@ -90,6 +99,8 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode, CliError> {
         }
         Output::Json => {
             let mut report = memory_recorder.report();
+            report["artifact"] = serde_json::json!(digest);
+            report["compile"] = serde_json::json!(compile);
             report["flow_run"] = serde_json::json!({
                 "id": outcome.id,
                 "name": outcome.name,

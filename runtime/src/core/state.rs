@@ -38,8 +38,19 @@ use StateType::*;
 
 /// Every state, in lifecycle order.
 pub const ALL_STATES: [StateType; 13] = [
-    Scheduled, Late, Pending, Running, AwaitingRetry, Retrying, Completed, Cached, Failed, TimedOut, Crashed,
-    Cancelling, Cancelled,
+    Scheduled,
+    Late,
+    Pending,
+    Running,
+    AwaitingRetry,
+    Retrying,
+    Completed,
+    Cached,
+    Failed,
+    TimedOut,
+    Crashed,
+    Cancelling,
+    Cancelled,
 ];
 
 impl StateType {
@@ -181,7 +192,7 @@ mod tests {
 
     #[test]
     fn skipping_running_is_refused() {
-        assert_eq!(Pending.can_become(Completed), false);
+        assert!(!Pending.can_become(Completed));
         assert_eq!(check_transition(Some(Scheduled), Running), Err(InvalidTransition { from: Scheduled, to: Running }));
         assert!(check_transition(None, Running).is_err());
         assert!(!AwaitingRetry.can_become(Completed));

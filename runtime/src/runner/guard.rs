@@ -41,7 +41,10 @@ mod tests {
     async fn a_slow_call_times_out() {
         let cancel = CancellationToken::new();
         let slow = tokio::time::sleep(Duration::from_secs(10));
-        assert_eq!(guard(slow, Some(Duration::from_secs(1)), &cancel).await, Err(Interrupt::TimedOut(Duration::from_secs(1))));
+        assert_eq!(
+            guard(slow, Some(Duration::from_secs(1)), &cancel).await,
+            Err(Interrupt::TimedOut(Duration::from_secs(1)))
+        );
     }
 
     #[tokio::test(start_paused = true)]

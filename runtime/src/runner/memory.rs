@@ -89,8 +89,11 @@ impl MemoryRecorder {
 /// Cached task results in memory: shared by the tasks of one process.
 #[derive(Default)]
 pub struct MemoryCache {
-    entries: Mutex<HashMap<String, (Arc<str>, Option<DateTime<Utc>>)>>,
+    entries: Mutex<HashMap<String, CacheEntry>>,
 }
+
+/// A result and when it stops being valid.
+type CacheEntry = (Arc<str>, Option<DateTime<Utc>>);
 
 impl ResultCache for MemoryCache {
     fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<str>> {

@@ -126,7 +126,13 @@ impl Runner {
     }
 
     /// Runs `flow` as a new top-level flow run named `name`.
-    pub async fn run(self: &Arc<Self>, id: RunId, name: String, flow: &str, parameters: &serde_json::Value) -> FlowOutcome {
+    pub async fn run(
+        self: &Arc<Self>,
+        id: RunId,
+        name: String,
+        flow: &str,
+        parameters: &serde_json::Value,
+    ) -> FlowOutcome {
         let parameters = parameters.to_string();
         let outcome = self.clone().flow_run(id, name.clone(), None, flow.to_string(), parameters).await;
         let state = match &outcome {
@@ -193,20 +199,31 @@ impl Runner {
         }
     }
 
-    async fn task_run(self: Arc<Self>, parent: Scope, task: String, input: String) -> Result<String, Failure> {
-        let Some(policy) = self.program.description.task(&task).map(|t| t.policy.clone()) else {
-            return Err(Failure::new(FailureKind::Unknown, format!("no task named `{task}` in this component")));
-        };
+    /// Creates the task run (its id and name) at once, in call order, so
+    /// that tasks submitted together are named in the order they were given.
+    fn create_task_run(&self, parent: &Scope, task: &str, input: &str) -> Option<(RunId, String)> {
+        self.program.description.task(task)?;
         let id = RunId::new();
-        let name = self.task_run_name(parent.flow_run, &task);
+        let name = self.task_run_name(parent.flow_run, task);
         self.record(Event::TaskRunCreated(TaskRunRecord {
             id,
             flow_run: parent.flow_run,
-            task: task.clone(),
+            task: task.to_string(),
             name: name.clone(),
-            input: input.clone(),
+            input: input.to_string(),
             created: Utc::now(),
         }));
+        Some((id, name))
+    }
+
+    async fn task_run(
+        self: Arc<Self>,
+        parent: Scope,
+        (id, name): (RunId, String),
+        task: String,
+        input: String,
+    ) -> Result<String, Failure> {
+        let policy = self.program.description.task(&task).map(|t| t.policy.clone()).unwrap_or_default();
         let mut state = Tracker::new(self.clone(), id, RunKind::Task);
         state.go(StateType::Pending, None, None);
         let started = self.tasks_started.fetch_add(1, Ordering::Relaxed) + 1;
@@ -243,7 +260,7 @@ impl Runner {
                 Ok(json) => break Ok(json),
                 Err(failure) if failure.retryable && attempt < max_attempts && !self.cancel.is_cancelled() => {
                     let delay = policy.retry_delay(attempt, rand::random::<f64>());
-                    let message = format!("Retry {attempt}/{} in {delay:?} after: {failure}", policy.retries);
+                    let message = format!("Retry {attempt}/{} in {} after: {failure}", policy.retries, words(delay));
                     state.go(StateType::AwaitingRetry, Some(message), None);
                     if guard(tokio::time::sleep(delay), None, &self.cancel).await.is_err() {
                         break Err(Failure::new(FailureKind::Cancelled, "the run was cancelled"));
@@ -313,7 +330,12 @@ impl Runner {
 
 impl RunHost for Runner {
     fn run_task(self: Arc<Self>, scope: Scope, name: String, input: String) -> Outcome {
-        Box::pin(self.task_run(scope, name, input))
+        match self.create_task_run(&scope, &name, &input) {
+            Some(created) => Box::pin(self.task_run(scope, created, name, input)),
+            None => Box::pin(async move {
+                Err(Failure::new(FailureKind::Unknown, format!("no task named `{name}` in this component")))
+            }),
+        }
     }
 
     fn run_subflow(self: Arc<Self>, scope: Scope, name: String, parameters: String) -> Outcome {
@@ -362,6 +384,15 @@ impl RunHost for Runner {
     }
 }
 
+/// A delay for people: `250 ms`, `1.5 s`.
+fn words(delay: Duration) -> String {
+    if delay < Duration::from_secs(1) {
+        format!("{} ms", delay.as_millis())
+    } else {
+        format!("{:.1} s", delay.as_secs_f64())
+    }
+}
+
 /// The outcome of a guest call, as a result or a failure.
 fn settle(
     outcome: Result<wasmtime::Result<Result<String, crate::sandbox::bindings::RunError>>, Interrupt>,
@@ -374,8 +405,26 @@ fn settle(
         }
         Err(Interrupt::Cancelled) => Err(Failure::new(FailureKind::Cancelled, "the run was cancelled")),
         Ok(Err(trap)) => Err(crash(store, &trap, &format!("{what} crashed"))),
-        Ok(Ok(Err(error))) => Err(error.into()),
+        Ok(Ok(Err(error))) => Err(guest_error(error)),
         Ok(Ok(Ok(json))) => Ok(json),
+    }
+}
+
+/// An error the guest returned. A guest passing on a task's timeout or crash
+/// has itself failed: only the host decides that a call timed out, crashed
+/// or was cancelled.
+fn guest_error(error: crate::sandbox::bindings::RunError) -> Failure {
+    let failure = Failure::from(error);
+    let prefix = match failure.kind {
+        FailureKind::Failed | FailureKind::InvalidInput | FailureKind::Unknown => return failure,
+        FailureKind::TimedOut => "timed out",
+        FailureKind::Cancelled => "cancelled",
+        FailureKind::Crashed => "crashed",
+    };
+    Failure {
+        kind: FailureKind::Failed,
+        message: format!("{prefix}: {}", failure.message),
+        retryable: failure.retryable,
     }
 }
 

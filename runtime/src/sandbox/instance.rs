@@ -119,7 +119,9 @@ impl bindings::sluice::flow::host::Host for InstanceState {
             let outcome = match self.submitted.remove(&handle) {
                 Some(join) => match join.await {
                     Ok(outcome) => outcome,
-                    Err(err) => Err(Failure::new(FailureKind::Crashed, format!("the task's host thread failed: {err}"))),
+                    Err(err) => {
+                        Err(Failure::new(FailureKind::Crashed, format!("the task's host thread failed: {err}")))
+                    }
                 },
                 None => Err(Failure::new(FailureKind::Unknown, format!("no pending task with handle {handle}"))),
             };

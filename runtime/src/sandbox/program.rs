@@ -22,7 +22,9 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Not WebAssembly at all.
-    #[error("not a WebAssembly file (it does not start with the `\\0asm` magic bytes); build the flow for wasm32-wasip2")]
+    #[error(
+        "not a WebAssembly file (it does not start with the `\\0asm` magic bytes); build the flow for wasm32-wasip2"
+    )]
     NotWasm,
     /// A core module, not a component.
     #[error(
@@ -151,7 +153,8 @@ impl Program {
 
     async fn describe(&self) -> Result<ComponentDescription, LoadError> {
         let scope = Scope { flow_run: crate::core::ids::RunId::new(), task_run: None, attempt: 1 };
-        let mut live = self.instantiate(Arc::new(DescribeHost), scope).await.map_err(|f| LoadError::Describe(f.message))?;
+        let mut live =
+            self.instantiate(Arc::new(DescribeHost), scope).await.map_err(|f| LoadError::Describe(f.message))?;
         let call = live.flow.call_describe(&mut live.store);
         let info = match tokio::time::timeout(Duration::from_secs(10), call).await {
             Ok(Ok(info)) => info,
@@ -173,7 +176,7 @@ pub fn crash(store: &Store<InstanceState>, err: &wasmtime::Error, context: &str)
         return Failure::new(FailureKind::Crashed, limit.to_string());
     }
     let message = match err.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("{context}: wasm trap: {trap}"),
+        Some(trap) => format!("{context}: {trap}"),
         None => format!("{context}: {}", err.root_cause()),
     };
     Failure::new(FailureKind::Crashed, message)
@@ -184,11 +187,15 @@ struct DescribeHost;
 
 impl RunHost for DescribeHost {
     fn run_task(self: Arc<Self>, _: Scope, name: String, _: String) -> Outcome {
-        Box::pin(async move { Err(Failure::new(FailureKind::Failed, format!("cannot run task `{name}` during describe"))) })
+        Box::pin(
+            async move { Err(Failure::new(FailureKind::Failed, format!("cannot run task `{name}` during describe"))) },
+        )
     }
 
     fn run_subflow(self: Arc<Self>, _: Scope, name: String, _: String) -> Outcome {
-        Box::pin(async move { Err(Failure::new(FailureKind::Failed, format!("cannot run flow `{name}` during describe"))) })
+        Box::pin(
+            async move { Err(Failure::new(FailureKind::Failed, format!("cannot run flow `{name}` during describe"))) },
+        )
     }
 
     fn log(&self, _: &Scope, _: LogLevel, _: &str) {}

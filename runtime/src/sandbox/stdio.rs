@@ -51,7 +51,11 @@ impl LineBuffer {
 
     fn emit(&mut self) {
         let line = String::from_utf8_lossy(&self.pending);
-        (self.sink)(line.trim_end_matches('\r'));
+        let line = line.trim_end_matches('\r');
+        // Blank lines carry nothing in a log.
+        if !line.trim().is_empty() {
+            (self.sink)(line);
+        }
         self.pending.clear();
     }
 }
@@ -111,7 +115,10 @@ impl tokio::io::AsyncWrite for LogStream {
         std::task::Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -138,7 +145,7 @@ mod tests {
     fn bytes_become_lines_and_the_tail_is_flushed_on_drop() {
         let (mut stream, lines) = collecting();
         stream.write(Bytes::from_static(b"hel")).unwrap();
-        stream.write(Bytes::from_static(b"lo\r\nworld\npartial")).unwrap();
+        stream.write(Bytes::from_static(b"lo\r\n\nworld\npartial")).unwrap();
         assert_eq!(*lines.lock().unwrap(), vec!["hello", "world"]);
         drop(stream);
         assert_eq!(*lines.lock().unwrap(), vec!["hello", "world", "partial"]);

@@ -64,6 +64,7 @@ fn deep() -> sluice_sdk::Result<u64> {
 /// Recurses without end.
 #[task]
 fn recurse() -> u64 {
+    #[allow(unconditional_recursion, clippy::only_used_in_recursion)]
     fn down(n: u64) -> u64 {
         std::hint::black_box(down(n + 1)) + 1
     }

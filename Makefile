@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` (build and run the examples) and
+# `make test` (every test). Both install what they need on a fresh machine.
+
+CARGO ?= cargo
+GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow
+GUEST_DIR := target/wasm32-wasip2/guest
+SLUICE := target/debug/sluice
+
+.PHONY: setup guests python-example build demo test lint bench
+
+setup:
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+guests: setup
+	$(CARGO) build --profile guest --target wasm32-wasip2 $(GUESTS)
+
+python-example:
+	./examples/python-greet/build.sh
+
+build:
+	$(CARGO) build -p sluice
+
+demo: guests build
+	$(SLUICE) exec $(GUEST_DIR)/hello_flow.wasm --param name=Leo
+	$(SLUICE) exec $(GUEST_DIR)/pipeline_flow.wasm
+
+test: guests python-example
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		SLUICE_EXAMPLES_BUILT=1 $(CARGO) nextest run --no-fail-fast; \
+	else \
+		SLUICE_EXAMPLES_BUILT=1 $(CARGO) test --no-fail-fast; \
+	fi
+	$(CARGO) test --doc
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --profile guest --target wasm32-wasip2 $(GUESTS) -- -D warnings
+
+bench: guests build
+	$(CARGO) bench -p sluice --bench task_overhead
