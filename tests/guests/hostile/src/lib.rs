@@ -64,9 +64,11 @@ fn deep() -> sluice_sdk::Result<u64> {
 /// Recurses without end.
 #[task]
 fn recurse() -> u64 {
-    #[allow(unconditional_recursion, clippy::only_used_in_recursion)]
-    fn down(n: u64) -> u64 {
-        std::hint::black_box(down(n + 1)) + 1
+    fn down(depth: u64) -> u64 {
+        if depth == u64::MAX {
+            return depth;
+        }
+        std::hint::black_box(down(depth + 1)) + 1
     }
     down(0)
 }
