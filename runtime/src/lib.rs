@@ -5,11 +5,16 @@
 //! - [`runner`]: runs a flow run with every task in its own instance.
 //! - [`artifact`]: components named by their sha256.
 //! - [`params`]: flow parameters, resolved and validated against the schema.
+//! - [`store`]: the durable state store (SQLite).
+//! - [`service`]: push, deploy, run: what the CLI (and a server) call.
 //! - [`cli`]: the `sluice` command.
 
 pub mod artifact;
 pub mod cli;
 pub mod core;
 pub mod params;
+pub mod project;
 pub mod runner;
 pub mod sandbox;
+pub mod service;
+pub mod store;

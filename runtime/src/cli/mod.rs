@@ -1,9 +1,15 @@
 //! The `sluice` command line: parsing, and one module per command.
 
 mod console;
+mod context;
+mod deploy;
+mod deployment;
 mod exec;
+mod flow_run;
 mod home;
 mod inspect;
+mod push;
+mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -23,6 +29,23 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Shows what a component declares: flows, parameter schemas, tasks and their policies, imports.
     Inspect(inspect::InspectArgs),
+    /// Stores a component in the artifact store under its sha256 and prints the digest.
+    Push(push::PushArgs),
+    /// Pushed artifacts.
+    #[command(subcommand)]
+    Artifact(push::ArtifactCommand),
+    /// Creates or updates a deployment (flow/name), from flags or from sluice.yaml with --all.
+    Deploy(Box<deploy::DeployArgs>),
+    /// Writes a commented starter sluice.yaml.
+    Init(deploy::InitArgs),
+    /// Deployments: ls, inspect, pause, resume, delete.
+    #[command(subcommand)]
+    Deployment(deployment::DeploymentCommand),
+    /// Creates a flow run of a deployment and, with no server, runs it here.
+    Run(run::RunArgs),
+    /// Flow runs: ls, inspect, logs.
+    #[command(subcommand, name = "flow-run")]
+    FlowRun(flow_run::FlowRunCommand),
 }
 
 /// How a command prints its result.
@@ -52,6 +75,11 @@ impl CliError {
     pub fn failure(message: impl Into<String>) -> Self {
         Self { message: message.into(), code: 1 }
     }
+
+    /// The same error, its message prefixed with what was being done.
+    pub fn context(self, doing: &str) -> Self {
+        Self { message: format!("{doing}: {}", self.message), code: self.code }
+    }
 }
 
 impl From<anyhow::Error> for CliError {
@@ -79,6 +107,13 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Exec(args) => exec::run(args).await,
             Command::Inspect(args) => inspect::run(args).await,
+            Command::Push(args) => push::push(args).await,
+            Command::Artifact(command) => push::artifact(command).await,
+            Command::Deploy(args) => deploy::run(*args).await,
+            Command::Init(args) => deploy::init(args),
+            Command::Deployment(command) => deployment::run(command),
+            Command::Run(args) => run::run(args).await,
+            Command::FlowRun(command) => flow_run::run(command),
         }
     });
     match result {

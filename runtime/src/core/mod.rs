@@ -1,9 +1,12 @@
 //! The pure core: ids and names, the run state machine, task policies and
 //! failures. No I/O and no wasmtime here; everything else depends on it.
 
+pub mod deployment;
 pub mod describe;
+pub mod duration;
 pub mod failure;
 pub mod ids;
 pub mod policy;
 pub mod record;
+pub mod schedule;
 pub mod state;

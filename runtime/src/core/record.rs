@@ -5,6 +5,8 @@ use crate::core::ids::RunId;
 use crate::core::state::StateType;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Whether a record is about a flow run or a task run.
@@ -35,6 +37,8 @@ pub struct FlowRunRecord {
     pub artifact_digest: String,
     /// When it was created.
     pub created: DateTime<Utc>,
+    /// When it is due to start, for scheduled runs.
+    pub scheduled: Option<DateTime<Utc>>,
 }
 
 /// A task run as created.
@@ -89,6 +93,13 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// Parses a level name as [`LogLevel::name`] writes it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [LogLevel::Trace, LogLevel::Debug, LogLevel::Info, LogLevel::Warning, LogLevel::Error]
+            .into_iter()
+            .find(|level| level.name().eq_ignore_ascii_case(name))
+    }
+
     /// The level as Prefect prints it.
     pub fn name(self) -> &'static str {
         match self {
@@ -129,10 +140,19 @@ pub enum Event {
     Log(LogRecord),
 }
 
+/// Resolves once everything recorded before it was asked for is durable.
+pub type Barrier = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Takes every event, in order, before the host acts on it.
 pub trait Recorder: Send + Sync {
     /// Records one event.
     fn record(&self, event: &Event);
+
+    /// A wait until every event recorded so far is durable, for recorders
+    /// that write in the background; `None` when there is nothing to wait for.
+    fn barrier(&self) -> Option<Barrier> {
+        None
+    }
 }
 
 /// Sends every event to several recorders in turn.
@@ -143,6 +163,18 @@ impl Recorder for Fanout {
         for recorder in &self.0 {
             recorder.record(event);
         }
+    }
+
+    fn barrier(&self) -> Option<Barrier> {
+        let barriers: Vec<Barrier> = self.0.iter().filter_map(|r| r.barrier()).collect();
+        if barriers.is_empty() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            for barrier in barriers {
+                barrier.await;
+            }
+        }))
     }
 }
 

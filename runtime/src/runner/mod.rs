@@ -135,6 +135,9 @@ impl Runner {
     ) -> FlowOutcome {
         let parameters = parameters.to_string();
         let outcome = self.clone().flow_run(id, name.clone(), None, flow.to_string(), parameters).await;
+        if let Some(barrier) = self.recorder.barrier() {
+            barrier.await;
+        }
         let state = match &outcome {
             Ok(_) => StateType::Completed,
             Err(failure) => failure.end_state(),
@@ -170,6 +173,7 @@ impl Runner {
             parameters: serde_json::from_str(&parameters).unwrap_or(serde_json::Value::Null),
             artifact_digest: self.program.digest.to_string(),
             created: Utc::now(),
+            scheduled: if parent.is_none() { self.settings.scheduled_time } else { None },
         }));
         state.go(StateType::Pending, None, None);
         if let Err(failure) = self.check_payload("parameters", &flow, &parameters) {
@@ -180,6 +184,9 @@ impl Runner {
             .expect("runs lock")
             .insert(id, Arc::new(FlowRunInfo { name, flow: flow.clone(), parameters: parameters.clone() }));
         state.go(StateType::Running, None, None);
+        if let Some(barrier) = self.recorder.barrier() {
+            barrier.await;
+        }
         let scope = Scope { flow_run: id, task_run: None, attempt: 1 };
         let mut live = match self.program.instantiate(self.clone(), scope).await {
             Ok(live) => live,
@@ -292,6 +299,10 @@ impl Runner {
         input: &str,
         timeout: Option<Duration>,
     ) -> Result<String, Failure> {
+        // The attempt's `Running` state is durable before any guest code runs.
+        if let Some(barrier) = self.recorder.barrier() {
+            barrier.await;
+        }
         let mut live = self.program.instantiate(self.clone(), scope).await?;
         let call = live.flow.call_run_task(&mut live.store, task, input);
         let outcome = guard(call, timeout, &self.cancel).await;

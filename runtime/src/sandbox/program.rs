@@ -134,6 +134,11 @@ pub struct Live {
 }
 
 impl Program {
+    /// Sets the memory limit of each of its instances from now on.
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.memory_limit = bytes;
+    }
+
     /// The wasmtime engine it was compiled for.
     pub fn engine(&self) -> &Engine {
         &self.engine

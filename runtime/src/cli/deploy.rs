@@ -1,0 +1,209 @@
+//! `sluice deploy` (from flags or `sluice.yaml`) and `sluice init`.
+
+use super::{CliError, Output, context};
+use crate::core::deployment::Limits;
+use crate::core::duration::parse_duration;
+use crate::core::schedule::Schedule;
+use crate::params;
+use crate::project::{self, ArtifactRef, DeploymentEntry};
+use crate::service::{ArtifactSource, DeployRequest, Deployed, Service};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `sluice deploy`.
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    /// A component file (pushed if needed) or the digest of a pushed one.
+    #[arg(required_unless_present = "all")]
+    artifact: Option<String>,
+    /// Apply every deployment of the project file, idempotently.
+    #[arg(long, conflicts_with = "artifact")]
+    all: bool,
+    /// The project file used by --all.
+    #[arg(long, default_value = "sluice.yaml")]
+    file: PathBuf,
+    /// The flow to deploy.
+    #[arg(long, required_unless_present = "all")]
+    flow: Option<String>,
+    /// The deployment's name (the run target is flow/name).
+    #[arg(long, required_unless_present = "all")]
+    name: Option<String>,
+    /// A default parameter as key=value (JSON, else a string). Repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Default parameters as a JSON object or @FILE.
+    #[arg(long = "params", value_name = "JSON|@FILE")]
+    params_object: Option<String>,
+    /// A tag. Repeatable.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// What the deployment is for.
+    #[arg(long)]
+    description: Option<String>,
+    /// A version label.
+    #[arg(long)]
+    version: Option<String>,
+    /// Run every N seconds.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "cron")]
+    interval: Option<u64>,
+    /// Run on a cron schedule, e.g. "0 * * * *".
+    #[arg(long)]
+    cron: Option<String>,
+    /// Time zone of the cron schedule, e.g. Europe/Paris (default UTC).
+    #[arg(long, requires = "cron")]
+    timezone: Option<String>,
+    /// Create the schedule paused.
+    #[arg(long)]
+    paused: bool,
+    /// Work pool.
+    #[arg(long)]
+    pool: Option<String>,
+    /// Work queue.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Memory per instance, in MiB.
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u32>,
+    /// Time limit of a run, e.g. 10m.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Runs of this deployment allowed at once.
+    #[arg(long, value_name = "N")]
+    concurrency_limit: Option<u32>,
+    /// text for people, json for programs.
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// Arguments of `sluice init`.
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// Where to write the starter project file.
+    #[arg(long, default_value = "sluice.yaml")]
+    file: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Runs `sluice init`.
+pub fn init(args: InitArgs) -> Result<ExitCode, CliError> {
+    if args.file.exists() && !args.force {
+        return Err(CliError::usage(format!("`{}` exists; pass --force to overwrite it", args.file.display())));
+    }
+    std::fs::write(&args.file, project::STARTER)
+        .map_err(|e| CliError::failure(format!("cannot write `{}`: {e}", args.file.display())))?;
+    println!("wrote {}: edit it, then run `sluice deploy --all`", args.file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
+    let artifact = args.artifact.clone().expect("clap requires it without --all");
+    let artifact = if artifact.starts_with("sha256:") {
+        ArtifactSource::Digest(artifact)
+    } else {
+        ArtifactSource::File(PathBuf::from(artifact))
+    };
+    let schedule = match (&args.interval, &args.cron) {
+        (Some(seconds), _) => Some(Schedule::interval(*seconds).map_err(CliError::usage)?),
+        (None, Some(cron)) => Some(Schedule::cron(cron, args.timezone.as_deref()).map_err(CliError::usage)?),
+        (None, None) => None,
+    };
+    let timeout = args.timeout.as_deref().map(parse_duration).transpose().map_err(CliError::usage)?;
+    Ok(DeployRequest {
+        artifact,
+        flow: args.flow.clone().expect("clap requires it without --all"),
+        name: args.name.clone().expect("clap requires it without --all"),
+        parameters: params::collect(args.params_object.as_deref(), &args.params).map_err(CliError::usage)?,
+        description: args.description.clone(),
+        version: args.version.clone(),
+        tags: args.tags.clone(),
+        schedule,
+        paused: args.paused,
+        pool: args.pool.clone(),
+        queue: args.queue.clone(),
+        limits: Limits {
+            memory_mib: args.memory,
+            timeout_seconds: timeout.map(|t| t.as_secs().max(1)),
+            concurrency: args.concurrency_limit,
+        },
+    })
+}
+
+fn from_entry(entry: DeploymentEntry) -> DeployRequest {
+    DeployRequest {
+        artifact: match entry.artifact {
+            ArtifactRef::Path(path) => ArtifactSource::File(path),
+            ArtifactRef::Digest(digest) => ArtifactSource::Digest(digest),
+        },
+        flow: entry.flow,
+        name: entry.name,
+        parameters: entry.parameters,
+        description: entry.description,
+        version: entry.version,
+        tags: entry.tags,
+        schedule: entry.schedule,
+        paused: entry.paused,
+        pool: entry.pool,
+        queue: entry.queue,
+        limits: Limits {
+            memory_mib: entry.limits.memory_mib,
+            timeout_seconds: entry.limits.timeout.map(|t| t.as_secs().max(1)),
+            concurrency: entry.limits.concurrency,
+        },
+    }
+}
+
+fn run_build(command: &str, workdir: &Path) -> Result<(), CliError> {
+    eprintln!("build: {command}");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(workdir)
+        .status()
+        .map_err(|e| CliError::failure(format!("cannot start the build step `{command}`: {e}")))?;
+    if !status.success() {
+        return Err(CliError::failure(format!("the build step `{command}` failed ({status}); nothing was deployed")));
+    }
+    Ok(())
+}
+
+fn report(deployed: &Deployed, output: Output) {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(deployed).expect("JSON"));
+        return;
+    }
+    let change = match deployed.change {
+        crate::store::Change::Created => "created",
+        crate::store::Change::Updated => "updated",
+        crate::store::Change::Unchanged => "unchanged",
+    };
+    println!("{} {change} (artifact {})", deployed.deployment.full_name(), super::push::short(&deployed.deployment.artifact));
+}
+
+/// Runs `sluice deploy`.
+pub async fn run(args: DeployArgs) -> Result<ExitCode, CliError> {
+    if !args.all {
+        let request = from_flags(&args)?;
+        let service = context::service()?;
+        let deployed = service.deploy(request).await?;
+        report(&deployed, args.output);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let project = project::load(&args.file).map_err(CliError::usage)?;
+    if let Some(build) = &project.build {
+        run_build(&build.command, &build.workdir)?;
+    }
+    let service: Service = context::service()?;
+    // Every deployment is checked before any is written: a bad entry leaves
+    // the stored deployments as they were.
+    let mut prepared = Vec::new();
+    for entry in project.deployments {
+        let name = format!("{}/{}", entry.flow, entry.name);
+        prepared.push(service.prepare_deploy(from_entry(entry)).await.map_err(|e| CliError::from(e).context(&name))?);
+    }
+    for deployment in prepared {
+        report(&service.commit_deploy(deployment)?, args.output);
+    }
+    Ok(ExitCode::SUCCESS)
+}

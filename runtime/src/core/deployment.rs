@@ -1,0 +1,88 @@
+//! Deployments (a named way to run one flow of one artifact) and the
+//! metadata kept about each artifact.
+
+use crate::core::describe::ComponentDescription;
+use crate::core::schedule::Schedule;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What the host knows about a pushed artifact.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ArtifactMeta {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// What its `describe` said.
+    pub description: ComponentDescription,
+    /// The interfaces it imports.
+    pub imports: Vec<String>,
+    /// When it was first pushed.
+    pub pushed_at: DateTime<Utc>,
+}
+
+/// Limits a deployment sets on its runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Limits {
+    /// Memory per instance, in MiB.
+    pub memory_mib: Option<u32>,
+    /// Wall-clock limit of a flow run, in seconds.
+    pub timeout_seconds: Option<u64>,
+    /// Runs of this deployment allowed at once.
+    pub concurrency: Option<u32>,
+}
+
+/// `flow/deployment`, with everything needed to start its runs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Deployment {
+    /// The flow it runs.
+    pub flow: String,
+    /// Its name, unique per flow.
+    pub name: String,
+    /// The artifact holding the flow.
+    pub artifact: String,
+    /// Default parameters (validated against the flow's schema).
+    pub parameters: Map<String, Value>,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Its version label.
+    pub version: Option<String>,
+    /// Tags, for filtering and queue routing.
+    pub tags: Vec<String>,
+    /// When it runs by itself.
+    pub schedule: Option<Schedule>,
+    /// Whether its schedule is paused.
+    pub paused: bool,
+    /// Work pool.
+    pub pool: Option<String>,
+    /// Work queue in the pool.
+    pub queue: Option<String>,
+    /// Limits of its runs.
+    pub limits: Limits,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// When it last changed.
+    pub updated: DateTime<Utc>,
+}
+
+impl Deployment {
+    /// `flow/name`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.flow, self.name)
+    }
+
+    /// Whether two versions of a deployment differ in anything but timestamps.
+    pub fn same_settings(&self, other: &Deployment) -> bool {
+        let strip = |d: &Deployment| Deployment { created: DateTime::UNIX_EPOCH, updated: DateTime::UNIX_EPOCH, ..d.clone() };
+        strip(self) == strip(other)
+    }
+}
+
+/// Splits `flow/deployment`.
+pub fn split_full_name(text: &str) -> Result<(&str, &str), String> {
+    match text.split_once('/') {
+        Some((flow, name)) if !flow.is_empty() && !name.is_empty() && !name.contains('/') => Ok((flow, name)),
+        _ => Err(format!("`{text}` is not a deployment name; write it as flow/deployment, for example hello/leo")),
+    }
+}

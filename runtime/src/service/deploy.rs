@@ -1,0 +1,164 @@
+//! `deploy`: create or update `flow/deployment` from an artifact file or
+//! digest, with its default parameters checked against the flow's schema.
+
+use super::{Pushed, Service, ServiceError};
+use crate::core::deployment::{Deployment, Limits, split_full_name};
+use crate::core::schedule::Schedule;
+use crate::params;
+use crate::store::{Change, StateStore};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+/// Where a deployment's artifact comes from.
+#[derive(Clone, Debug)]
+pub enum ArtifactSource {
+    /// A component file, pushed if needed.
+    File(PathBuf),
+    /// A digest already pushed.
+    Digest(String),
+}
+
+/// Everything a deployment is made from.
+#[derive(Clone, Debug)]
+pub struct DeployRequest {
+    /// The artifact.
+    pub artifact: ArtifactSource,
+    /// The flow in it.
+    pub flow: String,
+    /// The deployment's name.
+    pub name: String,
+    /// Default parameters.
+    pub parameters: Map<String, Value>,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Its version label.
+    pub version: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Its schedule.
+    pub schedule: Option<Schedule>,
+    /// Whether its schedule starts paused.
+    pub paused: bool,
+    /// Work pool.
+    pub pool: Option<String>,
+    /// Work queue.
+    pub queue: Option<String>,
+    /// Limits of its runs.
+    pub limits: Limits,
+}
+
+/// What a deploy did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Deployed {
+    /// The deployment as stored.
+    pub deployment: Deployment,
+    /// Created, updated or unchanged.
+    pub change: Change,
+    /// The push, when a file was given.
+    pub pushed: Option<Pushed>,
+}
+
+/// Names of flows and deployments: letters, digits, `_`, `-`, `.`.
+pub fn check_name(what: &str, name: &str) -> Result<(), ServiceError> {
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!("`{name}` is not a valid {what} name: use letters, digits, `_`, `-` and `.`")))
+    }
+}
+
+/// A deployment checked and ready to be stored.
+pub struct Prepared {
+    deployment: Deployment,
+    pushed: Option<Pushed>,
+}
+
+impl Service {
+    /// Creates or updates a deployment.
+    pub async fn deploy(&self, request: DeployRequest) -> Result<Deployed, ServiceError> {
+        let prepared = self.prepare_deploy(request).await?;
+        self.commit_deploy(prepared)
+    }
+
+    /// Checks a deployment (pushing its artifact file if needed) without
+    /// storing it, so several can be checked before any is written.
+    pub async fn prepare_deploy(&self, request: DeployRequest) -> Result<Prepared, ServiceError> {
+        check_name("deployment", &request.name)?;
+        check_name("flow", &request.flow)?;
+        let (meta, pushed) = match &request.artifact {
+            ArtifactSource::File(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| ServiceError::Invalid(format!("cannot read `{}`: {e}", path.display())))?;
+                let pushed = self.push(bytes, None).await?;
+                (pushed.artifact.clone(), Some(pushed))
+            }
+            ArtifactSource::Digest(digest) => {
+                let meta = self.artifact_meta(digest)?;
+                let digest = crate::artifact::Digest::parse(&meta.digest).map_err(ServiceError::Invalid)?;
+                if !self.artifacts.contains(&digest).await? {
+                    return Err(ServiceError::NotFound(format!(
+                        "artifact {digest} is recorded but missing from the artifact store at {}; push the file again",
+                        self.artifacts.url()
+                    )));
+                }
+                (meta, None)
+            }
+        };
+        let flow = meta.description.flow(Some(&request.flow)).map_err(|e| {
+            ServiceError::Invalid(format!("{e} (artifact {})", meta.digest))
+        })?;
+        params::resolve(&flow.name, &flow.parameters_schema, request.parameters.clone())
+            .map_err(|e| ServiceError::Invalid(format!("default {e}")))?;
+        let now = chrono::Utc::now();
+        let deployment = Deployment {
+            flow: request.flow,
+            name: request.name,
+            artifact: meta.digest.clone(),
+            parameters: request.parameters,
+            description: request.description,
+            version: request.version,
+            tags: request.tags,
+            schedule: request.schedule,
+            paused: request.paused,
+            pool: request.pool,
+            queue: request.queue,
+            limits: request.limits,
+            created: now,
+            updated: now,
+        };
+        Ok(Prepared { deployment, pushed })
+    }
+
+    /// Stores a prepared deployment.
+    pub fn commit_deploy(&self, prepared: Prepared) -> Result<Deployed, ServiceError> {
+        let change = self.store.upsert_deployment(&prepared.deployment)?;
+        let stored = self.deployment(&prepared.deployment.full_name())?;
+        Ok(Deployed { deployment: stored, change, pushed: prepared.pushed })
+    }
+
+    /// A deployment by `flow/name`.
+    pub fn deployment(&self, full_name: &str) -> Result<Deployment, ServiceError> {
+        let (flow, name) = split_full_name(full_name).map_err(ServiceError::Invalid)?;
+        self.store.deployment(flow, name)?.ok_or_else(|| {
+            ServiceError::NotFound(format!("no deployment `{full_name}`; `sluice deployment ls` lists them"))
+        })
+    }
+
+    /// Pauses or resumes a deployment's schedule.
+    pub fn set_paused(&self, full_name: &str, paused: bool) -> Result<Deployment, ServiceError> {
+        let mut deployment = self.deployment(full_name)?;
+        deployment.paused = paused;
+        deployment.updated = chrono::Utc::now();
+        self.store.upsert_deployment(&deployment)?;
+        Ok(deployment)
+    }
+
+    /// Deletes a deployment (its past runs stay in the history).
+    pub fn delete_deployment(&self, full_name: &str) -> Result<(), ServiceError> {
+        let deployment = self.deployment(full_name)?;
+        self.store.delete_deployment(&deployment.flow, &deployment.name)?;
+        Ok(())
+    }
+}

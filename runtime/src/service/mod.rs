@@ -1,0 +1,99 @@
+//! The service layer: push, deploy and run, over the artifact store, the
+//! state store and the sandbox. The CLI calls it directly on a single
+//! machine; a server would call the same functions behind its API.
+
+mod deploy;
+mod push;
+mod runs;
+
+pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared};
+pub use push::Pushed;
+
+use crate::artifact::{ArtifactStore, Digest};
+use crate::core::deployment::ArtifactMeta;
+use crate::sandbox::compile_cache::CompileCache;
+use crate::sandbox::engine::EngineSettings;
+use crate::sandbox::program::{LoadError, Program, Sandbox};
+use crate::store::{SqliteStore, StateStore, StoreError};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Largest artifact accepted by `push`.
+pub const MAX_ARTIFACT_BYTES: usize = 256 << 20;
+
+/// Why a service call failed; the CLI turns the kind into an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A thing named by the caller does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The caller's input is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The artifact store failed or holds a bad object.
+    #[error("{0}")]
+    Artifact(#[from] crate::artifact::StoreError),
+    /// The state store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<LoadError> for ServiceError {
+    fn from(err: LoadError) -> Self {
+        ServiceError::Invalid(err.to_string())
+    }
+}
+
+/// Where the service keeps things.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The data folder (`SLUICE_HOME`).
+    pub home: PathBuf,
+    /// URL of the artifact store; the `artifacts` folder in `home` when `None`.
+    pub store_url: Option<String>,
+    /// Folder of compiled machine code.
+    pub compile_cache: PathBuf,
+}
+
+/// Push, deploy, run.
+pub struct Service {
+    /// Run records, deployments and artifact metadata.
+    pub store: Arc<SqliteStore>,
+    /// Artifact bytes.
+    pub artifacts: ArtifactStore,
+    /// The engine that loads and runs components.
+    pub sandbox: Arc<Sandbox>,
+}
+
+impl Service {
+    /// Opens the stores named by `config`.
+    pub fn open(config: &Config) -> Result<Self, ServiceError> {
+        let store = SqliteStore::open(&config.home.join("sluice.db"))?;
+        let url = match &config.store_url {
+            Some(url) => url.clone(),
+            None => config.home.join("artifacts").display().to_string(),
+        };
+        let artifacts = ArtifactStore::open(&url)?;
+        let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::in_dir(&config.compile_cache))
+            .map_err(|e| ServiceError::Other(format!("cannot start the sandbox: {e:#}")))?;
+        Ok(Self { store: Arc::new(store), artifacts, sandbox: Arc::new(sandbox) })
+    }
+
+    /// The metadata of a pushed artifact.
+    pub fn artifact_meta(&self, digest: &str) -> Result<ArtifactMeta, ServiceError> {
+        let digest = Digest::parse(digest).map_err(ServiceError::Invalid)?;
+        self.store.artifact(&digest.to_string())?.ok_or_else(|| {
+            ServiceError::NotFound(format!("no artifact {digest} has been pushed here; push it with `sluice push FILE.wasm`"))
+        })
+    }
+
+    /// Fetches (verifying its digest) and loads an artifact.
+    pub async fn load_program(&self, digest: &str) -> Result<Program, ServiceError> {
+        let digest = Digest::parse(digest).map_err(ServiceError::Invalid)?;
+        let bytes = self.artifacts.get(&digest).await?;
+        Ok(self.sandbox.load(&bytes).await?)
+    }
+}

@@ -1,0 +1,112 @@
+//! Runs from deployments: create a flow run (`Scheduled`, parameters
+//! resolved and validated), and execute it in this process.
+
+use super::{Service, ServiceError};
+use crate::core::ids::{RunId, run_name};
+use crate::core::record::{Event, FlowRunRecord, Fanout, Recorder, RunKind, StateRecord};
+use crate::core::state::StateType;
+use crate::params;
+use crate::runner::{FlowOutcome, RunSettings, Runner};
+use crate::store::{FlowRunRow, StateStore};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Service {
+    /// Creates a flow run of `flow/deployment`, due at `start` (now when `None`).
+    pub async fn create_run(
+        &self,
+        full_name: &str,
+        overrides: Map<String, Value>,
+        start: Option<DateTime<Utc>>,
+    ) -> Result<FlowRunRow, ServiceError> {
+        let deployment = self.deployment(full_name)?;
+        let meta = self.artifact_meta(&deployment.artifact)?;
+        let flow = meta.description.flow(Some(&deployment.flow)).map_err(ServiceError::Invalid)?;
+        let mut merged = deployment.parameters.clone();
+        merged.extend(overrides);
+        let parameters = params::resolve(&flow.name, &flow.parameters_schema, merged).map_err(ServiceError::Invalid)?;
+        let now = Utc::now();
+        let scheduled = start.unwrap_or(now);
+        let id = RunId::new();
+        self.store.record(&Event::FlowRunCreated(FlowRunRecord {
+            id,
+            name: run_name(&mut rand::rng()),
+            flow: deployment.flow.clone(),
+            parent: None,
+            deployment: Some(deployment.full_name()),
+            parameters,
+            artifact_digest: deployment.artifact.clone(),
+            created: now,
+            scheduled: Some(scheduled),
+        }));
+        self.store.record(&Event::State(StateRecord {
+            run: id,
+            kind: RunKind::Flow,
+            state: StateType::Scheduled,
+            message: Some(format!("Scheduled for {}", scheduled.to_rfc3339())),
+            attempt: 1,
+            result: None,
+            time: now,
+        }));
+        self.store.flush().await;
+        self.store
+            .flow_run(&id.to_string())?
+            .ok_or_else(|| ServiceError::Other("the new flow run was not recorded".into()))
+    }
+
+    /// Ends a run that could not start (its artifact is missing or corrupt),
+    /// so its history says why.
+    async fn fail_unstarted(&self, run: &FlowRunRow, reason: &str) {
+        let Some(id) = RunId::parse(&run.id) else { return };
+        for (state, message) in [(StateType::Pending, None), (StateType::Failed, Some(reason.to_string()))] {
+            self.store.record(&Event::State(StateRecord {
+                run: id,
+                kind: RunKind::Flow,
+                state,
+                message,
+                attempt: 1,
+                result: None,
+                time: Utc::now(),
+            }));
+        }
+        self.store.flush().await;
+    }
+
+    /// Runs a created flow run here and now, recording to the state store
+    /// (and to `extra`, when given).
+    pub async fn execute_run(&self, run: &FlowRunRow, extra: Option<Arc<dyn Recorder>>) -> Result<FlowOutcome, ServiceError> {
+        let mut program = match self.load_program(&run.artifact).await {
+            Ok(program) => program,
+            Err(err) => {
+                self.fail_unstarted(run, &err.to_string()).await;
+                return Err(err);
+            }
+        };
+        let deployment = match &run.deployment {
+            Some(full_name) => Some(self.deployment(full_name)?),
+            None => None,
+        };
+        let limits = deployment.as_ref().map(|d| d.limits.clone()).unwrap_or_default();
+        if let Some(mib) = limits.memory_mib {
+            program.set_memory_limit((mib as usize) << 20);
+        }
+        let settings = RunSettings {
+            deployment: run.deployment.clone(),
+            scheduled_time: run.scheduled,
+            flow_timeout: limits.timeout_seconds.map(Duration::from_secs),
+            ..RunSettings::default()
+        };
+        let store: Arc<dyn Recorder> = self.store.clone();
+        let recorder: Arc<dyn Recorder> = match extra {
+            Some(extra) => Arc::new(Fanout(vec![store, extra])),
+            None => store,
+        };
+        let runner = Runner::new(Arc::new(program), recorder, self.store.clone(), settings);
+        let id = RunId::parse(&run.id).ok_or_else(|| ServiceError::Invalid(format!("`{}` is not a run id", run.id)))?;
+        let outcome = runner.run(id, run.name.clone(), &run.flow, &run.parameters).await;
+        self.store.flush().await;
+        Ok(outcome)
+    }
+}

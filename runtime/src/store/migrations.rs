@@ -1,0 +1,109 @@
+//! Versioned schema migrations, applied in order and counted in
+//! `PRAGMA user_version`, so an older database is upgraded on open.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE artifacts (
+    digest      TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL,
+    description TEXT NOT NULL,
+    imports     TEXT NOT NULL,
+    pushed_at   TEXT NOT NULL
+);
+CREATE TABLE deployments (
+    flow        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL,
+    PRIMARY KEY (flow, name)
+);
+CREATE TABLE flow_runs (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    flow        TEXT NOT NULL,
+    deployment  TEXT,
+    parent      TEXT,
+    artifact    TEXT NOT NULL,
+    parameters  TEXT NOT NULL,
+    state       TEXT,
+    message     TEXT,
+    result      TEXT,
+    created     TEXT NOT NULL,
+    scheduled   TEXT,
+    started     TEXT,
+    ended       TEXT
+);
+CREATE INDEX flow_runs_by_created ON flow_runs (created DESC);
+CREATE INDEX flow_runs_by_name ON flow_runs (name);
+CREATE INDEX flow_runs_by_flow ON flow_runs (flow, created DESC);
+CREATE INDEX flow_runs_by_deployment ON flow_runs (deployment, created DESC);
+CREATE INDEX flow_runs_by_state ON flow_runs (state, created DESC);
+CREATE INDEX flow_runs_by_parent ON flow_runs (parent);
+CREATE TABLE task_runs (
+    id          TEXT PRIMARY KEY,
+    flow_run    TEXT NOT NULL,
+    task        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    state       TEXT,
+    message     TEXT,
+    result      TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created     TEXT NOT NULL,
+    ended       TEXT
+);
+CREATE INDEX task_runs_by_flow_run ON task_runs (flow_run, created);
+CREATE TABLE states (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    run         TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    message     TEXT,
+    attempt     INTEGER NOT NULL,
+    time        TEXT NOT NULL
+);
+CREATE INDEX states_by_run ON states (run, seq);
+CREATE TABLE logs (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow_run    TEXT NOT NULL,
+    task_run    TEXT,
+    level       TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    time        TEXT NOT NULL
+);
+CREATE INDEX logs_by_flow_run ON logs (flow_run, seq);
+CREATE TABLE task_cache (
+    key         TEXT PRIMARY KEY,
+    result      TEXT NOT NULL,
+    expires     TEXT
+);
+"#];
+
+/// Brings the database up to the newest schema.
+pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = connection.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_harmless_and_reaches_the_latest_version() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        migrate(&mut connection).unwrap();
+        migrate(&mut connection).unwrap();
+        let version: usize = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+}

@@ -1,0 +1,178 @@
+//! The state store: artifacts' metadata, deployments, flow runs, task runs,
+//! every state transition, logs and cached results. One trait, so another
+//! database can be added and run through the same test suite; SQLite now.
+
+mod migrations;
+mod sqlite;
+#[cfg(test)]
+mod suite;
+mod writer;
+
+pub use sqlite::SqliteStore;
+
+use crate::core::deployment::{ArtifactMeta, Deployment};
+use crate::core::record::{LogLevel, Recorder, ResultCache};
+use crate::core::state::StateType;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+/// A failure of the store itself (not of a run).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, read or written.
+    #[error("state store: {0}")]
+    Database(String),
+    /// A stored value could not be read back.
+    #[error("state store holds a value it cannot read: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Database(err.to_string())
+    }
+}
+
+/// What an upsert of a deployment did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Change {
+    /// It did not exist.
+    Created,
+    /// It existed and differed.
+    Updated,
+    /// It existed with the same settings.
+    Unchanged,
+}
+
+/// Which flow runs to list.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only runs of this flow.
+    pub flow: Option<String>,
+    /// Only runs of this deployment (`flow/name`).
+    pub deployment: Option<String>,
+    /// Only runs in this state.
+    pub state: Option<StateType>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// A flow run as listed and inspected.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowRunRow {
+    /// Its id.
+    pub id: String,
+    /// Its generated name.
+    pub name: String,
+    /// The flow it runs.
+    pub flow: String,
+    /// `flow/deployment`, when it came from one.
+    pub deployment: Option<String>,
+    /// The flow run it is a subflow of.
+    pub parent: Option<String>,
+    /// The artifact it runs.
+    pub artifact: String,
+    /// Its parameters.
+    pub parameters: Value,
+    /// Its current state.
+    pub state: Option<StateType>,
+    /// The message of its latest state.
+    pub message: Option<String>,
+    /// Its result, once completed.
+    pub result: Option<Value>,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// When it is (or was) due to start.
+    pub scheduled: Option<DateTime<Utc>>,
+    /// When it started running.
+    pub started: Option<DateTime<Utc>>,
+    /// When it reached a terminal state.
+    pub ended: Option<DateTime<Utc>>,
+}
+
+/// A task run as inspected.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskRunRow {
+    /// Its id.
+    pub id: String,
+    /// The flow run it belongs to.
+    pub flow_run: String,
+    /// The task it runs.
+    pub task: String,
+    /// Its display name.
+    pub name: String,
+    /// Its current state.
+    pub state: Option<StateType>,
+    /// The message of its latest state.
+    pub message: Option<String>,
+    /// Its result, once completed.
+    pub result: Option<Value>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// When it reached a terminal state.
+    pub ended: Option<DateTime<Utc>>,
+}
+
+/// One entry of a run's state history.
+#[derive(Clone, Debug, Serialize)]
+pub struct StateRow {
+    /// The state.
+    pub state: StateType,
+    /// Why.
+    pub message: Option<String>,
+    /// The attempt.
+    pub attempt: u32,
+    /// When.
+    pub time: DateTime<Utc>,
+}
+
+/// One log line as queried.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogRow {
+    /// When.
+    pub time: DateTime<Utc>,
+    /// Severity.
+    pub level: LogLevel,
+    /// The task run that wrote it, if any.
+    pub task_run: Option<String>,
+    /// Display name of the run that wrote it (task or flow).
+    pub run_name: String,
+    /// The text.
+    pub message: String,
+}
+
+/// Everything the host keeps. Recording goes through [`Recorder`]; the
+/// rest are plain calls.
+pub trait StateStore: Recorder + ResultCache {
+    /// Records an artifact's metadata; false when it was already known.
+    fn save_artifact(&self, meta: &ArtifactMeta) -> Result<bool, StoreError>;
+    /// One artifact's metadata.
+    fn artifact(&self, digest: &str) -> Result<Option<ArtifactMeta>, StoreError>;
+    /// Every artifact, newest first.
+    fn artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError>;
+
+    /// Creates or updates `flow/name`.
+    fn upsert_deployment(&self, deployment: &Deployment) -> Result<Change, StoreError>;
+    /// One deployment.
+    fn deployment(&self, flow: &str, name: &str) -> Result<Option<Deployment>, StoreError>;
+    /// Every deployment, by name.
+    fn deployments(&self) -> Result<Vec<Deployment>, StoreError>;
+    /// Deletes a deployment; false when there was none.
+    fn delete_deployment(&self, flow: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Flow runs, newest first.
+    fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunRow>, StoreError>;
+    /// A flow run by id, or by name (the newest of that name).
+    fn flow_run(&self, id_or_name: &str) -> Result<Option<FlowRunRow>, StoreError>;
+    /// The subflow runs of a flow run.
+    fn subflow_runs(&self, flow_run: &str) -> Result<Vec<FlowRunRow>, StoreError>;
+    /// The task runs of a flow run, in creation order.
+    fn task_runs(&self, flow_run: &str) -> Result<Vec<TaskRunRow>, StoreError>;
+    /// A run's state history, oldest first.
+    fn states(&self, run: &str) -> Result<Vec<StateRow>, StoreError>;
+    /// A flow run's logs (its tasks' included), oldest first; the last `tail` when given.
+    fn logs(&self, flow_run: &str, tail: Option<usize>) -> Result<Vec<LogRow>, StoreError>;
+}

@@ -1,0 +1,339 @@
+//! The SQLite state store: WAL mode, versioned migrations, a group-commit
+//! writer thread for run records, and a second connection for queries and
+//! for the rare writes that need an answer (artifacts, deployments).
+
+use super::writer::{WriterHandle, Write, timestamp};
+use super::{Change, FlowRunRow, LogRow, RunFilter, StateRow, StateStore, StoreError, TaskRunRow, migrations};
+use crate::core::deployment::{ArtifactMeta, Deployment};
+use crate::core::record::{Barrier, Event, LogLevel, Recorder, ResultCache};
+use crate::core::state::StateType;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// The state store on an SQLite file.
+pub struct SqliteStore {
+    writer: WriterHandle,
+    reader: Mutex<Connection>,
+    // Results put but maybe not yet committed, so the next task sees them.
+    recent_cache: Mutex<HashMap<String, (Arc<str>, Option<DateTime<Utc>>)>>,
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)
+        .map_err(|e| StoreError::Database(format!("cannot open the database at {}: {e}", path.display())))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    // With WAL, NORMAL loses nothing on a process crash (only on power loss),
+    // and a commit costs a write, not an fsync.
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(connection)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut write = connect(path)?;
+        migrations::migrate(&mut write)?;
+        let reader = connect(path)?;
+        Ok(Self { writer: WriterHandle::start(write), reader: Mutex::new(reader), recent_cache: Mutex::default() })
+    }
+
+    /// Waits until everything recorded so far is committed.
+    pub async fn flush(&self) {
+        self.writer.barrier().await;
+    }
+
+    /// Committed events as they are committed (for `--watch`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.writer.subscribe()
+    }
+
+    fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let connection = self.reader.lock().expect("reader lock");
+        Ok(query(&connection)?)
+    }
+}
+
+impl Recorder for SqliteStore {
+    fn record(&self, event: &Event) {
+        self.writer.send(Write::Event(event.clone()));
+    }
+
+    fn barrier(&self) -> Option<Barrier> {
+        Some(Box::pin(self.writer.barrier()))
+    }
+}
+
+impl ResultCache for SqliteStore {
+    fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<str>> {
+        let fresh = |expires: &Option<DateTime<Utc>>| expires.is_none_or(|at| at > now);
+        if let Some((result, expires)) = self.recent_cache.lock().expect("cache lock").get(key)
+            && fresh(expires)
+        {
+            return Some(result.clone());
+        }
+        let row: Option<(String, Option<String>)> = self
+            .read(|c| {
+                c.prepare_cached("SELECT result, expires FROM task_cache WHERE key = ?1")?
+                    .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .ok()
+            .flatten();
+        let (result, expires) = row?;
+        let expires = expires.as_deref().and_then(parse_time);
+        fresh(&expires).then(|| Arc::from(result.as_str()))
+    }
+
+    fn put(&self, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>) {
+        let mut recent = self.recent_cache.lock().expect("cache lock");
+        // Committed entries are found in the table; keep this small.
+        if recent.len() > 10_000 {
+            recent.clear();
+        }
+        recent.insert(key.to_string(), (result.clone(), expires));
+        self.writer.send(Write::CachePut { key: key.to_string(), result, expires });
+    }
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn time_column(row: &Row<'_>, index: &str) -> rusqlite::Result<DateTime<Utc>> {
+    let text: String = row.get(index)?;
+    parse_time(&text).ok_or_else(|| bad_column(index, &text))
+}
+
+fn optional_time(row: &Row<'_>, index: &str) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|t| parse_time(&t).ok_or_else(|| bad_column(index, &t))).transpose()
+}
+
+fn json_column(row: &Row<'_>, index: &str) -> rusqlite::Result<Option<Value>> {
+    let text: Option<String> = row.get(index)?;
+    Ok(text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))))
+}
+
+fn state_column(row: &Row<'_>, index: &str) -> rusqlite::Result<Option<StateType>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|t| StateType::parse(&t).ok_or_else(|| bad_column(index, &t))).transpose()
+}
+
+fn bad_column(column: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("column {column} holds `{value}`, which this version cannot read").into(),
+    )
+}
+
+const FLOW_RUN_COLUMNS: &str =
+    "id, name, flow, deployment, parent, artifact, parameters, state, message, result, created, scheduled, started, ended";
+
+fn flow_run_row(row: &Row<'_>) -> rusqlite::Result<FlowRunRow> {
+    Ok(FlowRunRow {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        flow: row.get("flow")?,
+        deployment: row.get("deployment")?,
+        parent: row.get("parent")?,
+        artifact: row.get("artifact")?,
+        parameters: json_column(row, "parameters")?.unwrap_or(Value::Null),
+        state: state_column(row, "state")?,
+        message: row.get("message")?,
+        result: json_column(row, "result")?,
+        created: time_column(row, "created")?,
+        scheduled: optional_time(row, "scheduled")?,
+        started: optional_time(row, "started")?,
+        ended: optional_time(row, "ended")?,
+    })
+}
+
+fn task_run_row(row: &Row<'_>) -> rusqlite::Result<TaskRunRow> {
+    Ok(TaskRunRow {
+        id: row.get("id")?,
+        flow_run: row.get("flow_run")?,
+        task: row.get("task")?,
+        name: row.get("name")?,
+        state: state_column(row, "state")?,
+        message: row.get("message")?,
+        result: json_column(row, "result")?,
+        attempts: row.get("attempts")?,
+        created: time_column(row, "created")?,
+        ended: optional_time(row, "ended")?,
+    })
+}
+
+fn artifact_row(row: &Row<'_>) -> rusqlite::Result<ArtifactMeta> {
+    let description: String = row.get("description")?;
+    let imports: String = row.get("imports")?;
+    Ok(ArtifactMeta {
+        digest: row.get("digest")?,
+        size: row.get("size")?,
+        description: serde_json::from_str(&description).map_err(|_| bad_column("description", &description))?,
+        imports: serde_json::from_str(&imports).map_err(|_| bad_column("imports", &imports))?,
+        pushed_at: time_column(row, "pushed_at")?,
+    })
+}
+
+fn deployment_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
+    let body: String = row.get("body")?;
+    serde_json::from_str(&body).map_err(|_| bad_column("body", &body))
+}
+
+impl StateStore for SqliteStore {
+    fn save_artifact(&self, meta: &ArtifactMeta) -> Result<bool, StoreError> {
+        let description = serde_json::to_string(&meta.description).expect("a description is JSON");
+        let imports = serde_json::to_string(&meta.imports).expect("imports are JSON");
+        let inserted = self.read(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO artifacts (digest, size, description, imports, pushed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![meta.digest, meta.size, description, imports, timestamp(meta.pushed_at)],
+            )
+        })?;
+        Ok(inserted == 1)
+    }
+
+    fn artifact(&self, digest: &str) -> Result<Option<ArtifactMeta>, StoreError> {
+        self.read(|c| c.query_row("SELECT * FROM artifacts WHERE digest = ?1", [digest], artifact_row).optional())
+    }
+
+    fn artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError> {
+        self.read(|c| {
+            c.prepare("SELECT * FROM artifacts ORDER BY pushed_at DESC")?.query_map([], artifact_row)?.collect()
+        })
+    }
+
+    fn upsert_deployment(&self, deployment: &Deployment) -> Result<Change, StoreError> {
+        let existing = self.deployment(&deployment.flow, &deployment.name)?;
+        let change = match &existing {
+            None => Change::Created,
+            Some(old) if old.same_settings(deployment) => return Ok(Change::Unchanged),
+            Some(_) => Change::Updated,
+        };
+        let mut stored = deployment.clone();
+        if let Some(old) = existing {
+            stored.created = old.created;
+        }
+        let body = serde_json::to_string(&stored).expect("a deployment is JSON");
+        self.read(|c| {
+            c.execute(
+                "INSERT INTO deployments (flow, name, body, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (flow, name) DO UPDATE SET body = excluded.body, updated = excluded.updated",
+                params![stored.flow, stored.name, body, timestamp(stored.created), timestamp(stored.updated)],
+            )
+        })?;
+        Ok(change)
+    }
+
+    fn deployment(&self, flow: &str, name: &str) -> Result<Option<Deployment>, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT body FROM deployments WHERE flow = ?1 AND name = ?2", [flow, name], deployment_row)
+                .optional()
+        })
+    }
+
+    fn deployments(&self) -> Result<Vec<Deployment>, StoreError> {
+        self.read(|c| {
+            c.prepare("SELECT body FROM deployments ORDER BY flow, name")?.query_map([], deployment_row)?.collect()
+        })
+    }
+
+    fn delete_deployment(&self, flow: &str, name: &str) -> Result<bool, StoreError> {
+        let deleted = self.read(|c| c.execute("DELETE FROM deployments WHERE flow = ?1 AND name = ?2", [flow, name]))?;
+        Ok(deleted == 1)
+    }
+
+    fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunRow>, StoreError> {
+        let mut sql = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE parent IS NULL");
+        let mut values: Vec<String> = Vec::new();
+        for (column, value) in [
+            ("flow", filter.flow.clone()),
+            ("deployment", filter.deployment.clone()),
+            ("state", filter.state.map(|s| s.name().to_string())),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                sql.push_str(&format!(" AND {column} = ?{}", values.len()));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY created DESC LIMIT {}", filter.limit.max(1)));
+        self.read(|c| c.prepare(&sql)?.query_map(rusqlite::params_from_iter(values), flow_run_row)?.collect())
+    }
+
+    fn flow_run(&self, id_or_name: &str) -> Result<Option<FlowRunRow>, StoreError> {
+        self.read(|c| {
+            let by_id = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE id = ?1");
+            if let Some(run) = c.query_row(&by_id, [id_or_name], flow_run_row).optional()? {
+                return Ok(Some(run));
+            }
+            let by_name = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE name = ?1 ORDER BY created DESC LIMIT 1");
+            c.query_row(&by_name, [id_or_name], flow_run_row).optional()
+        })
+    }
+
+    fn subflow_runs(&self, flow_run: &str) -> Result<Vec<FlowRunRow>, StoreError> {
+        let sql = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE parent = ?1 ORDER BY created");
+        self.read(|c| c.prepare(&sql)?.query_map([flow_run], flow_run_row)?.collect())
+    }
+
+    fn task_runs(&self, flow_run: &str) -> Result<Vec<TaskRunRow>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT * FROM task_runs WHERE flow_run = ?1 ORDER BY created, rowid")?
+                .query_map([flow_run], task_run_row)?
+                .collect()
+        })
+    }
+
+    fn states(&self, run: &str) -> Result<Vec<StateRow>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT state, message, attempt, time FROM states WHERE run = ?1 ORDER BY seq")?
+                .query_map([run], |row| {
+                    Ok(StateRow {
+                        state: state_column(row, "state")?.expect("state is NOT NULL"),
+                        message: row.get("message")?,
+                        attempt: row.get("attempt")?,
+                        time: time_column(row, "time")?,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    fn logs(&self, flow_run: &str, tail: Option<usize>) -> Result<Vec<LogRow>, StoreError> {
+        let limit = tail.map_or(-1, |n| n as i64);
+        self.read(|c| {
+            let mut rows: Vec<LogRow> = c
+                .prepare_cached(
+                    "SELECT l.time, l.level, l.task_run, l.message,
+                            COALESCE(t.name, (SELECT name FROM flow_runs WHERE id = l.flow_run)) AS run_name
+                     FROM logs l LEFT JOIN task_runs t ON t.id = l.task_run
+                     WHERE l.flow_run = ?1 OR l.flow_run IN (SELECT id FROM flow_runs WHERE parent = ?1)
+                     ORDER BY l.seq DESC LIMIT ?2",
+                )?
+                .query_map(params![flow_run, limit], |row| {
+                    let level: String = row.get("level")?;
+                    Ok(LogRow {
+                        time: time_column(row, "time")?,
+                        level: LogLevel::parse(&level).ok_or_else(|| bad_column("level", &level))?,
+                        task_run: row.get("task_run")?,
+                        run_name: row.get::<_, Option<String>>("run_name")?.unwrap_or_default(),
+                        message: row.get("message")?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.reverse();
+            Ok(rows)
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! One test suite for every `StateStore` backend (SQLite today): each test
+//! takes a fresh store from `backends()`.
+
+use super::*;
+use crate::core::describe::ComponentDescription;
+use crate::core::ids::RunId;
+use crate::core::record::{Event, FlowRunRecord, LogRecord, RunKind, StateRecord, TaskRunRecord};
+use serde_json::json;
+use std::sync::Arc;
+
+fn backends() -> Vec<(tempfile::TempDir, Box<dyn Fn() -> SqliteStore>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    vec![(dir, Box::new(move || SqliteStore::open(&path).unwrap()))]
+}
+
+fn flow_run(id: RunId, name: &str) -> Event {
+    Event::FlowRunCreated(FlowRunRecord {
+        id,
+        name: name.into(),
+        flow: "hello".into(),
+        parent: None,
+        deployment: Some("hello/leo".into()),
+        parameters: json!({"name": "Leo"}),
+        artifact_digest: "sha256:00".into(),
+        created: Utc::now(),
+        scheduled: None,
+    })
+}
+
+fn state(run: RunId, kind: RunKind, state: StateType, result: Option<&str>) -> Event {
+    Event::State(StateRecord {
+        run,
+        kind,
+        state,
+        message: None,
+        attempt: 1,
+        result: result.map(Arc::from),
+        time: Utc::now(),
+    })
+}
+
+#[tokio::test]
+async fn a_recorded_run_reads_back_with_its_history_tasks_and_logs() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let (run, task) = (RunId::new(), RunId::new());
+        store.record(&flow_run(run, "brave-otter"));
+        for s in [StateType::Pending, StateType::Running] {
+            store.record(&state(run, RunKind::Flow, s, None));
+        }
+        store.record(&Event::TaskRunCreated(TaskRunRecord {
+            id: task,
+            flow_run: run,
+            task: "say_hello".into(),
+            name: "say_hello-0".into(),
+            input: "{}".into(),
+            created: Utc::now(),
+        }));
+        store.record(&state(task, RunKind::Task, StateType::Running, None));
+        store.record(&Event::Log(LogRecord {
+            flow_run: run,
+            task_run: Some(task),
+            level: LogLevel::Info,
+            message: "Hello Leo!".into(),
+            time: Utc::now(),
+        }));
+        store.record(&state(task, RunKind::Task, StateType::Completed, Some("null")));
+        store.record(&state(run, RunKind::Flow, StateType::Completed, Some("\"done\"")));
+        store.flush().await;
+
+        let row = store.flow_run("brave-otter").unwrap().expect("found by name");
+        assert_eq!(row.id, run.to_string());
+        assert_eq!(row.state, Some(StateType::Completed));
+        assert_eq!(row.result, Some(json!("done")));
+        assert!(row.started.is_some() && row.ended.is_some());
+        let history: Vec<StateType> = store.states(&row.id).unwrap().into_iter().map(|s| s.state).collect();
+        assert_eq!(history, [StateType::Pending, StateType::Running, StateType::Completed]);
+        let tasks = store.task_runs(&row.id).unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!((tasks[0].name.as_str(), tasks[0].state), ("say_hello-0", Some(StateType::Completed)));
+        let logs = store.logs(&row.id, None).unwrap();
+        assert_eq!((logs[0].run_name.as_str(), logs[0].message.as_str()), ("say_hello-0", "Hello Leo!"));
+        let listed = store.flow_runs(&RunFilter { state: Some(StateType::Completed), limit: 10, ..RunFilter::default() });
+        assert_eq!(listed.unwrap().len(), 1);
+        let none = store.flow_runs(&RunFilter { state: Some(StateType::Failed), limit: 10, ..RunFilter::default() });
+        assert!(none.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn records_survive_reopening_the_database() {
+    for (_dir, open) in backends() {
+        let run = RunId::new();
+        {
+            let store = open();
+            store.record(&flow_run(run, "steady-heron"));
+            store.record(&state(run, RunKind::Flow, StateType::Pending, None));
+            store.flush().await;
+        }
+        let store = open();
+        assert_eq!(store.flow_run(&run.to_string()).unwrap().unwrap().state, Some(StateType::Pending));
+    }
+}
+
+#[test]
+fn deployments_upsert_reports_created_updated_unchanged() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let now = Utc::now();
+        let mut deployment = Deployment {
+            flow: "hello".into(),
+            name: "leo".into(),
+            artifact: "sha256:00".into(),
+            parameters: serde_json::Map::new(),
+            description: None,
+            version: None,
+            tags: vec!["demo".into()],
+            schedule: None,
+            paused: false,
+            pool: None,
+            queue: None,
+            limits: Default::default(),
+            created: now,
+            updated: now,
+        };
+        assert_eq!(store.upsert_deployment(&deployment).unwrap(), Change::Created);
+        deployment.updated = Utc::now();
+        assert_eq!(store.upsert_deployment(&deployment).unwrap(), Change::Unchanged);
+        deployment.paused = true;
+        assert_eq!(store.upsert_deployment(&deployment).unwrap(), Change::Updated);
+        let stored = store.deployment("hello", "leo").unwrap().unwrap();
+        assert!(stored.paused);
+        assert_eq!(stored.created, store.deployments().unwrap()[0].created);
+        assert!(store.delete_deployment("hello", "leo").unwrap());
+        assert!(!store.delete_deployment("hello", "leo").unwrap());
+        assert!(store.deployment("hello", "leo").unwrap().is_none());
+    }
+}
+
+#[test]
+fn artifacts_are_recorded_once() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let meta = ArtifactMeta {
+            digest: "sha256:ab".into(),
+            size: 3,
+            description: ComponentDescription { version: "1".into(), flows: vec![], tasks: vec![] },
+            imports: vec!["sluice:flow/host@0.1.0".into()],
+            pushed_at: Utc::now(),
+        };
+        assert!(store.save_artifact(&meta).unwrap());
+        assert!(!store.save_artifact(&meta).unwrap());
+        assert_eq!(store.artifact("sha256:ab").unwrap().unwrap().imports, meta.imports);
+        assert_eq!(store.artifacts().unwrap().len(), 1);
+        assert!(store.artifact("sha256:cd").unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn cached_results_are_shared_and_expire() {
+    for (_dir, open) in backends() {
+        let now = Utc::now();
+        {
+            let store = open();
+            store.put("k", Arc::from("42"), None);
+            store.put("old", Arc::from("1"), Some(now + chrono::Duration::seconds(1)));
+            assert_eq!(store.get("k", now).as_deref(), Some("42"), "visible before the commit");
+            store.flush().await;
+        }
+        let store = open();
+        assert_eq!(store.get("k", now).as_deref(), Some("42"), "visible to a later process");
+        assert_eq!(store.get("old", now).as_deref(), Some("1"));
+        assert_eq!(store.get("old", now + chrono::Duration::seconds(2)), None);
+        assert_eq!(store.get("missing", now), None);
+    }
+}
