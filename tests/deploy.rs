@@ -79,11 +79,16 @@ fn one_flow_many_deployments_each_with_its_parameters() {
     let sluice = Sluice::new();
     let hello = guest("hello_flow");
     let hello = hello.to_str().unwrap();
-    let created = ok(&sluice, &["deploy", hello, "--flow", "hello", "--name", "leo", "--param", "name=Leo", "--tag", "demo"]);
+    let created =
+        ok(&sluice, &["deploy", hello, "--flow", "hello", "--name", "leo", "--param", "name=Leo", "--tag", "demo"]);
     assert!(created.contains("hello/leo created"), "{created}");
     let digest = ok(&sluice, &["push", hello]).trim().to_string();
-    ok(&sluice, &["deploy", &digest, "--flow", "hello", "--name", "marvin", "--param", "name=Marvin", "--interval", "60"]);
-    let again = ok(&sluice, &["deploy", hello, "--flow", "hello", "--name", "leo", "--param", "name=Leo", "--tag", "demo"]);
+    ok(
+        &sluice,
+        &["deploy", &digest, "--flow", "hello", "--name", "marvin", "--param", "name=Marvin", "--interval", "60"],
+    );
+    let again =
+        ok(&sluice, &["deploy", hello, "--flow", "hello", "--name", "leo", "--param", "name=Leo", "--tag", "demo"]);
     assert!(again.contains("hello/leo unchanged"), "{again}");
 
     let table = ok(&sluice, &["deployment", "ls"]);
@@ -103,7 +108,8 @@ fn one_flow_many_deployments_each_with_its_parameters() {
     assert_eq!(runs[0]["state"], "Completed");
     let name = runs[0]["name"].as_str().unwrap();
     let inspected = json(&sluice, &["flow-run", "inspect", name]);
-    let history: Vec<&str> = inspected["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    let history: Vec<&str> =
+        inspected["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
     assert_eq!(history, ["Scheduled", "Pending", "Running", "Completed"]);
     assert_eq!(inspected["flow_run"]["parameters"]["name"], "Zaphod");
     assert_eq!(inspected["task_runs"][0]["task_run"]["name"], "say_hello-0");
@@ -133,7 +139,11 @@ fn bad_deployments_are_refused_and_nothing_is_written() {
     refused(&sluice, &["deploy", etl, "--flow", "etl", "--name", "x", "--param", "sources=3"], "parameter `sources`");
     refused(&sluice, &["deploy", etl, "--flow", "nope", "--name", "x"], "no flow named `nope`");
     refused(&sluice, &["deploy", etl, "--flow", "etl", "--name", "x", "--cron", "61 * * * *"], "61 * * * *");
-    refused(&sluice, &["deploy", etl, "--flow", "etl", "--name", "x", "--cron", "0 * * * *", "--timezone", "Mars/Base"], "Mars/Base");
+    refused(
+        &sluice,
+        &["deploy", etl, "--flow", "etl", "--name", "x", "--cron", "0 * * * *", "--timezone", "Mars/Base"],
+        "Mars/Base",
+    );
     let missing = format!("sha256:{}", "ab".repeat(32));
     refused(&sluice, &["deploy", &missing, "--flow", "etl", "--name", "x"], "push it");
     assert_eq!(json(&sluice, &["deployment", "ls", "--output", "json"]), serde_json::json!([]));
@@ -225,7 +235,10 @@ fn a_run_scheduled_for_later_waits_in_scheduled() {
 fn killing_the_process_mid_run_loses_no_acknowledged_state() {
     let sluice = Sluice::new();
     let bench = guest("bench_flow");
-    ok(&sluice, &["deploy", bench.to_str().unwrap(), "--flow", "sequential", "--name", "long", "--param", "count=1000000"]);
+    ok(
+        &sluice,
+        &["deploy", bench.to_str().unwrap(), "--flow", "sequential", "--name", "long", "--param", "count=1000000"],
+    );
     let mut child = sluice
         .command()
         .args(["run", "sequential/long", "--watch"])
@@ -257,9 +270,11 @@ fn killing_the_process_mid_run_loses_no_acknowledged_state() {
     assert_eq!(inspected["flow_run"]["state"], "Running", "the run was cut short, not finished");
     let tasks = inspected["task_runs"].as_array().unwrap();
     for name in &completed {
-        let task = tasks.iter().find(|t| t["task_run"]["name"] == name.as_str()).unwrap_or_else(|| panic!("{name} lost"));
+        let task =
+            tasks.iter().find(|t| t["task_run"]["name"] == name.as_str()).unwrap_or_else(|| panic!("{name} lost"));
         assert_eq!(task["task_run"]["state"], "Completed", "{name}");
-        let history: Vec<&str> = task["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+        let history: Vec<&str> =
+            task["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
         assert_eq!(history, ["Pending", "Running", "Completed"], "{name}");
     }
 }

@@ -178,7 +178,11 @@ fn report(deployed: &Deployed, output: Output) {
         crate::store::Change::Updated => "updated",
         crate::store::Change::Unchanged => "unchanged",
     };
-    println!("{} {change} (artifact {})", deployed.deployment.full_name(), super::push::short(&deployed.deployment.artifact));
+    println!(
+        "{} {change} (artifact {})",
+        deployed.deployment.full_name(),
+        super::push::short(&deployed.deployment.artifact)
+    );
 }
 
 /// Runs `sluice deploy`.

@@ -46,7 +46,7 @@ pub fn run(command: DeploymentCommand) -> Result<ExitCode, CliError> {
                 println!("{}", serde_json::to_string_pretty(&deployments).expect("JSON"));
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<28} {:<16} {:<20} {:<28} {:<16} {}", "NAME", "FLOW", "ARTIFACT", "SCHEDULE", "TAGS", "PAUSED");
+            println!("{:<28} {:<16} {:<20} {:<28} {:<16} PAUSED", "NAME", "FLOW", "ARTIFACT", "SCHEDULE", "TAGS");
             for d in &deployments {
                 let schedule = d.schedule.as_ref().map_or_else(|| "-".to_string(), |s| s.words());
                 println!(

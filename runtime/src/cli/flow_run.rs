@@ -64,7 +64,7 @@ pub fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
                 println!("{}", serde_json::to_string_pretty(&runs).expect("JSON"));
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<38} {:<22} {:<16} {:<22} {:<14} {}", "ID", "NAME", "FLOW", "DEPLOYMENT", "STATE", "CREATED");
+            println!("{:<38} {:<22} {:<16} {:<22} {:<14} CREATED", "ID", "NAME", "FLOW", "DEPLOYMENT", "STATE");
             for r in &runs {
                 println!(
                     "{:<38} {:<22} {:<16} {:<22} {:<14} {}",

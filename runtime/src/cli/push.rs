@@ -72,12 +72,13 @@ pub async fn artifact(command: ArtifactCommand) -> Result<ExitCode, CliError> {
     let service = context::service()?;
     match command {
         ArtifactCommand::Ls { output } => {
-            let artifacts = crate::store::StateStore::artifacts(service.store.as_ref()).map_err(crate::service::ServiceError::from)?;
+            let artifacts = crate::store::StateStore::artifacts(service.store.as_ref())
+                .map_err(crate::service::ServiceError::from)?;
             if output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&artifacts).expect("JSON"));
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<20} {:>10}  {:<25} {}", "DIGEST", "SIZE", "PUSHED", "FLOWS");
+            println!("{:<20} {:>10}  {:<25} FLOWS", "DIGEST", "SIZE", "PUSHED");
             for meta in &artifacts {
                 println!(
                     "{:<20} {:>10}  {:<25} {}",

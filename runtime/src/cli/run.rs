@@ -92,11 +92,13 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         }
     };
     // execute_run waited for the last commit, so its events are all queued here.
-    while args.watch {
-        match committed.try_recv() {
-            Ok(event) => console.record(&event),
-            Err(TryRecvError::Lagged(_)) => continue,
-            Err(_) => break,
+    if args.watch {
+        loop {
+            match committed.try_recv() {
+                Ok(event) => console.record(&event),
+                Err(TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
         }
     }
     let message = outcome.message.as_deref().map(|m| format!("('{m}')")).unwrap_or_else(|| "()".into());

@@ -74,7 +74,8 @@ impl Deployment {
 
     /// Whether two versions of a deployment differ in anything but timestamps.
     pub fn same_settings(&self, other: &Deployment) -> bool {
-        let strip = |d: &Deployment| Deployment { created: DateTime::UNIX_EPOCH, updated: DateTime::UNIX_EPOCH, ..d.clone() };
+        let strip =
+            |d: &Deployment| Deployment { created: DateTime::UNIX_EPOCH, updated: DateTime::UNIX_EPOCH, ..d.clone() };
         strip(self) == strip(other)
     }
 }

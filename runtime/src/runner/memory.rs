@@ -90,10 +90,20 @@ impl MemoryRecorder {
 #[derive(Default)]
 pub struct MemoryCache {
     entries: Mutex<HashMap<String, CacheEntry>>,
+    // Forget everything past this many entries (none when 0): a front for a
+    // durable cache only needs to hold what is not committed yet.
+    capacity: usize,
 }
 
 /// A result and when it stops being valid.
 type CacheEntry = (Arc<str>, Option<DateTime<Utc>>);
+
+impl MemoryCache {
+    /// A cache that empties itself when it holds more than `capacity` entries.
+    pub fn bounded(capacity: usize) -> Self {
+        Self { entries: Mutex::default(), capacity }
+    }
+}
 
 impl ResultCache for MemoryCache {
     fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<str>> {
@@ -103,7 +113,11 @@ impl ResultCache for MemoryCache {
     }
 
     fn put(&self, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>) {
-        self.entries.lock().expect("cache lock").insert(key.to_string(), (result, expires));
+        let mut entries = self.entries.lock().expect("cache lock");
+        if self.capacity > 0 && entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert(key.to_string(), (result, expires));
     }
 }
 

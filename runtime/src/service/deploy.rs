@@ -65,7 +65,9 @@ pub fn check_name(what: &str, name: &str) -> Result<(), ServiceError> {
     if valid {
         Ok(())
     } else {
-        Err(ServiceError::Invalid(format!("`{name}` is not a valid {what} name: use letters, digits, `_`, `-` and `.`")))
+        Err(ServiceError::Invalid(format!(
+            "`{name}` is not a valid {what} name: use letters, digits, `_`, `-` and `.`"
+        )))
     }
 }
 
@@ -106,9 +108,10 @@ impl Service {
                 (meta, None)
             }
         };
-        let flow = meta.description.flow(Some(&request.flow)).map_err(|e| {
-            ServiceError::Invalid(format!("{e} (artifact {})", meta.digest))
-        })?;
+        let flow = meta
+            .description
+            .flow(Some(&request.flow))
+            .map_err(|e| ServiceError::Invalid(format!("{e} (artifact {})", meta.digest)))?;
         params::resolve(&flow.name, &flow.parameters_schema, request.parameters.clone())
             .map_err(|e| ServiceError::Invalid(format!("default {e}")))?;
         let now = chrono::Utc::now();

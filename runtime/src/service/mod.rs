@@ -86,7 +86,9 @@ impl Service {
     pub fn artifact_meta(&self, digest: &str) -> Result<ArtifactMeta, ServiceError> {
         let digest = Digest::parse(digest).map_err(ServiceError::Invalid)?;
         self.store.artifact(&digest.to_string())?.ok_or_else(|| {
-            ServiceError::NotFound(format!("no artifact {digest} has been pushed here; push it with `sluice push FILE.wasm`"))
+            ServiceError::NotFound(format!(
+                "no artifact {digest} has been pushed here; push it with `sluice push FILE.wasm`"
+            ))
         })
     }
 

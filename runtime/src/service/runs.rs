@@ -3,7 +3,7 @@
 
 use super::{Service, ServiceError};
 use crate::core::ids::{RunId, run_name};
-use crate::core::record::{Event, FlowRunRecord, Fanout, Recorder, RunKind, StateRecord};
+use crate::core::record::{Event, Fanout, FlowRunRecord, Recorder, RunKind, StateRecord};
 use crate::core::state::StateType;
 use crate::params;
 use crate::runner::{FlowOutcome, RunSettings, Runner};
@@ -76,7 +76,11 @@ impl Service {
 
     /// Runs a created flow run here and now, recording to the state store
     /// (and to `extra`, when given).
-    pub async fn execute_run(&self, run: &FlowRunRow, extra: Option<Arc<dyn Recorder>>) -> Result<FlowOutcome, ServiceError> {
+    pub async fn execute_run(
+        &self,
+        run: &FlowRunRow,
+        extra: Option<Arc<dyn Recorder>>,
+    ) -> Result<FlowOutcome, ServiceError> {
         let mut program = match self.load_program(&run.artifact).await {
             Ok(program) => program,
             Err(err) => {

@@ -2,15 +2,15 @@
 //! writer thread for run records, and a second connection for queries and
 //! for the rare writes that need an answer (artifacts, deployments).
 
-use super::writer::{WriterHandle, Write, timestamp};
+use super::writer::{Write, WriterHandle, timestamp};
 use super::{Change, FlowRunRow, LogRow, RunFilter, StateRow, StateStore, StoreError, TaskRunRow, migrations};
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::record::{Barrier, Event, LogLevel, Recorder, ResultCache};
 use crate::core::state::StateType;
+use crate::runner::MemoryCache;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -20,7 +20,7 @@ pub struct SqliteStore {
     writer: WriterHandle,
     reader: Mutex<Connection>,
     // Results put but maybe not yet committed, so the next task sees them.
-    recent_cache: Mutex<HashMap<String, (Arc<str>, Option<DateTime<Utc>>)>>,
+    recent_cache: MemoryCache,
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -44,7 +44,11 @@ impl SqliteStore {
         let mut write = connect(path)?;
         migrations::migrate(&mut write)?;
         let reader = connect(path)?;
-        Ok(Self { writer: WriterHandle::start(write), reader: Mutex::new(reader), recent_cache: Mutex::default() })
+        Ok(Self {
+            writer: WriterHandle::start(write),
+            reader: Mutex::new(reader),
+            recent_cache: MemoryCache::bounded(10_000),
+        })
     }
 
     /// Waits until everything recorded so far is committed.
@@ -75,11 +79,8 @@ impl Recorder for SqliteStore {
 
 impl ResultCache for SqliteStore {
     fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<str>> {
-        let fresh = |expires: &Option<DateTime<Utc>>| expires.is_none_or(|at| at > now);
-        if let Some((result, expires)) = self.recent_cache.lock().expect("cache lock").get(key)
-            && fresh(expires)
-        {
-            return Some(result.clone());
+        if let Some(result) = self.recent_cache.get(key, now) {
+            return Some(result);
         }
         let row: Option<(String, Option<String>)> = self
             .read(|c| {
@@ -91,16 +92,11 @@ impl ResultCache for SqliteStore {
             .flatten();
         let (result, expires) = row?;
         let expires = expires.as_deref().and_then(parse_time);
-        fresh(&expires).then(|| Arc::from(result.as_str()))
+        expires.is_none_or(|at| at > now).then(|| Arc::from(result.as_str()))
     }
 
     fn put(&self, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>) {
-        let mut recent = self.recent_cache.lock().expect("cache lock");
-        // Committed entries are found in the table; keep this small.
-        if recent.len() > 10_000 {
-            recent.clear();
-        }
-        recent.insert(key.to_string(), (result.clone(), expires));
+        self.recent_cache.put(key, result.clone(), expires);
         self.writer.send(Write::CachePut { key: key.to_string(), result, expires });
     }
 }
@@ -137,8 +133,7 @@ fn bad_column(column: &str, value: &str) -> rusqlite::Error {
     )
 }
 
-const FLOW_RUN_COLUMNS: &str =
-    "id, name, flow, deployment, parent, artifact, parameters, state, message, result, created, scheduled, started, ended";
+const FLOW_RUN_COLUMNS: &str = "id, name, flow, deployment, parent, artifact, parameters, state, message, result, created, scheduled, started, ended";
 
 fn flow_run_row(row: &Row<'_>) -> rusqlite::Result<FlowRunRow> {
     Ok(FlowRunRow {
@@ -250,7 +245,8 @@ impl StateStore for SqliteStore {
     }
 
     fn delete_deployment(&self, flow: &str, name: &str) -> Result<bool, StoreError> {
-        let deleted = self.read(|c| c.execute("DELETE FROM deployments WHERE flow = ?1 AND name = ?2", [flow, name]))?;
+        let deleted =
+            self.read(|c| c.execute("DELETE FROM deployments WHERE flow = ?1 AND name = ?2", [flow, name]))?;
         Ok(deleted == 1)
     }
 
@@ -277,7 +273,8 @@ impl StateStore for SqliteStore {
             if let Some(run) = c.query_row(&by_id, [id_or_name], flow_run_row).optional()? {
                 return Ok(Some(run));
             }
-            let by_name = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE name = ?1 ORDER BY created DESC LIMIT 1");
+            let by_name =
+                format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE name = ?1 ORDER BY created DESC LIMIT 1");
             c.query_row(&by_name, [id_or_name], flow_run_row).optional()
         })
     }

@@ -81,7 +81,8 @@ async fn a_recorded_run_reads_back_with_its_history_tasks_and_logs() {
         assert_eq!((tasks[0].name.as_str(), tasks[0].state), ("say_hello-0", Some(StateType::Completed)));
         let logs = store.logs(&row.id, None).unwrap();
         assert_eq!((logs[0].run_name.as_str(), logs[0].message.as_str()), ("say_hello-0", "Hello Leo!"));
-        let listed = store.flow_runs(&RunFilter { state: Some(StateType::Completed), limit: 10, ..RunFilter::default() });
+        let listed =
+            store.flow_runs(&RunFilter { state: Some(StateType::Completed), limit: 10, ..RunFilter::default() });
         assert_eq!(listed.unwrap().len(), 1);
         let none = store.flow_runs(&RunFilter { state: Some(StateType::Failed), limit: 10, ..RunFilter::default() });
         assert!(none.unwrap().is_empty());

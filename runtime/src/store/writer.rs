@@ -174,14 +174,28 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                         "UPDATE flow_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
                          started = COALESCE(started, ?5), ended = COALESCE(?6, ended) WHERE id = ?1",
                     )?
-                    .execute(params![run, state.state.name(), state.message, result, started, ended])?;
+                    .execute(params![
+                        run,
+                        state.state.name(),
+                        state.message,
+                        result,
+                        started,
+                        ended
+                    ])?;
                 }
                 RunKind::Task => {
                     tx.prepare_cached(
                         "UPDATE task_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
                          attempts = MAX(attempts, ?5), ended = COALESCE(?6, ended) WHERE id = ?1",
                     )?
-                    .execute(params![run, state.state.name(), state.message, result, state.attempt, ended])?;
+                    .execute(params![
+                        run,
+                        state.state.name(),
+                        state.message,
+                        result,
+                        state.attempt,
+                        ended
+                    ])?;
                 }
             }
         }
