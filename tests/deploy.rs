@@ -278,3 +278,34 @@ fn killing_the_process_mid_run_loses_no_acknowledged_state() {
         assert_eq!(history, ["Pending", "Running", "Completed"], "{name}");
     }
 }
+
+#[test]
+fn an_artifact_store_that_cannot_be_used_is_reported_by_url() {
+    let sluice = Sluice::new();
+    let hello = guest("hello_flow");
+    let output = sluice
+        .command()
+        .env("SLUICE_STORE_URL", "ftp://example.com/artifacts")
+        .args(["push", hello.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&output);
+    assert!(!output.status.success());
+    assert!(stderr.contains("ftp://example.com/artifacts") && stderr.contains("s3://"), "{stderr}");
+
+    let output = sluice
+        .command()
+        .env("SLUICE_STORE_URL", "s3://sluice-test/artifacts")
+        .env("AWS_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .args(["push", hello.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("s3://sluice-test/artifacts"), "the error names the store: {stderr}");
+    assert!(json(&sluice, &["artifact", "ls", "--output", "json"]).as_array().unwrap().is_empty(), "nothing recorded");
+}

@@ -44,18 +44,23 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Fails fast, with moto's log, if the server dies instead of listening.
     fn wait_until_listening(&self, patience: Duration) {
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < patience,
-                "moto (pid {}) did not listen on port {} within {patience:?}; see target/moto-venv/moto-{}.log",
-                self.pid,
-                self.port,
-                self.port
-            );
+            assert!(self.is_alive(), "moto (pid {}) exited on startup:\n{}", self.pid, self.log());
+            assert!(start.elapsed() < patience, "moto did not listen within {patience:?}:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    fn is_alive(&self) -> bool {
+        Command::new("kill").args(["-0", &self.pid]).status().is_ok_and(|status| status.success())
+    }
+
+    fn log(&self) -> String {
+        let path = format!("{}/../target/moto-venv/moto-{}.log", env!("CARGO_MANIFEST_DIR"), self.port);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| format!("(cannot read {path}: {e})"))
     }
 
     /// moto accepts unsigned requests, so a bare HTTP PUT creates the bucket
@@ -74,8 +79,13 @@ impl Moto {
 }
 
 impl Drop for Moto {
+    /// Waits (briefly) for the exit too, so the server is gone when the test ends.
     fn drop(&mut self) {
         let _ = Command::new("kill").arg(&self.pid).status();
+        let start = Instant::now();
+        while self.is_alive() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
