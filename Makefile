@@ -20,9 +20,17 @@ python-example:
 build:
 	$(CARGO) build -p sluice
 
+# The embedded default: SQLite and the artifact folder in SLUICE_HOME.
 demo: guests build
 	$(SLUICE) exec $(GUEST_DIR)/hello_flow.wasm --param name=Leo
-	$(SLUICE) exec $(GUEST_DIR)/pipeline_flow.wasm
+	$(SLUICE) deploy $(GUEST_DIR)/hello_flow.wasm --flow hello --name leo --param name=Leo
+	$(SLUICE) deploy $(GUEST_DIR)/hello_flow.wasm --flow hello --name marvin --param name=Marvin
+	$(SLUICE) deploy $(GUEST_DIR)/pipeline_flow.wasm --flow pipeline --name classic
+	$(SLUICE) run hello/leo --watch
+	$(SLUICE) run hello/marvin --watch
+	$(SLUICE) run pipeline/classic --watch
+	$(SLUICE) deployment ls
+	$(SLUICE) flow-run ls --limit 5
 
 test: guests python-example
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

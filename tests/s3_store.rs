@@ -79,11 +79,12 @@ impl Moto {
 }
 
 impl Drop for Moto {
-    /// Waits (briefly) for the exit too, so the server is gone when the test ends.
+    /// Waits (briefly) for the port to close too, so the server is gone when the
+    /// test ends. Not `kill -0`: the orphaned server may linger as a zombie.
     fn drop(&mut self) {
         let _ = Command::new("kill").arg(&self.pid).status();
         let start = Instant::now();
-        while self.is_alive() && start.elapsed() < Duration::from_secs(5) {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && start.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
