@@ -57,7 +57,7 @@ CREATE TABLE task_runs (
 );
 CREATE INDEX task_runs_by_flow_run ON task_runs (flow_run, created);
 CREATE TABLE states (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq         INTEGER PRIMARY KEY,
     run         TEXT NOT NULL,
     kind        TEXT NOT NULL,
     state       TEXT NOT NULL,
@@ -67,7 +67,7 @@ CREATE TABLE states (
 );
 CREATE INDEX states_by_run ON states (run, seq);
 CREATE TABLE logs (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq         INTEGER PRIMARY KEY,
     flow_run    TEXT NOT NULL,
     task_run    TEXT,
     level       TEXT NOT NULL,

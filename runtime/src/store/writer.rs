@@ -1,18 +1,20 @@
-//! Group commit: one thread owns the write connection, takes every queued
-//! write at once into one transaction, and then tells waiters (barriers) and
-//! watchers (committed events) that it is durable. A run of 1,000 tasks thus
-//! pays one commit per batch, not one per transition.
+//! Group commit without a hand-off: writes are queued in memory, and
+//! whoever needs them durable (a barrier) commits everything queued so far
+//! in one transaction on its own thread, so a sequential run pays no thread
+//! wake-ups; concurrent callers find their writes committed by the first.
+//! A background thread commits what nobody waits for (logs, final states)
+//! every few milliseconds.
 
 use crate::core::record::{Event, RunKind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, Transaction, params};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use tokio::sync::{broadcast, watch};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
 
-/// Most writes taken into one transaction.
-const MAX_BATCH: usize = 4096;
+/// How long a write nobody waits for may stay uncommitted.
+const BACKGROUND_PERIOD: Duration = Duration::from_millis(5);
 
 /// One queued write.
 pub enum Write {
@@ -22,95 +24,117 @@ pub enum Write {
     CachePut { key: String, result: Arc<str>, expires: Option<DateTime<Utc>> },
 }
 
-/// The sending side, held by the store.
-pub struct WriterHandle {
-    sender: Option<Sender<Write>>,
-    submitted: AtomicU64,
-    committed: watch::Receiver<u64>,
-    events: broadcast::Sender<Arc<Event>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
 /// Timestamps as stored: RFC 3339 in UTC with microseconds, so text order is time order.
 pub fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+struct Shared {
+    queue: Mutex<Vec<Write>>,
+    connection: Mutex<Connection>,
+    submitted: AtomicU64,
+    committed: AtomicU64,
+    events: broadcast::Sender<Arc<Event>>,
+    stopping: AtomicBool,
+    wake: Condvar,
+}
+
+/// The write side of the store.
+pub struct WriterHandle {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
 impl WriterHandle {
-    /// Starts the writer thread on `connection`.
+    /// Takes the write connection and starts the background committer.
     pub fn start(connection: Connection) -> Self {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let (committed_tx, committed) = watch::channel(0);
         let (events, _) = broadcast::channel(16_384);
-        let events_tx = events.clone();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Vec::new()),
+            connection: Mutex::new(connection),
+            submitted: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+            events,
+            stopping: AtomicBool::new(false),
+            wake: Condvar::new(),
+        });
+        let background = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-store-writer".into())
-            .spawn(move || run(connection, receiver, committed_tx, events_tx))
+            .spawn(move || background_commits(&background))
             .expect("spawning the store writer");
-        Self { sender: Some(sender), submitted: AtomicU64::new(0), committed, events, thread: Some(thread) }
+        Self { shared, thread: Some(thread) }
     }
 
     /// Queues a write.
     pub fn send(&self, write: Write) {
-        self.submitted.fetch_add(1, Ordering::SeqCst);
-        if let Some(sender) = &self.sender {
-            // The writer only stops when the store is dropped.
-            let _ = sender.send(write);
-        }
+        let mut queue = self.shared.queue.lock().expect("queue lock");
+        queue.push(write);
+        self.shared.submitted.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Resolves once every write queued so far is committed.
-    pub fn barrier(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let target = self.submitted.load(Ordering::SeqCst);
-        let mut committed = self.committed.clone();
-        async move {
-            let _ = committed.wait_for(|done| *done >= target).await;
-        }
+    /// Makes every write queued so far durable, committing it here if no
+    /// one else already has.
+    pub fn commit_now(&self) {
+        commit_queued(&self.shared, self.shared.submitted.load(Ordering::SeqCst));
     }
 
     /// Committed events, as they are committed.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.events.subscribe()
+        self.shared.events.subscribe()
     }
 }
 
 impl Drop for WriterHandle {
     fn drop(&mut self) {
-        drop(self.sender.take());
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.commit_now();
     }
 }
 
-fn run(
-    mut connection: Connection,
-    receiver: Receiver<Write>,
-    committed: watch::Sender<u64>,
-    events: broadcast::Sender<Arc<Event>>,
-) {
-    let mut done: u64 = 0;
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+/// Commits until at least `target` writes are durable.
+fn commit_queued(shared: &Shared, target: u64) {
+    if shared.committed.load(Ordering::SeqCst) >= target {
+        return;
+    }
+    let mut connection = shared.connection.lock().expect("connection lock");
+    // Whoever held the connection before may have committed ours already.
+    if shared.committed.load(Ordering::SeqCst) >= target {
+        return;
+    }
+    let batch = std::mem::take(&mut *shared.queue.lock().expect("queue lock"));
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(err) = commit(&mut connection, &batch) {
+        // Waiters must not hang on a broken database; say what was lost.
+        eprintln!("error: the state store could not record {} writes: {err}", batch.len());
+    }
+    let count = batch.len() as u64;
+    // Watchers get the events before the count moves, so whoever waited
+    // finds every event it covers already in its channel.
+    for write in batch {
+        if let Write::Event(event) = write {
+            let _ = shared.events.send(Arc::new(event));
         }
-        if let Err(err) = commit(&mut connection, &batch) {
-            // Waiters must not hang on a broken database; say what was lost.
-            eprintln!("error: the state store could not record {} writes: {err}", batch.len());
+    }
+    shared.committed.fetch_add(count, Ordering::SeqCst);
+}
+
+fn background_commits(shared: &Shared) {
+    let mut idle = shared.queue.lock().expect("queue lock");
+    while !shared.stopping.load(Ordering::SeqCst) {
+        idle = shared.wake.wait_timeout(idle, BACKGROUND_PERIOD).expect("queue lock").0;
+        if idle.is_empty() {
+            continue;
         }
-        done += batch.len() as u64;
-        // Watchers get the events before barriers open, so whoever waited
-        // on a barrier finds every event it covers already in its channel.
-        for write in batch {
-            if let Write::Event(event) = write {
-                let _ = events.send(Arc::new(event));
-            }
-        }
-        committed.send_replace(done);
+        drop(idle);
+        commit_queued(shared, shared.submitted.load(Ordering::SeqCst));
+        idle = shared.queue.lock().expect("queue lock");
     }
 }
 
