@@ -10,6 +10,7 @@ mod home;
 mod inspect;
 mod push;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Command {
     Deployment(deployment::DeploymentCommand),
     /// Creates a flow run of a deployment and, with no server, runs it here.
     Run(run::RunArgs),
+    /// Deploys one flow and runs it on its schedule in this process until stopped (like Prefect's flow.serve).
+    Serve(Box<serve::ServeArgs>),
     /// Flow runs: ls, inspect, logs.
     #[command(subcommand, name = "flow-run")]
     FlowRun(flow_run::FlowRunCommand),
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
             Command::Deployment(command) => deployment::run(command),
             Command::Run(args) => run::run(args).await,
             Command::FlowRun(command) => flow_run::run(command),
+            Command::Serve(args) => serve::run(*args).await,
         }
     });
     match result {

@@ -137,6 +137,10 @@ impl Service {
     /// Stores a prepared deployment.
     pub fn commit_deploy(&self, prepared: Prepared) -> Result<Deployed, ServiceError> {
         let change = self.store.upsert_deployment(&prepared.deployment)?;
+        if change == Change::Updated {
+            // Runs made for the old settings go; the next pass makes new ones.
+            self.store.unschedule_future(&prepared.deployment.full_name(), chrono::Utc::now())?;
+        }
         let stored = self.deployment(&prepared.deployment.full_name())?;
         Ok(Deployed { deployment: stored, change, pushed: prepared.pushed })
     }
@@ -155,6 +159,9 @@ impl Service {
         deployment.paused = paused;
         deployment.updated = chrono::Utc::now();
         self.store.upsert_deployment(&deployment)?;
+        if paused {
+            self.store.unschedule_future(&deployment.full_name(), chrono::Utc::now())?;
+        }
         Ok(deployment)
     }
 

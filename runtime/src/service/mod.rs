@@ -5,9 +5,11 @@
 mod deploy;
 mod push;
 mod runs;
+mod schedule;
 
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared};
 pub use push::Pushed;
+pub use schedule::{LATE_AFTER, SchedulerPass};
 
 use crate::artifact::{ArtifactStore, Digest};
 use crate::core::deployment::ArtifactMeta;
@@ -58,6 +60,12 @@ pub struct Config {
     pub compile_cache: PathBuf,
 }
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// Push, deploy, run.
 pub struct Service {
     /// Run records, deployments and artifact metadata.
@@ -66,6 +74,8 @@ pub struct Service {
     pub artifacts: ArtifactStore,
     /// The engine that loads and runs components.
     pub sandbox: Arc<Sandbox>,
+    /// Who this process is when it takes runs.
+    taker: String,
 }
 
 impl Service {
@@ -79,7 +89,13 @@ impl Service {
         let artifacts = ArtifactStore::open(&url)?;
         let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::in_dir(&config.compile_cache))
             .map_err(|e| ServiceError::Other(format!("cannot start the sandbox: {e:#}")))?;
-        Ok(Self { store: Arc::new(store), artifacts, sandbox: Arc::new(sandbox) })
+        let taker = format!("process {} on {}", std::process::id(), hostname());
+        Ok(Self { store: Arc::new(store), artifacts, sandbox: Arc::new(sandbox), taker })
+    }
+
+    /// Who this process is when it takes runs.
+    pub fn taker(&self) -> &str {
+        &self.taker
     }
 
     /// The metadata of a pushed artifact.

@@ -56,6 +56,20 @@ impl Service {
             .ok_or_else(|| ServiceError::Other("the new flow run was not recorded".into()))
     }
 
+    /// Takes a run for this process, unless a scheduler pass already gave it
+    /// to this process or someone else has it.
+    fn take_run(&self, run: &FlowRunRow) -> Result<(), ServiceError> {
+        if self.store.claim_run(&run.id, &self.taker)? {
+            return Ok(());
+        }
+        let current = self.store.flow_run(&run.id)?;
+        match current.and_then(|r| r.claimed_by) {
+            Some(taker) if taker == self.taker => Ok(()),
+            Some(taker) => Err(ServiceError::Invalid(format!("flow run '{}' is already taken by {taker}", run.name))),
+            None => Err(ServiceError::Invalid(format!("flow run '{}' is not waiting to run", run.name))),
+        }
+    }
+
     /// Ends a run that could not start (its artifact is missing or corrupt),
     /// so its history says why.
     async fn fail_unstarted(&self, run: &FlowRunRow, reason: &str) {
@@ -81,6 +95,7 @@ impl Service {
         run: &FlowRunRow,
         extra: Option<Arc<dyn Recorder>>,
     ) -> Result<FlowOutcome, ServiceError> {
+        self.take_run(run)?;
         let mut program = match self.load_program(&run.artifact).await {
             Ok(program) => program,
             Err(err) => {

@@ -4,7 +4,8 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE artifacts (
     digest      TEXT PRIMARY KEY,
     size        INTEGER NOT NULL,
@@ -80,7 +81,14 @@ CREATE TABLE task_cache (
     result      TEXT NOT NULL,
     expires     TEXT
 );
-"#];
+"#,
+    r#"
+ALTER TABLE flow_runs ADD COLUMN auto_scheduled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flow_runs ADD COLUMN claimed_by TEXT;
+CREATE UNIQUE INDEX flow_runs_schedule_slot ON flow_runs (deployment, scheduled) WHERE auto_scheduled = 1;
+CREATE INDEX flow_runs_due ON flow_runs (state, scheduled) WHERE claimed_by IS NULL;
+"#,
+];
 
 /// Brings the database up to the newest schema.
 pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {

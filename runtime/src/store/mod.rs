@@ -89,6 +89,8 @@ pub struct FlowRunRow {
     pub started: Option<DateTime<Utc>>,
     /// When it reached a terminal state.
     pub ended: Option<DateTime<Utc>>,
+    /// Who took it to run it.
+    pub claimed_by: Option<String>,
 }
 
 /// A task run as inspected.
@@ -175,4 +177,35 @@ pub trait StateStore: Recorder + ResultCache {
     fn states(&self, run: &str) -> Result<Vec<StateRow>, StoreError>;
     /// A flow run's logs (its tasks' included), oldest first; the last `tail` when given.
     fn logs(&self, flow_run: &str, tail: Option<usize>) -> Result<Vec<LogRow>, StoreError>;
+
+    /// Creates the `Scheduled` runs of a deployment's schedule at `times`;
+    /// a time that already has its run is skipped, so ticks, restarts and
+    /// redeploys never make duplicates. Returns how many were created.
+    fn schedule_runs(&self, slots: &ScheduledRuns<'_>) -> Result<usize, StoreError>;
+    /// Moves `Scheduled` runs due before `cutoff` and not taken to `Late`.
+    fn mark_late(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// Deletes a deployment's auto-scheduled runs after `now` that have not started.
+    fn unschedule_future(&self, deployment: &str, now: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// Atomically takes up to `limit` due runs (of `deployment`, when given) for `taker`.
+    fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        deployment: Option<&str>,
+        limit: usize,
+        taker: &str,
+    ) -> Result<Vec<FlowRunRow>, StoreError>;
+    /// Atomically takes one run for `taker`; false when someone else has it.
+    fn claim_run(&self, id: &str, taker: &str) -> Result<bool, StoreError>;
+}
+
+/// The runs a schedule asks for, and what each needs.
+pub struct ScheduledRuns<'a> {
+    /// The deployment.
+    pub deployment: &'a Deployment,
+    /// Its resolved default parameters.
+    pub parameters: &'a Value,
+    /// Start times.
+    pub times: &'a [DateTime<Utc>],
+    /// The time of creation.
+    pub now: DateTime<Utc>,
 }

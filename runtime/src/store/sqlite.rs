@@ -3,8 +3,11 @@
 //! for the rare writes that need an answer (artifacts, deployments).
 
 use super::writer::{Write, WriterHandle, timestamp};
-use super::{Change, FlowRunRow, LogRow, RunFilter, StateRow, StateStore, StoreError, TaskRunRow, migrations};
+use super::{
+    Change, FlowRunRow, LogRow, RunFilter, ScheduledRuns, StateRow, StateStore, StoreError, TaskRunRow, migrations,
+};
 use crate::core::deployment::{ArtifactMeta, Deployment};
+use crate::core::ids::{RunId, run_name};
 use crate::core::record::{Barrier, Event, LogLevel, Recorder, ResultCache};
 use crate::core::state::StateType;
 use crate::runner::MemoryCache;
@@ -138,7 +141,8 @@ fn bad_column(column: &str, value: &str) -> rusqlite::Error {
     )
 }
 
-const FLOW_RUN_COLUMNS: &str = "id, name, flow, deployment, parent, artifact, parameters, state, message, result, created, scheduled, started, ended";
+const FLOW_RUN_COLUMNS: &str = "id, name, flow, deployment, parent, artifact, parameters, state, message, result, created, \
+     scheduled, started, ended, claimed_by";
 
 fn flow_run_row(row: &Row<'_>) -> rusqlite::Result<FlowRunRow> {
     Ok(FlowRunRow {
@@ -156,6 +160,7 @@ fn flow_run_row(row: &Row<'_>) -> rusqlite::Result<FlowRunRow> {
         scheduled: optional_time(row, "scheduled")?,
         started: optional_time(row, "started")?,
         ended: optional_time(row, "ended")?,
+        claimed_by: row.get("claimed_by")?,
     })
 }
 
@@ -337,5 +342,110 @@ impl StateStore for SqliteStore {
             rows.reverse();
             Ok(rows)
         })
+    }
+
+    fn schedule_runs(&self, slots: &ScheduledRuns<'_>) -> Result<usize, StoreError> {
+        let deployment = slots.deployment;
+        let full_name = deployment.full_name();
+        let now = timestamp(slots.now);
+        let parameters = slots.parameters.to_string();
+        Ok(self.writer.transaction(|tx| {
+            let mut created = 0;
+            for time in slots.times {
+                let id = RunId::new().to_string();
+                let message = format!("Scheduled by the deployment's schedule for {}", time.to_rfc3339());
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO flow_runs (id, name, flow, deployment, artifact, parameters, state, message,
+                         created, scheduled, auto_scheduled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Scheduled', ?7, ?8, ?9, 1)",
+                    )?
+                    .execute(params![
+                        id,
+                        run_name(&mut rand::rng()),
+                        deployment.flow,
+                        full_name,
+                        deployment.artifact,
+                        parameters,
+                        message,
+                        now,
+                        timestamp(*time)
+                    ])?;
+                if inserted == 1 {
+                    tx.prepare_cached(
+                        "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', 'Scheduled', ?2, 1, ?3)",
+                    )?
+                    .execute(params![id, message, now])?;
+                    created += 1;
+                }
+            }
+            Ok(created)
+        })?)
+    }
+
+    fn mark_late(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let now = timestamp(now);
+        Ok(self.writer.transaction(|tx| {
+            let late: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM flow_runs WHERE state = 'Scheduled' AND claimed_by IS NULL AND scheduled < ?1",
+                )?
+                .query_map([timestamp(cutoff)], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let message = "Its start time passed and no runner has taken it";
+            for id in &late {
+                tx.prepare_cached("UPDATE flow_runs SET state = 'Late', message = ?2 WHERE id = ?1")?
+                    .execute(params![id, message])?;
+                tx.prepare_cached(
+                    "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', 'Late', ?2, 1, ?3)",
+                )?
+                .execute(params![id, message, now])?;
+            }
+            Ok(late.len())
+        })?)
+    }
+
+    fn unschedule_future(&self, deployment: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self.writer.transaction(|tx| {
+            let future = "SELECT id FROM flow_runs WHERE deployment = ?1 AND auto_scheduled = 1
+                          AND state = 'Scheduled' AND claimed_by IS NULL AND scheduled > ?2";
+            tx.execute(&format!("DELETE FROM states WHERE run IN ({future})"), params![deployment, timestamp(now)])?;
+            tx.execute(&format!("DELETE FROM flow_runs WHERE id IN ({future})"), params![deployment, timestamp(now)])
+        })?)
+    }
+
+    fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        deployment: Option<&str>,
+        limit: usize,
+        taker: &str,
+    ) -> Result<Vec<FlowRunRow>, StoreError> {
+        let claimed: Vec<String> = self.writer.transaction(|tx| {
+            tx.prepare_cached(
+                "UPDATE flow_runs SET claimed_by = ?1 WHERE id IN (
+                     SELECT id FROM flow_runs WHERE state IN ('Scheduled', 'Late') AND claimed_by IS NULL
+                     AND scheduled <= ?2 AND (?3 IS NULL OR deployment = ?3) ORDER BY scheduled LIMIT ?4)
+                 RETURNING id",
+            )?
+            .query_map(params![taker, timestamp(now), deployment, limit as i64], |row| row.get(0))?
+            .collect()
+        })?;
+        let mut runs = Vec::with_capacity(claimed.len());
+        for id in claimed {
+            runs.extend(self.flow_run(&id)?);
+        }
+        runs.sort_by_key(|run| run.scheduled);
+        Ok(runs)
+    }
+
+    fn claim_run(&self, id: &str, taker: &str) -> Result<bool, StoreError> {
+        let taken = self.writer.transaction(|tx| {
+            tx.execute(
+                "UPDATE flow_runs SET claimed_by = ?2 WHERE id = ?1 AND claimed_by IS NULL
+                 AND state IN ('Scheduled', 'Late')",
+                params![id, taker],
+            )
+        })?;
+        Ok(taken == 1)
     }
 }

@@ -79,6 +79,17 @@ impl WriterHandle {
         commit_queued(&self.shared, self.shared.submitted.load(Ordering::SeqCst));
     }
 
+    /// Runs `work` in a transaction on the write connection, after every
+    /// queued write, for writes whose outcome the caller needs.
+    pub fn transaction<T>(&self, work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        self.commit_now();
+        let mut connection = self.shared.connection.lock().expect("connection lock");
+        let tx = connection.transaction()?;
+        let value = work(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
     /// Committed events, as they are committed.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.shared.events.subscribe()

@@ -1,0 +1,145 @@
+//! `sluice serve`: the one-process path for a single flow, as Prefect's
+//! `flow.serve`: deploys it, then creates its scheduled runs and executes
+//! every due run of it here until stopped.
+
+use super::console::{Console, Stream};
+use super::{CliError, context, read_component};
+use crate::core::record::Recorder;
+use crate::core::schedule::Schedule;
+use crate::params;
+use crate::service::{ArtifactSource, DeployRequest, Service};
+use chrono::Utc;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
+
+/// The longest the loop sleeps: runs created by others are found this fast.
+const MAX_IDLE: Duration = Duration::from_millis(250);
+
+/// Arguments of `sluice serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// The component (`.wasm`) to serve.
+    file: PathBuf,
+    /// The deployment's name.
+    #[arg(long)]
+    name: String,
+    /// The flow to serve (default: the component's first flow).
+    #[arg(long)]
+    flow: Option<String>,
+    /// A default parameter as key=value. Repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Default parameters as a JSON object or @FILE.
+    #[arg(long = "params", value_name = "JSON|@FILE")]
+    params_object: Option<String>,
+    /// Run every N seconds.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "cron")]
+    interval: Option<u64>,
+    /// Run on a cron schedule.
+    #[arg(long)]
+    cron: Option<String>,
+    /// Time zone of the cron schedule.
+    #[arg(long, requires = "cron")]
+    timezone: Option<String>,
+    /// A tag. Repeatable.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Runs executed at once.
+    #[arg(long, default_value_t = 4)]
+    limit: usize,
+}
+
+/// Runs `sluice serve` until Ctrl-C.
+pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
+    let bytes = read_component(&args.file)?;
+    let schedule = match (&args.interval, &args.cron) {
+        (Some(seconds), _) => Some(Schedule::interval(*seconds).map_err(CliError::usage)?),
+        (None, Some(cron)) => Some(Schedule::cron(cron, args.timezone.as_deref()).map_err(CliError::usage)?),
+        (None, None) => None,
+    };
+    let service = Arc::new(context::service()?);
+    let pushed = service.push(bytes, None).await?;
+    let flow = pushed.artifact.description.flow(args.flow.as_deref()).map_err(CliError::usage)?.name.clone();
+    let deployed = service
+        .deploy(DeployRequest {
+            artifact: ArtifactSource::Digest(pushed.artifact.digest.clone()),
+            flow,
+            name: args.name.clone(),
+            parameters: params::collect(args.params_object.as_deref(), &args.params).map_err(CliError::usage)?,
+            description: None,
+            version: None,
+            tags: args.tags.clone(),
+            schedule: schedule.clone(),
+            paused: false,
+            pool: None,
+            queue: None,
+            limits: Default::default(),
+        })
+        .await?;
+    let full_name = deployed.deployment.full_name();
+    let words = schedule.as_ref().map_or_else(|| "no schedule".to_string(), Schedule::words);
+    println!("Your deployment '{full_name}' is being served ({words}).");
+    println!("Start a run from another shell with `sluice run {full_name}`; stop serving with Ctrl-C.");
+    serve(&service, &full_name, schedule.as_ref(), args.limit.max(1)).await
+}
+
+async fn serve(
+    service: &Arc<Service>,
+    full_name: &str,
+    schedule: Option<&Schedule>,
+    limit: usize,
+) -> Result<ExitCode, CliError> {
+    let console = Console::new(Stream::Stdout);
+    let mut committed = service.store.subscribe();
+    let mut running: JoinSet<()> = JoinSet::new();
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let now = Utc::now();
+        let pass = service.schedule(now)?;
+        for problem in pass.problems {
+            eprintln!("scheduler: {problem}");
+        }
+        let free = limit.saturating_sub(running.len());
+        if free > 0 {
+            for run in service.claim_due(now, Some(full_name), free, service.taker())? {
+                let service = service.clone();
+                running.spawn(async move {
+                    if let Err(err) = service.execute_run(&run, None).await {
+                        eprintln!("flow run '{}' could not run: {err}", run.name);
+                    }
+                });
+            }
+        }
+        let next = schedule.and_then(|s| s.next_after(now)).and_then(|t| (t - now).to_std().ok());
+        let idle = tokio::time::sleep(next.map_or(MAX_IDLE, |n| n.min(MAX_IDLE)));
+        tokio::pin!(idle);
+        loop {
+            tokio::select! {
+                _ = &mut stop => {
+                    println!("Stopping: waiting for {} running flow runs", running.len());
+                    while running.join_next().await.is_some() {}
+                    drain(&mut committed, &console);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                event = committed.recv() => match event {
+                    Ok(event) => console.record(&event),
+                    Err(RecvError::Lagged(missed)) => eprintln!("({missed} events not shown)"),
+                    Err(RecvError::Closed) => {}
+                },
+                Some(_) = running.join_next(), if !running.is_empty() => break,
+                () = &mut idle => break,
+            }
+        }
+    }
+}
+
+fn drain(committed: &mut tokio::sync::broadcast::Receiver<Arc<crate::core::record::Event>>, console: &Console) {
+    while let Ok(event) = committed.try_recv() {
+        console.record(&event);
+    }
+}
