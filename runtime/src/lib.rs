@@ -7,6 +7,8 @@
 //! - [`params`]: flow parameters, resolved and validated against the schema.
 //! - [`store`]: the durable state store (SQLite).
 //! - [`service`]: push, deploy, run: what the CLI (and a server) call.
+//! - [`server`]: the HTTP API, scheduler, crash detection and embedded workers.
+//! - [`worker`]: a worker on any host, taking runs from a server.
 //! - [`cli`]: the `sluice` command.
 
 pub mod artifact;
@@ -16,5 +18,7 @@ pub mod params;
 pub mod project;
 pub mod runner;
 pub mod sandbox;
+pub mod server;
 pub mod service;
 pub mod store;
+pub mod worker;

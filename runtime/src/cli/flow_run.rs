@@ -4,7 +4,6 @@ use super::{CliError, Output, context};
 use crate::core::state::StateType;
 use crate::service::ServiceError;
 use crate::store::{FlowRunRow, RunFilter, StateStore};
-use serde_json::json;
 use std::process::ExitCode;
 
 /// `sluice flow-run` subcommands.
@@ -78,25 +77,7 @@ pub fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
             }
         }
         FlowRunCommand::Inspect { run } => {
-            let row = find(store, &run)?;
-            let history = |id: &str| store.states(id).map_err(ServiceError::from);
-            let tasks = store.task_runs(&row.id).map_err(ServiceError::from)?;
-            let mut task_views = Vec::new();
-            for task in tasks {
-                let states = history(&task.id)?;
-                task_views.push(json!({ "task_run": task, "states": states }));
-            }
-            let mut subflows = Vec::new();
-            for sub in store.subflow_runs(&row.id).map_err(ServiceError::from)? {
-                let states = history(&sub.id)?;
-                subflows.push(json!({ "flow_run": sub, "states": states }));
-            }
-            let report = json!({
-                "flow_run": row,
-                "states": history(&row.id)?,
-                "task_runs": task_views,
-                "subflow_runs": subflows,
-            });
+            let report = service.inspect_run(&run)?;
             println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
         }
         FlowRunCommand::Logs { run, tail } => {

@@ -11,6 +11,7 @@ mod inspect;
 mod push;
 mod run;
 mod serve;
+mod server;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -46,6 +47,10 @@ enum Command {
     Run(run::RunArgs),
     /// Deploys one flow and runs it on its schedule in this process until stopped (like Prefect's flow.serve).
     Serve(Box<serve::ServeArgs>),
+    /// Serves the HTTP API with the scheduler and an embedded worker.
+    Server(server::ServerArgs),
+    /// Takes flow runs from a server and runs them, on any host.
+    Worker(server::WorkerArgs),
     /// Flow runs: ls, inspect, logs.
     #[command(subcommand, name = "flow-run")]
     FlowRun(flow_run::FlowRunCommand),
@@ -118,6 +123,8 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::FlowRun(command) => flow_run::run(command),
             Command::Serve(args) => serve::run(*args).await,
+            Command::Server(args) => server::server(args).await,
+            Command::Worker(args) => server::worker(args).await,
         }
     });
     match result {

@@ -43,6 +43,8 @@ pub struct RunSettings {
     pub max_payload_bytes: usize,
     /// Log bytes kept per flow run; later lines are dropped with a marker.
     pub max_log_bytes: u64,
+    /// Cancelling it stops every instance of the run.
+    pub cancel: CancellationToken,
 }
 
 impl Default for RunSettings {
@@ -55,6 +57,7 @@ impl Default for RunSettings {
             max_tasks_per_run: 100_000,
             max_payload_bytes: 16 << 20,
             max_log_bytes: 64 << 20,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -110,8 +113,8 @@ impl Runner {
             program,
             recorder,
             cache,
+            cancel: settings.cancel.clone(),
             settings,
-            cancel: CancellationToken::new(),
             tasks_started: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
             flow_runs: Mutex::default(),

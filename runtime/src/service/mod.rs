@@ -9,6 +9,7 @@ mod schedule;
 
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared};
 pub use push::Pushed;
+pub use runs::execute;
 pub use schedule::{LATE_AFTER, SchedulerPass};
 
 use crate::artifact::{ArtifactStore, Digest};

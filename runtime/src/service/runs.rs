@@ -2,16 +2,19 @@
 //! resolved and validated), and execute it in this process.
 
 use super::{Service, ServiceError};
+use crate::core::deployment::Limits;
 use crate::core::ids::{RunId, run_name};
-use crate::core::record::{Event, Fanout, FlowRunRecord, Recorder, RunKind, StateRecord};
+use crate::core::record::{Event, Fanout, FlowRunRecord, Recorder, ResultCache, RunKind, StateRecord};
 use crate::core::state::StateType;
 use crate::params;
 use crate::runner::{FlowOutcome, RunSettings, Runner};
+use crate::sandbox::program::Program;
 use crate::store::{FlowRunRow, StateStore};
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 impl Service {
     /// Creates a flow run of `flow/deployment`, due at `start` (now when `None`).
@@ -56,6 +59,29 @@ impl Service {
             .ok_or_else(|| ServiceError::Other("the new flow run was not recorded".into()))
     }
 
+    /// A run with its state history, task runs (each with its history) and
+    /// subflow runs, as `flow-run inspect` and the API show it.
+    pub fn inspect_run(&self, id_or_name: &str) -> Result<Value, ServiceError> {
+        let store: &dyn StateStore = self.store.as_ref();
+        let row = store.flow_run(id_or_name)?.ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "no flow run with id or name `{id_or_name}`; `sluice flow-run ls` lists them"
+            ))
+        })?;
+        let mut task_runs = Vec::new();
+        for task in store.task_runs(&row.id)? {
+            let states = store.states(&task.id)?;
+            task_runs.push(json!({ "task_run": task, "states": states }));
+        }
+        let mut subflow_runs = Vec::new();
+        for sub in store.subflow_runs(&row.id)? {
+            let states = store.states(&sub.id)?;
+            subflow_runs.push(json!({ "flow_run": sub, "states": states }));
+        }
+        let states = store.states(&row.id)?;
+        Ok(json!({ "flow_run": row, "states": states, "task_runs": task_runs, "subflow_runs": subflow_runs }))
+    }
+
     /// Takes a run for this process, unless a scheduler pass already gave it
     /// to this process or someone else has it.
     fn take_run(&self, run: &FlowRunRow) -> Result<(), ServiceError> {
@@ -95,37 +121,75 @@ impl Service {
         run: &FlowRunRow,
         extra: Option<Arc<dyn Recorder>>,
     ) -> Result<FlowOutcome, ServiceError> {
+        self.execute_run_with(run, extra, CancellationToken::new()).await
+    }
+
+    /// [`Service::execute_run`], stopped when `cancel` is cancelled.
+    pub async fn execute_run_with(
+        &self,
+        run: &FlowRunRow,
+        extra: Option<Arc<dyn Recorder>>,
+        cancel: CancellationToken,
+    ) -> Result<FlowOutcome, ServiceError> {
         self.take_run(run)?;
-        let mut program = match self.load_program(&run.artifact).await {
+        self.execute_run_taken(run, extra, cancel).await
+    }
+
+    /// Runs a flow run that the caller has already taken (claimed).
+    pub async fn execute_run_taken(
+        &self,
+        run: &FlowRunRow,
+        extra: Option<Arc<dyn Recorder>>,
+        cancel: CancellationToken,
+    ) -> Result<FlowOutcome, ServiceError> {
+        let program = match self.load_program(&run.artifact).await {
             Ok(program) => program,
             Err(err) => {
                 self.fail_unstarted(run, &err.to_string()).await;
                 return Err(err);
             }
         };
-        let deployment = match &run.deployment {
-            Some(full_name) => Some(self.deployment(full_name)?),
-            None => None,
-        };
-        let limits = deployment.as_ref().map(|d| d.limits.clone()).unwrap_or_default();
-        if let Some(mib) = limits.memory_mib {
-            program.set_memory_limit((mib as usize) << 20);
-        }
-        let settings = RunSettings {
-            deployment: run.deployment.clone(),
-            scheduled_time: run.scheduled,
-            flow_timeout: limits.timeout_seconds.map(Duration::from_secs),
-            ..RunSettings::default()
-        };
+        let limits = self.limits_of(run)?;
         let store: Arc<dyn Recorder> = self.store.clone();
         let recorder: Arc<dyn Recorder> = match extra {
             Some(extra) => Arc::new(Fanout(vec![store, extra])),
             None => store,
         };
-        let runner = Runner::new(Arc::new(program), recorder, self.store.clone(), settings);
-        let id = RunId::parse(&run.id).ok_or_else(|| ServiceError::Invalid(format!("`{}` is not a run id", run.id)))?;
-        let outcome = runner.run(id, run.name.clone(), &run.flow, &run.parameters).await;
+        let outcome = execute(program, run, &limits, recorder, self.store.clone(), cancel).await?;
         self.store.flush().await;
         Ok(outcome)
     }
+
+    /// The limits a run's deployment sets (none for a run without one).
+    pub fn limits_of(&self, run: &FlowRunRow) -> Result<Limits, ServiceError> {
+        Ok(match &run.deployment {
+            Some(full_name) => self.deployment(full_name)?.limits,
+            None => Limits::default(),
+        })
+    }
+}
+
+/// Runs a taken flow run of `program` with its deployment's limits: shared by
+/// this process's runs and remote workers'.
+pub async fn execute(
+    mut program: Program,
+    run: &FlowRunRow,
+    limits: &Limits,
+    recorder: Arc<dyn Recorder>,
+    cache: Arc<dyn ResultCache>,
+    cancel: CancellationToken,
+) -> Result<FlowOutcome, ServiceError> {
+    if let Some(mib) = limits.memory_mib {
+        program.set_memory_limit((mib as usize) << 20);
+    }
+    let settings = RunSettings {
+        deployment: run.deployment.clone(),
+        scheduled_time: run.scheduled,
+        flow_timeout: limits.timeout_seconds.map(Duration::from_secs),
+        cancel,
+        ..RunSettings::default()
+    };
+    let runner = Runner::new(Arc::new(program), recorder, cache, settings);
+    let id = RunId::parse(&run.id).ok_or_else(|| ServiceError::Invalid(format!("`{}` is not a run id", run.id)))?;
+    Ok(runner.run(id, run.name.clone(), &run.flow, &run.parameters).await)
 }

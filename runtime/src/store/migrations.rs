@@ -88,6 +88,14 @@ ALTER TABLE flow_runs ADD COLUMN claimed_by TEXT;
 CREATE UNIQUE INDEX flow_runs_schedule_slot ON flow_runs (deployment, scheduled) WHERE auto_scheduled = 1;
 CREATE INDEX flow_runs_due ON flow_runs (state, scheduled) WHERE claimed_by IS NULL;
 "#,
+    r#"
+CREATE TABLE workers (
+    name        TEXT PRIMARY KEY,
+    started     TEXT NOT NULL,
+    last_seen   TEXT NOT NULL
+);
+CREATE INDEX flow_runs_by_taker ON flow_runs (claimed_by) WHERE ended IS NULL;
+"#,
 ];
 
 /// Brings the database up to the newest schema.

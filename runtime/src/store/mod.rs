@@ -14,7 +14,7 @@ use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::record::{LogLevel, Recorder, ResultCache};
 use crate::core::state::StateType;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A failure of the store itself (not of a run).
@@ -59,7 +59,7 @@ pub struct RunFilter {
 }
 
 /// A flow run as listed and inspected.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FlowRunRow {
     /// Its id.
     pub id: String,
@@ -196,6 +196,32 @@ pub trait StateStore: Recorder + ResultCache {
     ) -> Result<Vec<FlowRunRow>, StoreError>;
     /// Atomically takes one run for `taker`; false when someone else has it.
     fn claim_run(&self, id: &str, taker: &str) -> Result<bool, StoreError>;
+
+    /// The start time of the earliest run waiting to be taken.
+    fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Notes that `worker` is alive at `now`.
+    fn heartbeat(&self, worker: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Ends as `Crashed` every unfinished run taken by a worker last seen
+    /// before `cutoff`; returns the runs' ids.
+    fn crash_orphans(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+    /// Asks a run to stop: a run not yet taken ends `Cancelled` at once, a
+    /// taken one moves to `Cancelling` for its runner to stop.
+    fn request_cancel(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
+    /// Which of `ids` are `Cancelling`.
+    fn cancelling(&self, ids: &[String]) -> Result<Vec<String>, StoreError>;
+}
+
+/// What a cancel request did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CancelOutcome {
+    /// The run had not started: it is `Cancelled`.
+    Cancelled,
+    /// The run is running: it is `Cancelling` until its runner stops it.
+    Cancelling,
+    /// The run had already ended.
+    AlreadyEnded,
+    /// No such run.
+    NotFound,
 }
 
 /// The runs a schedule asks for, and what each needs.

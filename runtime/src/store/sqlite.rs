@@ -4,7 +4,8 @@
 
 use super::writer::{Write, WriterHandle, timestamp};
 use super::{
-    Change, FlowRunRow, LogRow, RunFilter, ScheduledRuns, StateRow, StateStore, StoreError, TaskRunRow, migrations,
+    CancelOutcome, Change, FlowRunRow, LogRow, RunFilter, ScheduledRuns, StateRow, StateStore, StoreError, TaskRunRow,
+    migrations,
 };
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::ids::{RunId, run_name};
@@ -448,4 +449,106 @@ impl StateStore for SqliteStore {
         })?;
         Ok(taken == 1)
     }
+
+    fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<String> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT MIN(scheduled) FROM flow_runs WHERE state IN ('Scheduled', 'Late') AND claimed_by IS NULL",
+            )?
+            .query_row([], |row| row.get(0))
+        })?;
+        Ok(next.as_deref().and_then(parse_time))
+    }
+
+    fn heartbeat(&self, worker: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let now = timestamp(now);
+        self.read(|c| {
+            c.prepare_cached(
+                "INSERT INTO workers (name, started, last_seen) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen",
+            )?
+            .execute(params![worker, now])
+        })?;
+        Ok(())
+    }
+
+    fn crash_orphans(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let now = timestamp(now);
+        Ok(self.writer.transaction(|tx| {
+            let orphans: Vec<(String, String)> = tx
+                .prepare_cached(
+                    "SELECT r.id, w.name FROM flow_runs r JOIN workers w ON w.name = r.claimed_by
+                     WHERE r.ended IS NULL AND w.last_seen < ?1",
+                )?
+                .query_map([timestamp(cutoff)], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, worker) in &orphans {
+                let message = format!("worker `{worker}` stopped sending heartbeats while it ran this flow run");
+                end_run(tx, id, "Crashed", &message, &now)?;
+            }
+            Ok(orphans.into_iter().map(|(id, _)| id).collect())
+        })?)
+    }
+
+    fn request_cancel(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+        let now = timestamp(now);
+        Ok(self.writer.transaction(|tx| {
+            let row: Option<(Option<String>, Option<String>, Option<String>)> = tx
+                .query_row("SELECT state, claimed_by, ended FROM flow_runs WHERE id = ?1", [id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .optional()?;
+            let Some((state, taker, ended)) = row else { return Ok(CancelOutcome::NotFound) };
+            if ended.is_some() || state.as_deref() == Some("Cancelling") {
+                return Ok(if ended.is_some() { CancelOutcome::AlreadyEnded } else { CancelOutcome::Cancelling });
+            }
+            let waiting = matches!(state.as_deref(), Some("Scheduled" | "Late")) && taker.is_none();
+            if waiting {
+                // Taken by nobody: no runner will ever see it, so it ends here.
+                tx.execute("UPDATE flow_runs SET claimed_by = 'cancelled' WHERE id = ?1", [id])?;
+                end_run(tx, id, "Cancelled", "Cancelled before it started", &now)?;
+                return Ok(CancelOutcome::Cancelled);
+            }
+            record_state(tx, id, "Cancelling", "Cancellation requested", &now)?;
+            Ok(CancelOutcome::Cancelling)
+        })?)
+    }
+
+    fn cancelling(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut found = Vec::new();
+            let mut query = c.prepare_cached("SELECT state FROM flow_runs WHERE id = ?1")?;
+            for id in ids {
+                let state: Option<Option<String>> = query.query_row([id], |row| row.get(0)).optional()?;
+                if state.flatten().as_deref() == Some("Cancelling") {
+                    found.push(id.clone());
+                }
+            }
+            Ok(found)
+        })
+    }
+}
+
+/// Moves a flow run to `state`, recording it in its history.
+fn record_state(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    state: &str,
+    message: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE flow_runs SET state = ?2, message = ?3 WHERE id = ?1")?
+        .execute(params![id, state, message])?;
+    tx.prepare_cached(
+        "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', ?2, ?3, 1, ?4)",
+    )?
+    .execute(params![id, state, message, now])?;
+    Ok(())
+}
+
+/// Ends a flow run in a terminal `state`.
+fn end_run(tx: &rusqlite::Transaction<'_>, id: &str, state: &str, message: &str, now: &str) -> rusqlite::Result<()> {
+    record_state(tx, id, state, message, now)?;
+    tx.prepare_cached("UPDATE flow_runs SET ended = ?2 WHERE id = ?1")?.execute(params![id, now])?;
+    Ok(())
 }

@@ -192,22 +192,16 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
         Write::Event(Event::State(state)) => {
             let run = state.run.to_string();
             let time = timestamp(state.time);
-            let kind = match state.kind {
-                RunKind::Flow => "flow",
-                RunKind::Task => "task",
-            };
-            tx.prepare_cached(
-                "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![run, kind, state.state.name(), state.message, state.attempt, time])?;
             let ended = state.state.is_terminal().then_some(time.as_str());
             let result = state.result.as_deref();
-            match state.kind {
+            // A run that has ended (say, marked Crashed when its worker went
+            // silent) keeps its end: late reports of a lost worker are dropped.
+            let updated = match state.kind {
                 RunKind::Flow => {
                     let started = state.state.is_running().then_some(time.as_str());
                     tx.prepare_cached(
                         "UPDATE flow_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
-                         started = COALESCE(started, ?5), ended = COALESCE(?6, ended) WHERE id = ?1",
+                         started = COALESCE(started, ?5), ended = ?6 WHERE id = ?1 AND ended IS NULL",
                     )?
                     .execute(params![
                         run,
@@ -216,22 +210,31 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                         result,
                         started,
                         ended
-                    ])?;
+                    ])?
                 }
-                RunKind::Task => {
-                    tx.prepare_cached(
+                RunKind::Task => tx
+                    .prepare_cached(
                         "UPDATE task_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
-                         attempts = MAX(attempts, ?5), ended = COALESCE(?6, ended) WHERE id = ?1",
+                         attempts = MAX(attempts, ?5), ended = ?6 WHERE id = ?1 AND ended IS NULL",
                     )?
-                    .execute(params![
-                        run,
-                        state.state.name(),
-                        state.message,
-                        result,
-                        state.attempt,
-                        ended
-                    ])?;
-                }
+                    .execute(params![run, state.state.name(), state.message, result, state.attempt, ended])?,
+            };
+            if updated == 1 {
+                let kind = match state.kind {
+                    RunKind::Flow => "flow",
+                    RunKind::Task => "task",
+                };
+                tx.prepare_cached(
+                    "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    run,
+                    kind,
+                    state.state.name(),
+                    state.message,
+                    state.attempt,
+                    time
+                ])?;
             }
         }
         Write::Event(Event::Log(log)) => {

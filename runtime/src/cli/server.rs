@@ -1,0 +1,72 @@
+//! `sluice server` and `sluice worker`.
+
+use super::{CliError, context, home};
+use crate::sandbox::compile_cache::CompileCache;
+use crate::sandbox::engine::EngineSettings;
+use crate::sandbox::program::Sandbox;
+use crate::server::{ServerOptions, serve};
+use crate::worker::{WorkerOptions, work};
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `sluice server`.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on (0: any free port; the bound address is printed).
+    #[arg(long, default_value_t = 4200)]
+    port: u16,
+    /// Flow runs the embedded worker executes at once (0: no embedded worker).
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Seconds without a heartbeat after which a worker's runs are marked Crashed.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_timeout: u64,
+}
+
+/// Arguments of `sluice worker`.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// The server's URL.
+    #[arg(long, env = "SLUICE_API_URL")]
+    api: String,
+    /// This worker's name (default: host and process id).
+    #[arg(long)]
+    name: Option<String>,
+    /// Flow runs executed at once.
+    #[arg(long, default_value_t = 4)]
+    limit: usize,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 5)]
+    heartbeat: u64,
+}
+
+/// Runs `sluice server` until stopped.
+pub async fn server(args: ServerArgs) -> Result<ExitCode, CliError> {
+    let service = context::service()?;
+    let options = ServerOptions {
+        address: SocketAddr::new(args.host, args.port),
+        workers: args.workers,
+        heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout.max(1)),
+    };
+    serve(service, options).await.map_err(|e| CliError::failure(format!("the server stopped: {e:#}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `sluice worker` until stopped.
+pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
+    let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::in_dir(home::compile_cache_dir()))?;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "worker".into());
+    let options = WorkerOptions {
+        api: args.api,
+        name: args.name.unwrap_or_else(|| format!("{}-{}", hostname.trim(), std::process::id())),
+        limit: args.limit.max(1),
+        heartbeat: Duration::from_secs(args.heartbeat.max(1)),
+    };
+    work(options, Arc::new(sandbox)).await.map_err(|e| CliError::failure(format!("the worker stopped: {e:#}")))?;
+    Ok(ExitCode::SUCCESS)
+}

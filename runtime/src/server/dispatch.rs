@@ -1,0 +1,150 @@
+//! Handing runs to workers: atomic claims with long-polling (a run created
+//! through the API wakes a waiting worker at once: no polling sleep on the
+//! hot path), heartbeats, crash detection and cancellation.
+
+use crate::core::deployment::Limits;
+use crate::service::{Service, ServiceError};
+use crate::store::{FlowRunRow, StateStore};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The longest a claim waits when nothing is due.
+pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
+
+/// A run handed to a worker, with what it needs to run it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClaimedRun {
+    /// The run.
+    pub run: FlowRunRow,
+    /// Its deployment's limits.
+    pub limits: Limits,
+}
+
+/// Shared by the API, the embedded workers and housekeeping.
+pub struct Dispatch {
+    /// The service underneath.
+    pub service: Arc<Service>,
+    available: Notify,
+    heartbeat_timeout: Duration,
+    // Cancel handles of the runs executing in this process.
+    local: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl Dispatch {
+    /// Dispatch over `service`.
+    pub fn new(service: Arc<Service>, heartbeat_timeout: Duration) -> Self {
+        Self { service, available: Notify::new(), heartbeat_timeout, local: Mutex::default() }
+    }
+
+    /// Wakes every waiting claim.
+    pub fn work_available(&self) {
+        self.available.notify_waiters();
+    }
+
+    /// Takes up to `limit` due runs for `worker`, waiting up to `wait` for one.
+    pub async fn claim(&self, worker: &str, limit: usize, wait: Duration) -> Result<Vec<ClaimedRun>, ServiceError> {
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_CLAIM_WAIT);
+        loop {
+            // Registered before looking, so a run created meanwhile still wakes us.
+            let notified = self.available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.service.store.heartbeat(worker, Utc::now())?;
+            let runs = self.service.claim_due(Utc::now(), None, limit.max(1), worker)?;
+            if !runs.is_empty() {
+                return runs
+                    .into_iter()
+                    .map(|run| Ok(ClaimedRun { limits: self.service.limits_of(&run)?, run }))
+                    .collect();
+            }
+            let next_due = self.next_due()?;
+            let wake = next_due.map_or(deadline, |due| deadline.min(due));
+            if tokio::time::timeout_at(wake, notified).await.is_err() && tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// When the earliest waiting run becomes due, as a tokio instant.
+    fn next_due(&self) -> Result<Option<tokio::time::Instant>, ServiceError> {
+        let next: Option<DateTime<Utc>> = self.service.store.next_due()?;
+        Ok(next.map(|at| {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::Instant::now() + wait
+        }))
+    }
+
+    /// Records a heartbeat; returns which of `running` must stop.
+    pub fn heartbeat(&self, worker: &str, running: &[String]) -> Result<Vec<String>, ServiceError> {
+        self.service.store.heartbeat(worker, Utc::now())?;
+        Ok(self.service.store.cancelling(running)?)
+    }
+
+    /// Ends as `Crashed` the runs of workers that went silent.
+    pub fn detect_crashes(&self, now: DateTime<Utc>) -> Result<Vec<String>, ServiceError> {
+        let timeout = chrono::Duration::from_std(self.heartbeat_timeout).unwrap_or(chrono::Duration::seconds(30));
+        Ok(self.service.store.crash_orphans(now - timeout, now)?)
+    }
+
+    /// Asks a run to stop; one running here stops at once.
+    pub fn cancel(&self, id: &str) -> Result<crate::store::CancelOutcome, ServiceError> {
+        let run =
+            self.service.store.flow_run(id)?.ok_or_else(|| ServiceError::NotFound(format!("no flow run `{id}`")))?;
+        let outcome = self.service.store.request_cancel(&run.id, Utc::now())?;
+        if let Some(token) = self.local.lock().expect("local runs lock").get(&run.id) {
+            token.cancel();
+        }
+        Ok(outcome)
+    }
+
+    fn track(&self, id: &str) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.local.lock().expect("local runs lock").insert(id.to_string(), token.clone());
+        token
+    }
+
+    fn untrack(&self, id: &str) {
+        self.local.lock().expect("local runs lock").remove(id);
+    }
+}
+
+/// Runs due runs in this process, `slots` at a time, until the process ends.
+pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
+    let name = format!("embedded worker of {}", dispatch.service.taker());
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        let free = slots.saturating_sub(running.len());
+        let claim = dispatch.claim(&name, free, MAX_CLAIM_WAIT);
+        tokio::select! {
+            claimed = claim, if free > 0 => match claimed {
+                Ok(claimed) => {
+                    for ClaimedRun { run, .. } in claimed {
+                        let dispatch = dispatch.clone();
+                        running.spawn(async move {
+                            let cancel = dispatch.track(&run.id);
+                            if let Err(err) = dispatch.service.execute_run_taken(&run, None, cancel).await {
+                                eprintln!("flow run '{}' could not run: {err}", run.name);
+                            }
+                            dispatch.untrack(&run.id);
+                        });
+                    }
+                }
+                Err(err) => {
+                    eprintln!("embedded worker: {err}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            _ = heartbeat.tick() => {
+                let _ = dispatch.service.store.heartbeat(&name, Utc::now());
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The worker's side of the server API.
+
+use crate::artifact::Digest;
+use crate::core::record::Event;
+use crate::server::ClaimedRun;
+use anyhow::Context;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// An HTTP client of one server.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client of the server at `api` (e.g. `http://127.0.0.1:4200`).
+    pub fn new(api: &str) -> anyhow::Result<Self> {
+        let base = format!("{}/api/v1", api.trim_end_matches('/'));
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        Ok(Self { http, base })
+    }
+
+    async fn checked(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
+        anyhow::bail!("the server answered {status}: {message}")
+    }
+
+    /// Claims up to `limit` runs, waiting up to `wait` for one.
+    pub async fn claim(&self, worker: &str, limit: usize, wait: Duration) -> anyhow::Result<Vec<ClaimedRun>> {
+        let url = format!("{}/workers/{}/claim", self.base, worker);
+        let body = json!({ "limit": limit, "wait_ms": wait.as_millis() as u64 });
+        let response = self.http.post(url).json(&body).timeout(wait + Duration::from_secs(10)).send().await?;
+        Ok(Self::checked(response).await?.json().await?)
+    }
+
+    /// Says this worker is alive; returns the runs it must cancel.
+    pub async fn heartbeat(&self, worker: &str, running: &[String]) -> anyhow::Result<Vec<String>> {
+        let url = format!("{}/workers/{}/heartbeat", self.base, worker);
+        let response = self.http.post(url).json(&json!({ "running": running })).send().await?;
+        let body: Value = Self::checked(response).await?.json().await?;
+        Ok(serde_json::from_value(body["cancel"].clone()).unwrap_or_default())
+    }
+
+    /// An artifact's bytes (the caller checks the digest).
+    pub async fn artifact(&self, digest: &Digest) -> anyhow::Result<bytes::Bytes> {
+        let url = format!("{}/artifacts/{}/content", self.base, digest);
+        let response = self.http.get(url).send().await.with_context(|| format!("fetching {digest}"))?;
+        Ok(Self::checked(response).await?.bytes().await?)
+    }
+
+    /// Sends recorded events, in order.
+    pub async fn events(&self, events: &[Event]) -> anyhow::Result<()> {
+        let response = self.http.post(format!("{}/events", self.base)).json(events).send().await?;
+        Self::checked(response).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! `sluice worker`: runs flow runs handed out by a server, on any host. It
+//! claims runs (long-poll), fetches each artifact by digest from the server
+//! and checks the digest, compiles it once into its local cache, runs it,
+//! streams states and logs back, and heartbeats; a cancel reaches it in the
+//! heartbeat's answer.
+
+mod client;
+mod recorder;
+
+pub use client::Client;
+pub use recorder::HttpRecorder;
+
+use crate::artifact::Digest;
+use crate::core::ids::RunId;
+use crate::core::record::{Event, Recorder, RunKind, StateRecord};
+use crate::core::state::StateType;
+use crate::runner::MemoryCache;
+use crate::sandbox::program::Sandbox;
+use crate::server::ClaimedRun;
+use crate::service::execute;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// The server, e.g. `http://127.0.0.1:4200`.
+    pub api: String,
+    /// This worker's name (unique per worker).
+    pub name: String,
+    /// Runs executed at once.
+    pub limit: usize,
+    /// How often it heartbeats.
+    pub heartbeat: Duration,
+}
+
+type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
+
+/// Works until the process is stopped.
+pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Result<()> {
+    let client = Client::new(&options.api)?;
+    let recorder = Arc::new(HttpRecorder::new(client.clone()));
+    let cache = Arc::new(MemoryCache::bounded(10_000));
+    let running: Running = Arc::default();
+    tokio::spawn(heartbeats(client.clone(), options.name.clone(), options.heartbeat, running.clone()));
+    println!("Worker '{}' taking runs from {}", options.name, options.api);
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    loop {
+        let free = options.limit.saturating_sub(tasks.len());
+        tokio::select! {
+            claimed = client.claim(&options.name, free, Duration::from_secs(10)), if free > 0 => match claimed {
+                Ok(claimed) => {
+                    for run in claimed {
+                        let token = CancellationToken::new();
+                        running.lock().expect("running lock").insert(run.run.id.clone(), token.clone());
+                        let (client, sandbox, recorder, cache, running) =
+                            (client.clone(), sandbox.clone(), recorder.clone(), cache.clone(), running.clone());
+                        tasks.spawn(async move {
+                            let id = run.run.id.clone();
+                            run_one(&client, &sandbox, run, recorder, cache, token).await;
+                            running.lock().expect("running lock").remove(&id);
+                        });
+                    }
+                }
+                Err(err) => {
+                    eprintln!("worker: cannot claim runs: {err:#}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+}
+
+async fn run_one(
+    client: &Client,
+    sandbox: &Sandbox,
+    claimed: ClaimedRun,
+    recorder: Arc<HttpRecorder>,
+    cache: Arc<MemoryCache>,
+    cancel: CancellationToken,
+) {
+    let ClaimedRun { run, limits } = claimed;
+    let program = async {
+        let digest = Digest::parse(&run.artifact).map_err(anyhow::Error::msg)?;
+        let bytes = client.artifact(&digest).await?;
+        let actual = Digest::of(&bytes);
+        anyhow::ensure!(actual == digest, "artifact {digest} arrived corrupt (its bytes hash to {actual}); not run");
+        Ok(sandbox.load(&bytes).await?)
+    };
+    let outcome = match program.await {
+        Ok(program) => {
+            execute(program, &run, &limits, recorder.clone(), cache, cancel).await.map_err(anyhow::Error::from)
+        }
+        Err(err) => Err(err),
+    };
+    if let Err(err) = outcome {
+        fail_unstarted(&recorder, &run.id, &format!("{err:#}"));
+    }
+    if let Some(barrier) = recorder.barrier() {
+        barrier.await;
+    }
+}
+
+fn fail_unstarted(recorder: &HttpRecorder, id: &str, reason: &str) {
+    let Some(run) = RunId::parse(id) else { return };
+    for (state, message) in [(StateType::Pending, None), (StateType::Failed, Some(reason.to_string()))] {
+        let time = chrono::Utc::now();
+        recorder.record(&Event::State(StateRecord {
+            run,
+            kind: RunKind::Flow,
+            state,
+            message,
+            attempt: 1,
+            result: None,
+            time,
+        }));
+    }
+}
+
+async fn heartbeats(client: Client, name: String, every: Duration, running: Running) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let ids: Vec<String> = running.lock().expect("running lock").keys().cloned().collect();
+        match client.heartbeat(&name, &ids).await {
+            Ok(cancel) => {
+                let running = running.lock().expect("running lock");
+                for id in cancel {
+                    if let Some(token) = running.get(&id) {
+                        token.cancel();
+                    }
+                }
+            }
+            Err(err) => eprintln!("worker: heartbeat failed: {err:#}"),
+        }
+    }
+}

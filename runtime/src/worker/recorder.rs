@@ -1,0 +1,71 @@
+//! Recording on a remote worker: events are buffered and sent to the server
+//! in order, in batches; a barrier sends everything buffered and waits for
+//! the server to have committed it.
+
+use super::client::Client;
+use crate::core::record::{Barrier, Event, Recorder};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often buffered events are sent when nobody waits for them.
+const FLUSH_PERIOD: Duration = Duration::from_millis(20);
+
+struct Inner {
+    client: Client,
+    buffer: Mutex<Vec<Event>>,
+    // One batch in flight at a time keeps the server's order the worker's.
+    sending: tokio::sync::Mutex<()>,
+}
+
+/// A recorder that sends to the server.
+#[derive(Clone)]
+pub struct HttpRecorder {
+    inner: Arc<Inner>,
+}
+
+impl HttpRecorder {
+    /// Records to the server behind `client`, flushing in the background.
+    pub fn new(client: Client) -> Self {
+        let inner = Arc::new(Inner { client, buffer: Mutex::default(), sending: tokio::sync::Mutex::new(()) });
+        let background = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_PERIOD);
+            loop {
+                tick.tick().await;
+                let Some(inner) = background.upgrade() else { return };
+                flush(&inner).await;
+            }
+        });
+        Self { inner }
+    }
+}
+
+async fn flush(inner: &Inner) {
+    let _in_order = inner.sending.lock().await;
+    let batch = std::mem::take(&mut *inner.buffer.lock().expect("buffer lock"));
+    if batch.is_empty() {
+        return;
+    }
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=8 {
+        match inner.client.events(&batch).await {
+            Ok(()) => return,
+            Err(err) if attempt == 8 => eprintln!("worker: {} events could not be sent: {err:#}", batch.len()),
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+impl Recorder for HttpRecorder {
+    fn record(&self, event: &Event) {
+        self.inner.buffer.lock().expect("buffer lock").push(event.clone());
+    }
+
+    fn barrier(&self) -> Option<Barrier> {
+        let inner = self.inner.clone();
+        Some(Box::pin(async move { flush(&inner).await }))
+    }
+}
