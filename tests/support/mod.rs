@@ -124,3 +124,116 @@ pub fn python_greet() -> PathBuf {
         })
         .clone()
 }
+
+/// A minimal HTTP/1.1 client for the tests: one request per connection.
+pub mod http {
+    use serde_json::Value;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    /// Sends a request and returns the status and the body parsed as JSON
+    /// (`Null` for an empty body).
+    pub fn request(address: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+        let mut stream = TcpStream::connect(address).expect("connecting to the server");
+        let body = body.unwrap_or(b"");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+        let body = if chunked { dechunk(body) } else { body.to_string() };
+        let json = if body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&body).unwrap_or(Value::String(body))
+        };
+        (status, json)
+    }
+
+    fn dechunk(mut body: &str) -> String {
+        let mut out = String::new();
+        while let Some((size, rest)) = body.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            out.push_str(&rest[..size]);
+            body = &rest[size + 2..];
+        }
+        out
+    }
+
+    pub fn get(address: &str, path: &str) -> (u16, Value) {
+        request(address, "GET", path, None)
+    }
+
+    pub fn post(address: &str, path: &str, body: &str) -> (u16, Value) {
+        request(address, "POST", path, Some(body.as_bytes()))
+    }
+}
+
+/// A `sluice server` or `sluice worker` process, stopped (SIGKILL) on drop.
+pub struct Process {
+    pub child: std::process::Child,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sluice {
+    /// Starts `sluice server --port 0 …` and returns it with its address.
+    pub fn server(&self, extra: &[&str]) -> (Process, String) {
+        use std::io::BufRead;
+        let mut child = self
+            .command()
+            .args(["server", "--port", "0"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starting sluice server");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().expect("the server prints its address").unwrap();
+        let address =
+            first.split("http://").nth(1).and_then(|rest| rest.split(' ').next()).expect("an address").to_string();
+        std::thread::spawn(move || for _ in lines {});
+        (Process { child }, address)
+    }
+
+    /// Starts `sluice worker` against `address`.
+    pub fn worker(&self, address: &str, name: &str, extra: &[&str]) -> Process {
+        let child = self
+            .command()
+            .args(["worker", "--api", &format!("http://{address}"), "--name", name])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starting sluice worker");
+        Process { child }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `seconds`.
+pub fn eventually<T>(seconds: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {seconds} s waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

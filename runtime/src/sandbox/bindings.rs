@@ -14,7 +14,9 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use self::sluice::flow::types::{Failure as WitFailure, LogLevel, RunContext, TaskCall, TaskPolicy as WitTaskPolicy};
+pub use self::sluice::flow::types::{
+    Failure as WitFailure, LogLevel, RunContext, TaskCall, TaskPolicy as WitTaskPolicy,
+};
 
 impl From<RunError> for Failure {
     fn from(error: RunError) -> Self {

@@ -49,28 +49,33 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
     println!("Worker '{}' taking runs from {}", options.name, options.api);
     let mut tasks: JoinSet<()> = JoinSet::new();
     loop {
+        while tasks.try_join_next().is_some() {}
         let free = options.limit.saturating_sub(tasks.len());
-        tokio::select! {
-            claimed = client.claim(&options.name, free, Duration::from_secs(10)), if free > 0 => match claimed {
-                Ok(claimed) => {
-                    for run in claimed {
-                        let token = CancellationToken::new();
-                        running.lock().expect("running lock").insert(run.run.id.clone(), token.clone());
-                        let (client, sandbox, recorder, cache, running) =
-                            (client.clone(), sandbox.clone(), recorder.clone(), cache.clone(), running.clone());
-                        tasks.spawn(async move {
-                            let id = run.run.id.clone();
-                            run_one(&client, &sandbox, run, recorder, cache, token).await;
-                            running.lock().expect("running lock").remove(&id);
-                        });
-                    }
+        if free == 0 {
+            tasks.join_next().await;
+            continue;
+        }
+        // Never raced against anything: a claim dropped in flight would
+        // leave its runs taken by this worker but never run.
+        let wait = if tasks.is_empty() { Duration::from_secs(10) } else { Duration::from_millis(500) };
+        match client.claim(&options.name, free, wait).await {
+            Ok(claimed) => {
+                for run in claimed {
+                    let token = CancellationToken::new();
+                    running.lock().expect("running lock").insert(run.run.id.clone(), token.clone());
+                    let (client, sandbox, recorder, cache, running) =
+                        (client.clone(), sandbox.clone(), recorder.clone(), cache.clone(), running.clone());
+                    tasks.spawn(async move {
+                        let id = run.run.id.clone();
+                        run_one(&client, &sandbox, run, recorder, cache, token).await;
+                        running.lock().expect("running lock").remove(&id);
+                    });
                 }
-                Err(err) => {
-                    eprintln!("worker: cannot claim runs: {err:#}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+            Err(err) => {
+                eprintln!("worker: cannot claim runs: {err:#}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }

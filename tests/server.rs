@@ -1,0 +1,162 @@
+//! `sluice server` and `sluice worker` as real processes on 127.0.0.1: runs
+//! through the API, API errors, workers racing, a killed worker, cancel,
+//! and a restart that loses nothing.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::http::{get, post, request};
+use support::{Sluice, eventually, guest};
+
+fn deploy(sluice: &Sluice, component: &str, flow: &str, name: &str, params: &[&str]) {
+    let path = guest(component);
+    let mut args = vec!["deploy", path.to_str().unwrap(), "--flow", flow, "--name", name];
+    for param in params {
+        args.extend_from_slice(&["--param", param]);
+    }
+    let output = sluice.run(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn run_state(address: &str, id: &str) -> Value {
+    let (status, run) = get(address, &format!("/api/v1/flow-runs/{id}"));
+    assert_eq!(status, 200, "{run}");
+    run
+}
+
+fn wait_for_state(address: &str, id: &str, state: &str, seconds: u64) -> Value {
+    eventually(seconds, &format!("run {id} to be {state}"), || {
+        let run = run_state(address, id);
+        (run["flow_run"]["state"] == state).then_some(run)
+    })
+}
+
+#[test]
+fn a_run_created_through_the_api_completes_on_the_embedded_worker() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);
+    let (_server, address) = sluice.server(&[]);
+    let (status, run) = post(&address, "/api/v1/deployments/hello/leo/runs", r#"{"parameters": {"name": "Ford"}}"#);
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap();
+    let done = wait_for_state(&address, id, "Completed", 30);
+    let states: Vec<&str> = done["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["Scheduled", "Pending", "Running", "Completed"]);
+    let (_, logs) = get(&address, &format!("/api/v1/flow-runs/{id}/logs"));
+    assert_eq!(logs[0]["message"], "Hello Ford!");
+    let (status, health) = get(&address, "/api/v1/health");
+    assert_eq!((status, health), (200, json!({"status": "ok"})));
+}
+
+#[test]
+fn bad_requests_get_a_clear_4xx_body_and_the_server_stays_up() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    let cases: Vec<(&str, &str, Option<&str>, u16, &str)> = vec![
+        ("POST", "/api/v1/deployments/hello/nope/runs", None, 404, "no deployment `hello/nope`"),
+        ("POST", "/api/v1/deployments/hello/leo/runs", Some("{\"parameters\":"), 422, "invalid run request"),
+        ("POST", "/api/v1/deployments/hello/leo/runs", Some(r#"{"parameters": {"name": 7}}"#), 422, "parameter `name`"),
+        ("POST", "/api/v1/deployments/hello/leo/runs", Some(r#"{"colour": 1}"#), 422, "unknown field"),
+        ("GET", "/api/v1/flow-runs/no-such-run", None, 404, "no flow run"),
+        ("GET", "/api/v1/flow-runs?state=Done", None, 400, "not a state"),
+        ("GET", "/api/v1/artifacts/sha256:12", None, 422, "not a digest"),
+        ("POST", "/api/v1/workers/w/claim", Some("[]"), 422, ""),
+        ("POST", "/api/v1/deployments", Some(r#"{"artifact": "sha256:00", "flow": "x"}"#), 422, "missing field"),
+        ("GET", "/nowhere", None, 404, "/api/v1"),
+    ];
+    for (method, path, body, expected_status, expected_text) in cases {
+        let (status, answer) = request(&address, method, path, body.map(str::as_bytes));
+        assert_eq!(status, expected_status, "{method} {path}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_else(|| panic!("{method} {path}: {answer}"));
+        assert!(message.contains(expected_text), "{method} {path}: {message}");
+        assert_eq!(answer["error"]["status"], expected_status);
+    }
+    let huge = vec![b'x'; 5 << 20];
+    let (status, _) = request(&address, "POST", "/api/v1/deployments/hello/leo/runs", Some(&huge));
+    assert_eq!(status, 413, "bodies over the stated limit are refused");
+    assert_eq!(get(&address, "/api/v1/health").0, 200, "still serving");
+}
+
+#[test]
+fn three_workers_racing_run_every_one_of_300_runs_exactly_once() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "bench_flow", "sequential", "one", &["count=1"]);
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    let _workers: Vec<_> =
+        ["w1", "w2", "w3"].iter().map(|name| sluice.worker(&address, name, &["--limit", "4"])).collect();
+    let ids: Vec<String> = (0..300)
+        .map(|_| {
+            let (status, run) = post(&address, "/api/v1/deployments/sequential/one/runs", "");
+            assert_eq!(status, 201, "{run}");
+            run["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    eventually(120, "300 completed runs", || {
+        let (_, runs) = get(&address, "/api/v1/flow-runs?state=Completed&limit=1000");
+        (runs.as_array().unwrap().len() == 300).then_some(())
+    });
+    for id in &ids {
+        let run = run_state(&address, id);
+        let states: Vec<&str> =
+            run["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+        assert_eq!(states, ["Scheduled", "Pending", "Running", "Completed"], "run {id} ran once");
+        assert_eq!(run["task_runs"].as_array().unwrap().len(), 1, "run {id}: one task run");
+        let taker = run["flow_run"]["claimed_by"].as_str().unwrap();
+        assert!(["w1", "w2", "w3"].contains(&taker), "{taker}");
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_run_has_its_run_marked_crashed() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hostile_flow", "spin_flow", "forever", &[]);
+    let (_server, address) = sluice.server(&["--workers", "0", "--heartbeat-timeout", "2"]);
+    let mut worker = sluice.worker(&address, "doomed", &["--heartbeat", "1"]);
+    let (_, run) = post(&address, "/api/v1/deployments/spin_flow/forever/runs", "");
+    let id = run["id"].as_str().unwrap();
+    wait_for_state(&address, id, "Running", 30);
+    worker.child.kill().unwrap(); // SIGKILL
+    worker.child.wait().unwrap();
+    let crashed = wait_for_state(&address, id, "Crashed", 30);
+    let message = crashed["flow_run"]["message"].as_str().unwrap();
+    assert!(message.contains("`doomed` stopped sending heartbeats"), "{message}");
+}
+
+#[test]
+fn cancel_stops_a_running_infinite_loop_and_a_scheduled_run() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hostile_flow", "spin_flow", "forever", &[]);
+    let (_server, address) = sluice.server(&[]);
+    let (_, run) = post(&address, "/api/v1/deployments/spin_flow/forever/runs", "");
+    let id = run["id"].as_str().unwrap();
+    wait_for_state(&address, id, "Running", 30);
+    let (status, answer) = post(&address, &format!("/api/v1/flow-runs/{id}/cancel"), "");
+    assert_eq!((status, &answer["outcome"]), (200, &json!("Cancelling")));
+    let cancelled = wait_for_state(&address, id, "Cancelled", 30);
+    let states: Vec<&str> =
+        cancelled["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["Scheduled", "Pending", "Running", "Cancelling", "Cancelled"]);
+
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (_, run) = post(&address, "/api/v1/deployments/spin_flow/forever/runs", &format!(r#"{{"start": "{later}"}}"#));
+    let id = run["id"].as_str().unwrap();
+    let (_, answer) = post(&address, &format!("/api/v1/flow-runs/{id}/cancel"), "");
+    assert_eq!(answer["outcome"], "Cancelled");
+    assert_eq!(run_state(&address, id)["flow_run"]["state"], "Cancelled");
+}
+
+#[test]
+fn a_restarted_server_keeps_every_run_and_runs_what_was_waiting() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);
+    let (server, address) = sluice.server(&["--workers", "0"]);
+    let ids: Vec<String> = (0..5)
+        .map(|_| post(&address, "/api/v1/deployments/hello/leo/runs", "").1["id"].as_str().unwrap().to_string())
+        .collect();
+    drop(server); // SIGKILL
+    let (_server, address) = sluice.server(&[]);
+    for id in &ids {
+        wait_for_state(&address, id, "Completed", 30);
+    }
+}
