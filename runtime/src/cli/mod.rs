@@ -8,6 +8,7 @@ mod exec;
 mod flow_run;
 mod home;
 mod inspect;
+mod pools;
 mod push;
 mod run;
 mod serve;
@@ -51,6 +52,12 @@ enum Command {
     Server(server::ServerArgs),
     /// Takes flow runs from a server and runs them, on any host.
     Worker(server::WorkerArgs),
+    /// Work pools: create, ls, inspect, pause, resume, delete.
+    #[command(subcommand, name = "work-pool")]
+    WorkPool(pools::PoolCommand),
+    /// Work queues: create, ls, pause, resume, delete.
+    #[command(subcommand, name = "work-queue")]
+    WorkQueue(pools::QueueCommand),
     /// Flow runs: ls, inspect, logs.
     #[command(subcommand, name = "flow-run")]
     FlowRun(flow_run::FlowRunCommand),
@@ -123,6 +130,8 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::FlowRun(command) => flow_run::run(command),
             Command::Serve(args) => serve::run(*args).await,
+            Command::WorkPool(command) => pools::pool(command),
+            Command::WorkQueue(command) => pools::queue(command),
             Command::Server(args) => server::server(args).await,
             Command::Worker(args) => server::worker(args).await,
         }

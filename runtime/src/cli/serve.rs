@@ -8,6 +8,7 @@ use crate::core::record::Recorder;
 use crate::core::schedule::Schedule;
 use crate::params;
 use crate::service::{ArtifactSource, DeployRequest, Service};
+use crate::store::Claim;
 use chrono::Utc;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,7 +107,15 @@ async fn serve(
         }
         let free = limit.saturating_sub(running.len());
         if free > 0 {
-            for run in service.claim_due(now, Some(full_name), free, service.taker())? {
+            let claim = Claim {
+                now,
+                pool: None,
+                queues: &[],
+                deployment: Some(full_name),
+                limit: free,
+                taker: service.taker(),
+            };
+            for run in service.claim_due(&claim)? {
                 let service = service.clone();
                 running.spawn(async move {
                     if let Err(err) = service.execute_run(&run, None).await {

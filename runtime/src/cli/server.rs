@@ -37,6 +37,12 @@ pub struct WorkerArgs {
     /// This worker's name (default: host and process id).
     #[arg(long)]
     name: Option<String>,
+    /// The work pool to take runs from.
+    #[arg(long, default_value = "default")]
+    pool: String,
+    /// Only these queues of the pool (default: all). Repeatable.
+    #[arg(long = "queue")]
+    queues: Vec<String>,
     /// Flow runs executed at once.
     #[arg(long, default_value_t = 4)]
     limit: usize,
@@ -64,6 +70,8 @@ pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     let options = WorkerOptions {
         api: args.api,
         name: args.name.unwrap_or_else(|| format!("{}-{}", hostname.trim(), std::process::id())),
+        pool: args.pool,
+        queues: args.queues,
         limit: args.limit.max(1),
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
     };

@@ -7,6 +7,7 @@ pub mod duration;
 pub mod failure;
 pub mod ids;
 pub mod policy;
+pub mod pool;
 pub mod record;
 pub mod schedule;
 pub mod state;

@@ -111,6 +111,14 @@ pub fn router(dispatch: Arc<Dispatch>) -> Router {
         .route("/flow-runs/{id}", get(inspect_run))
         .route("/flow-runs/{id}/logs", get(run_logs))
         .route("/flow-runs/{id}/cancel", post(cancel_run))
+        .route("/work-pools", get(list_pools).post(create_pool))
+        .route("/work-pools/{pool}", get(inspect_pool).delete(delete_pool))
+        .route("/work-pools/{pool}/pause", post(pause_pool))
+        .route("/work-pools/{pool}/resume", post(resume_pool))
+        .route("/work-pools/{pool}/queues", get(list_queues).post(create_queue))
+        .route("/work-pools/{pool}/queues/{name}", axum::routing::delete(delete_queue))
+        .route("/work-pools/{pool}/queues/{name}/pause", post(pause_queue))
+        .route("/work-pools/{pool}/queues/{name}/resume", post(resume_queue))
         .route("/workers/{name}/claim", post(claim))
         .route("/workers/{name}/heartbeat", post(heartbeat))
         .route("/events", post(record_events))
@@ -300,6 +308,14 @@ struct ClaimBody {
     limit: usize,
     #[serde(default)]
     wait_ms: u64,
+    #[serde(default = "default_pool")]
+    pool: String,
+    #[serde(default)]
+    queues: Vec<String>,
+}
+
+fn default_pool() -> String {
+    crate::core::pool::DEFAULT_POOL.to_string()
 }
 
 async fn claim(
@@ -307,7 +323,8 @@ async fn claim(
     Path(name): Path<String>,
     Body(body): Body<ClaimBody>,
 ) -> ApiResult<Json<Vec<ClaimedRun>>> {
-    Ok(Json(d.claim(&name, body.limit.min(100), Duration::from_millis(body.wait_ms)).await?))
+    let wait = Duration::from_millis(body.wait_ms);
+    Ok(Json(d.claim(&name, &body.pool, &body.queues, body.limit.min(100), wait).await?))
 }
 
 #[derive(Deserialize)]
@@ -326,9 +343,79 @@ async fn heartbeat(
 }
 
 async fn record_events(State(d): State<AppState>, Body(events): Body<Vec<Event>>) -> ApiResult<StatusCode> {
+    let mut ended = false;
     for event in &events {
         d.service.store.record(event);
+        ended |=
+            matches!(event, Event::State(s) if s.kind == crate::core::record::RunKind::Flow && s.state.is_terminal());
     }
     d.service.store.flush().await;
+    if ended {
+        // A concurrency slot is free for a waiting run.
+        d.work_available();
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_pools(State(d): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(d.service.store.work_pools()?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolBody {
+    name: String,
+    description: Option<String>,
+}
+
+async fn create_pool(State(d): State<AppState>, Body(body): Body<PoolBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+    Ok((StatusCode::CREATED, Json(json!(d.service.create_work_pool(&body.name, body.description)?))))
+}
+
+async fn inspect_pool(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<Json<Value>> {
+    let found = d.service.work_pool(&pool)?;
+    Ok(Json(json!({ "pool": found, "queues": d.service.store.work_queues(Some(&pool))? })))
+}
+
+async fn delete_pool(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<StatusCode> {
+    d.service.delete_work_pool(&pool)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pause_pool(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(d.service.set_work_pool_paused(&pool, true)?)))
+}
+
+async fn resume_pool(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<Json<Value>> {
+    let resumed = d.service.set_work_pool_paused(&pool, false)?;
+    d.work_available();
+    Ok(Json(json!(resumed)))
+}
+
+async fn list_queues(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<Json<Value>> {
+    d.service.check_pool(&pool)?;
+    Ok(Json(json!(d.service.store.work_queues(Some(&pool))?)))
+}
+
+async fn create_queue(
+    State(d): State<AppState>,
+    Path(pool): Path<String>,
+    Body(body): Body<crate::service::QueueRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    Ok((StatusCode::CREATED, Json(json!(d.service.create_work_queue(&pool, body)?))))
+}
+
+async fn delete_queue(State(d): State<AppState>, Path((pool, name)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    d.service.delete_work_queue(&pool, &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pause_queue(State(d): State<AppState>, Path((pool, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(d.service.set_work_queue_paused(&pool, &name, true)?)))
+}
+
+async fn resume_queue(State(d): State<AppState>, Path((pool, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let resumed = d.service.set_work_queue_paused(&pool, &name, false)?;
+    d.work_available();
+    Ok(Json(json!(resumed)))
 }

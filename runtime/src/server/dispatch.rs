@@ -3,8 +3,9 @@
 //! hot path), heartbeats, crash detection and cancellation.
 
 use crate::core::deployment::Limits;
+use crate::core::pool::DEFAULT_POOL;
 use crate::service::{Service, ServiceError};
-use crate::store::{FlowRunRow, StateStore};
+use crate::store::{Claim, FlowRunRow, StateStore};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -47,8 +48,17 @@ impl Dispatch {
         self.available.notify_waiters();
     }
 
-    /// Takes up to `limit` due runs for `worker`, waiting up to `wait` for one.
-    pub async fn claim(&self, worker: &str, limit: usize, wait: Duration) -> Result<Vec<ClaimedRun>, ServiceError> {
+    /// Takes up to `limit` due runs of `pool` (its `queues`, or all) for
+    /// `worker`, waiting up to `wait` for one.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        pool: &str,
+        queues: &[String],
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<ClaimedRun>, ServiceError> {
+        self.service.check_pool(pool)?;
         let deadline = tokio::time::Instant::now() + wait.min(MAX_CLAIM_WAIT);
         loop {
             // Registered before looking, so a run created meanwhile still wakes us.
@@ -56,15 +66,30 @@ impl Dispatch {
             tokio::pin!(notified);
             notified.as_mut().enable();
             self.service.store.heartbeat(worker, Utc::now())?;
-            let runs = self.service.claim_due(Utc::now(), None, limit.max(1), worker)?;
+            let claim = Claim {
+                now: Utc::now(),
+                pool: Some(pool),
+                queues,
+                deployment: None,
+                limit: limit.max(1),
+                taker: worker,
+            };
+            let runs = self.service.claim_due(&claim)?;
             if !runs.is_empty() {
                 return runs
                     .into_iter()
                     .map(|run| Ok(ClaimedRun { limits: self.service.limits_of(&run)?, run }))
                     .collect();
             }
-            let next_due = self.next_due()?;
-            let wake = next_due.map_or(deadline, |due| deadline.min(due));
+            // Due runs that could not be taken (paused, or waiting for a
+            // concurrency slot) are retried when a run ends or something is
+            // resumed, which notifies; once a second at the latest.
+            let soon = tokio::time::Instant::now() + Duration::from_secs(1);
+            let wake = match self.next_due()? {
+                Some(due) if due > tokio::time::Instant::now() => deadline.min(due),
+                Some(_) => deadline.min(soon),
+                None => deadline,
+            };
             if tokio::time::timeout_at(wake, notified).await.is_err() && tokio::time::Instant::now() >= deadline {
                 return Ok(Vec::new());
             }
@@ -121,7 +146,7 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
     loop {
         let free = slots.saturating_sub(running.len());
-        let claim = dispatch.claim(&name, free, MAX_CLAIM_WAIT);
+        let claim = dispatch.claim(&name, DEFAULT_POOL, &[], free, MAX_CLAIM_WAIT);
         tokio::select! {
             claimed = claim, if free > 0 => match claimed {
                 Ok(claimed) => {
@@ -133,6 +158,8 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
                                 eprintln!("flow run '{}' could not run: {err}", run.name);
                             }
                             dispatch.untrack(&run.id);
+                            // Its concurrency slot is free for a waiting run.
+                            dispatch.work_available();
                         });
                     }
                 }

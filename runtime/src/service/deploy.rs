@@ -89,6 +89,7 @@ impl Service {
     pub async fn prepare_deploy(&self, request: DeployRequest) -> Result<Prepared, ServiceError> {
         check_name("deployment", &request.name)?;
         check_name("flow", &request.flow)?;
+        self.check_pool_and_queue(request.pool.as_deref(), request.queue.as_deref())?;
         let (meta, pushed) = match &request.artifact {
             ArtifactSource::File(path) => {
                 let bytes = std::fs::read(path)

@@ -3,11 +3,13 @@
 //! machine; a server would call the same functions behind its API.
 
 mod deploy;
+mod pools;
 mod push;
 mod runs;
 mod schedule;
 
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared};
+pub use pools::QueueRequest;
 pub use push::Pushed;
 pub use runs::execute;
 pub use schedule::{LATE_AFTER, SchedulerPass};

@@ -5,7 +5,7 @@
 
 use super::{Service, ServiceError};
 use crate::params;
-use crate::store::{FlowRunRow, ScheduledRuns, StateStore};
+use crate::store::{Claim, FlowRunRow, ScheduledRuns, StateStore};
 use chrono::{DateTime, Utc};
 
 /// Runs created ahead of time per deployment: at least this many...
@@ -61,15 +61,9 @@ impl Service {
         Ok(pass)
     }
 
-    /// Takes up to `limit` runs due at `now` (of one deployment, when given).
-    pub fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        deployment: Option<&str>,
-        limit: usize,
-        taker: &str,
-    ) -> Result<Vec<FlowRunRow>, ServiceError> {
-        Ok(self.store.claim_due(now, deployment, limit, taker)?)
+    /// Takes due runs as `claim` asks.
+    pub fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<FlowRunRow>, ServiceError> {
+        Ok(self.store.claim_due(claim)?)
     }
 }
 
@@ -161,9 +155,17 @@ mod tests {
         assert_eq!(late[0].scheduled, Some(at("2026-11-26T10:10:00Z")));
         let history: Vec<StateType> = service.store.states(&late[0].id).unwrap().into_iter().map(|s| s.state).collect();
         assert_eq!(history, [StateType::Scheduled, StateType::Late]);
-        let taken = service.claim_due(at("2026-11-26T10:10:16Z"), None, 10, "test").unwrap();
+        let claim = |taker| Claim {
+            now: at("2026-11-26T10:10:16Z"),
+            pool: Some("default"),
+            queues: &[],
+            deployment: None,
+            limit: 10,
+            taker,
+        };
+        let taken = service.claim_due(&claim("test")).unwrap();
         assert_eq!(taken.len(), 1, "the late run is due");
-        assert!(service.claim_due(at("2026-11-26T10:10:16Z"), None, 10, "other").unwrap().is_empty(), "taken once");
+        assert!(service.claim_due(&claim("other")).unwrap().is_empty(), "taken once");
     }
 
     #[tokio::test]

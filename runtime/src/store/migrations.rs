@@ -96,6 +96,27 @@ CREATE TABLE workers (
 );
 CREATE INDEX flow_runs_by_taker ON flow_runs (claimed_by) WHERE ended IS NULL;
 "#,
+    r#"
+CREATE TABLE work_pools (
+    name        TEXT PRIMARY KEY,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    description TEXT,
+    created     TEXT NOT NULL
+);
+CREATE TABLE work_queues (
+    pool        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    tags        TEXT NOT NULL DEFAULT '[]',
+    priority    INTEGER NOT NULL DEFAULT 1,
+    concurrency_limit INTEGER,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    created     TEXT NOT NULL,
+    PRIMARY KEY (pool, name)
+);
+INSERT INTO work_pools (name, created) VALUES ('default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+INSERT INTO work_queues (pool, name, created) VALUES ('default', 'default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+ALTER TABLE flow_runs ADD COLUMN queue TEXT;
+"#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -11,6 +11,7 @@ mod writer;
 pub use sqlite::SqliteStore;
 
 use crate::core::deployment::{ArtifactMeta, Deployment};
+use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{LogLevel, Recorder, ResultCache};
 use crate::core::state::StateType;
 use chrono::{DateTime, Utc};
@@ -186,14 +187,9 @@ pub trait StateStore: Recorder + ResultCache {
     fn mark_late(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Deletes a deployment's auto-scheduled runs after `now` that have not started.
     fn unschedule_future(&self, deployment: &str, now: DateTime<Utc>) -> Result<usize, StoreError>;
-    /// Atomically takes up to `limit` due runs (of `deployment`, when given) for `taker`.
-    fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        deployment: Option<&str>,
-        limit: usize,
-        taker: &str,
-    ) -> Result<Vec<FlowRunRow>, StoreError>;
+    /// Atomically takes due runs for `claim.taker`, routed through work
+    /// queues and within the queues' and deployments' concurrency limits.
+    fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<FlowRunRow>, StoreError>;
     /// Atomically takes one run for `taker`; false when someone else has it.
     fn claim_run(&self, id: &str, taker: &str) -> Result<bool, StoreError>;
 
@@ -209,6 +205,23 @@ pub trait StateStore: Recorder + ResultCache {
     fn request_cancel(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
     /// Which of `ids` are `Cancelling`.
     fn cancelling(&self, ids: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// Every work pool.
+    fn work_pools(&self) -> Result<Vec<WorkPool>, StoreError>;
+    /// Creates a work pool; false when one of that name exists.
+    fn create_work_pool(&self, pool: &WorkPool) -> Result<bool, StoreError>;
+    /// Pauses or resumes a pool; false when there is none.
+    fn set_work_pool_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError>;
+    /// Deletes a pool and its queues; false when there is none.
+    fn delete_work_pool(&self, name: &str) -> Result<bool, StoreError>;
+    /// The queues of a pool (of every pool when `None`).
+    fn work_queues(&self, pool: Option<&str>) -> Result<Vec<WorkQueue>, StoreError>;
+    /// Creates a queue; false when the pool has one of that name.
+    fn create_work_queue(&self, queue: &WorkQueue) -> Result<bool, StoreError>;
+    /// Pauses or resumes a queue; false when there is none.
+    fn set_work_queue_paused(&self, pool: &str, name: &str, paused: bool) -> Result<bool, StoreError>;
+    /// Deletes a queue; false when there is none.
+    fn delete_work_queue(&self, pool: &str, name: &str) -> Result<bool, StoreError>;
 }
 
 /// What a cancel request did.
@@ -222,6 +235,22 @@ pub enum CancelOutcome {
     AlreadyEnded,
     /// No such run.
     NotFound,
+}
+
+/// What a runner asks for when it takes runs.
+pub struct Claim<'a> {
+    /// Runs due at this time.
+    pub now: DateTime<Utc>,
+    /// Only runs routed to this pool's queues (`None`: no routing, as for `sluice serve`).
+    pub pool: Option<&'a str>,
+    /// Only these queues of the pool (all when empty).
+    pub queues: &'a [String],
+    /// Only runs of this deployment.
+    pub deployment: Option<&'a str>,
+    /// At most this many.
+    pub limit: usize,
+    /// Who takes them.
+    pub taker: &'a str,
 }
 
 /// The runs a schedule asks for, and what each needs.

@@ -4,17 +4,19 @@
 
 use super::writer::{Write, WriterHandle, timestamp};
 use super::{
-    CancelOutcome, Change, FlowRunRow, LogRow, RunFilter, ScheduledRuns, StateRow, StateStore, StoreError, TaskRunRow,
-    migrations,
+    CancelOutcome, Change, Claim, FlowRunRow, LogRow, RunFilter, ScheduledRuns, StateRow, StateStore, StoreError,
+    TaskRunRow, migrations,
 };
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::ids::{RunId, run_name};
+use crate::core::pool::{DEFAULT_POOL, WorkPool, WorkQueue, route};
 use crate::core::record::{Barrier, Event, LogLevel, Recorder, ResultCache};
 use crate::core::state::StateType;
 use crate::runner::MemoryCache;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -414,23 +416,8 @@ impl StateStore for SqliteStore {
         })?)
     }
 
-    fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        deployment: Option<&str>,
-        limit: usize,
-        taker: &str,
-    ) -> Result<Vec<FlowRunRow>, StoreError> {
-        let claimed: Vec<String> = self.writer.transaction(|tx| {
-            tx.prepare_cached(
-                "UPDATE flow_runs SET claimed_by = ?1 WHERE id IN (
-                     SELECT id FROM flow_runs WHERE state IN ('Scheduled', 'Late') AND claimed_by IS NULL
-                     AND scheduled <= ?2 AND (?3 IS NULL OR deployment = ?3) ORDER BY scheduled LIMIT ?4)
-                 RETURNING id",
-            )?
-            .query_map(params![taker, timestamp(now), deployment, limit as i64], |row| row.get(0))?
-            .collect()
-        })?;
+    fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<FlowRunRow>, StoreError> {
+        let claimed: Vec<String> = self.writer.transaction(|tx| claim_in(tx, claim))?;
         let mut runs = Vec::with_capacity(claimed.len());
         for id in claimed {
             runs.extend(self.flow_run(&id)?);
@@ -527,6 +514,83 @@ impl StateStore for SqliteStore {
             Ok(found)
         })
     }
+
+    fn work_pools(&self) -> Result<Vec<WorkPool>, StoreError> {
+        self.read(|c| c.prepare("SELECT * FROM work_pools ORDER BY name")?.query_map([], pool_row)?.collect())
+    }
+
+    fn create_work_pool(&self, pool: &WorkPool) -> Result<bool, StoreError> {
+        let created = self.read(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO work_pools (name, paused, description, created) VALUES (?1, ?2, ?3, ?4)",
+                params![pool.name, pool.paused, pool.description, timestamp(pool.created)],
+            )
+        })?;
+        if created == 1 {
+            let queue = WorkQueue {
+                pool: pool.name.clone(),
+                name: crate::core::pool::DEFAULT_QUEUE.to_string(),
+                tags: Vec::new(),
+                priority: 1,
+                concurrency_limit: None,
+                paused: false,
+                created: pool.created,
+            };
+            self.create_work_queue(&queue)?;
+        }
+        Ok(created == 1)
+    }
+
+    fn set_work_pool_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError> {
+        let changed =
+            self.read(|c| c.execute("UPDATE work_pools SET paused = ?2 WHERE name = ?1", params![name, paused]))?;
+        Ok(changed == 1)
+    }
+
+    fn delete_work_pool(&self, name: &str) -> Result<bool, StoreError> {
+        let deleted = self.read(|c| {
+            c.execute("DELETE FROM work_queues WHERE pool = ?1", [name])?;
+            c.execute("DELETE FROM work_pools WHERE name = ?1", [name])
+        })?;
+        Ok(deleted == 1)
+    }
+
+    fn work_queues(&self, pool: Option<&str>) -> Result<Vec<WorkQueue>, StoreError> {
+        self.read(|c| queues_in(c, pool))
+    }
+
+    fn create_work_queue(&self, queue: &WorkQueue) -> Result<bool, StoreError> {
+        let tags = serde_json::to_string(&queue.tags).expect("tags are JSON");
+        let created = self.read(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO work_queues (pool, name, tags, priority, concurrency_limit, paused, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    queue.pool,
+                    queue.name,
+                    tags,
+                    queue.priority,
+                    queue.concurrency_limit,
+                    queue.paused,
+                    timestamp(queue.created)
+                ],
+            )
+        })?;
+        Ok(created == 1)
+    }
+
+    fn set_work_queue_paused(&self, pool: &str, name: &str, paused: bool) -> Result<bool, StoreError> {
+        let changed = self.read(|c| {
+            c.execute("UPDATE work_queues SET paused = ?3 WHERE pool = ?1 AND name = ?2", params![pool, name, paused])
+        })?;
+        Ok(changed == 1)
+    }
+
+    fn delete_work_queue(&self, pool: &str, name: &str) -> Result<bool, StoreError> {
+        let deleted =
+            self.read(|c| c.execute("DELETE FROM work_queues WHERE pool = ?1 AND name = ?2", [pool, name]))?;
+        Ok(deleted == 1)
+    }
 }
 
 /// Moves a flow run to `state`, recording it in its history.
@@ -551,4 +615,132 @@ fn end_run(tx: &rusqlite::Transaction<'_>, id: &str, state: &str, message: &str,
     record_state(tx, id, state, message, now)?;
     tx.prepare_cached("UPDATE flow_runs SET ended = ?2 WHERE id = ?1")?.execute(params![id, now])?;
     Ok(())
+}
+
+/// Picks and takes due runs: candidates in start order, each routed to a
+/// queue of the claimer's pool, queues by priority, within the running
+/// counts of queues and deployments.
+fn claim_in(tx: &rusqlite::Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Result<Vec<String>> {
+    let candidates: Vec<(String, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT id, deployment FROM flow_runs WHERE state IN ('Scheduled', 'Late') AND claimed_by IS NULL
+             AND scheduled <= ?1 AND (?2 IS NULL OR deployment = ?2) ORDER BY scheduled LIMIT 1000",
+        )?
+        .query_map(params![timestamp(claim.now), claim.deployment], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let queues = match claim.pool {
+        Some(pool) => {
+            let paused: Option<bool> =
+                tx.query_row("SELECT paused FROM work_pools WHERE name = ?1", [pool], |row| row.get(0)).optional()?;
+            if paused != Some(false) {
+                return Ok(Vec::new());
+            }
+            let queues = queues_in(tx, Some(pool))?;
+            queues.into_iter().filter(|q| claim.queues.is_empty() || claim.queues.contains(&q.name)).collect()
+        }
+        None => Vec::new(),
+    };
+    let mut running_queue = running_counts(tx, "queue")?;
+    let mut running_deployment = running_counts(tx, "deployment")?;
+    let mut deployments: HashMap<String, Option<Deployment>> = HashMap::new();
+    let mut picks = Vec::new();
+    for (position, (id, deployment_name)) in candidates.into_iter().enumerate() {
+        let deployment = match &deployment_name {
+            Some(full) => deployments.entry(full.clone()).or_insert_with(|| load_deployment(tx, full)).clone(),
+            None => None,
+        };
+        let queue = match (claim.pool, &deployment) {
+            (None, _) => None,
+            (Some(_), Some(deployment)) => match route(deployment, &queues) {
+                Some(queue) => Some(queue),
+                None => continue,
+            },
+            (Some(pool), None) if pool == DEFAULT_POOL => {
+                match queues.iter().filter(|q| !q.paused && q.tags.is_empty()).min_by_key(|q| q.priority) {
+                    Some(queue) => Some(queue),
+                    None => continue,
+                }
+            }
+            (Some(_), None) => continue,
+        };
+        let priority = queue.map_or(0, |q| q.priority);
+        picks.push((priority, position, id, queue, deployment_name, deployment.and_then(|d| d.limits.concurrency)));
+    }
+    picks.sort_by_key(|pick| (pick.0, pick.1));
+    let mut taken = Vec::new();
+    for (_, _, id, queue, deployment_name, deployment_limit) in picks {
+        if taken.len() >= claim.limit {
+            break;
+        }
+        let queue_name = queue.map(|q| q.full_name());
+        let queue_full = queue
+            .and_then(|q| q.concurrency_limit)
+            .zip(queue_name.as_ref())
+            .is_some_and(|(limit, name)| running_queue.get(name).copied().unwrap_or(0) >= u64::from(limit));
+        let deployment_full = deployment_limit
+            .zip(deployment_name.as_ref())
+            .is_some_and(|(limit, name)| running_deployment.get(name).copied().unwrap_or(0) >= u64::from(limit));
+        if queue_full || deployment_full {
+            // It waits its turn: it stays due and is taken when a slot frees.
+            continue;
+        }
+        tx.prepare_cached("UPDATE flow_runs SET claimed_by = ?2, queue = ?3 WHERE id = ?1")?.execute(params![
+            id,
+            claim.taker,
+            queue_name
+        ])?;
+        if let Some(name) = queue_name {
+            *running_queue.entry(name).or_default() += 1;
+        }
+        if let Some(name) = deployment_name {
+            *running_deployment.entry(name).or_default() += 1;
+        }
+        taken.push(id);
+    }
+    Ok(taken)
+}
+
+fn running_counts(tx: &rusqlite::Transaction<'_>, column: &str) -> rusqlite::Result<HashMap<String, u64>> {
+    let sql = format!(
+        "SELECT {column}, COUNT(*) FROM flow_runs WHERE claimed_by IS NOT NULL AND ended IS NULL
+         AND {column} IS NOT NULL GROUP BY {column}"
+    );
+    tx.prepare_cached(&sql)?.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect()
+}
+
+fn load_deployment(tx: &rusqlite::Transaction<'_>, full_name: &str) -> Option<Deployment> {
+    let (flow, name) = full_name.split_once('/')?;
+    tx.query_row("SELECT body FROM deployments WHERE flow = ?1 AND name = ?2", [flow, name], deployment_row).ok()
+}
+
+fn pool_row(row: &Row<'_>) -> rusqlite::Result<WorkPool> {
+    Ok(WorkPool {
+        name: row.get("name")?,
+        paused: row.get("paused")?,
+        description: row.get("description")?,
+        created: time_column(row, "created")?,
+    })
+}
+
+fn queue_row(row: &Row<'_>) -> rusqlite::Result<WorkQueue> {
+    let tags: String = row.get("tags")?;
+    Ok(WorkQueue {
+        pool: row.get("pool")?,
+        name: row.get("name")?,
+        tags: serde_json::from_str(&tags).map_err(|_| bad_column("tags", &tags))?,
+        priority: row.get("priority")?,
+        concurrency_limit: row.get("concurrency_limit")?,
+        paused: row.get("paused")?,
+        created: time_column(row, "created")?,
+    })
+}
+
+fn queues_in(connection: &Connection, pool: Option<&str>) -> rusqlite::Result<Vec<WorkQueue>> {
+    connection
+        .prepare_cached("SELECT * FROM work_queues WHERE ?1 IS NULL OR pool = ?1 ORDER BY pool, priority, name")?
+        .query_map([pool], queue_row)?
+        .collect()
 }

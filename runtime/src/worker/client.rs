@@ -33,9 +33,16 @@ impl Client {
     }
 
     /// Claims up to `limit` runs, waiting up to `wait` for one.
-    pub async fn claim(&self, worker: &str, limit: usize, wait: Duration) -> anyhow::Result<Vec<ClaimedRun>> {
+    pub async fn claim(
+        &self,
+        worker: &str,
+        pool: &str,
+        queues: &[String],
+        limit: usize,
+        wait: Duration,
+    ) -> anyhow::Result<Vec<ClaimedRun>> {
         let url = format!("{}/workers/{}/claim", self.base, worker);
-        let body = json!({ "limit": limit, "wait_ms": wait.as_millis() as u64 });
+        let body = json!({ "limit": limit, "wait_ms": wait.as_millis() as u64, "pool": pool, "queues": queues });
         let response = self.http.post(url).json(&body).timeout(wait + Duration::from_secs(10)).send().await?;
         Ok(Self::checked(response).await?.json().await?)
     }

@@ -31,6 +31,10 @@ pub struct WorkerOptions {
     pub api: String,
     /// This worker's name (unique per worker).
     pub name: String,
+    /// The work pool it takes runs from.
+    pub pool: String,
+    /// Only these queues of the pool (all when empty).
+    pub queues: Vec<String>,
     /// Runs executed at once.
     pub limit: usize,
     /// How often it heartbeats.
@@ -46,7 +50,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
     let cache = Arc::new(MemoryCache::bounded(10_000));
     let running: Running = Arc::default();
     tokio::spawn(heartbeats(client.clone(), options.name.clone(), options.heartbeat, running.clone()));
-    println!("Worker '{}' taking runs from {}", options.name, options.api);
+    println!("Worker '{}' taking runs from pool '{}' of {}", options.name, options.pool, options.api);
     let mut tasks: JoinSet<()> = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
@@ -58,7 +62,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
         // Never raced against anything: a claim dropped in flight would
         // leave its runs taken by this worker but never run.
         let wait = if tasks.is_empty() { Duration::from_secs(10) } else { Duration::from_millis(500) };
-        match client.claim(&options.name, free, wait).await {
+        match client.claim(&options.name, &options.pool, &options.queues, free, wait).await {
             Ok(claimed) => {
                 for run in claimed {
                     let token = CancellationToken::new();

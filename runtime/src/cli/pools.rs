@@ -1,0 +1,184 @@
+//! `sluice work-pool …` and `sluice work-queue …`.
+
+use super::{CliError, Output, context};
+use crate::service::{QueueRequest, ServiceError};
+use crate::store::StateStore;
+use std::process::ExitCode;
+
+/// `sluice work-pool` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum PoolCommand {
+    /// Creates a pool (with a `default` queue).
+    Create {
+        /// Its name.
+        name: String,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Lists pools.
+    Ls {
+        /// text for people, json for programs.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Shows a pool and its queues as JSON.
+    Inspect {
+        /// Its name.
+        name: String,
+    },
+    /// Pauses a pool: it hands out no runs.
+    Pause {
+        /// Its name.
+        name: String,
+    },
+    /// Resumes a pool.
+    Resume {
+        /// Its name.
+        name: String,
+    },
+    /// Deletes a pool no deployment uses.
+    Delete {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `sluice work-queue` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Creates a queue in a pool.
+    Create {
+        /// Its name.
+        name: String,
+        /// The pool.
+        #[arg(long)]
+        pool: String,
+        /// It serves only deployments carrying this tag. Repeatable.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Lower numbers are served first.
+        #[arg(long)]
+        priority: Option<i64>,
+        /// Runs of this queue allowed at once.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Lists queues (of one pool with --pool).
+    Ls {
+        /// Only this pool's queues.
+        #[arg(long)]
+        pool: Option<String>,
+        /// text for people, json for programs.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Pauses a queue.
+    Pause {
+        /// Its name.
+        name: String,
+        /// The pool.
+        #[arg(long)]
+        pool: String,
+    },
+    /// Resumes a queue.
+    Resume {
+        /// Its name.
+        name: String,
+        /// The pool.
+        #[arg(long)]
+        pool: String,
+    },
+    /// Deletes a queue.
+    Delete {
+        /// Its name.
+        name: String,
+        /// The pool.
+        #[arg(long)]
+        pool: String,
+    },
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON"));
+}
+
+/// Runs `sluice work-pool …`.
+pub fn pool(command: PoolCommand) -> Result<ExitCode, CliError> {
+    let service = context::service()?;
+    match command {
+        PoolCommand::Create { name, description } => {
+            service.create_work_pool(&name, description)?;
+            println!("created work pool {name} (with queue default)");
+        }
+        PoolCommand::Ls { output } => {
+            let pools = service.store.work_pools().map_err(ServiceError::from)?;
+            if output == Output::Json {
+                print_json(&pools);
+            } else {
+                println!("{:<24} {:<8} DESCRIPTION", "NAME", "PAUSED");
+                for p in pools {
+                    let paused = if p.paused { "yes" } else { "no" };
+                    println!("{:<24} {:<8} {}", p.name, paused, p.description.unwrap_or_default());
+                }
+            }
+        }
+        PoolCommand::Inspect { name } => {
+            let pool = service.work_pool(&name)?;
+            let queues = service.store.work_queues(Some(&name)).map_err(ServiceError::from)?;
+            print_json(&serde_json::json!({ "pool": pool, "queues": queues }));
+        }
+        PoolCommand::Pause { name } => {
+            service.set_work_pool_paused(&name, true)?;
+            println!("paused work pool {name}");
+        }
+        PoolCommand::Resume { name } => {
+            service.set_work_pool_paused(&name, false)?;
+            println!("resumed work pool {name}");
+        }
+        PoolCommand::Delete { name } => {
+            service.delete_work_pool(&name)?;
+            println!("deleted work pool {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `sluice work-queue …`.
+pub fn queue(command: QueueCommand) -> Result<ExitCode, CliError> {
+    let service = context::service()?;
+    match command {
+        QueueCommand::Create { name, pool, tags, priority, limit } => {
+            let request = QueueRequest { name, tags, priority, concurrency_limit: limit };
+            let queue = service.create_work_queue(&pool, request)?;
+            println!("created work queue {}", queue.full_name());
+        }
+        QueueCommand::Ls { pool, output } => {
+            let queues = service.store.work_queues(pool.as_deref()).map_err(ServiceError::from)?;
+            if output == Output::Json {
+                print_json(&queues);
+            } else {
+                println!("{:<32} {:<20} {:>8} {:>6} PAUSED", "QUEUE", "TAGS", "PRIORITY", "LIMIT");
+                for q in queues {
+                    let limit = q.concurrency_limit.map_or("-".to_string(), |l| l.to_string());
+                    let tags = if q.tags.is_empty() { "-".to_string() } else { q.tags.join(",") };
+                    let paused = if q.paused { "yes" } else { "no" };
+                    println!("{:<32} {:<20} {:>8} {:>6} {paused}", q.full_name(), tags, q.priority, limit);
+                }
+            }
+        }
+        QueueCommand::Pause { name, pool } => {
+            service.set_work_queue_paused(&pool, &name, true)?;
+            println!("paused work queue {pool}/{name}");
+        }
+        QueueCommand::Resume { name, pool } => {
+            service.set_work_queue_paused(&pool, &name, false)?;
+            println!("resumed work queue {pool}/{name}");
+        }
+        QueueCommand::Delete { name, pool } => {
+            service.delete_work_queue(&pool, &name)?;
+            println!("deleted work queue {pool}/{name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
