@@ -9,10 +9,12 @@
 //! - [`service`]: push, deploy, run: what the CLI (and a server) call.
 //! - [`server`]: the HTTP API, scheduler, crash detection and embedded workers.
 //! - [`worker`]: a worker on any host, taking runs from a server.
+//! - [`client`]: the server API's client, for the CLI.
 //! - [`cli`]: the `sluice` command.
 
 pub mod artifact;
 pub mod cli;
+pub mod client;
 pub mod core;
 pub mod params;
 pub mod project;

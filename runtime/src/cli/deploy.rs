@@ -1,12 +1,12 @@
 //! `sluice deploy` (from flags or `sluice.yaml`) and `sluice init`.
 
-use super::{CliError, Output, context};
+use super::{CliError, Output, backend};
 use crate::core::deployment::Limits;
 use crate::core::duration::parse_duration;
 use crate::core::schedule::Schedule;
 use crate::params;
 use crate::project::{self, ArtifactRef, DeploymentEntry};
-use crate::service::{ArtifactSource, DeployRequest, Deployed, Service};
+use crate::service::{ArtifactSource, DeployRequest, Deployed};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -187,27 +187,17 @@ fn report(deployed: &Deployed, output: Output) {
 
 /// Runs `sluice deploy`.
 pub async fn run(args: DeployArgs) -> Result<ExitCode, CliError> {
-    if !args.all {
-        let request = from_flags(&args)?;
-        let service = context::service()?;
-        let deployed = service.deploy(request).await?;
+    let requests = if args.all {
+        let project = project::load(&args.file).map_err(CliError::usage)?;
+        if let Some(build) = &project.build {
+            run_build(&build.command, &build.workdir)?;
+        }
+        project.deployments.into_iter().map(from_entry).collect()
+    } else {
+        vec![from_flags(&args)?]
+    };
+    for deployed in backend::backend()?.deploy_all(requests).await? {
         report(&deployed, args.output);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let project = project::load(&args.file).map_err(CliError::usage)?;
-    if let Some(build) = &project.build {
-        run_build(&build.command, &build.workdir)?;
-    }
-    let service: Service = context::service()?;
-    // Every deployment is checked before any is written: a bad entry leaves
-    // the stored deployments as they were.
-    let mut prepared = Vec::new();
-    for entry in project.deployments {
-        let name = format!("{}/{}", entry.flow, entry.name);
-        prepared.push(service.prepare_deploy(from_entry(entry)).await.map_err(|e| CliError::from(e).context(&name))?);
-    }
-    for deployment in prepared {
-        report(&service.commit_deploy(deployment)?, args.output);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,6 @@
 //! `sluice deployment ls|inspect|pause|resume|delete`.
 
-use super::{CliError, Output, context};
-use crate::service::ServiceError;
-use crate::store::StateStore;
+use super::{CliError, Output, backend};
 use std::process::ExitCode;
 
 /// `sluice deployment` subcommands.
@@ -37,11 +35,11 @@ pub enum DeploymentCommand {
 }
 
 /// Runs `sluice deployment …`.
-pub fn run(command: DeploymentCommand) -> Result<ExitCode, CliError> {
-    let service = context::service()?;
+pub async fn run(command: DeploymentCommand) -> Result<ExitCode, CliError> {
+    let backend = backend::backend()?;
     match command {
         DeploymentCommand::Ls { output } => {
-            let deployments = service.store.deployments().map_err(ServiceError::from)?;
+            let deployments = backend.deployments().await?;
             if output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&deployments).expect("JSON"));
                 return Ok(ExitCode::SUCCESS);
@@ -61,19 +59,19 @@ pub fn run(command: DeploymentCommand) -> Result<ExitCode, CliError> {
             }
         }
         DeploymentCommand::Inspect { name } => {
-            let deployment = service.deployment(&name)?;
+            let deployment = backend.deployment(&name).await?;
             println!("{}", serde_json::to_string_pretty(&deployment).expect("JSON"));
         }
         DeploymentCommand::Pause { name } => {
-            service.set_paused(&name, true)?;
+            backend.set_paused(&name, true).await?;
             println!("paused {name}");
         }
         DeploymentCommand::Resume { name } => {
-            service.set_paused(&name, false)?;
+            backend.set_paused(&name, false).await?;
             println!("resumed {name}");
         }
         DeploymentCommand::Delete { name } => {
-            service.delete_deployment(&name)?;
+            backend.delete_deployment(&name).await?;
             println!("deleted {name}");
         }
     }

@@ -1,9 +1,9 @@
-//! `sluice flow-run ls|inspect|logs`: the history, from the state store.
+//! `sluice flow-run ls|inspect|logs|cancel`: the history, from the state
+//! store or the server.
 
-use super::{CliError, Output, context};
+use super::{CliError, Output, backend};
 use crate::core::state::StateType;
-use crate::service::ServiceError;
-use crate::store::{FlowRunRow, RunFilter, StateStore};
+use crate::store::RunFilter;
 use std::process::ExitCode;
 
 /// `sluice flow-run` subcommands.
@@ -40,25 +40,22 @@ pub enum FlowRunCommand {
         #[arg(long)]
         tail: Option<usize>,
     },
-}
-
-fn find(store: &dyn StateStore, run: &str) -> Result<FlowRunRow, CliError> {
-    store
-        .flow_run(run)
-        .map_err(ServiceError::from)?
-        .ok_or_else(|| CliError::usage(format!("no flow run with id or name `{run}`; `sluice flow-run ls` lists them")))
+    /// Stops a run: a scheduled one at once, a running one through its runner.
+    Cancel {
+        /// The run's id or name.
+        run: String,
+    },
 }
 
 /// Runs `sluice flow-run …`.
-pub fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
-    let service = context::service()?;
-    let store: &dyn StateStore = service.store.as_ref();
+pub async fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
+    let backend = backend::backend()?;
     match command {
         FlowRunCommand::Ls { flow, deployment, state, limit, output } => {
             let state = state
                 .map(|s| StateType::parse(&s).ok_or_else(|| CliError::usage(format!("`{s}` is not a state name"))))
                 .transpose()?;
-            let runs = store.flow_runs(&RunFilter { flow, deployment, state, limit }).map_err(ServiceError::from)?;
+            let runs = backend.flow_runs(&RunFilter { flow, deployment, state, limit }).await?;
             if output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&runs).expect("JSON"));
                 return Ok(ExitCode::SUCCESS);
@@ -77,16 +74,19 @@ pub fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
             }
         }
         FlowRunCommand::Inspect { run } => {
-            let report = service.inspect_run(&run)?;
+            let report = backend.inspect_run(&run).await?;
             println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
         }
         FlowRunCommand::Logs { run, tail } => {
-            let row = find(store, &run)?;
-            for line in store.logs(&row.id, tail).map_err(ServiceError::from)? {
+            for line in backend.logs(&run, tail).await? {
                 let time = line.time.with_timezone(&chrono::Local).format("%H:%M:%S%.3f");
                 let source = if line.task_run.is_some() { "Task run" } else { "Flow run" };
                 println!("{time} | {:<7} | {source} '{}' - {}", line.level.name(), line.run_name, line.message);
             }
+        }
+        FlowRunCommand::Cancel { run } => {
+            let outcome = backend.cancel(&run).await?;
+            println!("{run}: {outcome:?}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! The `sluice` command line: parsing, and one module per command.
 
+mod backend;
 mod console;
 mod context;
 mod deploy;
@@ -126,12 +127,12 @@ pub fn main() -> ExitCode {
             Command::Artifact(command) => push::artifact(command).await,
             Command::Deploy(args) => deploy::run(*args).await,
             Command::Init(args) => deploy::init(args),
-            Command::Deployment(command) => deployment::run(command),
+            Command::Deployment(command) => deployment::run(command).await,
             Command::Run(args) => run::run(args).await,
-            Command::FlowRun(command) => flow_run::run(command),
+            Command::FlowRun(command) => flow_run::run(command).await,
             Command::Serve(args) => serve::run(*args).await,
-            Command::WorkPool(command) => pools::pool(command),
-            Command::WorkQueue(command) => pools::queue(command),
+            Command::WorkPool(command) => pools::pool(command).await,
+            Command::WorkQueue(command) => pools::queue(command).await,
             Command::Server(args) => server::server(args).await,
             Command::Worker(args) => server::worker(args).await,
         }

@@ -1,8 +1,7 @@
 //! `sluice work-pool …` and `sluice work-queue …`.
 
-use super::{CliError, Output, context};
-use crate::service::{QueueRequest, ServiceError};
-use crate::store::StateStore;
+use super::{CliError, Output, backend};
+use crate::service::QueueRequest;
 use std::process::ExitCode;
 
 /// `sluice work-pool` subcommands.
@@ -104,15 +103,15 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 /// Runs `sluice work-pool …`.
-pub fn pool(command: PoolCommand) -> Result<ExitCode, CliError> {
-    let service = context::service()?;
+pub async fn pool(command: PoolCommand) -> Result<ExitCode, CliError> {
+    let backend = backend::backend()?;
     match command {
         PoolCommand::Create { name, description } => {
-            service.create_work_pool(&name, description)?;
+            backend.create_work_pool(&name, description).await?;
             println!("created work pool {name} (with queue default)");
         }
         PoolCommand::Ls { output } => {
-            let pools = service.store.work_pools().map_err(ServiceError::from)?;
+            let pools = backend.work_pools().await?;
             if output == Output::Json {
                 print_json(&pools);
             } else {
@@ -124,20 +123,18 @@ pub fn pool(command: PoolCommand) -> Result<ExitCode, CliError> {
             }
         }
         PoolCommand::Inspect { name } => {
-            let pool = service.work_pool(&name)?;
-            let queues = service.store.work_queues(Some(&name)).map_err(ServiceError::from)?;
-            print_json(&serde_json::json!({ "pool": pool, "queues": queues }));
+            print_json(&backend.inspect_pool(&name).await?);
         }
         PoolCommand::Pause { name } => {
-            service.set_work_pool_paused(&name, true)?;
+            backend.set_work_pool_paused(&name, true).await?;
             println!("paused work pool {name}");
         }
         PoolCommand::Resume { name } => {
-            service.set_work_pool_paused(&name, false)?;
+            backend.set_work_pool_paused(&name, false).await?;
             println!("resumed work pool {name}");
         }
         PoolCommand::Delete { name } => {
-            service.delete_work_pool(&name)?;
+            backend.delete_work_pool(&name).await?;
             println!("deleted work pool {name}");
         }
     }
@@ -145,16 +142,16 @@ pub fn pool(command: PoolCommand) -> Result<ExitCode, CliError> {
 }
 
 /// Runs `sluice work-queue …`.
-pub fn queue(command: QueueCommand) -> Result<ExitCode, CliError> {
-    let service = context::service()?;
+pub async fn queue(command: QueueCommand) -> Result<ExitCode, CliError> {
+    let backend = backend::backend()?;
     match command {
         QueueCommand::Create { name, pool, tags, priority, limit } => {
             let request = QueueRequest { name, tags, priority, concurrency_limit: limit };
-            let queue = service.create_work_queue(&pool, request)?;
+            let queue = backend.create_work_queue(&pool, request).await?;
             println!("created work queue {}", queue.full_name());
         }
         QueueCommand::Ls { pool, output } => {
-            let queues = service.store.work_queues(pool.as_deref()).map_err(ServiceError::from)?;
+            let queues = backend.work_queues(pool.as_deref()).await?;
             if output == Output::Json {
                 print_json(&queues);
             } else {
@@ -168,15 +165,15 @@ pub fn queue(command: QueueCommand) -> Result<ExitCode, CliError> {
             }
         }
         QueueCommand::Pause { name, pool } => {
-            service.set_work_queue_paused(&pool, &name, true)?;
+            backend.set_work_queue_paused(&pool, &name, true).await?;
             println!("paused work queue {pool}/{name}");
         }
         QueueCommand::Resume { name, pool } => {
-            service.set_work_queue_paused(&pool, &name, false)?;
+            backend.set_work_queue_paused(&pool, &name, false).await?;
             println!("resumed work queue {pool}/{name}");
         }
         QueueCommand::Delete { name, pool } => {
-            service.delete_work_queue(&pool, &name)?;
+            backend.delete_work_queue(&pool, &name).await?;
             println!("deleted work queue {pool}/{name}");
         }
     }

@@ -1,6 +1,6 @@
 //! `sluice push` and `sluice artifact ls|inspect`.
 
-use super::{CliError, Output, context, read_component};
+use super::{CliError, Output, backend, read_component};
 use crate::core::deployment::ArtifactMeta;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -35,7 +35,7 @@ pub enum ArtifactCommand {
 /// Runs `sluice push`.
 pub async fn push(args: PushArgs) -> Result<ExitCode, CliError> {
     let bytes = read_component(&args.file)?;
-    let service = context::service()?;
+    let backend = backend::backend()?;
     let bar = (std::io::stdout().is_terminal() && bytes.len() > 8 << 20).then(|| {
         let bar = indicatif::ProgressBar::new(bytes.len() as u64);
         bar.set_style(
@@ -49,7 +49,7 @@ pub async fn push(args: PushArgs) -> Result<ExitCode, CliError> {
             bar.set_position(done);
         }
     };
-    let pushed = service
+    let pushed = backend
         .push(bytes, Some(&progress))
         .await
         .map_err(|e| CliError::from(e).context(&format!("cannot push `{}`", args.file.display())))?;
@@ -69,11 +69,10 @@ pub async fn push(args: PushArgs) -> Result<ExitCode, CliError> {
 
 /// Runs `sluice artifact …`.
 pub async fn artifact(command: ArtifactCommand) -> Result<ExitCode, CliError> {
-    let service = context::service()?;
+    let backend = backend::backend()?;
     match command {
         ArtifactCommand::Ls { output } => {
-            let artifacts = crate::store::StateStore::artifacts(service.store.as_ref())
-                .map_err(crate::service::ServiceError::from)?;
+            let artifacts = backend.artifacts().await?;
             if output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&artifacts).expect("JSON"));
                 return Ok(ExitCode::SUCCESS);
@@ -90,7 +89,7 @@ pub async fn artifact(command: ArtifactCommand) -> Result<ExitCode, CliError> {
             }
         }
         ArtifactCommand::Inspect { digest } => {
-            let meta: ArtifactMeta = service.artifact_meta(&digest)?;
+            let meta: ArtifactMeta = backend.artifact(&digest).await?;
             println!("{}", serde_json::to_string_pretty(&meta).expect("JSON"));
         }
     }

@@ -2,15 +2,18 @@
 //! run it in this process; `--watch` follows its states and logs as they
 //! are committed to the state store.
 
+use super::CliError;
+use super::backend::{self, Backend};
 use super::console::{Console, Stream};
-use super::{CliError, context};
+use crate::client::ApiClient;
 use crate::core::duration::parse_duration;
 use crate::core::record::Recorder;
 use crate::core::state::StateType;
 use crate::params;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::HashSet;
 use std::process::ExitCode;
-use std::sync::Arc;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// Arguments of `sluice run`.
@@ -54,14 +57,24 @@ fn start_time(args: &RunArgs) -> Result<Option<DateTime<Utc>>, CliError> {
 pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     let overrides = params::collect(args.params_object.as_deref(), &args.params).map_err(CliError::usage)?;
     let start = start_time(&args)?;
-    let service = context::service()?;
-    let run = service.create_run(&args.deployment, overrides, start).await?;
+    let backend = backend::backend()?;
+    let run = backend.create_run(&args.deployment, overrides, start).await?;
     println!("Created flow run '{}' for deployment {}", run.name, args.deployment);
     println!("  id:         {}", run.id);
     println!("  parameters: {}", run.parameters);
     if let Some(scheduled) = run.scheduled {
         println!("  scheduled:  {}", scheduled.to_rfc3339());
     }
+    let service = match backend {
+        Backend::Local(service) => service,
+        Backend::Remote(api) => {
+            if !args.watch {
+                println!("The server runs it; follow it with `sluice flow-run inspect {}`.", run.name);
+                return Ok(ExitCode::SUCCESS);
+            }
+            return watch_remote(&api, &run.id).await;
+        }
+    };
     let due = run.scheduled.unwrap_or_else(Utc::now);
     if due > Utc::now() {
         if !args.watch {
@@ -73,7 +86,6 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     }
     let mut committed = service.store.subscribe();
     let console = Console::new(Stream::Stdout);
-    let service = Arc::new(service);
     let running = {
         let (service, run) = (service.clone(), run.clone());
         tokio::spawn(async move { service.execute_run(&run, None).await })
@@ -107,4 +119,63 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         println!("Result: {result}");
     }
     Ok(if !args.watch || outcome.state == StateType::Completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Follows a run on a server: its states, its task runs' ends and its logs,
+/// polled, until it ends.
+async fn watch_remote(api: &ApiClient, id: &str) -> Result<ExitCode, CliError> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut logs_seen = 0;
+    let mut say = |key: String, line: String| {
+        if seen.insert(key) {
+            println!("{} | {line}", chrono::Local::now().format("%H:%M:%S%.3f"));
+        }
+    };
+    loop {
+        let report = api.inspect_run(id).await?;
+        let run = &report["flow_run"];
+        let name = run["name"].as_str().unwrap_or_default().to_string();
+        for task in report["task_runs"].as_array().into_iter().flatten() {
+            let task_run = &task["task_run"];
+            if let Some(line) = finished(task_run) {
+                say(
+                    format!("task {}", task_run["id"]),
+                    format!("Task run '{}' - {line}", task_run["name"].as_str().unwrap_or("")),
+                );
+            }
+        }
+        let logs = api.logs(id, None).await?;
+        for log in logs.iter().skip(logs_seen) {
+            let source = if log.task_run.is_some() { "Task run" } else { "Flow run" };
+            println!(
+                "{} | {:<7} | {source} '{}' - {}",
+                log.time.with_timezone(&chrono::Local).format("%H:%M:%S%.3f"),
+                log.level.name(),
+                log.run_name,
+                log.message
+            );
+        }
+        logs_seen = logs.len();
+        if run["state"] == "Running" {
+            say("running".into(), format!("Flow run '{name}' - Beginning flow run"));
+        }
+        if let Some(line) = finished(run) {
+            say("finished".into(), format!("Flow run '{name}' - {line}"));
+            if run["result"] != Value::Null {
+                println!("Result: {}", run["result"]);
+            }
+            return Ok(if run["state"] == "Completed" { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// "Finished in state X('message')" for a run that has ended.
+fn finished(run: &Value) -> Option<String> {
+    let state = run["state"].as_str().and_then(StateType::parse)?;
+    if !state.is_terminal() {
+        return None;
+    }
+    let message = run["message"].as_str().map(|m| format!("'{m}'")).unwrap_or_default();
+    Some(format!("Finished in state {state}({message})"))
 }

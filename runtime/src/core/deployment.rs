@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// What the host knows about a pushed artifact.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ArtifactMeta {
     /// `sha256:<hex>`.
     pub digest: String,
@@ -23,7 +23,7 @@ pub struct ArtifactMeta {
 }
 
 /// Limits a deployment sets on its runs.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Limits {
     /// Memory per instance, in MiB.
     pub memory_mib: Option<u32>,
@@ -34,7 +34,7 @@ pub struct Limits {
 }
 
 /// `flow/deployment`, with everything needed to start its runs.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Deployment {
     /// The flow it runs.
     pub flow: String,

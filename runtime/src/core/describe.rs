@@ -4,7 +4,7 @@ use crate::core::policy::TaskPolicy;
 use serde::{Deserialize, Serialize};
 
 /// A component's flows and tasks.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ComponentDescription {
     /// The component's own version string.
     pub version: String,
@@ -15,7 +15,7 @@ pub struct ComponentDescription {
 }
 
 /// One flow.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct FlowDescription {
     /// Its name.
     pub name: String,
@@ -26,7 +26,7 @@ pub struct FlowDescription {
 }
 
 /// One task.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TaskDescription {
     /// Its name.
     pub name: String,

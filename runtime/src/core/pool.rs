@@ -13,7 +13,7 @@ pub const DEFAULT_POOL: &str = "default";
 pub const DEFAULT_QUEUE: &str = "default";
 
 /// A work pool: a set of queues that workers take runs from.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct WorkPool {
     /// Its name.
     pub name: String,
@@ -26,7 +26,7 @@ pub struct WorkPool {
 }
 
 /// A queue in a pool.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct WorkQueue {
     /// The pool it belongs to.
     pub pool: String,

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// Whether a record is about a flow run or a task run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum RunKind {
     /// A flow run (also a subflow run).
     Flow,
@@ -19,15 +19,17 @@ pub enum RunKind {
 }
 
 /// A flow run as created.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlowRunRecord {
     /// Its id.
+    #[schema(value_type = String, format = "uuid")]
     pub id: RunId,
     /// Its generated name.
     pub name: String,
     /// The flow it runs.
     pub flow: String,
     /// The flow run that started it as a subflow.
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub parent: Option<RunId>,
     /// `flow/deployment`, when started from a deployment.
     pub deployment: Option<String>,
@@ -42,11 +44,13 @@ pub struct FlowRunRecord {
 }
 
 /// A task run as created.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskRunRecord {
     /// Its id.
+    #[schema(value_type = String, format = "uuid")]
     pub id: RunId,
     /// The flow run it belongs to.
+    #[schema(value_type = String, format = "uuid")]
     pub flow_run: RunId,
     /// The task it runs.
     pub task: String,
@@ -59,9 +63,10 @@ pub struct TaskRunRecord {
 }
 
 /// A move of a run to a new state.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateRecord {
     /// The run that moved.
+    #[schema(value_type = String, format = "uuid")]
     pub run: RunId,
     /// Flow run or task run.
     pub kind: RunKind,
@@ -72,13 +77,14 @@ pub struct StateRecord {
     /// The attempt this state belongs to, from 1.
     pub attempt: u32,
     /// The result as JSON, for `Completed` and `Cached`.
+    #[schema(value_type = Option<String>)]
     pub result: Option<Arc<str>>,
     /// When.
     pub time: DateTime<Utc>,
 }
 
 /// Severity of a log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum LogLevel {
     /// Very fine detail.
     Trace,
@@ -113,11 +119,13 @@ impl LogLevel {
 }
 
 /// One line of a run's log.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogRecord {
     /// The flow run it belongs to.
+    #[schema(value_type = String, format = "uuid")]
     pub flow_run: RunId,
     /// The task run that wrote it, if a task did.
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub task_run: Option<RunId>,
     /// Severity.
     pub level: LogLevel,
@@ -128,7 +136,7 @@ pub struct LogRecord {
 }
 
 /// Something that happened to a run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Event {
     /// A flow run was created.
     FlowRunCreated(FlowRunRecord),

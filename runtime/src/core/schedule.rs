@@ -13,7 +13,7 @@ use std::time::Duration;
 pub const DEFAULT_TIMEZONE: &str = "UTC";
 
 /// A deployment's schedule.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Schedule {
     /// Every `seconds`, at `anchor + k × seconds`.

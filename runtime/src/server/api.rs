@@ -1,26 +1,32 @@
 //! The HTTP JSON API under `/api/v1`: one handler per service call, the
 //! same errors everywhere (`{"error": {"status", "message"}}`), and a body
-//! limit per route.
+//! limit per route. Each handler carries its OpenAPI description
+//! (`#[utoipa::path]`); the router collects them, so the document served at
+//! `/api/openapi.json` lists exactly the routes served.
 
 use super::dispatch::{ClaimedRun, Dispatch};
-use crate::core::deployment::Limits;
+use super::openapi::{FlowRunDetail, WasmComponent};
+use crate::core::deployment::{ArtifactMeta, Deployment, Limits};
+use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{Event, Recorder};
 use crate::core::schedule::Schedule;
 use crate::core::state::StateType;
-use crate::service::{ArtifactSource, DeployRequest, ServiceError};
-use crate::store::{RunFilter, StateStore};
+use crate::service::{ArtifactSource, DeployRequest, Deployed, Pushed, QueueRequest, ServiceError};
+use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunFilter, StateStore};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 4 << 20;
@@ -60,9 +66,25 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "status": self.status.as_u16(), "message": self.message } });
+        let body = ErrorBody { error: ErrorDetail { message: self.message, status: self.status.as_u16() } };
         (self.status, Json(body)).into_response()
     }
+}
+
+/// The body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    error: ErrorDetail,
+}
+
+/// What went wrong, for people.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Why, in a sentence.
+    message: String,
+    /// The HTTP status again.
+    status: u16,
 }
 
 /// A JSON body whose rejections use the API's error shape.
@@ -90,59 +112,128 @@ fn rejection_status(rejection: &JsonRejection) -> StatusCode {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The API's routes.
+/// The API's routes, and the OpenAPI document describing them at `/api/openapi.json`.
 pub fn router(dispatch: Arc<Dispatch>) -> Router {
-    let api = Router::new()
-        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
-        .route(
-            "/artifacts",
-            get(list_artifacts)
-                .post(push_artifact)
-                .layer(DefaultBodyLimit::max(crate::service::MAX_ARTIFACT_BYTES + 1)),
-        )
-        .route("/artifacts/{digest}", get(artifact))
-        .route("/artifacts/{digest}/content", get(artifact_content))
-        .route("/deployments", get(list_deployments).post(deploy))
-        .route("/deployments/{flow}/{name}", get(deployment).delete(delete_deployment))
-        .route("/deployments/{flow}/{name}/pause", post(pause))
-        .route("/deployments/{flow}/{name}/resume", post(resume))
-        .route("/deployments/{flow}/{name}/runs", post(create_run))
-        .route("/flow-runs", get(list_runs))
-        .route("/flow-runs/{id}", get(inspect_run))
-        .route("/flow-runs/{id}/logs", get(run_logs))
-        .route("/flow-runs/{id}/cancel", post(cancel_run))
-        .route("/work-pools", get(list_pools).post(create_pool))
-        .route("/work-pools/{pool}", get(inspect_pool).delete(delete_pool))
-        .route("/work-pools/{pool}/pause", post(pause_pool))
-        .route("/work-pools/{pool}/resume", post(resume_pool))
-        .route("/work-pools/{pool}/queues", get(list_queues).post(create_queue))
-        .route("/work-pools/{pool}/queues/{name}", axum::routing::delete(delete_queue))
-        .route("/work-pools/{pool}/queues/{name}/pause", post(pause_queue))
-        .route("/work-pools/{pool}/queues/{name}/resume", post(resume_queue))
-        .route("/workers/{name}/claim", post(claim))
-        .route("/workers/{name}/heartbeat", post(heartbeat))
-        .route("/events", post(record_events))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
-    Router::new()
-        .nest("/api/v1", api)
+    let (router, document) =
+        OpenApiRouter::with_openapi(super::openapi::base()).nest("/api/v1", api_routes()).split_for_parts();
+    router
+        .route(super::openapi::DOCUMENT_PATH, super::openapi::serve(&document))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; the API lives under /api/v1") })
         .with_state(dispatch)
 }
 
+/// The routes under `/api/v1`; a `routes!` groups the handlers of one path.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(
+            routes!(list_artifacts, push_artifact).layer(DefaultBodyLimit::max(crate::service::MAX_ARTIFACT_BYTES + 1)),
+        )
+        .routes(routes!(artifact))
+        .routes(routes!(artifact_content))
+        .routes(routes!(list_deployments, deploy))
+        .routes(routes!(deployment, delete_deployment))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(create_run))
+        .routes(routes!(list_runs))
+        .routes(routes!(inspect_run))
+        .routes(routes!(run_logs))
+        .routes(routes!(cancel_run))
+        .routes(routes!(list_pools, create_pool))
+        .routes(routes!(inspect_pool, delete_pool))
+        .routes(routes!(pause_pool))
+        .routes(routes!(resume_pool))
+        .routes(routes!(list_queues, create_queue))
+        .routes(routes!(delete_queue))
+        .routes(routes!(pause_queue))
+        .routes(routes!(resume_queue))
+        .routes(routes!(claim))
+        .routes(routes!(heartbeat))
+        .routes(routes!(record_events))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+}
+
+/// The server's answer to a health check.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Whether the server is up.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Every pushed artifact, newest first.
+#[utoipa::path(
+    get,
+    path = "/artifacts",
+    tag = "artifacts",
+    responses(
+        (status = 200, body = Vec<ArtifactMeta>),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn list_artifacts(State(d): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(d.service.store.artifacts()?)))
 }
 
+/// Pushes a component: validated, then stored under its sha256 (identical bytes are stored once).
+#[utoipa::path(
+    post,
+    path = "/artifacts",
+    tag = "artifacts",
+    request_body(content = inline(WasmComponent), content_type = "application/wasm", description = "The component's bytes (any content type is read as such)"),
+    responses(
+        (status = 201, description = "Stored", body = Pushed),
+        (status = 200, description = "The same bytes were already stored", body = Pushed),
+        (status = 409, description = "The stored object is corrupt", body = ErrorBody),
+        (status = 413, description = "Larger than the artifact limit (axum's plain-text rejection)", body = String, content_type = "text/plain"),
+        (status = 422, description = "Not a flow component, or too large", body = ErrorBody),
+        (status = 500, description = "A store failed", body = ErrorBody),
+    )
+)]
 async fn push_artifact(State(d): State<AppState>, bytes: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
     let pushed = d.service.push(bytes.to_vec(), None).await?;
     let status = if pushed.newly_stored { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!(pushed))))
 }
 
+/// One artifact's metadata.
+#[utoipa::path(
+    get,
+    path = "/artifacts/{digest}",
+    tag = "artifacts",
+    params(("digest" = String, Path, description = "`sha256:<hex>` (or the bare hex)")),
+    responses(
+        (status = 200, body = ArtifactMeta),
+        (status = 404, description = "Not pushed here", body = ErrorBody),
+        (status = 422, description = "Not a digest", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn artifact(State(d): State<AppState>, Path(digest): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(d.service.artifact_meta(&digest)?)))
 }
 
+/// An artifact's bytes, checked against its digest.
+#[utoipa::path(
+    get,
+    path = "/artifacts/{digest}/content",
+    tag = "artifacts",
+    params(("digest" = String, Path, description = "`sha256:<hex>` (or the bare hex)")),
+    responses(
+        (status = 200, description = "The component", body = inline(WasmComponent), content_type = "application/wasm"),
+        (status = 404, description = "Not pushed here", body = ErrorBody),
+        (status = 409, description = "The stored object does not match its digest", body = ErrorBody),
+        (status = 422, description = "Not a digest", body = ErrorBody),
+        (status = 500, description = "A store failed", body = ErrorBody),
+    )
+)]
 async fn artifact_content(State(d): State<AppState>, Path(digest): Path<String>) -> ApiResult<Response> {
     let meta = d.service.artifact_meta(&digest)?;
     let digest = crate::artifact::Digest::parse(&meta.digest).map_err(ServiceError::Invalid)?;
@@ -150,32 +241,71 @@ async fn artifact_content(State(d): State<AppState>, Path(digest): Path<String>)
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 
+/// Every deployment, by name.
+#[utoipa::path(
+    get,
+    path = "/deployments",
+    tag = "deployments",
+    responses(
+        (status = 200, body = Vec<Deployment>),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn list_deployments(State(d): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(d.service.store.deployments()?)))
 }
 
 /// A deployment as the API takes it: the artifact by digest.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeployBody {
+    /// The artifact holding the flow, `sha256:<hex>`, pushed before.
     artifact: String,
+    /// The flow in it.
     flow: String,
+    /// The deployment's name, unique per flow.
     name: String,
+    /// Default parameters, checked against the flow's schema.
     #[serde(default)]
     parameters: Map<String, Value>,
+    /// What it is for.
     description: Option<String>,
+    /// Its version label.
     version: Option<String>,
+    /// Tags, for filtering and queue routing.
     #[serde(default)]
     tags: Vec<String>,
+    /// When it runs by itself.
     schedule: Option<Schedule>,
+    /// Whether its schedule starts paused.
     #[serde(default)]
     paused: bool,
+    /// Work pool (`default` when absent).
     pool: Option<String>,
+    /// Work queue in the pool.
     queue: Option<String>,
+    /// Limits of its runs.
     #[serde(default)]
     limits: Limits,
 }
 
+/// Creates or updates `flow/name` (idempotent: the same settings change nothing).
+#[utoipa::path(
+    post,
+    path = "/deployments",
+    tag = "deployments",
+    request_body = DeployBody,
+    responses(
+        (status = 200, body = Deployed),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "The artifact was not pushed here", body = ErrorBody),
+        (status = 409, description = "The stored artifact is corrupt", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid deployment, schedule or parameters", body = ErrorBody),
+        (status = 500, description = "A store failed", body = ErrorBody),
+    )
+)]
 async fn deploy(State(d): State<AppState>, Body(body): Body<DeployBody>) -> ApiResult<Json<Value>> {
     let schedule = match body.schedule {
         Some(Schedule::Interval { seconds, anchor }) => {
@@ -210,10 +340,40 @@ async fn deploy(State(d): State<AppState>, Body(body): Body<DeployBody>) -> ApiR
     Ok(Json(json!(deployed)))
 }
 
+/// One deployment.
+#[utoipa::path(
+    get,
+    path = "/deployments/{flow}/{name}",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    responses(
+        (status = 200, body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn deployment(State(d): State<AppState>, Path((flow, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(d.service.deployment(&format!("{flow}/{name}"))?)))
 }
 
+/// Deletes a deployment; its past runs stay in the history.
+#[utoipa::path(
+    delete,
+    path = "/deployments/{flow}/{name}",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn delete_deployment(
     State(d): State<AppState>,
     Path((flow, name)): Path<(String, String)>,
@@ -222,10 +382,40 @@ async fn delete_deployment(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Pauses a deployment's schedule (its future scheduled runs are removed).
+#[utoipa::path(
+    post,
+    path = "/deployments/{flow}/{name}/pause",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    responses(
+        (status = 200, body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn pause(State(d): State<AppState>, Path((flow, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(d.service.set_paused(&format!("{flow}/{name}"), true)?)))
 }
 
+/// Resumes a deployment's schedule.
+#[utoipa::path(
+    post,
+    path = "/deployments/{flow}/{name}/resume",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    responses(
+        (status = 200, body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn resume(State(d): State<AppState>, Path((flow, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let deployment = d.service.set_paused(&format!("{flow}/{name}"), false)?;
     d.work_available();
@@ -233,14 +423,39 @@ async fn resume(State(d): State<AppState>, Path((flow, name)): Path<(String, Str
 }
 
 /// A run request: parameter overrides and an optional start time.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RunBody {
+    /// Overrides of the deployment's default parameters.
     #[serde(default)]
     parameters: Map<String, Value>,
+    /// When to start it; now when absent.
     start: Option<DateTime<Utc>>,
 }
 
+/// Creates a flow run of a deployment; an embedded or remote worker runs it.
+#[utoipa::path(
+    post,
+    path = "/deployments/{flow}/{name}/runs",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    request_body(
+        content = Option<RunBody>,
+        content_type = "application/json",
+        description = "Optional (an empty body runs with the deployment's defaults); read as JSON whatever its content type"
+    ),
+    responses(
+        (status = 201, description = "Created (`Scheduled`)", body = FlowRunRow),
+        (status = 404, description = "No such deployment, or its artifact is gone", body = ErrorBody),
+        (status = 409, description = "The stored artifact is corrupt", body = ErrorBody),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+        (status = 422, description = "Invalid run request or parameters", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn create_run(
     State(d): State<AppState>,
     Path((flow, name)): Path<(String, String)>,
@@ -258,15 +473,37 @@ async fn create_run(
     Ok((StatusCode::CREATED, Json(json!(run))))
 }
 
-#[derive(Deserialize)]
+/// Which flow runs to list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RunQuery {
+    /// Only runs of this flow.
     flow: Option<String>,
+    /// Only runs of this deployment, `flow/name`.
     deployment: Option<String>,
+    /// Only runs in this state (any case).
+    #[param(value_type = Option<StateType>)]
     state: Option<String>,
+    /// At most this many, newest first (default 50, at most 1000).
     limit: Option<usize>,
 }
 
+/// Flow runs (not subflow runs), newest first.
+#[utoipa::path(
+    get,
+    path = "/flow-runs",
+    tag = "flow-runs",
+    params(RunQuery),
+    responses(
+        (status = 200, body = Vec<FlowRunRow>),
+        (status = 400, description = "Not a state (the API's error body), or a malformed or unknown query parameter (axum's plain-text rejection)", content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn list_runs(State(d): State<AppState>, Query(q): Query<RunQuery>) -> ApiResult<Json<Value>> {
     let state = q
         .state
@@ -278,16 +515,44 @@ async fn list_runs(State(d): State<AppState>, Query(q): Query<RunQuery>) -> ApiR
     Ok(Json(json!(d.service.store.flow_runs(&filter)?)))
 }
 
+/// A flow run with its state history, task runs and subflow runs.
+#[utoipa::path(
+    get,
+    path = "/flow-runs/{id}",
+    tag = "flow-runs",
+    params(("id" = String, Path, description = "The run's id, or its name (the newest run of that name)")),
+    responses(
+        (status = 200, body = FlowRunDetail),
+        (status = 404, description = "No such flow run", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn inspect_run(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(d.service.inspect_run(&id)?))
 }
 
-#[derive(Deserialize)]
+/// Which log lines to return.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
+    /// Only the last this many lines.
     tail: Option<usize>,
 }
 
+/// A flow run's logs, its tasks' and subflows' included, oldest first.
+#[utoipa::path(
+    get,
+    path = "/flow-runs/{id}/logs",
+    tag = "flow-runs",
+    params(("id" = String, Path, description = "The run's id or name"), LogQuery),
+    responses(
+        (status = 200, body = Vec<LogRow>),
+        (status = 400, description = "A malformed or unknown query parameter (axum's plain-text rejection)", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such flow run", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn run_logs(
     State(d): State<AppState>,
     Path(id): Path<String>,
@@ -297,19 +562,44 @@ async fn run_logs(
     Ok(Json(json!(d.service.store.logs(&run.id, q.tail)?)))
 }
 
-async fn cancel_run(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let outcome = d.cancel(&id)?;
-    Ok(Json(json!({ "outcome": outcome })))
+/// What a cancel request did.
+#[derive(Serialize, ToSchema)]
+struct CancelReply {
+    /// Cancelled at once, cancelling (its runner stops it), or already ended.
+    outcome: CancelOutcome,
 }
 
-#[derive(Deserialize)]
+/// Asks a flow run to stop: one not started ends `Cancelled`, a running one becomes `Cancelling`.
+#[utoipa::path(
+    post,
+    path = "/flow-runs/{id}/cancel",
+    tag = "flow-runs",
+    params(("id" = String, Path, description = "The run's id or name")),
+    responses(
+        (status = 200, body = CancelReply),
+        (status = 404, description = "No such flow run", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+async fn cancel_run(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<CancelReply>> {
+    let outcome = d.cancel(&id)?;
+    Ok(Json(CancelReply { outcome }))
+}
+
+/// A worker's request for runs.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClaimBody {
+    /// At most this many runs (at least 1, at most 100).
     limit: usize,
+    /// How long to wait for a run when none is due, in ms (at most 30 s).
     #[serde(default)]
     wait_ms: u64,
+    /// The pool to take runs from.
     #[serde(default = "default_pool")]
+    #[schema(default = "default")]
     pool: String,
+    /// Only these queues of the pool (all when empty).
     #[serde(default)]
     queues: Vec<String>,
 }
@@ -318,6 +608,23 @@ fn default_pool() -> String {
     crate::core::pool::DEFAULT_POOL.to_string()
 }
 
+/// Takes due runs for worker `name`, waiting up to `wait_ms` for one; also a heartbeat.
+#[utoipa::path(
+    post,
+    path = "/workers/{name}/claim",
+    tag = "workers",
+    params(("name" = String, Path, description = "The worker")),
+    request_body = ClaimBody,
+    responses(
+        (status = 200, description = "The runs taken (none when the wait ran out)", body = Vec<ClaimedRun>),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "No such work pool", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid claim", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn claim(
     State(d): State<AppState>,
     Path(name): Path<String>,
@@ -327,21 +634,60 @@ async fn claim(
     Ok(Json(d.claim(&name, &body.pool, &body.queues, body.limit.min(100), wait).await?))
 }
 
-#[derive(Deserialize)]
+/// A worker's heartbeat.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct HeartbeatBody {
+    /// Ids of the runs it is running.
     #[serde(default)]
     running: Vec<String>,
 }
 
+/// The runs a worker must stop.
+#[derive(Serialize, ToSchema)]
+struct HeartbeatReply {
+    /// Ids of those of its runs that were asked to stop (`Cancelling`).
+    cancel: Vec<String>,
+}
+
+/// Notes that worker `name` is alive; answers which of its runs must stop.
+#[utoipa::path(
+    post,
+    path = "/workers/{name}/heartbeat",
+    tag = "workers",
+    params(("name" = String, Path, description = "The worker")),
+    request_body = HeartbeatBody,
+    responses(
+        (status = 200, body = HeartbeatReply),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid heartbeat", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn heartbeat(
     State(d): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<HeartbeatBody>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "cancel": d.heartbeat(&name, &body.running)? })))
+) -> ApiResult<Json<HeartbeatReply>> {
+    Ok(Json(HeartbeatReply { cancel: d.heartbeat(&name, &body.running)? }))
 }
 
+/// Records what a remote worker's runs did (run creations, states, logs), durably, in order.
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "workers",
+    request_body = Vec<Event>,
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Not a list of events", body = ErrorBody),
+    )
+)]
 async fn record_events(State(d): State<AppState>, Body(events): Body<Vec<Event>>) -> ApiResult<StatusCode> {
     let mut ended = false;
     for event in &events {
@@ -357,63 +703,223 @@ async fn record_events(State(d): State<AppState>, Body(events): Body<Vec<Event>>
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Every work pool.
+#[utoipa::path(
+    get,
+    path = "/work-pools",
+    tag = "work-pools",
+    responses(
+        (status = 200, body = Vec<WorkPool>),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn list_pools(State(d): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(d.service.store.work_pools()?)))
 }
 
-#[derive(Deserialize)]
+/// A work pool to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PoolBody {
+    /// Its name: letters, digits, `_`, `-` and `.`.
     name: String,
+    /// What it is for.
     description: Option<String>,
 }
 
+/// Creates a work pool, with its `default` queue.
+#[utoipa::path(
+    post,
+    path = "/work-pools",
+    tag = "work-pools",
+    request_body = PoolBody,
+    responses(
+        (status = 201, body = WorkPool),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid name, or the pool exists", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn create_pool(State(d): State<AppState>, Body(body): Body<PoolBody>) -> ApiResult<(StatusCode, Json<Value>)> {
     Ok((StatusCode::CREATED, Json(json!(d.service.create_work_pool(&body.name, body.description)?))))
 }
 
-async fn inspect_pool(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<Json<Value>> {
-    let found = d.service.work_pool(&pool)?;
-    Ok(Json(json!({ "pool": found, "queues": d.service.store.work_queues(Some(&pool))? })))
+/// A work pool and its queues.
+#[derive(Serialize, ToSchema)]
+struct PoolDetail {
+    /// The pool.
+    pool: WorkPool,
+    /// Its queues.
+    queues: Vec<WorkQueue>,
 }
 
+/// A work pool with its queues.
+#[utoipa::path(
+    get,
+    path = "/work-pools/{pool}",
+    tag = "work-pools",
+    params(("pool" = String, Path, description = "The pool")),
+    responses(
+        (status = 200, body = PoolDetail),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+async fn inspect_pool(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<Json<PoolDetail>> {
+    let found = d.service.work_pool(&pool)?;
+    Ok(Json(PoolDetail { pool: found, queues: d.service.store.work_queues(Some(&pool))? }))
+}
+
+/// Deletes a work pool and its queues; refused for `default` and for a pool a deployment uses.
+#[utoipa::path(
+    delete,
+    path = "/work-pools/{pool}",
+    tag = "work-pools",
+    params(("pool" = String, Path, description = "The pool")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 422, description = "The default pool, or one in use", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn delete_pool(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<StatusCode> {
     d.service.delete_work_pool(&pool)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Pauses a work pool: it hands out nothing.
+#[utoipa::path(
+    post,
+    path = "/work-pools/{pool}/pause",
+    tag = "work-pools",
+    params(("pool" = String, Path, description = "The pool")),
+    responses(
+        (status = 200, body = WorkPool),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn pause_pool(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(d.service.set_work_pool_paused(&pool, true)?)))
 }
 
+/// Resumes a work pool.
+#[utoipa::path(
+    post,
+    path = "/work-pools/{pool}/resume",
+    tag = "work-pools",
+    params(("pool" = String, Path, description = "The pool")),
+    responses(
+        (status = 200, body = WorkPool),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn resume_pool(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<Json<Value>> {
     let resumed = d.service.set_work_pool_paused(&pool, false)?;
     d.work_available();
     Ok(Json(json!(resumed)))
 }
 
+/// A work pool's queues.
+#[utoipa::path(
+    get,
+    path = "/work-pools/{pool}/queues",
+    tag = "work-pools",
+    params(("pool" = String, Path, description = "The pool")),
+    responses(
+        (status = 200, body = Vec<WorkQueue>),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn list_queues(State(d): State<AppState>, Path(pool): Path<String>) -> ApiResult<Json<Value>> {
     d.service.check_pool(&pool)?;
     Ok(Json(json!(d.service.store.work_queues(Some(&pool))?)))
 }
 
+/// Creates a queue in a work pool.
+#[utoipa::path(
+    post,
+    path = "/work-pools/{pool}/queues",
+    tag = "work-pools",
+    params(("pool" = String, Path, description = "The pool")),
+    request_body = QueueRequest,
+    responses(
+        (status = 201, body = WorkQueue),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid name, or the queue exists", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn create_queue(
     State(d): State<AppState>,
     Path(pool): Path<String>,
-    Body(body): Body<crate::service::QueueRequest>,
+    Body(body): Body<QueueRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     Ok((StatusCode::CREATED, Json(json!(d.service.create_work_queue(&pool, body)?))))
 }
 
+/// Deletes a queue.
+#[utoipa::path(
+    delete,
+    path = "/work-pools/{pool}/queues/{name}",
+    tag = "work-pools",
+    params(
+        ("pool" = String, Path, description = "The pool"),
+        ("name" = String, Path, description = "The queue"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such pool or queue", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn delete_queue(State(d): State<AppState>, Path((pool, name)): Path<(String, String)>) -> ApiResult<StatusCode> {
     d.service.delete_work_queue(&pool, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Pauses a queue: it hands out nothing.
+#[utoipa::path(
+    post,
+    path = "/work-pools/{pool}/queues/{name}/pause",
+    tag = "work-pools",
+    params(
+        ("pool" = String, Path, description = "The pool"),
+        ("name" = String, Path, description = "The queue"),
+    ),
+    responses(
+        (status = 200, body = WorkQueue),
+        (status = 404, description = "No such pool or queue", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn pause_queue(State(d): State<AppState>, Path((pool, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(d.service.set_work_queue_paused(&pool, &name, true)?)))
 }
 
+/// Resumes a queue.
+#[utoipa::path(
+    post,
+    path = "/work-pools/{pool}/queues/{name}/resume",
+    tag = "work-pools",
+    params(
+        ("pool" = String, Path, description = "The pool"),
+        ("name" = String, Path, description = "The queue"),
+    ),
+    responses(
+        (status = 200, body = WorkQueue),
+        (status = 404, description = "No such pool or queue", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 async fn resume_queue(State(d): State<AppState>, Path((pool, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let resumed = d.service.set_work_queue_paused(&pool, &name, false)?;
     d.work_available();

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
 
 /// A run handed to a worker, with what it needs to run it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimedRun {
     /// The run.
     pub run: FlowRunRow,

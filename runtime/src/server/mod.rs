@@ -3,6 +3,7 @@
 
 mod api;
 mod dispatch;
+mod openapi;
 
 pub use api::router;
 pub use dispatch::{ClaimedRun, Dispatch};

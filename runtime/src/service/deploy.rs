@@ -49,7 +49,7 @@ pub struct DeployRequest {
 }
 
 /// What a deploy did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Deployed {
     /// The deployment as stored.
     pub deployment: Deployment,

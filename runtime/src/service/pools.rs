@@ -7,7 +7,7 @@ use crate::store::StateStore;
 use chrono::Utc;
 
 /// A queue to create.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueRequest {
     /// Its name.

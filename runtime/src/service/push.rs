@@ -7,7 +7,7 @@ use crate::store::StateStore;
 use serde::Serialize;
 
 /// What a push did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Pushed {
     /// The artifact's metadata.
     pub artifact: ArtifactMeta,

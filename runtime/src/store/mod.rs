@@ -36,7 +36,7 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// What an upsert of a deployment did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Change {
     /// It did not exist.
     Created,
@@ -60,7 +60,7 @@ pub struct RunFilter {
 }
 
 /// A flow run as listed and inspected.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlowRunRow {
     /// Its id.
     pub id: String,
@@ -95,7 +95,7 @@ pub struct FlowRunRow {
 }
 
 /// A task run as inspected.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskRunRow {
     /// Its id.
     pub id: String,
@@ -120,7 +120,7 @@ pub struct TaskRunRow {
 }
 
 /// One entry of a run's state history.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateRow {
     /// The state.
     pub state: StateType,
@@ -133,7 +133,7 @@ pub struct StateRow {
 }
 
 /// One log line as queried.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogRow {
     /// When.
     pub time: DateTime<Utc>,
@@ -225,7 +225,7 @@ pub trait StateStore: Recorder + ResultCache {
 }
 
 /// What a cancel request did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum CancelOutcome {
     /// The run had not started: it is `Cancelled`.
     Cancelled,

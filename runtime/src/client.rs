@@ -1,0 +1,224 @@
+//! A client of a Sluice server's HTTP API, for the CLI: the same calls the
+//! embedded service answers, over `/api/v1`.
+
+use crate::core::deployment::{ArtifactMeta, Deployment};
+use crate::core::pool::{WorkPool, WorkQueue};
+use crate::service::{Deployed, Pushed, QueueRequest, ServiceError};
+use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunFilter};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+/// A client of the server at one URL.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    url: String,
+}
+
+impl ApiClient {
+    /// A client of `url` (e.g. `http://127.0.0.1:4200`).
+    pub fn new(url: &str) -> Result<Self, ServiceError> {
+        let url = url.trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ServiceError::Invalid(format!("`{url}` is not a server URL; write it as http://HOST:PORT")));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ServiceError::Other(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self { http, base: format!("{url}/api/v1"), url })
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, ServiceError> {
+        let response = request.send().await.map_err(|e| {
+            ServiceError::Other(format!(
+                "the server at {} cannot be reached: {e}; is `sluice server` running?",
+                self.url
+            ))
+        })?;
+        let status = response.status();
+        let body: Value = if status == reqwest::StatusCode::NO_CONTENT {
+            Value::Null
+        } else {
+            response
+                .json()
+                .await
+                .map_err(|e| ServiceError::Other(format!("the server sent a body that is not JSON: {e}")))?
+        };
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
+            return Err(match status.as_u16() {
+                404 => ServiceError::NotFound(message),
+                400..=499 => ServiceError::Invalid(message),
+                _ => ServiceError::Other(format!("the server failed ({status}): {message}")),
+            });
+        }
+        serde_json::from_value(body).map_err(|e| ServiceError::Other(format!("unexpected answer from the server: {e}")))
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base))
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base))
+    }
+
+    fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.delete(format!("{}{path}", self.base))
+    }
+
+    /// Uploads a component.
+    pub async fn push(&self, bytes: Vec<u8>) -> Result<Pushed, ServiceError> {
+        self.send(self.post("/artifacts").header("content-type", "application/wasm").body(bytes)).await
+    }
+
+    /// Every pushed artifact.
+    pub async fn artifacts(&self) -> Result<Vec<ArtifactMeta>, ServiceError> {
+        self.send(self.get("/artifacts")).await
+    }
+
+    /// One artifact's metadata.
+    pub async fn artifact(&self, digest: &str) -> Result<ArtifactMeta, ServiceError> {
+        self.send(self.get(&format!("/artifacts/{digest}"))).await
+    }
+
+    /// Creates or updates a deployment (its artifact given by digest).
+    pub async fn deploy(&self, body: &Value) -> Result<Deployed, ServiceError> {
+        self.send(self.post("/deployments").json(body)).await
+    }
+
+    /// Every deployment.
+    pub async fn deployments(&self) -> Result<Vec<Deployment>, ServiceError> {
+        self.send(self.get("/deployments")).await
+    }
+
+    /// One deployment.
+    pub async fn deployment(&self, full_name: &str) -> Result<Deployment, ServiceError> {
+        self.send(self.get(&format!("/deployments/{full_name}"))).await
+    }
+
+    /// Pauses or resumes a deployment.
+    pub async fn set_paused(&self, full_name: &str, paused: bool) -> Result<Deployment, ServiceError> {
+        let action = if paused { "pause" } else { "resume" };
+        self.send(self.post(&format!("/deployments/{full_name}/{action}"))).await
+    }
+
+    /// Deletes a deployment.
+    pub async fn delete_deployment(&self, full_name: &str) -> Result<(), ServiceError> {
+        self.send::<Value>(self.delete(&format!("/deployments/{full_name}"))).await.map(|_| ())
+    }
+
+    /// Creates a run of a deployment.
+    pub async fn create_run(
+        &self,
+        full_name: &str,
+        parameters: Map<String, Value>,
+        start: Option<DateTime<Utc>>,
+    ) -> Result<FlowRunRow, ServiceError> {
+        let body = json!({ "parameters": parameters, "start": start });
+        self.send(self.post(&format!("/deployments/{full_name}/runs")).json(&body)).await
+    }
+
+    /// Flow runs, newest first.
+    pub async fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunRow>, ServiceError> {
+        let mut query: Vec<(&str, String)> = vec![("limit", filter.limit.to_string())];
+        if let Some(flow) = &filter.flow {
+            query.push(("flow", flow.clone()));
+        }
+        if let Some(deployment) = &filter.deployment {
+            query.push(("deployment", deployment.clone()));
+        }
+        if let Some(state) = filter.state {
+            query.push(("state", state.name().to_string()));
+        }
+        let url = reqwest::Url::parse_with_params(&format!("{}/flow-runs", self.base), &query)
+            .map_err(|e| ServiceError::Invalid(format!("bad filter: {e}")))?;
+        self.send(self.http.get(url)).await
+    }
+
+    /// A run with its history, task runs and subflows.
+    pub async fn inspect_run(&self, id_or_name: &str) -> Result<Value, ServiceError> {
+        self.send(self.get(&format!("/flow-runs/{id_or_name}"))).await
+    }
+
+    /// A run's logs.
+    pub async fn logs(&self, id_or_name: &str, tail: Option<usize>) -> Result<Vec<LogRow>, ServiceError> {
+        let path = match tail {
+            Some(tail) => format!("/flow-runs/{id_or_name}/logs?tail={tail}"),
+            None => format!("/flow-runs/{id_or_name}/logs"),
+        };
+        self.send(self.get(&path)).await
+    }
+
+    /// Asks a run to stop.
+    pub async fn cancel(&self, id: &str) -> Result<CancelOutcome, ServiceError> {
+        let answer: Value = self.send(self.post(&format!("/flow-runs/{id}/cancel"))).await?;
+        serde_json::from_value(answer["outcome"].clone()).map_err(|e| ServiceError::Other(e.to_string()))
+    }
+
+    /// Every work pool.
+    pub async fn work_pools(&self) -> Result<Vec<WorkPool>, ServiceError> {
+        self.send(self.get("/work-pools")).await
+    }
+
+    /// One pool and its queues.
+    pub async fn inspect_pool(&self, name: &str) -> Result<Value, ServiceError> {
+        self.send(self.get(&format!("/work-pools/{name}"))).await
+    }
+
+    /// Creates a pool.
+    pub async fn create_work_pool(&self, name: &str, description: Option<String>) -> Result<WorkPool, ServiceError> {
+        self.send(self.post("/work-pools").json(&json!({ "name": name, "description": description }))).await
+    }
+
+    /// Pauses or resumes a pool.
+    pub async fn set_work_pool_paused(&self, name: &str, paused: bool) -> Result<WorkPool, ServiceError> {
+        let action = if paused { "pause" } else { "resume" };
+        self.send(self.post(&format!("/work-pools/{name}/{action}"))).await
+    }
+
+    /// Deletes a pool.
+    pub async fn delete_work_pool(&self, name: &str) -> Result<(), ServiceError> {
+        self.send::<Value>(self.delete(&format!("/work-pools/{name}"))).await.map(|_| ())
+    }
+
+    /// The queues of a pool (or of every pool).
+    pub async fn work_queues(&self, pool: Option<&str>) -> Result<Vec<WorkQueue>, ServiceError> {
+        match pool {
+            Some(pool) => self.send(self.get(&format!("/work-pools/{pool}/queues"))).await,
+            None => {
+                let mut all = Vec::new();
+                for pool in self.work_pools().await? {
+                    let queues: Vec<WorkQueue> =
+                        self.send(self.get(&format!("/work-pools/{}/queues", pool.name))).await?;
+                    all.extend(queues);
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    /// Creates a queue.
+    pub async fn create_work_queue(&self, pool: &str, request: &QueueRequest) -> Result<WorkQueue, ServiceError> {
+        let body = json!({
+            "name": request.name, "tags": request.tags, "priority": request.priority,
+            "concurrency_limit": request.concurrency_limit,
+        });
+        self.send(self.post(&format!("/work-pools/{pool}/queues")).json(&body)).await
+    }
+
+    /// Pauses or resumes a queue.
+    pub async fn set_work_queue_paused(&self, pool: &str, name: &str, paused: bool) -> Result<WorkQueue, ServiceError> {
+        let action = if paused { "pause" } else { "resume" };
+        self.send(self.post(&format!("/work-pools/{pool}/queues/{name}/{action}"))).await
+    }
+
+    /// Deletes a queue.
+    pub async fn delete_work_queue(&self, pool: &str, name: &str) -> Result<(), ServiceError> {
+        self.send::<Value>(self.delete(&format!("/work-pools/{pool}/queues/{name}"))).await.map(|_| ())
+    }
+}
