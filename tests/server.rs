@@ -160,3 +160,38 @@ fn a_restarted_server_keeps_every_run_and_runs_what_was_waiting() {
         wait_for_state(&address, id, "Completed", 30);
     }
 }
+
+#[test]
+fn a_crashed_run_is_scheduled_again_when_its_deployment_allows_retries() {
+    let sluice = Sluice::new();
+    let hostile = guest("hostile_flow");
+    let output = sluice.run(&[
+        "deploy",
+        hostile.to_str().unwrap(),
+        "--flow",
+        "spin_flow",
+        "--name",
+        "retried",
+        "--retries",
+        "1",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (_server, address) = sluice.server(&["--workers", "0", "--heartbeat-timeout", "2"]);
+    let mut first = sluice.worker(&address, "first", &["--heartbeat", "1"]);
+    let (_, run) = post(&address, "/api/v1/deployments/spin_flow/retried/runs", "");
+    let id = run["id"].as_str().unwrap();
+    wait_for_state(&address, id, "Running", 30);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let _second = sluice.worker(&address, "second", &["--heartbeat", "1"]);
+    let retried = eventually(30, "the retry running on the second worker", || {
+        let run = run_state(address.as_str(), id);
+        (run["flow_run"]["state"] == "Running" && run["flow_run"]["claimed_by"] == "second").then_some(run)
+    });
+    let states: Vec<&str> =
+        retried["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["Scheduled", "Pending", "Running", "Crashed", "Scheduled", "Pending", "Running"]);
+    assert!(retried["states"][4]["message"].as_str().unwrap().starts_with("Retry 1/1 after a crash"));
+    post(&address, &format!("/api/v1/flow-runs/{id}/cancel"), "");
+    wait_for_state(&address, id, "Cancelled", 30);
+}

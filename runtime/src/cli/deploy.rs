@@ -67,9 +67,15 @@ pub struct DeployArgs {
     /// Time limit of a run, e.g. 10m.
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
-    /// Runs of this deployment allowed at once.
+    /// Runs of this deployment allowed at once (the others wait their turn).
     #[arg(long, value_name = "N")]
     concurrency_limit: Option<u32>,
+    /// Times a run whose worker died (Crashed) is scheduled again.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    retries: u32,
+    /// Seconds before a crashed run is scheduled again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    retry_delay: u64,
     /// text for people, json for programs.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -126,6 +132,8 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
             memory_mib: args.memory,
             timeout_seconds: timeout.map(|t| t.as_secs().max(1)),
             concurrency: args.concurrency_limit,
+            crash_retries: args.retries,
+            crash_retry_delay_seconds: args.retry_delay,
         },
     })
 }
@@ -150,6 +158,7 @@ fn from_entry(entry: DeploymentEntry) -> DeployRequest {
             memory_mib: entry.limits.memory_mib,
             timeout_seconds: entry.limits.timeout.map(|t| t.as_secs().max(1)),
             concurrency: entry.limits.concurrency,
+            ..Limits::default()
         },
     }
 }

@@ -31,6 +31,12 @@ pub struct Limits {
     pub timeout_seconds: Option<u64>,
     /// Runs of this deployment allowed at once.
     pub concurrency: Option<u32>,
+    /// Times a run that crashed (its worker died) is scheduled again.
+    #[serde(default)]
+    pub crash_retries: u32,
+    /// Seconds before a crashed run is run again.
+    #[serde(default)]
+    pub crash_retry_delay_seconds: u64,
 }
 
 /// `flow/deployment`, with everything needed to start its runs.

@@ -111,10 +111,17 @@ impl Dispatch {
         Ok(self.service.store.cancelling(running)?)
     }
 
-    /// Ends as `Crashed` the runs of workers that went silent.
+    /// Ends as `Crashed` the runs of workers that went silent, and schedules
+    /// them again where their deployment's retry policy says so.
     pub fn detect_crashes(&self, now: DateTime<Utc>) -> Result<Vec<String>, ServiceError> {
         let timeout = chrono::Duration::from_std(self.heartbeat_timeout).unwrap_or(chrono::Duration::seconds(30));
-        Ok(self.service.store.crash_orphans(now - timeout, now)?)
+        let crashed = self.service.store.crash_orphans(now - timeout, now)?;
+        for id in &crashed {
+            if self.service.retry_crashed(id, now)? {
+                self.work_available();
+            }
+        }
+        Ok(crashed)
     }
 
     /// Asks a run to stop; one running here stops at once.

@@ -82,6 +82,25 @@ impl Service {
         Ok(json!({ "flow_run": row, "states": states, "task_runs": task_runs, "subflow_runs": subflow_runs }))
     }
 
+    /// Schedules a crashed run again if its deployment allows another
+    /// attempt; true when it did.
+    pub fn retry_crashed(&self, id: &str, now: DateTime<Utc>) -> Result<bool, ServiceError> {
+        let Some(run) = self.store.flow_run(id)? else { return Ok(false) };
+        let limits = match self.limits_of(&run) {
+            Ok(limits) => limits,
+            Err(ServiceError::NotFound(_)) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        let crashes = self.store.states(id)?.iter().filter(|s| s.state == StateType::Crashed).count() as u32;
+        if crashes > limits.crash_retries {
+            return Ok(false);
+        }
+        let at = now + chrono::Duration::seconds(limits.crash_retry_delay_seconds.min(86_400) as i64);
+        let message = format!("Retry {crashes}/{} after a crash, at {}", limits.crash_retries, at.to_rfc3339());
+        self.store.reschedule(id, at, &message)?;
+        Ok(true)
+    }
+
     /// Takes a run for this process, unless a scheduler pass already gave it
     /// to this process or someone else has it.
     fn take_run(&self, run: &FlowRunRow) -> Result<(), ServiceError> {

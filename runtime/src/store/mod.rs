@@ -203,6 +203,8 @@ pub trait StateStore: Recorder + ResultCache {
     /// Asks a run to stop: a run not yet taken ends `Cancelled` at once, a
     /// taken one moves to `Cancelling` for its runner to stop.
     fn request_cancel(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
+    /// Schedules a crashed run again at `at` (its history keeps the crash).
+    fn reschedule(&self, id: &str, at: DateTime<Utc>, message: &str) -> Result<(), StoreError>;
     /// Which of `ids` are `Cancelling`.
     fn cancelling(&self, ids: &[String]) -> Result<Vec<String>, StoreError>;
 

@@ -501,6 +501,18 @@ impl StateStore for SqliteStore {
         })?)
     }
 
+    fn reschedule(&self, id: &str, at: DateTime<Utc>, message: &str) -> Result<(), StoreError> {
+        let now = timestamp(Utc::now());
+        self.writer.transaction(|tx| {
+            tx.execute(
+                "UPDATE flow_runs SET claimed_by = NULL, queue = NULL, ended = NULL, scheduled = ?2 WHERE id = ?1",
+                params![id, timestamp(at)],
+            )?;
+            record_state(tx, id, "Scheduled", message, &now)
+        })?;
+        Ok(())
+    }
+
     fn cancelling(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
             let mut found = Vec::new();
