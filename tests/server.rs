@@ -195,3 +195,21 @@ fn a_crashed_run_is_scheduled_again_when_its_deployment_allows_retries() {
     post(&address, &format!("/api/v1/flow-runs/{id}/cancel"), "");
     wait_for_state(&address, id, "Cancelled", 30);
 }
+
+#[test]
+fn a_worker_reporting_on_a_run_it_does_not_hold_is_refused() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);
+    let (_server, address) = sluice.server(&[]);
+    let (_, run) = post(&address, "/api/v1/deployments/hello/leo/runs", "");
+    let id = run["id"].as_str().unwrap();
+    wait_for_state(&address, id, "Completed", 30);
+    let forged = json!([{ "Log": {
+        "flow_run": id, "task_run": null, "level": "Info", "message": "forged", "time": chrono::Utc::now(),
+    }}]);
+    let (status, answer) = post(&address, "/api/v1/workers/intruder/events", &forged.to_string());
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("not held by `intruder`"), "{answer}");
+    let (_, logs) = get(&address, &format!("/api/v1/flow-runs/{id}/logs"));
+    assert!(!logs.to_string().contains("forged"), "nothing was recorded");
+}

@@ -329,7 +329,8 @@ async fn throughput(bench: &Bench, server: &Server, runs: usize) -> Result<Throu
     // The newest 1000 runs by creation hold the last to end (runs are taken FIFO).
     let completed = bench.get(server, "/flow-runs?state=Completed&limit=1000").await?;
     let completed = completed.as_array().context("a list")?;
-    ensure!(completed.len() == runs.min(1000), "{} runs Completed of {runs}", completed.len());
+    // `runs` plus the warm-up run.
+    ensure!(completed.len() == (runs + 1).min(1000), "{} runs Completed of {}", completed.len(), runs + 1);
     let last_end = completed.iter().map(|r| time_of(&r["ended"])).collect::<Result<Vec<_>>>()?.into_iter().max();
     let server_span_s = last_end.map_or(f64::NAN, |end| ms(end - start_wall) / 1e3);
     Ok(Throughput { runs, posted_s, wall_s, server_span_s })

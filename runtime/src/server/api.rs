@@ -187,7 +187,13 @@ async fn list_artifacts(State(d): State<AppState>) -> ApiResult<Json<Value>> {
     post,
     path = "/artifacts",
     tag = "artifacts",
-    request_body(content = inline(WasmComponent), content_type = "application/wasm", description = "The component's bytes (any content type is read as such)"),
+    request_body(
+        description = "The component's bytes (whatever the content type)",
+        content(
+            (inline(WasmComponent) = "application/wasm"),
+            (inline(WasmComponent) = "application/octet-stream"),
+        )
+    ),
     responses(
         (status = 201, description = "Stored", body = Pushed),
         (status = 200, description = "The same bytes were already stored", body = Pushed),
@@ -208,7 +214,7 @@ async fn push_artifact(State(d): State<AppState>, bytes: Bytes) -> ApiResult<(St
     get,
     path = "/artifacts/{digest}",
     tag = "artifacts",
-    params(("digest" = String, Path, description = "`sha256:<hex>` (or the bare hex)")),
+    params(("digest" = String, Path, description = "`sha256:<hex>` (or the bare hex)", pattern = "^(sha256:)?[0-9a-fA-F]{64}$")),
     responses(
         (status = 200, body = ArtifactMeta),
         (status = 404, description = "Not pushed here", body = ErrorBody),
@@ -225,7 +231,7 @@ async fn artifact(State(d): State<AppState>, Path(digest): Path<String>) -> ApiR
     get,
     path = "/artifacts/{digest}/content",
     tag = "artifacts",
-    params(("digest" = String, Path, description = "`sha256:<hex>` (or the bare hex)")),
+    params(("digest" = String, Path, description = "`sha256:<hex>` (or the bare hex)", pattern = "^(sha256:)?[0-9a-fA-F]{64}$")),
     responses(
         (status = 200, description = "The component", body = inline(WasmComponent), content_type = "application/wasm"),
         (status = 404, description = "Not pushed here", body = ErrorBody),
@@ -260,10 +266,13 @@ async fn list_deployments(State(d): State<AppState>) -> ApiResult<Json<Value>> {
 #[serde(deny_unknown_fields)]
 struct DeployBody {
     /// The artifact holding the flow, `sha256:<hex>`, pushed before.
+    #[schema(pattern = "^(sha256:)?[0-9a-fA-F]{64}$")]
     artifact: String,
     /// The flow in it.
+    #[schema(pattern = "^[A-Za-z0-9_.-]+$")]
     flow: String,
-    /// The deployment's name, unique per flow.
+    /// The deployment's name, unique per flow: letters, digits, `_`, `-` and `.`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]+$")]
     name: String,
     /// Default parameters, checked against the flow's schema.
     #[serde(default)]
@@ -352,6 +361,7 @@ async fn deploy(State(d): State<AppState>, Body(body): Body<DeployBody>) -> ApiR
     responses(
         (status = 200, body = Deployment),
         (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 422, description = "Not a deployment name (a `/` in it)", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
@@ -371,6 +381,7 @@ async fn deployment(State(d): State<AppState>, Path((flow, name)): Path<(String,
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 422, description = "Not a deployment name (a `/` in it)", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
@@ -394,6 +405,7 @@ async fn delete_deployment(
     responses(
         (status = 200, body = Deployment),
         (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 422, description = "Not a deployment name (a `/` in it)", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
@@ -413,6 +425,7 @@ async fn pause(State(d): State<AppState>, Path((flow, name)): Path<(String, Stri
     responses(
         (status = 200, body = Deployment),
         (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 422, description = "Not a deployment name (a `/` in it)", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
@@ -425,7 +438,7 @@ async fn resume(State(d): State<AppState>, Path((flow, name)): Path<(String, Str
 /// A run request: parameter overrides and an optional start time.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RunBody {
+pub(super) struct RunBody {
     /// Overrides of the deployment's default parameters.
     #[serde(default)]
     parameters: Map<String, Value>,
@@ -443,7 +456,8 @@ struct RunBody {
         ("name" = String, Path, description = "The deployment"),
     ),
     request_body(
-        content = Option<RunBody>,
+        // A plain reference: an `Option` would document a JSON `null` body, which is refused.
+        content = ref("#/components/schemas/RunBody"),
         content_type = "application/json",
         description = "Optional (an empty body runs with the deployment's defaults); read as JSON whatever its content type"
     ),
@@ -452,7 +466,7 @@ struct RunBody {
         (status = 404, description = "No such deployment, or its artifact is gone", body = ErrorBody),
         (status = 409, description = "The stored artifact is corrupt", body = ErrorBody),
         (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
-        (status = 422, description = "Invalid run request or parameters", body = ErrorBody),
+        (status = 422, description = "Invalid run request or parameters, or not a deployment name", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
@@ -674,21 +688,46 @@ async fn heartbeat(
     Ok(Json(HeartbeatReply { cancel: d.heartbeat(&name, &body.running)? }))
 }
 
-/// Records what a remote worker's runs did (run creations, states, logs), durably, in order.
+/// Records what a remote worker's runs did (run creations, states, logs),
+/// durably, in order. Refused (409) when the worker no longer holds a run
+/// it reports on: the run was marked Crashed after its heartbeats stopped,
+/// cancelled, or handed to another worker.
 #[utoipa::path(
     post,
-    path = "/events",
+    path = "/workers/{name}/events",
     tag = "workers",
+    params(("name" = String, Path, description = "The worker's name")),
     request_body = Vec<Event>,
     responses(
         (status = 204, description = "Recorded"),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "The worker no longer holds a run it reports on", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not `application/json`", body = ErrorBody),
         (status = 422, description = "Not a list of events", body = ErrorBody),
     )
 )]
-async fn record_events(State(d): State<AppState>, Body(events): Body<Vec<Event>>) -> ApiResult<StatusCode> {
+async fn record_events(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    Body(events): Body<Vec<Event>>,
+) -> ApiResult<StatusCode> {
+    let mut checked = std::collections::HashSet::new();
+    for event in &events {
+        let flow_run = match event {
+            Event::FlowRunCreated(run) => run.parent.unwrap_or(run.id),
+            Event::TaskRunCreated(run) => run.flow_run,
+            Event::Log(log) => log.flow_run,
+            Event::State(state) if state.kind == crate::core::record::RunKind::Flow => state.run,
+            // A task's state is covered by its creation and its flow run's events.
+            Event::State(_) => continue,
+        };
+        if checked.insert(flow_run)
+            && let Some(reason) = d.service.store.lease_lost(&name, &flow_run.to_string())?
+        {
+            return Err(ApiError::new(StatusCode::CONFLICT, format!("lease lost: {reason}; stop running it")));
+        }
+    }
     let mut ended = false;
     for event in &events {
         d.service.store.record(event);
@@ -722,6 +761,7 @@ async fn list_pools(State(d): State<AppState>) -> ApiResult<Json<Value>> {
 #[serde(deny_unknown_fields)]
 struct PoolBody {
     /// Its name: letters, digits, `_`, `-` and `.`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]+$")]
     name: String,
     /// What it is for.
     description: Option<String>,

@@ -108,7 +108,7 @@ impl Dispatch {
     /// Records a heartbeat; returns which of `running` must stop.
     pub fn heartbeat(&self, worker: &str, running: &[String]) -> Result<Vec<String>, ServiceError> {
         self.service.store.heartbeat(worker, Utc::now())?;
-        Ok(self.service.store.cancelling(running)?)
+        Ok(self.service.store.to_stop(worker, running)?)
     }
 
     /// Ends as `Crashed` the runs of workers that went silent, and schedules
@@ -177,7 +177,16 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
             },
             Some(_) = running.join_next(), if !running.is_empty() => {}
             _ = heartbeat.tick() => {
-                let _ = dispatch.service.store.heartbeat(&name, Utc::now());
+                // Cancels asked for through another process reach our runs here.
+                let ids: Vec<String> = dispatch.local.lock().expect("local runs lock").keys().cloned().collect();
+                if let Ok(stop) = dispatch.heartbeat(&name, &ids) {
+                    let local = dispatch.local.lock().expect("local runs lock");
+                    for id in stop {
+                        if let Some(token) = local.get(&id) {
+                            token.cancel();
+                        }
+                    }
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 //! handler says: the title, the version, the tags, and the schemas of
 //! bodies built as plain JSON elsewhere.
 
-use super::api::ErrorBody;
+use super::api::{ErrorBody, RunBody};
 use crate::store::{FlowRunRow, StateRow, TaskRunRow};
 use axum::body::Bytes;
 use axum::http::header;
@@ -23,7 +23,7 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         description = "Sluice's server: artifacts, deployments, flow runs, work pools and queues, and the \
                        calls workers make. Every error is `{\"error\": {\"status\", \"message\"}}`."
     ),
-    components(schemas(ErrorBody, FlowRunDetail)),
+    components(schemas(ErrorBody, FlowRunDetail, RunBody)),
     tags(
         (name = "health", description = "Whether the server is up"),
         (name = "artifacts", description = "Flow components, stored by sha256"),

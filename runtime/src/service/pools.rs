@@ -11,6 +11,7 @@ use chrono::Utc;
 #[serde(deny_unknown_fields)]
 pub struct QueueRequest {
     /// Its name.
+    #[schema(pattern = "^[A-Za-z0-9_.-]+$")]
     pub name: String,
     /// It serves only deployments carrying all of these.
     #[serde(default)]

@@ -205,8 +205,10 @@ pub trait StateStore: Recorder + ResultCache {
     fn request_cancel(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
     /// Schedules a crashed run again at `at` (its history keeps the crash).
     fn reschedule(&self, id: &str, at: DateTime<Utc>, message: &str) -> Result<(), StoreError>;
-    /// Which of `ids` are `Cancelling`.
-    fn cancelling(&self, ids: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Which of `ids` `taker` must stop: cancelled, ended, or no longer its own.
+    fn to_stop(&self, taker: &str, ids: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Why `taker` may no longer report on flow run `id` (or its subflows), if it may not.
+    fn lease_lost(&self, taker: &str, id: &str) -> Result<Option<String>, StoreError>;
 
     /// Every work pool.
     fn work_pools(&self) -> Result<Vec<WorkPool>, StoreError>;

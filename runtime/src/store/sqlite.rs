@@ -513,17 +513,46 @@ impl StateStore for SqliteStore {
         Ok(())
     }
 
-    fn cancelling(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    fn to_stop(&self, taker: &str, ids: &[String]) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
-            let mut found = Vec::new();
-            let mut query = c.prepare_cached("SELECT state FROM flow_runs WHERE id = ?1")?;
+            let mut stop = Vec::new();
+            let mut query = c.prepare_cached("SELECT state, claimed_by, ended FROM flow_runs WHERE id = ?1")?;
             for id in ids {
-                let state: Option<Option<String>> = query.query_row([id], |row| row.get(0)).optional()?;
-                if state.flatten().as_deref() == Some("Cancelling") {
-                    found.push(id.clone());
+                let row: Option<(Option<String>, Option<String>, Option<String>)> =
+                    query.query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional()?;
+                let keep = row.is_some_and(|(state, holder, ended)| {
+                    state.as_deref() != Some("Cancelling") && holder.as_deref() == Some(taker) && ended.is_none()
+                });
+                if !keep {
+                    stop.push(id.clone());
                 }
             }
-            Ok(found)
+            Ok(stop)
+        })
+    }
+
+    fn lease_lost(&self, taker: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>, Option<String>, Option<String>, Option<String>)> = self.read(|c| {
+            c.prepare_cached("SELECT state, claimed_by, ended, parent FROM flow_runs WHERE id = ?1")?
+                .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+                .optional()
+        })?;
+        Ok(match row {
+            None => None,
+            // Subflow runs are held through their root run.
+            Some((_, _, _, Some(parent))) => self.lease_lost(taker, &parent)?,
+            Some((state, holder, ended, None)) => {
+                if holder.as_deref() != Some(taker) {
+                    Some(format!(
+                        "flow run {id} is not held by `{taker}` (held by {})",
+                        holder.as_deref().unwrap_or("nobody")
+                    ))
+                } else if ended.is_some() {
+                    Some(format!("flow run {id} has already ended ({})", state.as_deref().unwrap_or("?")))
+                } else {
+                    None
+                }
+            }
         })
     }
 

@@ -7,6 +7,15 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// Why events were not recorded.
+#[derive(Debug)]
+pub enum EventsError {
+    /// The server refused them for good (for example, a lost lease).
+    Refused(String),
+    /// The server could not be reached or failed; a retry may help.
+    Transient(anyhow::Error),
+}
+
 /// An HTTP client of one server.
 #[derive(Clone)]
 pub struct Client {
@@ -62,10 +71,16 @@ impl Client {
         Ok(Self::checked(response).await?.bytes().await?)
     }
 
-    /// Sends recorded events, in order.
-    pub async fn events(&self, events: &[Event]) -> anyhow::Result<()> {
-        let response = self.http.post(format!("{}/events", self.base)).json(events).send().await?;
-        Self::checked(response).await?;
+    /// Sends recorded events, in order. A 4xx answer is final (`Refused`):
+    /// sending the same batch again cannot help.
+    pub async fn events(&self, worker: &str, events: &[Event]) -> Result<(), EventsError> {
+        let url = format!("{}/workers/{worker}/events", self.base);
+        let response = self.http.post(url).json(events).send().await.map_err(|e| EventsError::Transient(e.into()))?;
+        if response.status().is_client_error() {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            return Err(EventsError::Refused(body["error"]["message"].as_str().unwrap_or("refused").to_string()));
+        }
+        Self::checked(response).await.map_err(EventsError::Transient)?;
         Ok(())
     }
 }

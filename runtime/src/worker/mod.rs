@@ -46,7 +46,6 @@ type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 /// Works until the process is stopped.
 pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Result<()> {
     let client = Client::new(&options.api)?;
-    let recorder = Arc::new(HttpRecorder::new(client.clone()));
     let cache = Arc::new(MemoryCache::bounded(10_000));
     let running: Running = Arc::default();
     tokio::spawn(heartbeats(client.clone(), options.name.clone(), options.heartbeat, running.clone()));
@@ -67,8 +66,11 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                 for run in claimed {
                     let token = CancellationToken::new();
                     running.lock().expect("running lock").insert(run.run.id.clone(), token.clone());
-                    let (client, sandbox, recorder, cache, running) =
-                        (client.clone(), sandbox.clone(), recorder.clone(), cache.clone(), running.clone());
+                    // One recorder per run: a batch the server refuses (a lost
+                    // lease) then holds no other run's events.
+                    let recorder = Arc::new(HttpRecorder::new(client.clone(), &options.name));
+                    let (client, sandbox, cache, running) =
+                        (client.clone(), sandbox.clone(), cache.clone(), running.clone());
                     tasks.spawn(async move {
                         let id = run.run.id.clone();
                         run_one(&client, &sandbox, run, recorder, cache, token).await;

@@ -2,7 +2,7 @@
 //! in order, in batches; a barrier sends everything buffered and waits for
 //! the server to have committed it.
 
-use super::client::Client;
+use super::client::{Client, EventsError};
 use crate::core::record::{Barrier, Event, Recorder};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +12,7 @@ const FLUSH_PERIOD: Duration = Duration::from_millis(20);
 
 struct Inner {
     client: Client,
+    worker: String,
     buffer: Mutex<Vec<Event>>,
     // One batch in flight at a time keeps the server's order the worker's.
     sending: tokio::sync::Mutex<()>,
@@ -25,8 +26,13 @@ pub struct HttpRecorder {
 
 impl HttpRecorder {
     /// Records to the server behind `client`, flushing in the background.
-    pub fn new(client: Client) -> Self {
-        let inner = Arc::new(Inner { client, buffer: Mutex::default(), sending: tokio::sync::Mutex::new(()) });
+    pub fn new(client: Client, worker: &str) -> Self {
+        let inner = Arc::new(Inner {
+            client,
+            worker: worker.to_string(),
+            buffer: Mutex::default(),
+            sending: tokio::sync::Mutex::new(()),
+        });
         let background = Arc::downgrade(&inner);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_PERIOD);
@@ -48,10 +54,17 @@ async fn flush(inner: &Inner) {
     }
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=8 {
-        match inner.client.events(&batch).await {
+        match inner.client.events(&inner.worker, &batch).await {
             Ok(()) => return,
-            Err(err) if attempt == 8 => eprintln!("worker: {} events could not be sent: {err:#}", batch.len()),
-            Err(_) => {
+            Err(EventsError::Refused(reason)) => {
+                // The heartbeat's answer tells the run to stop.
+                eprintln!("worker: the server refused {} events: {reason}", batch.len());
+                return;
+            }
+            Err(EventsError::Transient(err)) if attempt == 8 => {
+                eprintln!("worker: {} events could not be sent: {err:#}", batch.len())
+            }
+            Err(EventsError::Transient(_)) => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
