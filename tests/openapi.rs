@@ -33,7 +33,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/work-pools/{pool}/queues/{name}/resume", &["post"]),
     ("/api/v1/workers/{name}/claim", &["post"]),
     ("/api/v1/workers/{name}/heartbeat", &["post"]),
-    ("/api/v1/events", &["post"]),
+    ("/api/v1/workers/{name}/events", &["post"]),
 ];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];

@@ -213,3 +213,33 @@ fn a_worker_reporting_on_a_run_it_does_not_hold_is_refused() {
     let (_, logs) = get(&address, &format!("/api/v1/flow-runs/{id}/logs"));
     assert!(!logs.to_string().contains("forged"), "nothing was recorded");
 }
+
+#[test]
+fn a_worker_fetches_from_the_shared_store_when_told_and_checks_the_digest() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);
+    let store = sluice.home.path().join("artifacts");
+    let tampered_store = tempfile::tempdir().unwrap();
+    let objects = store.join("artifacts/sha256");
+    let copy = tampered_store.path().join("artifacts/sha256");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(&objects).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[100] ^= 0xff;
+        std::fs::write(copy.join(path.file_name().unwrap()), bytes).unwrap();
+    }
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    let tampered_url = tampered_store.path().to_str().unwrap().to_string();
+    let mut fooled = sluice.worker(&address, "fooled", &["--store-url", &tampered_url]);
+    let (_, run) = post(&address, "/api/v1/deployments/hello/leo/runs", "");
+    let failed = wait_for_state(&address, run["id"].as_str().unwrap(), "Failed", 30);
+    assert!(failed["flow_run"]["message"].as_str().unwrap().contains("corrupt"), "{failed}");
+    fooled.child.kill().unwrap();
+    fooled.child.wait().unwrap();
+
+    let _shared = sluice.worker(&address, "shared", &["--store-url", store.to_str().unwrap()]);
+    let (_, run) = post(&address, "/api/v1/deployments/hello/leo/runs", "");
+    let done = wait_for_state(&address, run["id"].as_str().unwrap(), "Completed", 30);
+    assert_eq!(done["flow_run"]["claimed_by"], "shared");
+}

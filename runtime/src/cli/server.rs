@@ -49,6 +49,9 @@ pub struct WorkerArgs {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 5)]
     heartbeat: u64,
+    /// Fetch artifacts from this shared store (s3://…, gs://…, az://…) instead of the server.
+    #[arg(long, env = "SLUICE_STORE_URL")]
+    store_url: Option<String>,
 }
 
 /// Runs `sluice server` until stopped.
@@ -74,6 +77,7 @@ pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         queues: args.queues,
         limit: args.limit.max(1),
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
+        store_url: args.store_url.filter(|url| !url.is_empty()),
     };
     work(options, Arc::new(sandbox)).await.map_err(|e| CliError::failure(format!("the worker stopped: {e:#}")))?;
     Ok(ExitCode::SUCCESS)

@@ -705,6 +705,7 @@ async fn heartbeat(
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not `application/json`", body = ErrorBody),
         (status = 422, description = "Not a list of events", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
 async fn record_events(

@@ -10,7 +10,7 @@ mod recorder;
 pub use client::Client;
 pub use recorder::HttpRecorder;
 
-use crate::artifact::Digest;
+use crate::artifact::{ArtifactStore, Digest};
 use crate::core::ids::RunId;
 use crate::core::record::{Event, Recorder, RunKind, StateRecord};
 use crate::core::state::StateType;
@@ -39,6 +39,9 @@ pub struct WorkerOptions {
     pub limit: usize,
     /// How often it heartbeats.
     pub heartbeat: Duration,
+    /// The shared artifact store to fetch from; the server's artifact
+    /// endpoint when `None`.
+    pub store_url: Option<String>,
 }
 
 type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
@@ -46,6 +49,7 @@ type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 /// Works until the process is stopped.
 pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Result<()> {
     let client = Client::new(&options.api)?;
+    let shared = options.store_url.as_deref().map(ArtifactStore::open).transpose()?.map(Arc::new);
     let cache = Arc::new(MemoryCache::bounded(10_000));
     let running: Running = Arc::default();
     tokio::spawn(heartbeats(client.clone(), options.name.clone(), options.heartbeat, running.clone()));
@@ -69,11 +73,12 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                     // One recorder per run: a batch the server refuses (a lost
                     // lease) then holds no other run's events.
                     let recorder = Arc::new(HttpRecorder::new(client.clone(), &options.name));
-                    let (client, sandbox, cache, running) =
-                        (client.clone(), sandbox.clone(), cache.clone(), running.clone());
+                    let (client, shared, sandbox, cache, running) =
+                        (client.clone(), shared.clone(), sandbox.clone(), cache.clone(), running.clone());
                     tasks.spawn(async move {
                         let id = run.run.id.clone();
-                        run_one(&client, &sandbox, run, recorder, cache, token).await;
+                        let source = Source { client: &client, shared: shared.as_deref() };
+                        run_one(source, &sandbox, run, recorder, cache, token).await;
                         running.lock().expect("running lock").remove(&id);
                     });
                 }
@@ -86,8 +91,27 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
     }
 }
 
+/// Where a worker gets artifact bytes.
+struct Source<'a> {
+    client: &'a Client,
+    shared: Option<&'a ArtifactStore>,
+}
+
+impl Source<'_> {
+    /// The artifact's bytes, their digest checked.
+    async fn fetch(&self, digest: &Digest) -> anyhow::Result<bytes::Bytes> {
+        if let Some(store) = self.shared {
+            return Ok(store.get(digest).await?);
+        }
+        let bytes = self.client.artifact(digest).await?;
+        let actual = Digest::of(&bytes);
+        anyhow::ensure!(actual == *digest, "artifact {digest} arrived corrupt (its bytes hash to {actual}); not run");
+        Ok(bytes)
+    }
+}
+
 async fn run_one(
-    client: &Client,
+    source: Source<'_>,
     sandbox: &Sandbox,
     claimed: ClaimedRun,
     recorder: Arc<HttpRecorder>,
@@ -97,9 +121,7 @@ async fn run_one(
     let ClaimedRun { run, limits } = claimed;
     let program = async {
         let digest = Digest::parse(&run.artifact).map_err(anyhow::Error::msg)?;
-        let bytes = client.artifact(&digest).await?;
-        let actual = Digest::of(&bytes);
-        anyhow::ensure!(actual == digest, "artifact {digest} arrived corrupt (its bytes hash to {actual}); not run");
+        let bytes = source.fetch(&digest).await?;
         Ok(sandbox.load(&bytes).await?)
     };
     let outcome = match program.await {
