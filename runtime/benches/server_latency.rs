@@ -10,8 +10,9 @@
 //!    ms, plus the medians of the recorded state steps (created -> Pending
 //!    -> Running -> Completed) to show where the time goes. The same for
 //!    `count=1` (one task). A warm-up run precedes every measurement, and
-//!    the compile cache (`SLUICE_CACHE_DIR`) is shared by the whole bench,
-//!    so only the very first run compiles (it is reported separately).
+//!    the compile cache (`SLUICE_CACHE_DIR`) is shared by the whole bench
+//!    (the first `sluice deploy` fills it); a fresh server's first run is
+//!    reported separately.
 //! 2. **Throughput**: N trivial runs created as fast as possible by 8
 //!    concurrent client tasks on a server with `--workers 2`, then with
 //!    `--workers 8`; runs/s = completed runs / (first POST -> last completion
@@ -430,7 +431,10 @@ async fn main_async(options: Options) -> Result<()> {
             med(&l.to_completed)
         );
     }
-    println!("  first run ever (cold compile cache): {:.1} ms", cold.as_secs_f64() * 1e3);
+    println!(
+        "  first run of a fresh server process: {:.1} ms (code already compiled by `sluice deploy`)",
+        cold.as_secs_f64() * 1e3
+    );
     println!("  one run on a separate `sluice worker`: {:.1} ms (client-observed)", remote.as_secs_f64() * 1e3);
     println!("\nthroughput, {CLIENTS} client tasks   runs   POSTs done s   all Completed s   runs/s   (server span s)");
     for (workers, t) in &throughputs {

@@ -45,6 +45,8 @@ pub struct RunSettings {
     pub max_log_bytes: u64,
     /// Cancelling it stops every instance of the run.
     pub cancel: CancellationToken,
+    /// Memory limit of each instance, in bytes (the sandbox's when `None`).
+    pub memory_limit: Option<usize>,
 }
 
 impl Default for RunSettings {
@@ -58,6 +60,7 @@ impl Default for RunSettings {
             max_payload_bytes: 16 << 20,
             max_log_bytes: 64 << 20,
             cancel: CancellationToken::new(),
+            memory_limit: None,
         }
     }
 }
@@ -191,7 +194,7 @@ impl Runner {
             barrier.await;
         }
         let scope = Scope { flow_run: id, task_run: None, attempt: 1 };
-        let mut live = match self.program.instantiate(self.clone(), scope).await {
+        let mut live = match self.instantiate(scope).await {
             Ok(live) => live,
             Err(failure) => return state.fail(failure),
         };
@@ -306,10 +309,17 @@ impl Runner {
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
         }
-        let mut live = self.program.instantiate(self.clone(), scope).await?;
+        let mut live = self.instantiate(scope).await?;
         let call = live.flow.call_run_task(&mut live.store, task, input);
         let outcome = guard(call, timeout, &self.cancel).await;
         settle(outcome, &live.store, &format!("task `{task}`"))
+    }
+
+    async fn instantiate(self: &Arc<Self>, scope: Scope) -> Result<crate::sandbox::program::Live, Failure> {
+        match self.settings.memory_limit {
+            Some(limit) => self.program.instantiate_with(self.clone(), scope, limit).await,
+            None => self.program.instantiate(self.clone(), scope).await,
+        }
     }
 
     fn task_run_name(&self, flow_run: RunId, task: &str) -> String {

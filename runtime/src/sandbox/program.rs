@@ -134,19 +134,25 @@ pub struct Live {
 }
 
 impl Program {
-    /// Sets the memory limit of each of its instances from now on.
-    pub fn set_memory_limit(&mut self, bytes: usize) {
-        self.memory_limit = bytes;
-    }
-
     /// The wasmtime engine it was compiled for.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    /// A fresh instance serving `scope`, its host calls going to `host`.
+    /// A fresh instance serving `scope`, its host calls going to `host`,
+    /// with the sandbox's memory limit.
     pub async fn instantiate(&self, host: Arc<dyn RunHost>, scope: Scope) -> Result<Live, Failure> {
-        let mut store = Store::new(&self.engine, InstanceState::new(host, scope, self.memory_limit));
+        self.instantiate_with(host, scope, self.memory_limit).await
+    }
+
+    /// A fresh instance with its own memory limit, in bytes.
+    pub async fn instantiate_with(
+        &self,
+        host: Arc<dyn RunHost>,
+        scope: Scope,
+        memory_limit: usize,
+    ) -> Result<Live, Failure> {
+        let mut store = Store::new(&self.engine, InstanceState::new(host, scope, memory_limit));
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);

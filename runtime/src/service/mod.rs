@@ -79,7 +79,12 @@ pub struct Service {
     pub sandbox: Arc<Sandbox>,
     /// Who this process is when it takes runs.
     taker: String,
+    /// Programs loaded so far, by digest.
+    programs: std::sync::Mutex<std::collections::HashMap<Digest, Arc<Program>>>,
 }
+
+/// Loaded programs kept in memory; past this many the cache starts over.
+const MAX_LOADED_PROGRAMS: usize = 64;
 
 impl Service {
     /// Opens the stores named by `config`.
@@ -93,7 +98,7 @@ impl Service {
         let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::in_dir(&config.compile_cache))
             .map_err(|e| ServiceError::Other(format!("cannot start the sandbox: {e:#}")))?;
         let taker = format!("process {} on {}", std::process::id(), hostname());
-        Ok(Self { store: Arc::new(store), artifacts, sandbox: Arc::new(sandbox), taker })
+        Ok(Self { store: Arc::new(store), artifacts, sandbox: Arc::new(sandbox), taker, programs: Default::default() })
     }
 
     /// Who this process is when it takes runs.
@@ -111,10 +116,20 @@ impl Service {
         })
     }
 
-    /// Fetches (verifying its digest) and loads an artifact.
-    pub async fn load_program(&self, digest: &str) -> Result<Program, ServiceError> {
+    /// Fetches (verifying its digest) and loads an artifact, once: later
+    /// runs of the same digest reuse the loaded program.
+    pub async fn load_program(&self, digest: &str) -> Result<Arc<Program>, ServiceError> {
         let digest = Digest::parse(digest).map_err(ServiceError::Invalid)?;
+        if let Some(program) = self.programs.lock().expect("programs lock").get(&digest) {
+            return Ok(program.clone());
+        }
         let bytes = self.artifacts.get(&digest).await?;
-        Ok(self.sandbox.load(&bytes).await?)
+        let program = Arc::new(self.sandbox.load(&bytes).await?);
+        let mut programs = self.programs.lock().expect("programs lock");
+        if programs.len() >= MAX_LOADED_PROGRAMS {
+            programs.clear();
+        }
+        programs.insert(digest, program.clone());
+        Ok(program)
     }
 }

@@ -191,24 +191,22 @@ impl Service {
 /// Runs a taken flow run of `program` with its deployment's limits: shared by
 /// this process's runs and remote workers'.
 pub async fn execute(
-    mut program: Program,
+    program: Arc<Program>,
     run: &FlowRunRow,
     limits: &Limits,
     recorder: Arc<dyn Recorder>,
     cache: Arc<dyn ResultCache>,
     cancel: CancellationToken,
 ) -> Result<FlowOutcome, ServiceError> {
-    if let Some(mib) = limits.memory_mib {
-        program.set_memory_limit((mib as usize) << 20);
-    }
     let settings = RunSettings {
+        memory_limit: limits.memory_mib.map(|mib| (mib as usize) << 20),
         deployment: run.deployment.clone(),
         scheduled_time: run.scheduled,
         flow_timeout: limits.timeout_seconds.map(Duration::from_secs),
         cancel,
         ..RunSettings::default()
     };
-    let runner = Runner::new(Arc::new(program), recorder, cache, settings);
+    let runner = Runner::new(program, recorder, cache, settings);
     let id = RunId::parse(&run.id).ok_or_else(|| ServiceError::Invalid(format!("`{}` is not a run id", run.id)))?;
     Ok(runner.run(id, run.name.clone(), &run.flow, &run.parameters).await)
 }

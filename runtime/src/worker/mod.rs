@@ -15,7 +15,7 @@ use crate::core::ids::RunId;
 use crate::core::record::{Event, Recorder, RunKind, StateRecord};
 use crate::core::state::StateType;
 use crate::runner::MemoryCache;
-use crate::sandbox::program::Sandbox;
+use crate::sandbox::program::{Program, Sandbox};
 use crate::server::ClaimedRun;
 use crate::service::execute;
 use std::collections::HashMap;
@@ -49,6 +49,7 @@ type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 /// Works until the process is stopped.
 pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Result<()> {
     let client = Client::new(&options.api)?;
+    let loaded: Arc<Loaded> = Arc::default();
     let shared = options.store_url.as_deref().map(ArtifactStore::open).transpose()?.map(Arc::new);
     let cache = Arc::new(MemoryCache::bounded(10_000));
     let running: Running = Arc::default();
@@ -73,11 +74,17 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                     // One recorder per run: a batch the server refuses (a lost
                     // lease) then holds no other run's events.
                     let recorder = Arc::new(HttpRecorder::new(client.clone(), &options.name));
-                    let (client, shared, sandbox, cache, running) =
-                        (client.clone(), shared.clone(), sandbox.clone(), cache.clone(), running.clone());
+                    let (client, shared, loaded, sandbox, cache, running) = (
+                        client.clone(),
+                        shared.clone(),
+                        loaded.clone(),
+                        sandbox.clone(),
+                        cache.clone(),
+                        running.clone(),
+                    );
                     tasks.spawn(async move {
                         let id = run.run.id.clone();
-                        let source = Source { client: &client, shared: shared.as_deref() };
+                        let source = Source { client: &client, shared: shared.as_deref(), loaded: &loaded };
                         run_one(source, &sandbox, run, recorder, cache, token).await;
                         running.lock().expect("running lock").remove(&id);
                     });
@@ -95,7 +102,11 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
 struct Source<'a> {
     client: &'a Client,
     shared: Option<&'a ArtifactStore>,
+    loaded: &'a Loaded,
 }
+
+/// Programs this worker has loaded, by digest.
+type Loaded = Mutex<HashMap<Digest, Arc<Program>>>;
 
 impl Source<'_> {
     /// The artifact's bytes, their digest checked.
@@ -121,8 +132,17 @@ async fn run_one(
     let ClaimedRun { run, limits } = claimed;
     let program = async {
         let digest = Digest::parse(&run.artifact).map_err(anyhow::Error::msg)?;
+        if let Some(program) = source.loaded.lock().expect("loaded lock").get(&digest) {
+            return Ok(program.clone());
+        }
         let bytes = source.fetch(&digest).await?;
-        Ok(sandbox.load(&bytes).await?)
+        let program = Arc::new(sandbox.load(&bytes).await?);
+        let mut loaded = source.loaded.lock().expect("loaded lock");
+        if loaded.len() >= 64 {
+            loaded.clear();
+        }
+        loaded.insert(digest, program.clone());
+        Ok(program)
     };
     let outcome = match program.await {
         Ok(program) => {
