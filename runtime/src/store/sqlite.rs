@@ -532,7 +532,7 @@ impl StateStore for SqliteStore {
     }
 
     fn lease_lost(&self, taker: &str, id: &str) -> Result<Option<String>, StoreError> {
-        let row: Option<(Option<String>, Option<String>, Option<String>, Option<String>)> = self.read(|c| {
+        let row: Option<LeaseRow> = self.read(|c| {
             c.prepare_cached("SELECT state, claimed_by, ended, parent FROM flow_runs WHERE id = ?1")?
                 .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
                 .optional()
@@ -633,6 +633,9 @@ impl StateStore for SqliteStore {
         Ok(deleted == 1)
     }
 }
+
+/// A run's state, holder, end and parent, as a lease check reads them.
+type LeaseRow = (Option<String>, Option<String>, Option<String>, Option<String>);
 
 /// Moves a flow run to `state`, recording it in its history.
 fn record_state(
