@@ -1,10 +1,9 @@
 //! `sluice deploy` (from flags or `sluice.yaml`) and `sluice init`.
 
+use super::shared_args::{ParamArgs, ScheduleArgs};
 use super::{CliError, Output, backend};
 use crate::core::deployment::Limits;
 use crate::core::duration::parse_duration;
-use crate::core::schedule::Schedule;
-use crate::params;
 use crate::project::{self, ArtifactRef, DeploymentEntry};
 use crate::service::{ArtifactSource, DeployRequest, Deployed};
 use std::path::{Path, PathBuf};
@@ -28,12 +27,9 @@ pub struct DeployArgs {
     /// The deployment's name (the run target is flow/name).
     #[arg(long, required_unless_present = "all")]
     name: Option<String>,
-    /// A default parameter as key=value (JSON, else a string). Repeatable.
-    #[arg(long = "param", value_name = "KEY=VALUE")]
-    params: Vec<String>,
-    /// Default parameters as a JSON object or @FILE.
-    #[arg(long = "params", value_name = "JSON|@FILE")]
-    params_object: Option<String>,
+    /// Default parameters.
+    #[command(flatten)]
+    params: ParamArgs,
     /// A tag. Repeatable.
     #[arg(long = "tag")]
     tags: Vec<String>,
@@ -43,15 +39,9 @@ pub struct DeployArgs {
     /// A version label.
     #[arg(long)]
     version: Option<String>,
-    /// Run every N seconds.
-    #[arg(long, value_name = "SECONDS", conflicts_with = "cron")]
-    interval: Option<u64>,
-    /// Run on a cron schedule, e.g. "0 * * * *".
-    #[arg(long)]
-    cron: Option<String>,
-    /// Time zone of the cron schedule, e.g. Europe/Paris (default UTC).
-    #[arg(long, requires = "cron")]
-    timezone: Option<String>,
+    /// Its schedule.
+    #[command(flatten)]
+    schedule: ScheduleArgs,
     /// Create the schedule paused.
     #[arg(long)]
     paused: bool,
@@ -110,17 +100,13 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
     } else {
         ArtifactSource::File(PathBuf::from(artifact))
     };
-    let schedule = match (&args.interval, &args.cron) {
-        (Some(seconds), _) => Some(Schedule::interval(*seconds).map_err(CliError::usage)?),
-        (None, Some(cron)) => Some(Schedule::cron(cron, args.timezone.as_deref()).map_err(CliError::usage)?),
-        (None, None) => None,
-    };
+    let schedule = args.schedule.schedule()?;
     let timeout = args.timeout.as_deref().map(parse_duration).transpose().map_err(CliError::usage)?;
     Ok(DeployRequest {
         artifact,
         flow: args.flow.clone().expect("clap requires it without --all"),
         name: args.name.clone().expect("clap requires it without --all"),
-        parameters: params::collect(args.params_object.as_deref(), &args.params).map_err(CliError::usage)?,
+        parameters: args.params.collect()?,
         description: args.description.clone(),
         version: args.version.clone(),
         tags: args.tags.clone(),

@@ -1,6 +1,7 @@
 //! `sluice exec`: runs one flow of a component file locally, no server.
 
 use super::console::{Console, Stream};
+use super::shared_args::ParamArgs;
 use super::{CliError, Output, home, read_component};
 use crate::core::ids::{RunId, run_name};
 use crate::core::record::{Fanout, Recorder};
@@ -23,12 +24,8 @@ pub struct ExecArgs {
     /// The flow to run (default: the component's first flow).
     #[arg(long)]
     flow: Option<String>,
-    /// A parameter as key=value; the value is read as JSON, else as a string. Repeatable.
-    #[arg(long = "param", value_name = "KEY=VALUE")]
-    params: Vec<String>,
-    /// All parameters as a JSON object, or @FILE holding one; --param entries override it.
-    #[arg(long = "params", value_name = "JSON|@FILE")]
-    params_object: Option<String>,
+    #[command(flatten)]
+    params: ParamArgs,
     /// text: states and logs as they happen, then the result; json: one report on stdout.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -73,7 +70,7 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode, CliError> {
         CompileSource::Compiled => "compiled",
         CompileSource::Cached => "cached",
     };
-    let supplied = params::collect(args.params_object.as_deref(), &args.params).map_err(CliError::usage)?;
+    let supplied = args.params.collect()?;
     let parameters = params::resolve(&flow.name, &flow.parameters_schema, supplied).map_err(CliError::usage)?;
 
     let digest = program.digest.clone();

@@ -14,6 +14,7 @@ mod push;
 mod run;
 mod serve;
 mod server;
+mod shared_args;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -5,11 +5,11 @@
 use super::CliError;
 use super::backend::{self, Backend};
 use super::console::{Console, Stream};
+use super::shared_args::ParamArgs;
 use crate::client::ApiClient;
 use crate::core::duration::parse_duration;
 use crate::core::record::Recorder;
 use crate::core::state::StateType;
-use crate::params;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -21,12 +21,9 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 pub struct RunArgs {
     /// flow/deployment
     deployment: String,
-    /// A parameter overriding the deployment's default, as key=value. Repeatable.
-    #[arg(long = "param", value_name = "KEY=VALUE")]
-    params: Vec<String>,
-    /// Parameters as a JSON object or @FILE.
-    #[arg(long = "params", value_name = "JSON|@FILE")]
-    params_object: Option<String>,
+    /// Parameters overriding the deployment's defaults.
+    #[command(flatten)]
+    params: ParamArgs,
     /// Start after this long, e.g. 5m.
     #[arg(long, value_name = "DURATION", conflicts_with = "start_at")]
     start_in: Option<String>,
@@ -55,7 +52,7 @@ fn start_time(args: &RunArgs) -> Result<Option<DateTime<Utc>>, CliError> {
 
 /// Runs `sluice run`.
 pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
-    let overrides = params::collect(args.params_object.as_deref(), &args.params).map_err(CliError::usage)?;
+    let overrides = args.params.collect()?;
     let start = start_time(&args)?;
     let backend = backend::backend()?;
     let run = backend.create_run(&args.deployment, overrides, start).await?;

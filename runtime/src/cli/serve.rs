@@ -3,10 +3,10 @@
 //! every due run of it here until stopped.
 
 use super::console::{Console, Stream};
+use super::shared_args::{ParamArgs, ScheduleArgs};
 use super::{CliError, context, read_component};
 use crate::core::record::Recorder;
 use crate::core::schedule::Schedule;
-use crate::params;
 use crate::service::{ArtifactSource, DeployRequest, Service};
 use crate::store::Claim;
 use chrono::Utc;
@@ -31,21 +31,12 @@ pub struct ServeArgs {
     /// The flow to serve (default: the component's first flow).
     #[arg(long)]
     flow: Option<String>,
-    /// A default parameter as key=value. Repeatable.
-    #[arg(long = "param", value_name = "KEY=VALUE")]
-    params: Vec<String>,
-    /// Default parameters as a JSON object or @FILE.
-    #[arg(long = "params", value_name = "JSON|@FILE")]
-    params_object: Option<String>,
-    /// Run every N seconds.
-    #[arg(long, value_name = "SECONDS", conflicts_with = "cron")]
-    interval: Option<u64>,
-    /// Run on a cron schedule.
-    #[arg(long)]
-    cron: Option<String>,
-    /// Time zone of the cron schedule.
-    #[arg(long, requires = "cron")]
-    timezone: Option<String>,
+    /// Default parameters.
+    #[command(flatten)]
+    params: ParamArgs,
+    /// Its schedule.
+    #[command(flatten)]
+    schedule: ScheduleArgs,
     /// A tag. Repeatable.
     #[arg(long = "tag")]
     tags: Vec<String>,
@@ -57,11 +48,7 @@ pub struct ServeArgs {
 /// Runs `sluice serve` until Ctrl-C.
 pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let bytes = read_component(&args.file)?;
-    let schedule = match (&args.interval, &args.cron) {
-        (Some(seconds), _) => Some(Schedule::interval(*seconds).map_err(CliError::usage)?),
-        (None, Some(cron)) => Some(Schedule::cron(cron, args.timezone.as_deref()).map_err(CliError::usage)?),
-        (None, None) => None,
-    };
+    let schedule = args.schedule.schedule()?;
     let service = Arc::new(context::service()?);
     let pushed = service.push(bytes, None).await?;
     let flow = pushed.artifact.description.flow(args.flow.as_deref()).map_err(CliError::usage)?.name.clone();
@@ -70,7 +57,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
             artifact: ArtifactSource::Digest(pushed.artifact.digest.clone()),
             flow,
             name: args.name.clone(),
-            parameters: params::collect(args.params_object.as_deref(), &args.params).map_err(CliError::usage)?,
+            parameters: args.params.collect()?,
             description: None,
             version: None,
             tags: args.tags.clone(),
