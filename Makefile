@@ -39,6 +39,8 @@ test: guests python-example
 		SLUICE_EXAMPLES_BUILT=1 $(CARGO) test --no-fail-fast; \
 	fi
 	$(CARGO) test --doc
+	# The benchmarks' smoke mode: every workload once, small, so they cannot rot.
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --benches -- --quick
 
 lint:
 	$(CARGO) fmt --all --check
@@ -47,3 +49,4 @@ lint:
 
 bench: guests build
 	$(CARGO) bench -p sluice --bench task_overhead
+	$(CARGO) bench -p sluice --bench server_latency
