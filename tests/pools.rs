@@ -118,16 +118,10 @@ fn queues_route_runs_by_tag_and_a_paused_queue_hands_out_nothing() {
     eventually(30, "the run after resume", || Some(run(&address, &waiting)).filter(|r| r["state"] == "Completed"));
 }
 
-#[test]
-fn a_deployment_concurrency_limit_makes_runs_wait_their_turn() {
-    let sluice = Sluice::new();
-    let hostile = guest("hostile_flow");
-    ok(&sluice, &["deploy", hostile.to_str().unwrap(), "--flow", "spin", "--name", "one", "--concurrency-limit", "1"]);
-    let (_server, address) = sluice.server(&["--workers", "4"]);
-    let ids = create_runs(&address, "spin/one", 4);
+fn assert_one_at_a_time(address: &str, ids: &[String]) {
     let runs: Vec<Value> = ids
         .iter()
-        .map(|id| eventually(60, "an ended run", || Some(run(&address, id)).filter(|r| !r["ended"].is_null())))
+        .map(|id| eventually(60, "an ended run", || Some(run(address, id)).filter(|r| !r["ended"].is_null())))
         .collect();
     let time = |run: &Value, field: &str| chrono::DateTime::parse_from_rfc3339(run[field].as_str().unwrap()).unwrap();
     let mut windows: Vec<_> = runs.iter().map(|r| (time(r, "started"), time(r, "ended"))).collect();
@@ -135,4 +129,27 @@ fn a_deployment_concurrency_limit_makes_runs_wait_their_turn() {
     for pair in windows.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "two runs of a limit-1 deployment overlapped: {pair:?}");
     }
+}
+
+#[test]
+fn a_deployment_concurrency_limit_makes_runs_wait_their_turn() {
+    let sluice = Sluice::new();
+    let hostile = guest("hostile_flow");
+    ok(&sluice, &["deploy", hostile.to_str().unwrap(), "--flow", "spin", "--name", "one", "--concurrency-limit", "1"]);
+    let (_server, address) = sluice.server(&["--workers", "4"]);
+    assert_one_at_a_time(&address, &create_runs(&address, "spin/one", 4));
+}
+
+#[test]
+fn a_queue_concurrency_limit_holds_across_its_deployments() {
+    let sluice = Sluice::new();
+    ok(&sluice, &["work-queue", "create", "narrow", "--pool", "default", "--limit", "1", "--priority", "0"]);
+    let hostile = guest("hostile_flow");
+    for name in ["a", "b"] {
+        ok(&sluice, &["deploy", hostile.to_str().unwrap(), "--flow", "spin", "--name", name, "--queue", "narrow"]);
+    }
+    let (_server, address) = sluice.server(&["--workers", "4"]);
+    let mut ids = create_runs(&address, "spin/a", 2);
+    ids.extend(create_runs(&address, "spin/b", 2));
+    assert_one_at_a_time(&address, &ids);
 }
