@@ -40,7 +40,7 @@ test: guests python-example
 	fi
 	$(CARGO) test --doc
 	# The benchmarks' smoke mode: every workload once, small, so they cannot rot.
-	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --benches -- --quick
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency -- --quick
 
 lint:
 	$(CARGO) fmt --all --check
