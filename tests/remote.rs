@@ -63,3 +63,36 @@ fn the_cli_drives_a_server_the_same_way_it_drives_the_embedded_store() {
     assert_eq!(output.status.code(), Some(1));
     assert!(texts(&output).1.contains("cannot be reached"), "{}", texts(&output).1);
 }
+
+#[test]
+fn login_saves_the_server_for_later_commands_and_logout_forgets_it() {
+    let server_side = Sluice::new();
+    let hello = guest("hello_flow");
+    let deployed = server_side.run(&[
+        "deploy",
+        hello.to_str().unwrap(),
+        "--flow",
+        "hello",
+        "--name",
+        "leo",
+        "--param",
+        "name=Leo",
+    ]);
+    assert!(deployed.status.success());
+    let (_server, address) = server_side.server(&[]);
+    let client = Sluice::new();
+
+    let refused = client.run(&["login", "--api", "http://127.0.0.1:9"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(texts(&refused).1.contains("cannot be reached"));
+    assert!(!client.home.path().join("profile.json").exists(), "no profile for a server that does not answer");
+
+    let login = client.run(&["login", "--api", &format!("http://{address}")]);
+    assert!(login.status.success(), "{}", texts(&login).1);
+    let listed = client.run(&["deployment", "ls"]);
+    assert!(texts(&listed).0.contains("hello/leo"), "commands go to the saved server: {}", texts(&listed).0);
+
+    assert!(client.run(&["logout"]).status.success());
+    let listed = client.run(&["deployment", "ls"]);
+    assert!(!texts(&listed).0.contains("hello/leo"), "back on the (empty) embedded store");
+}

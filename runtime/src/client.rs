@@ -71,6 +71,11 @@ impl ApiClient {
         self.http.delete(format!("{}{path}", self.base))
     }
 
+    /// Checks that the server answers.
+    pub async fn health(&self) -> Result<(), ServiceError> {
+        self.send::<Value>(self.get("/health")).await.map(|_| ())
+    }
+
     /// Uploads a component.
     pub async fn push(&self, bytes: Vec<u8>) -> Result<Pushed, ServiceError> {
         self.send(self.post("/artifacts").header("content-type", "application/wasm").body(bytes)).await

@@ -20,9 +20,14 @@ pub enum Backend {
     Remote(ApiClient),
 }
 
-/// The backend the environment asks for.
+/// The backend the environment asks for: `SLUICE_API_URL`, else the saved
+/// profile (`sluice login`), else the embedded store.
 pub fn backend() -> std::result::Result<Backend, CliError> {
-    match std::env::var("SLUICE_API_URL").ok().filter(|url| !url.trim().is_empty()) {
+    let url = match std::env::var("SLUICE_API_URL").ok().filter(|url| !url.trim().is_empty()) {
+        Some(url) => Some(url),
+        None => super::profile::load()?.and_then(|profile| profile.api_url),
+    };
+    match url {
         Some(url) => Ok(Backend::Remote(ApiClient::new(&url)?)),
         None => Ok(Backend::Local(Arc::new(context::service()?))),
     }

@@ -10,6 +10,7 @@ mod flow_run;
 mod home;
 mod inspect;
 mod pools;
+mod profile;
 mod push;
 mod run;
 mod serve;
@@ -54,6 +55,10 @@ enum Command {
     Server(server::ServerArgs),
     /// Takes flow runs from a server and runs them, on any host.
     Worker(server::WorkerArgs),
+    /// Saves a server URL: later commands go to that server.
+    Login(profile::LoginArgs),
+    /// Forgets the saved server.
+    Logout,
     /// Work pools: create, ls, inspect, pause, resume, delete.
     #[command(subcommand, name = "work-pool")]
     WorkPool(pools::PoolCommand),
@@ -133,6 +138,8 @@ pub fn main() -> ExitCode {
             Command::FlowRun(command) => flow_run::run(command).await,
             Command::Serve(args) => serve::run(*args).await,
             Command::WorkPool(command) => pools::pool(command).await,
+            Command::Login(args) => profile::login(args).await,
+            Command::Logout => profile::logout(),
             Command::WorkQueue(command) => pools::queue(command).await,
             Command::Server(args) => server::server(args).await,
             Command::Worker(args) => server::worker(args).await,
