@@ -69,7 +69,7 @@ pub async fn server(args: ServerArgs) -> Result<ExitCode, CliError> {
 /// Runs `sluice worker` until stopped.
 pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::in_dir(home::compile_cache_dir()))?;
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "worker".into());
+    let hostname = crate::service::hostname();
     let options = WorkerOptions {
         api: args.api,
         name: args.name.unwrap_or_else(|| format!("{}-{}", hostname.trim(), std::process::id())),

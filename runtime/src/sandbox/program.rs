@@ -225,3 +225,29 @@ impl RunHost for DescribeHost {
         }
     }
 }
+
+/// Programs loaded so far, by digest, so later runs of an artifact skip the
+/// fetch, the hash and `describe`. Past `MAX_LOADED_PROGRAMS` it starts over.
+#[derive(Default)]
+pub struct ProgramCache {
+    programs: std::sync::Mutex<std::collections::HashMap<Digest, Arc<Program>>>,
+}
+
+/// Loaded programs kept in memory at most.
+const MAX_LOADED_PROGRAMS: usize = 64;
+
+impl ProgramCache {
+    /// The program loaded for `digest`, if any.
+    pub fn get(&self, digest: &Digest) -> Option<Arc<Program>> {
+        self.programs.lock().expect("programs lock").get(digest).cloned()
+    }
+
+    /// Keeps a loaded program.
+    pub fn insert(&self, program: Arc<Program>) {
+        let mut programs = self.programs.lock().expect("programs lock");
+        if programs.len() >= MAX_LOADED_PROGRAMS {
+            programs.clear();
+        }
+        programs.insert(program.digest.clone(), program);
+    }
+}

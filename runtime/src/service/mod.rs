@@ -11,14 +11,14 @@ mod schedule;
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared};
 pub use pools::QueueRequest;
 pub use push::Pushed;
-pub use runs::execute;
+pub use runs::{execute, record_unstarted_failure};
 pub use schedule::{LATE_AFTER, SchedulerPass};
 
 use crate::artifact::{ArtifactStore, Digest};
 use crate::core::deployment::ArtifactMeta;
 use crate::sandbox::compile_cache::CompileCache;
 use crate::sandbox::engine::EngineSettings;
-use crate::sandbox::program::{LoadError, Program, Sandbox};
+use crate::sandbox::program::{LoadError, Program, ProgramCache, Sandbox};
 use crate::store::{SqliteStore, StateStore, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,7 +63,8 @@ pub struct Config {
     pub compile_cache: PathBuf,
 }
 
-fn hostname() -> String {
+/// This machine's host name (for naming runners and workers).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
@@ -80,11 +81,8 @@ pub struct Service {
     /// Who this process is when it takes runs.
     taker: String,
     /// Programs loaded so far, by digest.
-    programs: std::sync::Mutex<std::collections::HashMap<Digest, Arc<Program>>>,
+    programs: ProgramCache,
 }
-
-/// Loaded programs kept in memory; past this many the cache starts over.
-const MAX_LOADED_PROGRAMS: usize = 64;
 
 impl Service {
     /// Opens the stores named by `config`.
@@ -120,16 +118,12 @@ impl Service {
     /// runs of the same digest reuse the loaded program.
     pub async fn load_program(&self, digest: &str) -> Result<Arc<Program>, ServiceError> {
         let digest = Digest::parse(digest).map_err(ServiceError::Invalid)?;
-        if let Some(program) = self.programs.lock().expect("programs lock").get(&digest) {
-            return Ok(program.clone());
+        if let Some(program) = self.programs.get(&digest) {
+            return Ok(program);
         }
         let bytes = self.artifacts.get(&digest).await?;
         let program = Arc::new(self.sandbox.load(&bytes).await?);
-        let mut programs = self.programs.lock().expect("programs lock");
-        if programs.len() >= MAX_LOADED_PROGRAMS {
-            programs.clear();
-        }
-        programs.insert(digest, program.clone());
+        self.programs.insert(program.clone());
         Ok(program)
     }
 }

@@ -118,18 +118,7 @@ impl Service {
     /// Ends a run that could not start (its artifact is missing or corrupt),
     /// so its history says why.
     async fn fail_unstarted(&self, run: &FlowRunRow, reason: &str) {
-        let Some(id) = RunId::parse(&run.id) else { return };
-        for (state, message) in [(StateType::Pending, None), (StateType::Failed, Some(reason.to_string()))] {
-            self.store.record(&Event::State(StateRecord {
-                run: id,
-                kind: RunKind::Flow,
-                state,
-                message,
-                attempt: 1,
-                result: None,
-                time: Utc::now(),
-            }));
-        }
+        record_unstarted_failure(self.store.as_ref(), &run.id, reason);
         self.store.flush().await;
     }
 
@@ -209,4 +198,22 @@ pub async fn execute(
     let runner = Runner::new(program, recorder, cache, settings);
     let id = RunId::parse(&run.id).ok_or_else(|| ServiceError::Invalid(format!("`{}` is not a run id", run.id)))?;
     Ok(runner.run(id, run.name.clone(), &run.flow, &run.parameters).await)
+}
+
+/// Records that a flow run could not start (`Pending`, then `Failed` with
+/// the reason): its artifact was missing or corrupt.
+pub fn record_unstarted_failure(recorder: &dyn Recorder, run: &str, reason: &str) {
+    let Some(run) = RunId::parse(run) else { return };
+    for (state, message) in [(StateType::Pending, None), (StateType::Failed, Some(reason.to_string()))] {
+        let time = Utc::now();
+        recorder.record(&Event::State(StateRecord {
+            run,
+            kind: RunKind::Flow,
+            state,
+            message,
+            attempt: 1,
+            result: None,
+            time,
+        }));
+    }
 }

@@ -11,13 +11,11 @@ pub use client::Client;
 pub use recorder::HttpRecorder;
 
 use crate::artifact::{ArtifactStore, Digest};
-use crate::core::ids::RunId;
-use crate::core::record::{Event, Recorder, RunKind, StateRecord};
-use crate::core::state::StateType;
+use crate::core::record::Recorder;
 use crate::runner::MemoryCache;
-use crate::sandbox::program::{Program, Sandbox};
+use crate::sandbox::program::{ProgramCache, Sandbox};
 use crate::server::ClaimedRun;
-use crate::service::execute;
+use crate::service::{execute, record_unstarted_failure};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,7 +47,7 @@ type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 /// Works until the process is stopped.
 pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Result<()> {
     let client = Client::new(&options.api)?;
-    let loaded: Arc<Loaded> = Arc::default();
+    let loaded: Arc<ProgramCache> = Arc::default();
     let shared = options.store_url.as_deref().map(ArtifactStore::open).transpose()?.map(Arc::new);
     let cache = Arc::new(MemoryCache::bounded(10_000));
     let running: Running = Arc::default();
@@ -102,11 +100,8 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
 struct Source<'a> {
     client: &'a Client,
     shared: Option<&'a ArtifactStore>,
-    loaded: &'a Loaded,
+    loaded: &'a ProgramCache,
 }
-
-/// Programs this worker has loaded, by digest.
-type Loaded = Mutex<HashMap<Digest, Arc<Program>>>;
 
 impl Source<'_> {
     /// The artifact's bytes, their digest checked.
@@ -132,16 +127,12 @@ async fn run_one(
     let ClaimedRun { run, limits } = claimed;
     let program = async {
         let digest = Digest::parse(&run.artifact).map_err(anyhow::Error::msg)?;
-        if let Some(program) = source.loaded.lock().expect("loaded lock").get(&digest) {
-            return Ok(program.clone());
+        if let Some(program) = source.loaded.get(&digest) {
+            return Ok(program);
         }
         let bytes = source.fetch(&digest).await?;
         let program = Arc::new(sandbox.load(&bytes).await?);
-        let mut loaded = source.loaded.lock().expect("loaded lock");
-        if loaded.len() >= 64 {
-            loaded.clear();
-        }
-        loaded.insert(digest, program.clone());
+        source.loaded.insert(program.clone());
         Ok(program)
     };
     let outcome = match program.await {
@@ -151,26 +142,10 @@ async fn run_one(
         Err(err) => Err(err),
     };
     if let Err(err) = outcome {
-        fail_unstarted(&recorder, &run.id, &format!("{err:#}"));
+        record_unstarted_failure(recorder.as_ref(), &run.id, &format!("{err:#}"));
     }
     if let Some(barrier) = recorder.barrier() {
         barrier.await;
-    }
-}
-
-fn fail_unstarted(recorder: &HttpRecorder, id: &str, reason: &str) {
-    let Some(run) = RunId::parse(id) else { return };
-    for (state, message) in [(StateType::Pending, None), (StateType::Failed, Some(reason.to_string()))] {
-        let time = chrono::Utc::now();
-        recorder.record(&Event::State(StateRecord {
-            run,
-            kind: RunKind::Flow,
-            state,
-            message,
-            attempt: 1,
-            result: None,
-            time,
-        }));
     }
 }
 
