@@ -119,7 +119,8 @@ pub fn router(dispatch: Arc<Dispatch>) -> Router {
     router
         .route(super::openapi::DOCUMENT_PATH, super::openapi::serve(&document))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; the API lives under /api/v1") })
-        .with_state(dispatch)
+        .with_state(dispatch.clone())
+        .merge(super::ui::router(dispatch))
 }
 
 /// The routes under `/api/v1`; a `routes!` groups the handlers of one path.

@@ -69,6 +69,12 @@ impl SqliteStore {
         self.writer.subscribe()
     }
 
+    /// Runs a read-only query on the query connection: the web UI's listings
+    /// (`server/ui/data.rs`), which need filters and paging the trait does not offer.
+    pub fn query<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.read(query)
+    }
+
     fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let connection = self.reader.lock().expect("reader lock");
         Ok(query(&connection)?)

@@ -1,0 +1,463 @@
+//! Every call the UI makes into the service and the stores, in one place,
+//! so scoping by tenant is a change to this file only. Each function takes
+//! the signed-in [`Principal`].
+//!
+//! TENANCY (stub until tenants land on `main`): [`authenticate`] accepts any
+//! non-empty token (`ROLE@TENANT` names a role and tenant, else admin of
+//! `default`), and the queries below do not filter by tenant yet.
+
+use super::error::{UiError, UiResult};
+use super::session::{Principal, Role};
+use crate::core::deployment::{ArtifactMeta, Deployment};
+use crate::core::describe::FlowDescription;
+use crate::core::pool::{WorkPool, WorkQueue};
+use crate::core::record::{Event, LogLevel};
+use crate::core::state::StateType;
+use crate::server::dispatch::Dispatch;
+use crate::store::{CancelOutcome, FlowRunRow, LogRow, StateRow, StateStore, TaskRunRow};
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{OptionalExtension, params_from_iter};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Who a raw token is, or `None` when it is not valid.
+pub fn authenticate(_dispatch: &Dispatch, token: &str) -> UiResult<Option<Principal>> {
+    // TENANCY stub: replace with the service's token check once tokens exist.
+    // Until then any token signs in; `ROLE@TENANT` picks what the page shows.
+    let token = token.trim();
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let (role, tenant) = token.split_once('@').unwrap_or(("admin", "default"));
+    let role = match role {
+        "viewer" => Role::Viewer,
+        "runner" => Role::Runner,
+        "deployer" => Role::Deployer,
+        _ => Role::Admin,
+    };
+    Ok(Some(Principal { tenant: tenant.to_string(), role }))
+}
+
+/// Committed run records as they are committed.
+pub fn subscribe(d: &Dispatch) -> broadcast::Receiver<Arc<Event>> {
+    d.service.store.subscribe()
+}
+
+/// A deployment with what the list shows about its runs.
+pub struct DeploymentSummary {
+    /// The deployment.
+    pub deployment: Deployment,
+    /// When its next scheduled run is due.
+    pub next_run: Option<DateTime<Utc>>,
+    /// Its latest run that has left the queue: id and state.
+    pub last_run: Option<(String, Option<StateType>)>,
+}
+
+/// Every deployment, with its next and last runs.
+pub fn deployments(d: &Dispatch, _p: &Principal) -> UiResult<Vec<DeploymentSummary>> {
+    let store = &d.service.store;
+    let deployments = store.deployments()?;
+    store
+        .query(|c| {
+            let mut next = c.prepare_cached(
+                "SELECT MIN(scheduled) FROM flow_runs
+                 WHERE deployment = ?1 AND state IN ('Scheduled', 'Late') AND claimed_by IS NULL",
+            )?;
+            let mut last = c.prepare_cached(
+                "SELECT id, state FROM flow_runs WHERE deployment = ?1 AND parent IS NULL
+                 AND state NOT IN ('Scheduled', 'Late') ORDER BY created DESC LIMIT 1",
+            )?;
+            deployments
+                .into_iter()
+                .map(|deployment| {
+                    let full = deployment.full_name();
+                    let next_run: Option<String> = next.query_row([&full], |r| r.get(0))?;
+                    let last_run = last
+                        .query_row([&full], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))
+                        .optional()?
+                        .map(|(id, state)| (id, state.as_deref().and_then(StateType::parse)));
+                    Ok(DeploymentSummary { next_run: next_run.as_deref().and_then(parse_time), last_run, deployment })
+                })
+                .collect()
+        })
+        .map_err(UiError::from)
+}
+
+/// One deployment.
+pub fn deployment(d: &Dispatch, _p: &Principal, full_name: &str) -> UiResult<Deployment> {
+    Ok(d.service.deployment(full_name)?)
+}
+
+/// The flow a deployment runs, as its artifact describes it.
+pub fn flow_of(d: &Dispatch, _p: &Principal, deployment: &Deployment) -> UiResult<FlowDescription> {
+    let meta = d.service.artifact_meta(&deployment.artifact)?;
+    meta.description.flow(Some(&deployment.flow)).cloned().map_err(UiError::Invalid)
+}
+
+/// Pauses or resumes a deployment's schedule.
+pub fn set_paused(d: &Dispatch, _p: &Principal, full_name: &str, paused: bool) -> UiResult<Deployment> {
+    let deployment = d.service.set_paused(full_name, paused)?;
+    if !paused {
+        d.work_available();
+    }
+    Ok(deployment)
+}
+
+/// Creates a run of a deployment with parameter overrides; a worker picks it up at once.
+pub async fn create_run(
+    d: &Dispatch,
+    _p: &Principal,
+    full_name: &str,
+    overrides: Map<String, Value>,
+) -> UiResult<FlowRunRow> {
+    let run = d.service.create_run(full_name, overrides, None).await?;
+    d.work_available();
+    Ok(run)
+}
+
+/// Which flow runs to list, and from where.
+#[derive(Clone, Debug, Default)]
+pub struct RunQuery {
+    /// Only this state.
+    pub state: Option<StateType>,
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only this deployment (`flow/name`).
+    pub deployment: Option<String>,
+    /// Only runs of deployments with this tag.
+    pub tag: Option<String>,
+    /// Only runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs older than this (created, id): the page after one ending there.
+    pub before: Option<(DateTime<Utc>, String)>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// One page of runs, and where the next one starts.
+pub struct RunPage {
+    /// The runs, newest first.
+    pub runs: Vec<FlowRunRow>,
+    /// The cursor of the next (older) page, when there is one.
+    pub next: Option<(DateTime<Utc>, String)>,
+}
+
+/// A page of flow runs (not subflows), newest first. Keyset paging on
+/// (created, id) over the `created` index, so page 1000 costs what page 1 does.
+pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> {
+    let mut sql = String::from("SELECT id FROM flow_runs WHERE parent IS NULL");
+    let mut values: Vec<String> = Vec::new();
+    let bind = |values: &mut Vec<String>, value: String| {
+        values.push(value);
+        format!("?{}", values.len())
+    };
+    if let Some(state) = query.state {
+        sql += &format!(" AND state = {}", bind(&mut values, state.name().into()));
+    }
+    if let Some(flow) = &query.flow {
+        sql += &format!(" AND flow = {}", bind(&mut values, flow.clone()));
+    }
+    if let Some(deployment) = &query.deployment {
+        sql += &format!(" AND deployment = {}", bind(&mut values, deployment.clone()));
+    }
+    if let Some(tag) = &query.tag {
+        let tagged: Vec<String> = d
+            .service
+            .store
+            .deployments()?
+            .into_iter()
+            .filter(|dep| dep.tags.contains(tag))
+            .map(|dep| dep.full_name())
+            .collect();
+        let marks: Vec<String> = tagged.into_iter().map(|name| bind(&mut values, name)).collect();
+        sql += &format!(" AND deployment IN ({})", marks.join(", "));
+    }
+    if let Some(since) = query.since {
+        sql += &format!(" AND created >= {}", bind(&mut values, timestamp(since)));
+    }
+    if let Some((created, id)) = &query.before {
+        let c = bind(&mut values, timestamp(*created));
+        let i = bind(&mut values, id.clone());
+        sql += &format!(" AND (created < {c} OR (created = {c} AND id < {i}))");
+    }
+    sql += &format!(" ORDER BY created DESC, id DESC LIMIT {}", query.limit + 1);
+    let store = &d.service.store;
+    let ids: Vec<String> =
+        store.query(|c| c.prepare(&sql)?.query_map(params_from_iter(&values), |r| r.get(0))?.collect())?;
+    let mut runs = Vec::with_capacity(ids.len());
+    for id in ids.iter().take(query.limit) {
+        if let Some(run) = run_row(d, p, id)? {
+            runs.push(run);
+        }
+    }
+    let next = (ids.len() > query.limit).then(|| runs.last().map(|r| (r.created, r.id.clone()))).flatten();
+    Ok(RunPage { runs, next })
+}
+
+fn run_row(d: &Dispatch, _p: &Principal, id: &str) -> UiResult<Option<FlowRunRow>> {
+    Ok(d.service.store.flow_run(id)?)
+}
+
+/// A task run with its state history.
+pub struct TaskDetail {
+    /// The task run.
+    pub task: TaskRunRow,
+    /// Its states, oldest first.
+    pub states: Vec<StateRow>,
+}
+
+/// A flow run with everything its page shows: its history, its task runs
+/// and its subflow runs, each subflow with its own tasks and subflows.
+pub struct RunDetail {
+    /// The run.
+    pub run: FlowRunRow,
+    /// Its states, oldest first.
+    pub states: Vec<StateRow>,
+    /// Its task runs, in creation order.
+    pub tasks: Vec<TaskDetail>,
+    /// Its subflow runs, in creation order.
+    pub subflows: Vec<RunDetail>,
+}
+
+/// Subflows nest; past this depth the page links to them instead.
+const MAX_DEPTH: usize = 6;
+
+/// A flow run by id or name, with its tasks and subflows.
+pub fn run(d: &Dispatch, p: &Principal, id: &str) -> UiResult<RunDetail> {
+    let run = run_row(d, p, id)?.ok_or_else(|| UiError::NotFound(format!("There is no flow run `{id}`.")))?;
+    detail(d, run, 0)
+}
+
+fn detail(d: &Dispatch, run: FlowRunRow, depth: usize) -> UiResult<RunDetail> {
+    let store: &dyn StateStore = d.service.store.as_ref();
+    let states = store.states(&run.id)?;
+    let mut tasks = Vec::new();
+    for task in store.task_runs(&run.id)? {
+        tasks.push(TaskDetail { states: store.states(&task.id)?, task });
+    }
+    let mut subflows = Vec::new();
+    if depth < MAX_DEPTH {
+        for sub in store.subflow_runs(&run.id)? {
+            subflows.push(detail(d, sub, depth + 1)?);
+        }
+    }
+    Ok(RunDetail { run, states, tasks, subflows })
+}
+
+/// A log line with its position, the cursor of live streams.
+pub struct LogLine {
+    /// Increases with every line written.
+    pub seq: i64,
+    /// The line.
+    pub row: LogRow,
+}
+
+/// The last `limit` log lines of a flow run (its tasks' and subflows' included), oldest first.
+pub fn last_logs(d: &Dispatch, _p: &Principal, run: &str, limit: usize) -> UiResult<Vec<LogLine>> {
+    let mut lines = logs_where(d, run, "l.seq < ?2 ORDER BY l.seq DESC", i64::MAX, limit)?;
+    lines.reverse();
+    Ok(lines)
+}
+
+/// Log lines of a flow run written after `after`, oldest first.
+pub fn logs_after(d: &Dispatch, _p: &Principal, run: &str, after: i64, limit: usize) -> UiResult<Vec<LogLine>> {
+    logs_where(d, run, "l.seq > ?2 ORDER BY l.seq", after, limit)
+}
+
+fn logs_where(d: &Dispatch, run: &str, order: &str, after: i64, limit: usize) -> UiResult<Vec<LogLine>> {
+    let sql = format!(
+        "SELECT l.seq, l.time, l.level, l.task_run, l.message, COALESCE(t.name, f.name) AS run_name
+         FROM logs l LEFT JOIN task_runs t ON t.id = l.task_run LEFT JOIN flow_runs f ON f.id = l.flow_run
+         WHERE (l.flow_run = ?1 OR l.flow_run IN (SELECT id FROM flow_runs WHERE parent = ?1))
+         AND {order} LIMIT ?3"
+    );
+    let rows = d.service.store.query(|c| {
+        c.prepare_cached(&sql)?
+            .query_map(rusqlite::params![run, after, limit as i64], |r| {
+                let time: String = r.get("time")?;
+                let level: String = r.get("level")?;
+                Ok((r.get::<_, i64>("seq")?, time, level, r.get("task_run")?, r.get("message")?, r.get("run_name")?))
+            })?
+            .collect::<rusqlite::Result<Vec<(i64, String, String, Option<String>, String, Option<String>)>>>()
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, time, level, task_run, message, run_name)| LogLine {
+            seq,
+            row: LogRow {
+                time: parse_time(&time).unwrap_or_default(),
+                level: LogLevel::parse(&level).unwrap_or(LogLevel::Info),
+                task_run,
+                run_name: run_name.unwrap_or_default(),
+                message,
+            },
+        })
+        .collect())
+}
+
+/// Asks a run to stop.
+pub fn cancel(d: &Dispatch, p: &Principal, id: &str) -> UiResult<CancelOutcome> {
+    run_row(d, p, id)?.ok_or_else(|| UiError::NotFound(format!("There is no flow run `{id}`.")))?;
+    Ok(d.cancel(id)?)
+}
+
+/// What the dashboard shows.
+pub struct Dashboard {
+    /// Flow runs created in the last 24 h, per state.
+    pub last_day: Vec<(Option<StateType>, u64)>,
+    /// Runs whose start time passed without a worker taking them, oldest first (at most 10).
+    pub late: Vec<FlowRunRow>,
+    /// How many runs are late.
+    pub late_count: u64,
+    /// Deployments whose latest finished run did not succeed, with that run.
+    pub failing: Vec<(String, FlowRunRow)>,
+    /// Workers seen in the last minute.
+    pub workers: Vec<WorkerRow>,
+    /// The newest runs.
+    pub recent: Vec<FlowRunRow>,
+}
+
+/// The dashboard's figures.
+pub fn dashboard(d: &Dispatch, p: &Principal) -> UiResult<Dashboard> {
+    let now = Utc::now();
+    let store = &d.service.store;
+    let since = timestamp(now - Duration::hours(24));
+    let (last_day, late_ids, late_count) = store.query(|c| {
+        let counts = c
+            .prepare_cached(
+                "SELECT state, COUNT(*) FROM flow_runs WHERE created >= ?1 AND parent IS NULL GROUP BY state",
+            )?
+            .query_map([&since], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, u64>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let late: Vec<String> = c
+            .prepare_cached("SELECT id FROM flow_runs WHERE state = 'Late' ORDER BY scheduled LIMIT 10")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let late_count: u64 = c.query_row("SELECT COUNT(*) FROM flow_runs WHERE state = 'Late'", [], |r| r.get(0))?;
+        Ok((counts, late, late_count))
+    })?;
+    let mut late = Vec::new();
+    for id in late_ids {
+        late.extend(run_row(d, p, &id)?);
+    }
+    let mut failing = Vec::new();
+    for summary in deployments(d, p)? {
+        if let Some((id, Some(state))) = &summary.last_run
+            && state.is_terminal()
+            && !state.is_success()
+            && let Some(run) = run_row(d, p, id)?
+        {
+            failing.push((summary.deployment.full_name(), run));
+        }
+    }
+    let workers = workers(d, p)?.into_iter().filter(|w| w.last_seen > now - Duration::seconds(60)).collect();
+    let recent = runs(d, p, &RunQuery { limit: 10, ..RunQuery::default() })?.runs;
+    let last_day = last_day.into_iter().map(|(s, n)| (s.as_deref().and_then(StateType::parse), n)).collect();
+    Ok(Dashboard { last_day, late, late_count, failing, workers, recent })
+}
+
+/// Every artifact, newest first.
+pub fn artifacts(d: &Dispatch, _p: &Principal) -> UiResult<Vec<ArtifactMeta>> {
+    Ok(d.service.store.artifacts()?)
+}
+
+/// One artifact, and the deployments that run it.
+pub fn artifact(d: &Dispatch, _p: &Principal, digest: &str) -> UiResult<(ArtifactMeta, Vec<Deployment>)> {
+    let meta = d.service.artifact_meta(digest)?;
+    let users = d.service.store.deployments()?.into_iter().filter(|dep| dep.artifact == meta.digest).collect();
+    Ok((meta, users))
+}
+
+/// How many deployments use each artifact.
+pub fn deployments_per_artifact(d: &Dispatch, _p: &Principal) -> UiResult<HashMap<String, usize>> {
+    let mut counts = HashMap::new();
+    for dep in d.service.store.deployments()? {
+        *counts.entry(dep.artifact).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// Every work pool with its queues.
+pub fn pools(d: &Dispatch, _p: &Principal) -> UiResult<Vec<(WorkPool, Vec<WorkQueue>)>> {
+    let store = &d.service.store;
+    let queues = store.work_queues(None)?;
+    Ok(store
+        .work_pools()?
+        .into_iter()
+        .map(|pool| {
+            let own = queues.iter().filter(|q| q.pool == pool.name).cloned().collect();
+            (pool, own)
+        })
+        .collect())
+}
+
+/// Pauses or resumes a work pool.
+pub fn set_pool_paused(d: &Dispatch, _p: &Principal, pool: &str, paused: bool) -> UiResult<()> {
+    d.service.set_work_pool_paused(pool, paused)?;
+    if !paused {
+        d.work_available();
+    }
+    Ok(())
+}
+
+/// Pauses or resumes a work queue.
+pub fn set_queue_paused(d: &Dispatch, _p: &Principal, pool: &str, queue: &str, paused: bool) -> UiResult<()> {
+    d.service.set_work_queue_paused(pool, queue, paused)?;
+    if !paused {
+        d.work_available();
+    }
+    Ok(())
+}
+
+/// A worker as the pools page shows it.
+pub struct WorkerRow {
+    /// Its name.
+    pub name: String,
+    /// First heartbeat.
+    pub started: DateTime<Utc>,
+    /// Latest heartbeat.
+    pub last_seen: DateTime<Utc>,
+    /// Runs it holds that have not ended.
+    pub running: u64,
+}
+
+/// Every worker that ever sent a heartbeat, latest first.
+pub fn workers(d: &Dispatch, _p: &Principal) -> UiResult<Vec<WorkerRow>> {
+    let rows = d.service.store.query(|c| {
+        let running: HashMap<String, u64> = c
+            .prepare_cached(
+                "SELECT claimed_by, COUNT(*) FROM flow_runs WHERE ended IS NULL AND claimed_by IS NOT NULL
+                 GROUP BY claimed_by",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        c.prepare_cached("SELECT name, started, last_seen FROM workers ORDER BY last_seen DESC")?
+            .query_map([], |r| {
+                let name: String = r.get(0)?;
+                let started: String = r.get(1)?;
+                let last_seen: String = r.get(2)?;
+                Ok((running.get(&name).copied().unwrap_or(0), name, started, last_seen))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(running, name, started, last_seen)| WorkerRow {
+            name,
+            started: parse_time(&started).unwrap_or_default(),
+            last_seen: parse_time(&last_seen).unwrap_or_default(),
+            running,
+        })
+        .collect())
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// The store's text form of a time (RFC 3339, UTC, fixed width so text order is time order).
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

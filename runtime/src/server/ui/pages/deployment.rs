@@ -1,0 +1,76 @@
+//! One deployment: what it runs and how, and its recent runs.
+
+use super::deployments::toggle;
+use super::runs::run_table;
+use crate::core::pool::{DEFAULT_POOL, DEFAULT_QUEUE};
+use crate::server::ui::data::{self, RunQuery};
+use crate::server::ui::error::UiResult;
+use crate::server::ui::layout::{self, Nav};
+use crate::server::ui::session::Session;
+use crate::server::ui::{Ui, words};
+use axum::extract::{Path, State};
+use maud::{Markup, html};
+use serde_json::Value;
+
+/// `GET /deployments/{flow}/{name}`.
+pub async fn page(
+    State(ui): State<Ui>,
+    Path((flow, name)): Path<(String, String)>,
+    session: Session,
+) -> UiResult<Markup> {
+    let full = format!("{flow}/{name}");
+    let p = &session.principal;
+    let d = data::deployment(&ui.dispatch, p, &full)?;
+    let flow_description = data::flow_of(&ui.dispatch, p, &d).ok();
+    let runs =
+        data::runs(&ui.dispatch, p, &RunQuery { deployment: Some(full.clone()), limit: 20, ..Default::default() })?;
+    let limits = &d.limits;
+    let body = html! {
+        h1 { (full) " " (toggle(&session, &d)) }
+        @if session.can_write() {
+            p {
+                (layout::action(&session, &format!("/deployments/{full}/run"), "Run", "run"))
+                " "
+                a.button.secondary href={ "/deployments/" (full) "/custom-run" } { "Custom run" }
+            }
+        }
+        div.grid {
+            section.panel aria-labelledby="about" {
+                h2 #about { "About" }
+                dl.facts {
+                    dt { "Description" } dd { @match &d.description { Some(text) => (text), None => span.muted { "none" } } }
+                    dt { "Version" } dd { @match &d.version { Some(v) => (v), None => span.muted { "none" } } }
+                    dt { "Flow" } dd { (d.flow) @if let Some(f) = &flow_description { " — " span.muted { (f.description) } } }
+                    dt { "Artifact" } dd { a href={ "/artifacts/" (d.artifact) } { code { (d.artifact) } } }
+                    dt { "Tags" } dd { @for tag in &d.tags { span.tag { (tag) } } @if d.tags.is_empty() { span.muted { "none" } } }
+                    dt { "Created" } dd { (words::time(d.created)) }
+                    dt { "Updated" } dd { (words::time(d.updated)) }
+                }
+            }
+            section.panel aria-labelledby="how" {
+                h2 #how { "How it runs" }
+                dl.facts {
+                    dt { "Schedule" } dd { @match &d.schedule { Some(s) => { (words::schedule(s)) (if d.paused { " (paused)" } else { "" }) }, None => span.muted { "none" } } }
+                    dt { "Work pool" } dd { a href="/work-pools" { (d.pool.as_deref().unwrap_or(DEFAULT_POOL)) } }
+                    dt { "Queue" } dd { (d.queue.as_deref().unwrap_or(DEFAULT_QUEUE)) @if d.queue.is_none() { span.muted { " (routed by tags)" } } }
+                    dt { "Memory" } dd { @match limits.memory_mib { Some(m) => { (m) " MiB" }, None => span.muted { "engine default" } } }
+                    dt { "Timeout" } dd { @match limits.timeout_seconds { Some(s) => { (s) " s" }, None => span.muted { "none" } } }
+                    dt { "Concurrency" } dd { @match limits.concurrency { Some(n) => { (n) " at once" }, None => span.muted { "unlimited" } } }
+                    dt { "Crash retries" } dd { (limits.crash_retries) " (after " (limits.crash_retry_delay_seconds) " s)" }
+                    dt { "Grants" } dd { span.muted { "none: its runs get no files, network or environment" } }
+                }
+            }
+        }
+        section.panel aria-labelledby="params" {
+            h2 #params { "Default parameters" }
+            (layout::json_block(&Value::Object(d.parameters.clone())))
+            @if let Some(f) = &flow_description {
+                details { summary { "Parameter schema" } (layout::json_block(&f.parameters_schema)) }
+            }
+        }
+        h2 { "Recent runs" }
+        (run_table(&runs.runs))
+        p { a href={ "/runs?deployment=" (words::url_encode(&full)) } { "All runs of " (full) } }
+    };
+    Ok(layout::page(&full, &session, Nav::Deployments, body))
+}

@@ -1,0 +1,250 @@
+//! Signing in: a token typed into the sign-in form becomes a session cookie
+//! (HttpOnly, SameSite=Strict), checked on every request. Every request
+//! that changes something carries a CSRF token derived from the session's
+//! token, which another site can neither read nor compute.
+
+use super::Ui;
+use super::data;
+use super::error::UiError;
+use super::layout;
+use super::words::url_encode;
+use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+const COOKIE: &str = "sluice_session";
+/// The form field (or `X-CSRF-Token` header) every state-changing request carries.
+pub const CSRF_FIELD: &str = "_csrf";
+const CSRF_HEADER: &str = "x-csrf-token";
+
+/// What a token may do, as the API decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Everything in its tenant.
+    Admin,
+    /// Push, deploy and run.
+    Deployer,
+    /// Run deployments and cancel runs.
+    Runner,
+    /// Look only.
+    Viewer,
+}
+
+impl Role {
+    /// Whether this role may change anything (pause, run, cancel).
+    pub fn can_write(self) -> bool {
+        self != Role::Viewer
+    }
+
+    /// Its name, as shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Deployer => "deployer",
+            Role::Runner => "runner",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// Who is signed in.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The tenant whose objects they see.
+    pub tenant: String,
+    /// What they may do.
+    pub role: Role,
+}
+
+/// A signed-in request.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// Who.
+    pub principal: Principal,
+    /// The CSRF token their forms must carry.
+    pub csrf: String,
+}
+
+impl Session {
+    /// Whether to show buttons that change things.
+    pub fn can_write(&self) -> bool {
+        self.principal.role.can_write()
+    }
+}
+
+fn csrf_for(token: &str) -> String {
+    let digest = Sha256::new().chain_update(b"sluice-ui-csrf\0").chain_update(token.as_bytes()).finalize();
+    hex::encode(&digest[..16])
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    let cookies = headers.get_all(header::COOKIE);
+    for value in cookies.iter().filter_map(|v| v.to_str().ok()) {
+        for pair in value.split(';') {
+            if let Some((name, hexed)) = pair.trim().split_once('=')
+                && name == COOKIE
+            {
+                return hex::decode(hexed).ok().and_then(|bytes| String::from_utf8(bytes).ok());
+            }
+        }
+    }
+    None
+}
+
+/// The session of a request, if it has a valid one.
+fn session_of(ui: &Ui, headers: &HeaderMap) -> Result<Option<Session>, UiError> {
+    let Some(token) = cookie_token(headers) else { return Ok(None) };
+    Ok(data::authenticate(&ui.dispatch, &token)?.map(|principal| Session { principal, csrf: csrf_for(&token) }))
+}
+
+impl FromRequestParts<Ui> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &Ui) -> Result<Self, Response> {
+        match session_of(ui, &parts.headers) {
+            Ok(Some(session)) => Ok(session),
+            Ok(None) if parts.method == Method::GET && !is_script_request(&parts.headers) => {
+                let here = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                Err(Redirect::to(&format!("/signin?next={}", url_encode(here))).into_response())
+            }
+            Ok(None) => {
+                Err((StatusCode::UNAUTHORIZED, "Not signed in (or the token was revoked): sign in again.")
+                    .into_response())
+            }
+            Err(err) => Err(err.into_response()),
+        }
+    }
+}
+
+fn is_script_request(headers: &HeaderMap) -> bool {
+    headers.contains_key("x-requested-with") || headers.get(header::ACCEPT).is_some_and(|a| a == "text/event-stream")
+}
+
+/// A signed-in form post whose CSRF token was checked; with the form's other fields.
+pub struct SignedForm {
+    /// Who.
+    pub session: Session,
+    /// The submitted fields, in order (the CSRF field removed).
+    pub fields: Vec<(String, String)>,
+}
+
+impl FromRequest<Ui> for SignedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, ui: &Ui) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let session = Session::from_request_parts(&mut parts, ui).await?;
+        let header_csrf = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let request = Request::from_parts(parts, body);
+        let Form(mut fields) = Form::<Vec<(String, String)>>::from_request(request, ui).await.map_err(|rejection| {
+            UiError::Invalid(format!("unreadable form: {}", rejection.body_text())).into_response()
+        })?;
+        let form_csrf = fields.iter().position(|(k, _)| k == CSRF_FIELD).map(|i| fields.remove(i).1);
+        if form_csrf.or(header_csrf).as_deref() != Some(session.csrf.as_str()) {
+            return Err(UiError::Forbidden(
+                "this form is stale or came from another site (CSRF token missing or wrong); reload the page and try again"
+                    .into(),
+            )
+            .into_response());
+        }
+        Ok(SignedForm { session, fields })
+    }
+}
+
+/// A state-changing request: a [`SignedForm`] from a token allowed to write.
+pub struct Change {
+    /// Who.
+    pub session: Session,
+    /// The submitted fields, in order (the CSRF field removed).
+    pub fields: Vec<(String, String)>,
+}
+
+impl FromRequest<Ui> for Change {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, ui: &Ui) -> Result<Self, Response> {
+        let SignedForm { session, fields } = SignedForm::from_request(request, ui).await?;
+        if !session.can_write() {
+            return Err(UiError::Forbidden(format!(
+                "a {} token can look but not change anything; sign in with a token that may",
+                session.principal.role.name()
+            ))
+            .into_response());
+        }
+        Ok(Change { session, fields })
+    }
+}
+
+/// Where to go after signing in.
+#[derive(Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+/// Only paths on this site, so the sign-in form cannot redirect elsewhere.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path,
+        _ => "/",
+    }
+}
+
+fn signin_form(next: &str, error: Option<&str>) -> Markup {
+    layout::bare(
+        "Sign in",
+        html! {
+            h1 { "Sign in to Sluice" }
+            form.card method="post" action="/signin" {
+                input type="hidden" name="next" value=(next);
+                label for="token" { "API token" }
+                input #token type="password" name="token" autocomplete="current-password" required autofocus
+                    aria-describedby="token-help" aria-invalid=[error.map(|_| "true")];
+                @if let Some(error) = error {
+                    p.field-error.error-message role="alert" { (error) }
+                }
+                p #token-help .hint { "The token you use with the CLI (" code { "SLUICE_TOKEN" } "). It is kept in an HttpOnly cookie." }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+/// The sign-in form.
+pub async fn signin_page(Query(next): Query<Next>) -> Markup {
+    signin_form(safe_next(next.next.as_deref()), None)
+}
+
+/// The sign-in form's fields.
+#[derive(Deserialize)]
+pub struct SignIn {
+    token: String,
+    next: Option<String>,
+}
+
+/// Checks the token and sets the session cookie.
+pub async fn sign_in(State(ui): State<Ui>, Form(form): Form<SignIn>) -> Response {
+    let next = safe_next(form.next.as_deref()).to_string();
+    let token = form.token.trim();
+    match data::authenticate(&ui.dispatch, token) {
+        Ok(Some(_)) => {
+            let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000", hex::encode(token));
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+        }
+        Ok(None) => (
+            StatusCode::UNAUTHORIZED,
+            signin_form(&next, Some("That token is not valid here. Check it and try again.")),
+        )
+            .into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Forgets the session cookie.
+pub async fn sign_out(_form: SignedForm) -> Response {
+    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/signin")).into_response()
+}
