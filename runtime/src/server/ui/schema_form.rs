@@ -106,6 +106,14 @@ fn properties(node: &Value) -> Vec<(&String, &Value)> {
     node.get("properties").and_then(Value::as_object).map(|p| p.iter().collect()).unwrap_or_default()
 }
 
+/// Required fields first, then the rest, each by name.
+fn ordered(node: &Value) -> Vec<(&String, &Value)> {
+    let needed = required(node);
+    let mut props = properties(node);
+    props.sort_by_key(|(name, _)| (!needed.contains(&name.as_str()), name.as_str()));
+    props
+}
+
 fn required(node: &Value) -> Vec<&str> {
     node.get("required")
         .and_then(Value::as_array)
@@ -129,7 +137,7 @@ pub enum Shown<'a> {
 pub fn render(schema: &Value, shown: &Shown<'_>, errors: &FieldErrors) -> Markup {
     let root = resolve(schema, schema);
     html! {
-        @let props = properties(root);
+        @let props = ordered(root);
         @if props.is_empty() { p.empty { "This flow takes no parameters." } }
         @for (name, node) in props {
             (field(schema, name, node, required(root).contains(&name.as_str()), shown, errors))
@@ -194,7 +202,7 @@ fn field(root: &Value, path: &str, node: &Value, is_required: bool, shown: &Show
                 legend { (title) }
                 @if let Some(d) = described { p.hint #(help_id) { (d) } }
                 @if let Some(e) = error { p.field-error #(error_id) role="alert" { (e) } }
-                @for (name, child) in properties(resolved) {
+                @for (name, child) in ordered(resolved) {
                     (field(root, &format!("{path}.{name}"), child, required(resolved).contains(&name.as_str()), shown, errors))
                 }
             }

@@ -135,7 +135,8 @@ async fn follow(ui: Ui, session: Session, first: RunDetail, mut after: i64, tx: 
             }
         }
         if current.run.state.is_some_and(|s| s.is_terminal()) {
-            let _ = tx.send(Event::default().event("end").data("")).await;
+            // An event with no data is never dispatched by browsers.
+            let _ = tx.send(Event::default().event("end").data("end")).await;
             return;
         }
         // Sleep until a record about this run is committed, or the tick.
@@ -170,7 +171,7 @@ pub async fn changes(State(ui): State<Ui>, _session: Session) -> EventStream {
             // Let a burst of records settle into one refresh.
             tokio::time::sleep(CHANGE_GAP).await;
             while records.try_recv().is_ok() {}
-            if tx.send(Event::default().event("change").data("")).await.is_err() {
+            if tx.send(Event::default().event("change").data("change")).await.is_err() {
                 return;
             }
         }

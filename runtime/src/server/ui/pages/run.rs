@@ -25,7 +25,9 @@ pub async fn page(State(ui): State<Ui>, Path(id): Path<String>, session: Session
     let after = logs.last().map_or(-1, |l| l.seq);
     let run = &detail.run;
     let body = html! {
-        div data-stream={ "/runs/" (run.id) "/events" } data-after=(after) {
+        // A finished run's page has nothing to follow.
+        @let live = run.state.is_none_or(|s| !s.is_terminal());
+        div data-stream=[live.then(|| format!("/runs/{}/events", run.id))] data-after=(after) {
             h1 { (run.name) " " span #stream-status .stream-status aria-live="polite" {} }
             dl.facts.card {
                 dt { "Flow" } dd { (run.flow) }
@@ -228,7 +230,7 @@ fn timeline(detail: &RunDetail, now: DateTime<Utc>) -> Markup {
         @if rows.is_empty() { (layout::empty("No task runs or subflows.")) }
         div.timeline role="list" {
             @for bar in &rows {
-                div.label class={ "depth-" (bar.depth.min(3)) } role="listitem" data-label=(bar.label) {
+                div class={ "label depth-" (bar.depth.min(3)) } role="listitem" data-label=(bar.label) {
                     @match bar.link { Some(r) => (layout::run_link(&r.id, &bar.label)), None => (bar.label) }
                     @if bar.attempts > 1 { " " span.retries title="Attempts" { "×" (bar.attempts) " attempts" } }
                 }

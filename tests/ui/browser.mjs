@@ -1,0 +1,212 @@
+// Browser scenarios of the web UI, one per run: `node browser.mjs NAME`.
+// tests/ui.rs starts a real `sluice server` with the deployments each
+// scenario needs and runs it; any failed check exits non-zero.
+import { launch, signIn, base, check } from "./lib.mjs";
+
+const token = process.env.SLUICE_UI_TOKEN || "admin@default";
+
+async function api(path, options = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (process.env.SLUICE_API_TOKEN) headers.Authorization = "Bearer " + process.env.SLUICE_API_TOKEN;
+  const response = await fetch(base + "/api/v1" + path, { headers, ...options });
+  const body = await response.text();
+  return { status: response.status, json: body ? JSON.parse(body) : null };
+}
+
+/** Waits until the run page shows `state`; counts navigations so "live" can be checked. */
+async function waitForState(page, state, timeout = 20000) {
+  await page.waitForSelector(`#run-state [data-state="${state}"]`, { timeout });
+}
+
+async function quickRun(page, deployment) {
+  await page.goto(base + "/deployments");
+  await page.click(`tr[data-deployment="${deployment}"] button.run`);
+  await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+  return page.url().split("/runs/")[1];
+}
+
+function countNavigations(page) {
+  const counter = { n: 0 };
+  page.on("framenavigated", (frame) => {
+    if (frame === page.mainFrame()) counter.n += 1;
+  });
+  return counter;
+}
+
+const scenarios = {
+  // Both deployments listed; the toggle pauses and resumes (checked through
+  // the API); Run starts a run whose page completes live with its log line.
+  async deployments(browser) {
+    const { page } = await signIn(browser, token);
+    await page.goto(base + "/deployments");
+    for (const name of ["hello/leo", "hello/marvin"]) {
+      check(await page.locator(`tr[data-deployment="${name}"]`).count() === 1, `${name} is listed`);
+    }
+    check((await page.textContent(`tr[data-deployment="hello/marvin"]`)).includes("at 02:00 Europe/Paris"), "cron in words");
+    check((await page.textContent(`tr[data-deployment="hello/leo"]`)).includes("every 60 s"), "interval in words");
+    const toggle = `tr[data-deployment="hello/leo"] button[role=switch]`;
+    check(await page.getAttribute(toggle, "aria-checked") === "true", "hello/leo starts active");
+    await page.click(toggle);
+    await page.waitForSelector(`${toggle}[aria-checked="false"]`);
+    check((await api("/deployments/hello/leo")).json.paused === true, "the API says paused after the toggle");
+    await page.focus(toggle);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector(`${toggle}[aria-checked="true"]`);
+    check((await api("/deployments/hello/leo")).json.paused === false, "the API says active again");
+
+    const id = await quickRun(page, "hello/leo");
+    const navigations = countNavigations(page);
+    await waitForState(page, "Completed");
+    await page.waitForSelector("#logs td.message:text-is('Hello Leo!')");
+    check(navigations.n === 0, "the run page reached Completed without a reload");
+    check((await api("/flow-runs/" + id)).json.flow_run.state === "Completed", "the API agrees");
+
+    const missing = await page.goto(base + "/runs/00000000-0000-0000-0000-000000000000");
+    check(missing.status() === 404, "an unknown run id is a 404 page");
+    check((await page.textContent(".error-message")).includes("no flow run"), "the 404 page says why");
+  },
+
+  // A slow run's page follows it: states and log lines arrive while it runs.
+  async live(browser) {
+    const { page } = await signIn(browser, token);
+    await quickRun(page, "slow/steps");
+    const navigations = countNavigations(page);
+    await waitForState(page, "Running");
+    await page.waitForSelector("#logs td.message:text-is('step 1 done')");
+    check(await page.locator("#logs td.message:text-is('step 5 done')").count() === 0, "log lines arrive one by one");
+    await waitForState(page, "Completed");
+    await page.waitForSelector("#logs td.message:text-is('step 5 done')");
+    check(await page.locator("#logs td.message").count() === 5, "each line once, none repeated");
+    check(navigations.n === 0, "no reload");
+  },
+
+  // A wrong-typed value is refused next to its field and creates no run.
+  async custom(browser) {
+    const { page } = await signIn(browser, token);
+    await page.goto(base + "/deployments");
+    await page.click(`tr[data-deployment="typed/form"] a:text-is("Custom run")`);
+    await page.waitForURL(/custom-run$/);
+    check(await page.inputValue("#p-times") === "2", "the default is filled in");
+    check(await page.inputValue("#p-target-host") === "localhost", "nested defaults too");
+    check(await page.locator("#p-volume option").count() === 4, "an enum is a select (with a default choice)");
+    await page.fill("#p-times", "many");
+    const [response] = await Promise.all([page.waitForNavigation(), page.click("form.card button[type=submit]")]);
+    check(response.status() === 422, "refused with 422");
+    const error = await page.textContent(`[data-field="times"] .field-error`);
+    check(error.includes("times") && error.includes("not a whole number"), "the error names the field: " + error);
+    check(await page.getAttribute("#p-times", "aria-invalid") === "true", "the field is marked invalid");
+    check(await page.inputValue("#p-times") === "many", "what was typed is kept");
+    check((await api("/flow-runs?deployment=typed/form")).json.length === 0, "no run was created");
+
+    await page.fill("#p-times", "3");
+    await page.fill("#p-target-port", "70000");
+    await Promise.all([page.waitForNavigation(), page.click("form.card button[type=submit]")]);
+    check((await page.textContent(`[data-field="target.port"] .field-error`)).includes("port"), "schema limits too");
+    check((await api("/flow-runs?deployment=typed/form")).json.length === 0, "still no run");
+
+    await page.fill("#p-target-port", "9090");
+    await page.selectOption("#p-volume", "loud");
+    await Promise.all([page.waitForURL(/\/runs\//), page.click("form.card button[type=submit]")]);
+    await waitForState(page, "Completed");
+    const lines = await page.locator("#logs td.message").allTextContents();
+    check(lines.filter((l) => l.startsWith("Loud hello Ada via localhost:9090")).length === 3, "ran with them: " + lines);
+  },
+
+  // The pipeline's timeline shows its subflows and the retried task.
+  async pipeline(browser) {
+    const { page } = await signIn(browser, token);
+    await quickRun(page, "pipeline/classic");
+    await waitForState(page, "Completed");
+    await page.waitForSelector(`.timeline [data-label="subflow_2 (subflow)"]`);
+    for (const label of ["subflow_1 (subflow)", "subflow_2 (subflow)", "flaky-0"]) {
+      check(await page.locator(`.timeline [data-label="${label}"]`).count() === 1, `timeline row ${label}`);
+    }
+    check(await page.locator(`.timeline [data-label="laugh-0"]`).count() === 2, "each subflow's tasks");
+    const flaky = await page.textContent(`.timeline [data-label="flaky-0"]`);
+    check(flaky.includes("×3 attempts"), "the retried task shows its attempts: " + flaky);
+    check(await page.locator(`.timeline [data-label="flaky-0"] + svg rect.state-AwaitingRetry`).count() === 2, "both waits drawn");
+    check(await page.locator("ul.tree > li").count() === 2, "the subflow tree");
+  },
+
+  // Cancel stops a flow that loops forever.
+  async cancel(browser) {
+    const { page } = await signIn(browser, token);
+    const id = await quickRun(page, "spin_flow/forever");
+    await waitForState(page, "Running");
+    await page.click("button:text-is('Cancel run')");
+    await waitForState(page, "Cancelled");
+    check((await api("/flow-runs/" + id)).json.flow_run.state === "Cancelled", "the API says Cancelled");
+    check(await page.locator("button:text-is('Cancel run')").count() === 0, "no Cancel button on an ended run");
+  },
+
+  // Markup a guest logs or returns is shown as text and never runs.
+  async markup(browser) {
+    const { page } = await signIn(browser, token);
+    const dialogs = [];
+    page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
+    await quickRun(page, "xss/markup");
+    await waitForState(page, "Completed");
+    await page.waitForSelector("#logs td.message >> text=<script>");
+    const lines = await page.locator("#logs td.message").allTextContents();
+    check(lines.includes("<script>window.__pwned = 'script'</script>"), "the script line is text: " + lines);
+    check(lines.includes(`<img src=x onerror="window.__pwned = 'img'">`), "the img line is text");
+    check(lines.includes("task says <b>bold</b>"), "a task's markup is text");
+    check((await page.textContent("#result + pre")).includes("<script>window.__pwned = 'result'</script>"), "the result is text");
+    await page.reload();
+    await page.waitForTimeout(300);
+    check(await page.evaluate(() => window.__pwned) === undefined, "no injected script ran");
+    check(await page.locator("#logs img, #logs script, #logs b, pre img, pre script").count() === 0, "no element was created");
+    check(dialogs.length === 0, "no dialog");
+    const csp = (await page.goto(page.url())).headers()["content-security-policy"];
+    check(csp.includes("script-src 'self'") && !csp.includes("unsafe-inline"), "the CSP forbids inline scripts");
+  },
+
+  // A viewer token gets no button that would change anything, and posting anyway is refused.
+  async viewer(browser) {
+    const { page } = await signIn(browser, "viewer@default");
+    await page.goto(base + "/deployments");
+    check(await page.locator(`tr[data-deployment="hello/leo"]`).count() === 1, "a viewer sees the deployments");
+    check(await page.locator("main button").count() === 0, "but no buttons");
+    const csrf = await page.inputValue("input[name=_csrf]");
+    const status = await page.evaluate(async (csrf) => {
+      const r = await fetch("/deployments/hello/leo/pause", { method: "POST", body: new URLSearchParams({ _csrf: csrf }) });
+      return r.status;
+    }, csrf);
+    check(status === 403, "a viewer's pause is refused: " + status);
+    check((await api("/deployments/hello/leo")).json.paused === false, "and changed nothing");
+    const forged = await page.evaluate(async () => (await fetch("/deployments/hello/leo/pause", { method: "POST", body: new URLSearchParams({}) })).status);
+    check(forged === 403, "a post without the CSRF token is refused");
+  },
+
+  // Another tenant's token sees none of the first tenant's objects.
+  async tenants(browser) {
+    const { page } = await signIn(browser, process.env.SLUICE_UI_OTHER_TOKEN || "admin@other");
+    await page.goto(base + "/deployments");
+    check(await page.locator("tr[data-deployment]").count() === 0, "no deployments of the other tenant");
+    await page.goto(base + "/runs");
+    check(await page.locator("tr[data-run]").count() === 0, "no runs of the other tenant");
+    await page.goto(base + "/artifacts");
+    check(await page.locator("#artifacts tbody tr").count() === 0, "no artifacts of the other tenant");
+    const runs = (await api("/flow-runs")).json;
+    if (runs.length > 0) {
+      const response = await page.goto(base + "/runs/" + runs[0].id);
+      check(response.status() === 404, "another tenant's run is a 404");
+    }
+  },
+};
+
+const name = process.argv[2];
+if (!scenarios[name]) {
+  console.error(`unknown scenario ${name}; one of: ${Object.keys(scenarios).join(", ")}`);
+  process.exit(2);
+}
+const browser = await launch();
+try {
+  await scenarios[name](browser);
+  console.log(`ui scenario ${name}: passed`);
+} catch (err) {
+  console.error(`ui scenario ${name}: FAILED: ${err.stack || err}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
