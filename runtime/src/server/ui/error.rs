@@ -32,7 +32,8 @@ impl UiError {
         }
     }
 
-    fn message(&self) -> &str {
+    /// The message, for people.
+    pub fn message(&self) -> &str {
         match self {
             UiError::NotFound(m) | UiError::Invalid(m) | UiError::Forbidden(m) | UiError::Internal(m) => m,
         }

@@ -106,10 +106,7 @@ async fn follow(ui: Ui, session: Session, first: RunDetail, mut after: i64, tx: 
             Some(d) => d,
             None => match data::run(&ui.dispatch, &session.principal, &run_id) {
                 Ok(d) => d,
-                Err(err) => {
-                    let _ = tx.send(Event::default().event("failure").data(format!("{err:?}"))).await;
-                    return;
-                }
+                Err(err) => return failed(&tx, err).await,
             },
         };
         ids_of(&current, &mut known);
@@ -121,8 +118,9 @@ async fn follow(ui: Ui, session: Session, first: RunDetail, mut after: i64, tx: 
             sent_panels = html;
         }
         loop {
-            let Ok(lines) = data::logs_after(&ui.dispatch, &session.principal, &run_id, after, LOG_BATCH) else {
-                break;
+            let lines = match data::logs_after(&ui.dispatch, &session.principal, &run_id, after, LOG_BATCH) {
+                Ok(lines) => lines,
+                Err(err) => return failed(&tx, err).await,
             };
             let Some(last) = lines.last().map(|l| l.seq) else { break };
             let event = Event::default().event("logs").id(last.to_string()).data(log_rows(&lines).into_string());
@@ -154,6 +152,11 @@ async fn follow(ui: Ui, session: Session, first: RunDetail, mut after: i64, tx: 
             }
         }
     }
+}
+
+/// Tells the page why its stream stopped (the page shows it), and stops.
+async fn failed(tx: &mpsc::Sender<Event>, err: UiError) {
+    let _ = tx.send(Event::default().event("failure").data(err.message())).await;
 }
 
 /// `GET /ui/events`: a `change` event whenever runs change (at most every 300 ms).

@@ -94,6 +94,11 @@
         source.close();
         setStatus("Finished");
       });
+      source.addEventListener("failure", function (e) {
+        source.close();
+        setStatus("Stopped");
+        flash("Live updates stopped: " + e.data + " Reload the page to try again.");
+      });
       source.addEventListener("error", function () {
         // The browser retries by itself while the stream is CONNECTING; a
         // CLOSED one (server gone, or an error answer) is retried here.
