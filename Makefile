@@ -6,7 +6,7 @@ GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow -p bench-fl
 GUEST_DIR := target/wasm32-wasip2/guest
 SLUICE := target/debug/sluice
 
-.PHONY: setup guests python-example build demo test lint bench
+.PHONY: setup guests python-example build demo test lint bench ui-deps screenshots
 
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -16,6 +16,15 @@ guests: setup
 
 python-example:
 	./examples/python-greet/build.sh
+
+# The web UI's browser tests: Debian's chromium and playwright-core (no browser download).
+ui-deps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+	@test -d tests/ui/node_modules/playwright-core || npm ci --prefix tests/ui --no-audit --no-fund
+
+# docs/screenshots/*.png, from a server with a few runs (tests/ui/screenshots.mjs).
+screenshots: guests ui-deps
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --test ui -- --ignored --exact screenshots
 
 build:
 	$(CARGO) build -p sluice
@@ -32,7 +41,7 @@ demo: guests build
 	$(SLUICE) deployment ls
 	$(SLUICE) flow-run ls --limit 5
 
-test: guests python-example
+test: guests python-example ui-deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		SLUICE_EXAMPLES_BUILT=1 $(CARGO) nextest run --no-fail-fast; \
 	else \
@@ -40,7 +49,7 @@ test: guests python-example
 	fi
 	$(CARGO) test --doc
 	# The benchmarks' smoke mode: every workload once, small, so they cannot rot.
-	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency -- --quick
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency --bench ui_pages -- --quick
 
 lint:
 	$(CARGO) fmt --all --check
@@ -50,3 +59,4 @@ lint:
 bench: guests build
 	$(CARGO) bench -p sluice --bench task_overhead
 	$(CARGO) bench -p sluice --bench server_latency
+	$(CARGO) bench -p sluice --bench ui_pages

@@ -34,6 +34,14 @@ fn prepared() -> Sluice {
 
 /// Runs one browser scenario against a fresh server; panics with its output when it fails.
 fn scenario(name: &str) {
+    let sluice = prepared();
+    let (_server, address) = sluice.server(&[]);
+    let output = node(name, &[("SLUICE_UI_URL", format!("http://{address}").as_ref())]);
+    assert_passed(name, &output);
+}
+
+/// Runs `node browser.mjs NAME` with `env`; the server binary and the compile cache are passed on too.
+fn node(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
     let folder = repo().join("tests/ui");
     assert!(
         folder.join("node_modules/playwright-core").exists(),
@@ -44,16 +52,22 @@ fn scenario(name: &str) {
         std::path::Path::new(&chromium).exists(),
         "no Chromium at {chromium}: run `make ui-deps` (apt-get install chromium) or set CHROMIUM"
     );
-    let sluice = prepared();
-    let (_server, address) = sluice.server(&[]);
-    let output = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .current_dir(&folder)
         .args(["browser.mjs", name])
-        .env("SLUICE_UI_URL", format!("http://{address}"))
         .env("CHROMIUM", &chromium)
-        .output()
-        .expect("running node (is Node.js installed?)");
-    let (stdout, stderr) = support::texts(&output);
+        .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
+        .env("SLUICE_CACHE_DIR", repo().join("target/test-compile-cache"))
+        .env_remove("SLUICE_API_URL");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("running node (is Node.js installed?)")
+}
+
+fn assert_passed(name: &str, output: &std::process::Output) {
+    let (stdout, stderr) = support::texts(output);
     assert!(output.status.success(), "browser scenario `{name}` failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("passed"), "{stdout}\n{stderr}");
 }
@@ -91,6 +105,46 @@ fn guest_markup_is_shown_as_text_and_never_runs() {
 #[test]
 fn a_viewer_gets_no_buttons_and_cannot_post() {
     scenario("viewer");
+}
+
+#[test]
+fn a_run_page_reconnects_after_the_server_restarts() {
+    // This scenario starts (and restarts) the server itself.
+    let sluice = prepared();
+    let output = node("reconnect", &[("SLUICE_HOME", sluice.home.path().as_os_str())]);
+    assert_passed("reconnect", &output);
+}
+
+/// Screenshots of the main pages for the README (`make screenshots`).
+#[test]
+#[ignore = "writes docs/screenshots; run by `make screenshots`"]
+fn screenshots() {
+    use support::http::post;
+    let sluice = prepared();
+    let trap = guest("hostile_flow");
+    let output = sluice.run(&["deploy", trap.to_str().unwrap(), "--flow", "trap", "--name", "boom"]);
+    assert!(output.status.success());
+    let (_server, address) = sluice.server(&[]);
+    let mut pipeline = String::new();
+    for deployment in ["hello/leo", "hello/marvin", "trap/boom", "typed/form", "hello/leo", "pipeline/classic"] {
+        let (status, run) = post(&address, &format!("/api/v1/deployments/{deployment}/runs"), "");
+        assert_eq!(status, 201, "{run}");
+        pipeline = run["id"].as_str().unwrap().to_string();
+    }
+    support::eventually(30, "the pipeline run to end", || {
+        let (_, run) = support::http::get(&address, &format!("/api/v1/flow-runs/{pipeline}"));
+        (run["flow_run"]["state"] == "Completed").then_some(())
+    });
+    let output = Command::new("node")
+        .current_dir(repo().join("tests/ui"))
+        .arg("screenshots.mjs")
+        .env("SLUICE_UI_URL", format!("http://{address}"))
+        .env("SLUICE_UI_RUN", &pipeline)
+        .env("SCREENSHOT_DIR", repo().join("docs/screenshots"))
+        .output()
+        .expect("running node");
+    let (stdout, stderr) = support::texts(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
 }
 
 #[test]

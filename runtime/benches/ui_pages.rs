@@ -92,23 +92,33 @@ fn seed(home: &Path, cache: &Path, runs: usize) -> Result<()> {
             "INSERT INTO flow_runs (id, name, flow, deployment, artifact, parameters, state, message, result,
              created, scheduled, started, ended, claimed_by) VALUES (?1, ?2, 'hello', ?3, ?4, '{}', ?5, ?6, ?7, ?8, ?8, ?8, ?9, 'seed')",
         )?;
-        let mut state = tx
-            .prepare("INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'Flow', ?2, NULL, 1, ?3)")?;
+        let mut state = tx.prepare(
+            "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'Flow', ?2, NULL, 1, ?3)",
+        )?;
         let now = Utc::now();
         let stamp = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         for i in 0..runs {
             // Oldest first, 30 days back to a minute ago.
-            let created = now - Span::seconds(60) - Span::milliseconds(((runs - i) as i64 * 30 * 86_400_000) / runs as i64);
+            let created =
+                now - Span::seconds(60) - Span::milliseconds(((runs - i) as i64 * 30 * 86_400_000) / runs as i64);
             let id = uuid::Uuid::now_v7().to_string();
-            let (final_state, message, result) = if i % 10 == 3 {
-                ("Failed", Some("boom"), None)
-            } else {
-                ("Completed", None, Some("\"Said hello\""))
-            };
+            let (final_state, message, result) =
+                if i % 10 == 3 { ("Failed", Some("boom"), None) } else { ("Completed", None, Some("\"Said hello\"")) };
             let deployment = format!("hello/{}", DEPLOYMENTS[i % DEPLOYMENTS.len()]);
             let ended = created + Span::milliseconds(40);
-            run.execute(params![id, format!("seeded-run-{i}"), deployment, artifact, final_state, message, result, stamp(created), stamp(ended)])?;
-            for (name, at) in [("Scheduled", created), ("Pending", created), ("Running", created), (final_state, ended)] {
+            run.execute(params![
+                id,
+                format!("seeded-run-{i}"),
+                deployment,
+                artifact,
+                final_state,
+                message,
+                result,
+                stamp(created),
+                stamp(ended)
+            ])?;
+            for (name, at) in [("Scheduled", created), ("Pending", created), ("Running", created), (final_state, ended)]
+            {
                 state.execute(params![id, name, stamp(at)])?;
             }
         }
@@ -143,7 +153,8 @@ fn median_p90(mut values: Vec<f64>) -> (f64, f64) {
 
 async fn fetch(client: &reqwest::Client, server: &Server, path: &str) -> Result<(Duration, String)> {
     let start = Instant::now();
-    let response = client.get(format!("http://{}{path}", server.address)).header("cookie", cookie("admin@default")).send().await?;
+    let response =
+        client.get(format!("http://{}{path}", server.address)).header("cookie", cookie("admin@default")).send().await?;
     let status = response.status();
     let body = response.text().await?;
     let elapsed = start.elapsed();
@@ -153,12 +164,14 @@ async fn fetch(client: &reqwest::Client, server: &Server, path: &str) -> Result<
 
 async fn pages(client: &reqwest::Client, server: &Server, options: &Options) -> Result<()> {
     let (_, first_page) = fetch(client, server, "/runs").await?;
-    let sample_run = first_page.split("data-run=\"").nth(1).and_then(|r| r.split('"').next()).context("no run listed")?.to_string();
+    let sample_run =
+        first_page.split("data-run=\"").nth(1).and_then(|r| r.split('"').next()).context("no run listed")?.to_string();
     // A cursor 1,000 runs deep: follow "Older" 20 times.
     let mut deep = "/runs".to_string();
     for _ in 0..20 {
         let (_, body) = fetch(client, server, &deep).await?;
-        let next = body.split("rel=\"next\" href=\"").nth(1).and_then(|r| r.split('"').next()).context("no next page")?;
+        let next =
+            body.split("rel=\"next\" href=\"").nth(1).and_then(|r| r.split('"').next()).context("no next page")?;
         deep = next.replace("&amp;", "&");
     }
     let paths = [

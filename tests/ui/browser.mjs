@@ -1,6 +1,8 @@
 // Browser scenarios of the web UI, one per run: `node browser.mjs NAME`.
 // tests/ui.rs starts a real `sluice server` with the deployments each
 // scenario needs and runs it; any failed check exits non-zero.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { launch, signIn, base, check } from "./lib.mjs";
 
 const token = process.env.SLUICE_UI_TOKEN || "admin@default";
@@ -31,6 +33,17 @@ function countNavigations(page) {
     if (frame === page.mainFrame()) counter.n += 1;
   });
   return counter;
+}
+
+/** Starts `sluice server` (for scenarios that stop and restart it); resolves with the process and its URL. */
+function startServer(args) {
+  const child = spawn(process.env.SLUICE_BIN, ["server", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    createInterface({ input: child.stdout }).once("line", (line) => {
+      resolve({ child, url: line.match(/http:\/\/(\S+)/)[0] });
+    });
+  });
 }
 
 const scenarios = {
@@ -176,6 +189,34 @@ const scenarios = {
     check((await api("/deployments/hello/leo")).json.paused === false, "and changed nothing");
     const forged = await page.evaluate(async () => (await fetch("/deployments/hello/leo/pause", { method: "POST", body: new URLSearchParams({}) })).status);
     check(forged === 403, "a post without the CSRF token is refused");
+  },
+
+  // The run page's stream survives a server restart: it reconnects and
+  // catches up. The run waits (no worker) until the server comes back with one.
+  async reconnect(browser) {
+    let server = await startServer(["--port", "0", "--workers", "0"]);
+    const port = new URL(server.url).port;
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(server.url + "/signin");
+    await page.fill("#token", token);
+    await page.click("button[type=submit]");
+    await page.waitForURL((url) => !url.pathname.startsWith("/signin"));
+    await page.goto(server.url + "/deployments");
+    await page.click(`tr[data-deployment="hello/leo"] button.run`);
+    await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+    await page.waitForSelector("#stream-status:text-is('Live')");
+    const navigations = countNavigations(page);
+    server.child.kill("SIGKILL");
+    await page.waitForSelector("#stream-status:text-is('Reconnecting…')");
+    server = await startServer(["--port", port, "--workers", "1"]);
+    try {
+      await waitForState(page, "Completed");
+      await page.waitForSelector("#logs td.message:text-is('Hello Leo!')");
+      check(navigations.n === 0, "caught up without a reload");
+    } finally {
+      server.child.kill("SIGKILL");
+    }
   },
 
   // Another tenant's token sees none of the first tenant's objects.
