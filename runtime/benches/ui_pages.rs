@@ -52,6 +52,8 @@ fn guest(name: &str) -> PathBuf {
 struct Server {
     child: Child,
     address: String,
+    /// An admin token of the default tenant: the UI's cookie and the API's bearer.
+    token: String,
     _home: tempfile::TempDir,
 }
 
@@ -128,6 +130,9 @@ fn seed(home: &Path, cache: &Path, runs: usize) -> Result<()> {
 }
 
 fn start(home: tempfile::TempDir, cache: &Path) -> Result<Server> {
+    let made = sluice(home.path(), cache).args(["token", "create", "--role", "admin"]).output()?;
+    ensure!(made.status.success(), "token create: {}", String::from_utf8_lossy(&made.stderr));
+    let token = String::from_utf8(made.stdout)?.trim().to_string();
     let mut child = sluice(home.path(), cache)
         .args(["server", "--port", "0", "--workers", "0"])
         .stdout(Stdio::piped())
@@ -137,7 +142,7 @@ fn start(home: tempfile::TempDir, cache: &Path) -> Result<Server> {
     let first = lines.next().context("the server printed nothing")??;
     let address = first.split("http://").nth(1).and_then(|r| r.split(' ').next()).context("no address")?.to_string();
     std::thread::spawn(move || for _ in lines {});
-    Ok(Server { child, address, _home: home })
+    Ok(Server { child, address, token, _home: home })
 }
 
 /// The cookie the sign-in form sets for a token.
@@ -154,7 +159,7 @@ fn median_p90(mut values: Vec<f64>) -> (f64, f64) {
 async fn fetch(client: &reqwest::Client, server: &Server, path: &str) -> Result<(Duration, String)> {
     let start = Instant::now();
     let response =
-        client.get(format!("http://{}{path}", server.address)).header("cookie", cookie("admin@default")).send().await?;
+        client.get(format!("http://{}{path}", server.address)).header("cookie", cookie(&server.token)).send().await?;
     let status = response.status();
     let body = response.text().await?;
     let elapsed = start.elapsed();
@@ -225,11 +230,17 @@ async fn live(client: &reqwest::Client, server: &Server, options: &Options) -> R
     let base = format!("http://{}", server.address);
     let mut samples = Vec::new();
     for _ in 0..options.live_runs {
-        let run: serde_json::Value =
-            client.post(format!("{base}/api/v1/deployments/hello/leo/runs")).send().await?.json().await?;
+        let run: serde_json::Value = client
+            .post(format!("{base}/api/v1/deployments/hello/leo/runs"))
+            .bearer_auth(&server.token)
+            .send()
+            .await?
+            .json()
+            .await?;
         let id = run["id"].as_str().context("no run id")?.to_string();
         let claimed: serde_json::Value = client
             .post(format!("{base}/api/v1/workers/bench/claim"))
+            .bearer_auth(&server.token)
             .json(&json!({"limit": 1, "wait_ms": 1000}))
             .send()
             .await?
@@ -238,7 +249,7 @@ async fn live(client: &reqwest::Client, server: &Server, options: &Options) -> R
         ensure!(claimed[0]["run"]["id"] == id.as_str(), "claimed something else: {claimed}");
         let mut stream = client
             .get(format!("{base}/runs/{id}/events"))
-            .header("cookie", cookie("admin@default"))
+            .header("cookie", cookie(&server.token))
             .header("accept", "text/event-stream")
             .send()
             .await?;
@@ -248,7 +259,12 @@ async fn live(client: &reqwest::Client, server: &Server, options: &Options) -> R
             let event = json!([{"State": {"run": id, "kind": "Flow", "state": state, "message": null, "attempt": 1,
                 "result": if state == "Completed" { json!("\"done\"") } else { json!(null) }, "time": Utc::now()}}]);
             let start = Instant::now();
-            let posted = client.post(format!("{base}/api/v1/workers/bench/events")).json(&event).send().await?;
+            let posted = client
+                .post(format!("{base}/api/v1/workers/bench/events"))
+                .bearer_auth(&server.token)
+                .json(&event)
+                .send()
+                .await?;
             ensure!(posted.status().is_success(), "events refused: {}", posted.text().await?);
             until_state(&mut stream, &mut buffer, state).await?;
             samples.push(start.elapsed().as_secs_f64() * 1000.0);

@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { launch, signIn, base, check } from "./lib.mjs";
 
-const token = process.env.SLUICE_UI_TOKEN || "admin@default";
+const token = process.env.SLUICE_UI_TOKEN;
 
 async function api(path, options = {}) {
   const headers = { "Content-Type": "application/json" };
@@ -174,9 +174,30 @@ const scenarios = {
     check(csp.includes("script-src 'self'") && !csp.includes("unsafe-inline"), "the CSP forbids inline scripts");
   },
 
+  // Signing in needs a real token; signed out, pages send you to sign in.
+  async signin(browser) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(base + "/runs");
+    check(new URL(page.url()).pathname === "/signin", "signed out, a page asks to sign in");
+    await page.fill("#token", "sluice_nope_nope");
+    const [response] = await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+    check(response.status() === 401, "a wrong token is refused");
+    check((await page.textContent(".error-message")).includes("not valid"), "and says so");
+    await page.fill("#token", token);
+    await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+    check(new URL(page.url()).pathname === "/runs", "back where it was going");
+    const cookie = (await context.cookies()).find((c) => c.name === "sluice_session");
+    check(cookie && cookie.httpOnly && cookie.sameSite === "Strict", "an HttpOnly, SameSite=Strict cookie");
+    await page.click("text=Sign out");
+    await page.waitForURL(/\/signin/);
+    await page.goto(base + "/");
+    check(new URL(page.url()).pathname === "/signin", "signed out again");
+  },
+
   // A viewer token gets no button that would change anything, and posting anyway is refused.
   async viewer(browser) {
-    const { page } = await signIn(browser, "viewer@default");
+    const { page } = await signIn(browser, process.env.SLUICE_UI_VIEWER_TOKEN);
     await page.goto(base + "/deployments");
     check(await page.locator(`tr[data-deployment="hello/leo"]`).count() === 1, "a viewer sees the deployments");
     check(await page.locator("main button").count() === 0, "but no buttons");
@@ -221,18 +242,30 @@ const scenarios = {
 
   // Another tenant's token sees none of the first tenant's objects.
   async tenants(browser) {
-    const { page } = await signIn(browser, process.env.SLUICE_UI_OTHER_TOKEN || "admin@other");
+    const { page } = await signIn(browser, process.env.SLUICE_UI_OTHER_TOKEN);
     await page.goto(base + "/deployments");
     check(await page.locator("tr[data-deployment]").count() === 0, "no deployments of the other tenant");
     await page.goto(base + "/runs");
     check(await page.locator("tr[data-run]").count() === 0, "no runs of the other tenant");
     await page.goto(base + "/artifacts");
     check(await page.locator("#artifacts tbody tr").count() === 0, "no artifacts of the other tenant");
-    const runs = (await api("/flow-runs")).json;
-    if (runs.length > 0) {
-      const response = await page.goto(base + "/runs/" + runs[0].id);
-      check(response.status() === 404, "another tenant's run is a 404");
-    }
+    // The first tenant's run, by id: not found for this one.
+    const created = await api("/deployments/hello/leo/runs", { method: "POST", body: "{}" });
+    check(created.status === 201, "the first tenant made a run: " + JSON.stringify(created.json));
+    const response = await page.goto(base + "/runs/" + created.json.id);
+    check(response.status() === 404, "another tenant's run is a 404");
+    const deployment = await page.goto(base + "/deployments/hello/leo");
+    check(deployment.status() === 404, "another tenant's deployment is a 404");
+    await page.goto(base + "/deployments");
+    const csrf = await page.inputValue("input[name=_csrf]");
+    const status = await page.evaluate(async (csrf) => {
+      const r = await fetch("/deployments/hello/leo/pause", { method: "POST", body: new URLSearchParams({ _csrf: csrf }) });
+      return r.status;
+    }, csrf);
+    check(status === 404, "pausing another tenant's deployment finds nothing: " + status);
+    check((await api("/deployments/hello/leo")).json.paused === false, "and changed nothing");
+    await page.goto(base + "/");
+    check((await page.textContent("#day")).includes(": 0"), "its dashboard counts none of the first tenant's runs");
   },
 };
 

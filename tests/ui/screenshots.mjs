@@ -1,16 +1,25 @@
 // Screenshots of the main pages for the README, taken from a running
-// server that has some deployments and runs (tests/ui.rs prepares one:
-// `cargo test --test ui screenshots -- --ignored`).
+// server with some deployments (tests/ui.rs prepares one: `make screenshots`);
+// this script starts a few runs first.
 // Writes docs/screenshots/*.png.
 import { mkdirSync } from "node:fs";
 import { launch, signIn, base } from "./lib.mjs";
 
 const out = process.env.SCREENSHOT_DIR || new URL("../../docs/screenshots/", import.meta.url).pathname;
 mkdirSync(out, { recursive: true });
-const runId = process.env.SLUICE_UI_RUN; // a finished pipeline run
+const token = process.env.SLUICE_UI_TOKEN;
 const browser = await launch();
 try {
-  const { page } = await signIn(browser, process.env.SLUICE_UI_TOKEN || "admin@default");
+  const { page } = await signIn(browser, token);
+  // A few runs, started as a user would; the pipeline's page is shown last.
+  let runId = null;
+  for (const deployment of ["hello/leo", "hello/marvin", "trap/boom", "typed/form", "xss/markup", "pipeline/classic"]) {
+    await page.goto(base + "/deployments");
+    await page.click(`tr[data-deployment="${deployment}"] button.run`);
+    await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+    runId = page.url().split("/runs/")[1];
+  }
+  await page.waitForSelector('#run-state [data-state="Completed"]', { timeout: 30000 });
   const shots = [
     ["dashboard", "/"],
     ["deployments", "/deployments"],
@@ -20,15 +29,15 @@ try {
     ["artifacts", "/artifacts"],
     ["work-pools", "/work-pools"],
   ];
-  if (runId) shots.push(["run", "/runs/" + runId]);
+  shots.push(["run", "/runs/" + runId]);
   for (const [name, path] of shots) {
     await page.goto(base + path);
     await page.waitForLoadState("networkidle").catch(() => {});
     await page.screenshot({ path: `${out}/${name}.png`, fullPage: true });
     console.log(`wrote ${out}/${name}.png`);
   }
-  const phone = await signIn(browser, "admin@default", { width: 390, height: 844 });
-  await phone.page.goto(base + (runId ? "/runs/" + runId : "/deployments"));
+  const phone = await signIn(browser, token, { width: 390, height: 844 });
+  await phone.page.goto(base + "/runs/" + runId);
   await phone.page.screenshot({ path: `${out}/phone.png`, fullPage: false });
   console.log(`wrote ${out}/phone.png`);
 } finally {

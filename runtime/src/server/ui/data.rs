@@ -1,10 +1,7 @@
 //! Every call the UI makes into the service and the stores, in one place,
-//! so scoping by tenant is a change to this file only. Each function takes
-//! the signed-in [`Principal`].
-//!
-//! TENANCY (stub until tenants land on `main`): [`authenticate`] accepts any
-//! non-empty token (`ROLE@TENANT` names a role and tenant, else admin of
-//! `default`), and the queries below do not filter by tenant yet.
+//! scoped to the signed-in [`Principal`]'s tenant: another tenant's object
+//! is "not found", as in the API. Changes check the same roles the API's
+//! routes do.
 
 use super::error::{UiError, UiResult};
 use super::session::{Principal, Role};
@@ -13,7 +10,9 @@ use crate::core::describe::FlowDescription;
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{Event, LogLevel};
 use crate::core::state::StateType;
+use crate::core::tenant::Denied;
 use crate::server::dispatch::Dispatch;
+use crate::service::AuthError;
 use crate::store::{CancelOutcome, FlowRunRow, LogRow, StateRow, StateStore, TaskRunRow};
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{OptionalExtension, params_from_iter};
@@ -22,22 +21,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
-/// Who a raw token is, or `None` when it is not valid.
-pub fn authenticate(_dispatch: &Dispatch, token: &str) -> UiResult<Option<Principal>> {
-    // TENANCY stub: replace with the service's token check once tokens exist.
-    // Until then any token signs in; `ROLE@TENANT` picks what the page shows.
-    let token = token.trim();
-    if token.is_empty() {
-        return Ok(None);
+/// Who a raw token is, or `None` when it is not valid (unknown, revoked, expired).
+pub fn authenticate(d: &Dispatch, token: &str) -> UiResult<Option<Principal>> {
+    match d.service.authenticate(token.trim()) {
+        Ok(principal) => Ok(Some(principal)),
+        Err(AuthError::Store(err)) => Err(err.into()),
+        Err(_) => Ok(None),
     }
-    let (role, tenant) = token.split_once('@').unwrap_or(("admin", "default"));
-    let role = match role {
-        "viewer" => Role::Viewer,
-        "runner" => Role::Runner,
-        "deployer" => Role::Deployer,
-        _ => Role::Admin,
-    };
-    Ok(Some(Principal { tenant: tenant.to_string(), role }))
+}
+
+impl From<Denied> for UiError {
+    fn from(err: Denied) -> Self {
+        UiError::Forbidden(err.0)
+    }
 }
 
 /// Committed run records as they are committed.
@@ -56,26 +52,26 @@ pub struct DeploymentSummary {
 }
 
 /// Every deployment, with its next and last runs.
-pub fn deployments(d: &Dispatch, _p: &Principal) -> UiResult<Vec<DeploymentSummary>> {
+pub fn deployments(d: &Dispatch, p: &Principal) -> UiResult<Vec<DeploymentSummary>> {
     let store = &d.service.store;
-    let deployments = store.deployments()?;
+    let deployments = store.deployments(Some(&p.tenant))?;
     store
         .query(|c| {
             let mut next = c.prepare_cached(
                 "SELECT MIN(scheduled) FROM flow_runs
-                 WHERE deployment = ?1 AND state IN ('Scheduled', 'Late') AND claimed_by IS NULL",
+                 WHERE tenant = ?1 AND deployment = ?2 AND state IN ('Scheduled', 'Late') AND claimed_by IS NULL",
             )?;
             let mut last = c.prepare_cached(
-                "SELECT id, state FROM flow_runs WHERE deployment = ?1 AND +parent IS NULL
+                "SELECT id, state FROM flow_runs WHERE deployment = ?2 AND +tenant = ?1 AND +parent IS NULL
                  AND state NOT IN ('Scheduled', 'Late') ORDER BY created DESC LIMIT 1",
             )?;
             deployments
                 .into_iter()
                 .map(|deployment| {
                     let full = deployment.full_name();
-                    let next_run: Option<String> = next.query_row([&full], |r| r.get(0))?;
+                    let next_run: Option<String> = next.query_row([&p.tenant, &full], |r| r.get(0))?;
                     let last_run = last
-                        .query_row([&full], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))
+                        .query_row([&p.tenant, &full], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))
                         .optional()?
                         .map(|(id, state)| (id, state.as_deref().and_then(StateType::parse)));
                     Ok(DeploymentSummary { next_run: next_run.as_deref().and_then(parse_time), last_run, deployment })
@@ -86,19 +82,20 @@ pub fn deployments(d: &Dispatch, _p: &Principal) -> UiResult<Vec<DeploymentSumma
 }
 
 /// One deployment.
-pub fn deployment(d: &Dispatch, _p: &Principal, full_name: &str) -> UiResult<Deployment> {
-    Ok(d.service.deployment(full_name)?)
+pub fn deployment(d: &Dispatch, p: &Principal, full_name: &str) -> UiResult<Deployment> {
+    Ok(d.service.deployment(&p.tenant, full_name)?)
 }
 
 /// The flow a deployment runs, as its artifact describes it.
-pub fn flow_of(d: &Dispatch, _p: &Principal, deployment: &Deployment) -> UiResult<FlowDescription> {
-    let meta = d.service.artifact_meta(&deployment.artifact)?;
+pub fn flow_of(d: &Dispatch, p: &Principal, deployment: &Deployment) -> UiResult<FlowDescription> {
+    let meta = d.service.artifact_meta(Some(&p.tenant), &deployment.artifact)?;
     meta.description.flow(Some(&deployment.flow)).cloned().map_err(UiError::Invalid)
 }
 
 /// Pauses or resumes a deployment's schedule.
-pub fn set_paused(d: &Dispatch, _p: &Principal, full_name: &str, paused: bool) -> UiResult<Deployment> {
-    let deployment = d.service.set_paused(full_name, paused)?;
+pub fn set_paused(d: &Dispatch, p: &Principal, full_name: &str, paused: bool) -> UiResult<Deployment> {
+    p.require(Role::Deployer, if paused { "pause deployments" } else { "resume deployments" })?;
+    let deployment = d.service.set_paused(&p.tenant, full_name, paused)?;
     if !paused {
         d.work_available();
     }
@@ -108,11 +105,12 @@ pub fn set_paused(d: &Dispatch, _p: &Principal, full_name: &str, paused: bool) -
 /// Creates a run of a deployment with parameter overrides; a worker picks it up at once.
 pub async fn create_run(
     d: &Dispatch,
-    _p: &Principal,
+    p: &Principal,
     full_name: &str,
     overrides: Map<String, Value>,
 ) -> UiResult<FlowRunRow> {
-    let run = d.service.create_run(full_name, overrides, None).await?;
+    p.require(Role::Runner, "start runs")?;
+    let run = d.service.create_run(&p.tenant, full_name, overrides, None).await?;
     d.work_available();
     Ok(run)
 }
@@ -149,8 +147,8 @@ pub struct RunPage {
 pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> {
     // `+parent`: nearly every run has no parent, so that index would only slow the
     // query; the `created` index (or the filter's own) serves the order instead.
-    let mut sql = String::from("SELECT id FROM flow_runs WHERE +parent IS NULL");
-    let mut values: Vec<String> = Vec::new();
+    let mut sql = String::from("SELECT id FROM flow_runs WHERE tenant = ?1 AND +parent IS NULL");
+    let mut values: Vec<String> = vec![p.tenant.clone()];
     let bind = |values: &mut Vec<String>, value: String| {
         values.push(value);
         format!("?{}", values.len())
@@ -168,7 +166,7 @@ pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> 
         let tagged: Vec<String> = d
             .service
             .store
-            .deployments()?
+            .deployments(Some(&p.tenant))?
             .into_iter()
             .filter(|dep| dep.tags.contains(tag))
             .map(|dep| dep.full_name())
@@ -203,8 +201,8 @@ pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> 
     Ok(RunPage { runs, next })
 }
 
-fn run_row(d: &Dispatch, _p: &Principal, id: &str) -> UiResult<Option<FlowRunRow>> {
-    Ok(d.service.store.flow_run(id)?)
+fn run_row(d: &Dispatch, p: &Principal, id: &str) -> UiResult<Option<FlowRunRow>> {
+    Ok(d.service.store.flow_run(Some(&p.tenant), id)?)
 }
 
 /// A task run with its state history.
@@ -262,27 +260,28 @@ pub struct LogLine {
 }
 
 /// The last `limit` log lines of a flow run (its tasks' and subflows' included), oldest first.
-pub fn last_logs(d: &Dispatch, _p: &Principal, run: &str, limit: usize) -> UiResult<Vec<LogLine>> {
-    let mut lines = logs_where(d, run, "l.seq < ?2 ORDER BY l.seq DESC", i64::MAX, limit)?;
+pub fn last_logs(d: &Dispatch, p: &Principal, run: &str, limit: usize) -> UiResult<Vec<LogLine>> {
+    let mut lines = logs_where(d, p, run, "l.seq < ?2 ORDER BY l.seq DESC", i64::MAX, limit)?;
     lines.reverse();
     Ok(lines)
 }
 
 /// Log lines of a flow run written after `after`, oldest first.
-pub fn logs_after(d: &Dispatch, _p: &Principal, run: &str, after: i64, limit: usize) -> UiResult<Vec<LogLine>> {
-    logs_where(d, run, "l.seq > ?2 ORDER BY l.seq", after, limit)
+pub fn logs_after(d: &Dispatch, p: &Principal, run: &str, after: i64, limit: usize) -> UiResult<Vec<LogLine>> {
+    logs_where(d, p, run, "l.seq > ?2 ORDER BY l.seq", after, limit)
 }
 
-fn logs_where(d: &Dispatch, run: &str, order: &str, after: i64, limit: usize) -> UiResult<Vec<LogLine>> {
+fn logs_where(d: &Dispatch, p: &Principal, run: &str, order: &str, after: i64, limit: usize) -> UiResult<Vec<LogLine>> {
     let sql = format!(
         "SELECT l.seq, l.time, l.level, l.task_run, l.message, COALESCE(t.name, f.name) AS run_name
          FROM logs l LEFT JOIN task_runs t ON t.id = l.task_run LEFT JOIN flow_runs f ON f.id = l.flow_run
          WHERE (l.flow_run = ?1 OR l.flow_run IN (SELECT id FROM flow_runs WHERE parent = ?1))
+         AND EXISTS (SELECT 1 FROM flow_runs WHERE id = ?1 AND tenant = ?4)
          AND {order} LIMIT ?3"
     );
     let rows = d.service.store.query(|c| {
         c.prepare_cached(&sql)?
-            .query_map(rusqlite::params![run, after, limit as i64], |r| {
+            .query_map(rusqlite::params![run, after, limit as i64, p.tenant], |r| {
                 let time: String = r.get("time")?;
                 let level: String = r.get("level")?;
                 Ok((r.get::<_, i64>("seq")?, time, level, r.get("task_run")?, r.get("message")?, r.get("run_name")?))
@@ -306,8 +305,9 @@ fn logs_where(d: &Dispatch, run: &str, order: &str, after: i64, limit: usize) ->
 
 /// Asks a run to stop.
 pub fn cancel(d: &Dispatch, p: &Principal, id: &str) -> UiResult<CancelOutcome> {
-    run_row(d, p, id)?.ok_or_else(|| UiError::NotFound(format!("There is no flow run `{id}`.")))?;
-    Ok(d.cancel(id)?)
+    p.require(Role::Runner, "cancel runs")?;
+    let run = run_row(d, p, id)?.ok_or_else(|| UiError::NotFound(format!("There is no flow run `{id}`.")))?;
+    Ok(d.cancel(&run.id)?)
 }
 
 /// What the dashboard shows.
@@ -334,15 +334,21 @@ pub fn dashboard(d: &Dispatch, p: &Principal) -> UiResult<Dashboard> {
     let (last_day, late_ids, late_count) = store.query(|c| {
         let counts = c
             .prepare_cached(
-                "SELECT state, COUNT(*) FROM flow_runs WHERE created >= ?1 AND +parent IS NULL GROUP BY state",
+                "SELECT state, COUNT(*) FROM flow_runs WHERE tenant = ?1 AND created >= ?2 AND +parent IS NULL
+                 GROUP BY state",
             )?
-            .query_map([&since], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, u64>(1)?)))?
+            .query_map([&p.tenant, &since], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, u64>(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let late: Vec<String> = c
-            .prepare_cached("SELECT id FROM flow_runs WHERE state = 'Late' ORDER BY scheduled LIMIT 10")?
-            .query_map([], |r| r.get(0))?
+            .prepare_cached(
+                "SELECT id FROM flow_runs WHERE tenant = ?1 AND state = 'Late' ORDER BY scheduled LIMIT 10",
+            )?
+            .query_map([&p.tenant], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let late_count: u64 = c.query_row("SELECT COUNT(*) FROM flow_runs WHERE state = 'Late'", [], |r| r.get(0))?;
+        let late_count: u64 =
+            c.query_row("SELECT COUNT(*) FROM flow_runs WHERE tenant = ?1 AND state = 'Late'", [&p.tenant], |r| {
+                r.get(0)
+            })?;
         Ok((counts, late, late_count))
     })?;
     let mut late = Vec::new();
@@ -366,32 +372,33 @@ pub fn dashboard(d: &Dispatch, p: &Principal) -> UiResult<Dashboard> {
 }
 
 /// Every artifact, newest first.
-pub fn artifacts(d: &Dispatch, _p: &Principal) -> UiResult<Vec<ArtifactMeta>> {
-    Ok(d.service.store.artifacts()?)
+pub fn artifacts(d: &Dispatch, p: &Principal) -> UiResult<Vec<ArtifactMeta>> {
+    Ok(d.service.store.artifacts(Some(&p.tenant))?)
 }
 
 /// One artifact, and the deployments that run it.
-pub fn artifact(d: &Dispatch, _p: &Principal, digest: &str) -> UiResult<(ArtifactMeta, Vec<Deployment>)> {
-    let meta = d.service.artifact_meta(digest)?;
-    let users = d.service.store.deployments()?.into_iter().filter(|dep| dep.artifact == meta.digest).collect();
+pub fn artifact(d: &Dispatch, p: &Principal, digest: &str) -> UiResult<(ArtifactMeta, Vec<Deployment>)> {
+    let meta = d.service.artifact_meta(Some(&p.tenant), digest)?;
+    let users =
+        d.service.store.deployments(Some(&p.tenant))?.into_iter().filter(|dep| dep.artifact == meta.digest).collect();
     Ok((meta, users))
 }
 
 /// How many deployments use each artifact.
-pub fn deployments_per_artifact(d: &Dispatch, _p: &Principal) -> UiResult<HashMap<String, usize>> {
+pub fn deployments_per_artifact(d: &Dispatch, p: &Principal) -> UiResult<HashMap<String, usize>> {
     let mut counts = HashMap::new();
-    for dep in d.service.store.deployments()? {
+    for dep in d.service.store.deployments(Some(&p.tenant))? {
         *counts.entry(dep.artifact).or_insert(0) += 1;
     }
     Ok(counts)
 }
 
 /// Every work pool with its queues.
-pub fn pools(d: &Dispatch, _p: &Principal) -> UiResult<Vec<(WorkPool, Vec<WorkQueue>)>> {
+pub fn pools(d: &Dispatch, p: &Principal) -> UiResult<Vec<(WorkPool, Vec<WorkQueue>)>> {
     let store = &d.service.store;
-    let queues = store.work_queues(None)?;
+    let queues = store.work_queues(&p.tenant, None)?;
     Ok(store
-        .work_pools()?
+        .work_pools(&p.tenant)?
         .into_iter()
         .map(|pool| {
             let own = queues.iter().filter(|q| q.pool == pool.name).cloned().collect();
@@ -401,8 +408,9 @@ pub fn pools(d: &Dispatch, _p: &Principal) -> UiResult<Vec<(WorkPool, Vec<WorkQu
 }
 
 /// Pauses or resumes a work pool.
-pub fn set_pool_paused(d: &Dispatch, _p: &Principal, pool: &str, paused: bool) -> UiResult<()> {
-    d.service.set_work_pool_paused(pool, paused)?;
+pub fn set_pool_paused(d: &Dispatch, p: &Principal, pool: &str, paused: bool) -> UiResult<()> {
+    p.require(Role::Admin, if paused { "pause work pools" } else { "resume work pools" })?;
+    d.service.set_work_pool_paused(&p.tenant, pool, paused)?;
     if !paused {
         d.work_available();
     }
@@ -410,8 +418,9 @@ pub fn set_pool_paused(d: &Dispatch, _p: &Principal, pool: &str, paused: bool) -
 }
 
 /// Pauses or resumes a work queue.
-pub fn set_queue_paused(d: &Dispatch, _p: &Principal, pool: &str, queue: &str, paused: bool) -> UiResult<()> {
-    d.service.set_work_queue_paused(pool, queue, paused)?;
+pub fn set_queue_paused(d: &Dispatch, p: &Principal, pool: &str, queue: &str, paused: bool) -> UiResult<()> {
+    p.require(Role::Admin, if paused { "pause work queues" } else { "resume work queues" })?;
+    d.service.set_work_queue_paused(&p.tenant, pool, queue, paused)?;
     if !paused {
         d.work_available();
     }
@@ -430,15 +439,16 @@ pub struct WorkerRow {
     pub running: u64,
 }
 
-/// Every worker that ever sent a heartbeat, latest first.
-pub fn workers(d: &Dispatch, _p: &Principal) -> UiResult<Vec<WorkerRow>> {
+/// Every worker that ever sent a heartbeat, latest first. Workers serve
+/// every tenant; the runs counted are this tenant's only.
+pub fn workers(d: &Dispatch, p: &Principal) -> UiResult<Vec<WorkerRow>> {
     let rows = d.service.store.query(|c| {
         let running: HashMap<String, u64> = c
             .prepare_cached(
                 "SELECT claimed_by, COUNT(*) FROM flow_runs WHERE ended IS NULL AND claimed_by IS NOT NULL
-                 GROUP BY claimed_by",
+                 AND +tenant = ?1 GROUP BY claimed_by",
             )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([&p.tenant], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         c.prepare_cached("SELECT name, started, last_seen FROM workers ORDER BY last_seen DESC")?
             .query_map([], |r| {

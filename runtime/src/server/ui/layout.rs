@@ -2,7 +2,7 @@
 //! page uses: state badges, CSRF fields, action buttons, JSON blocks.
 
 use super::assets;
-use super::session::{CSRF_FIELD, Session};
+use super::session::{CSRF_FIELD, Role, Session};
 use crate::core::state::StateType;
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
@@ -96,10 +96,10 @@ pub fn csrf(session: &Session) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(session.csrf); }
 }
 
-/// A one-button form posting to `action`; only for tokens that may write.
-pub fn action(session: &Session, action: &str, label: &str, class: &str) -> Markup {
+/// A one-button form posting to `action`; only for tokens whose role is at least `needed`.
+pub fn action(session: &Session, needed: Role, action: &str, label: &str, class: &str) -> Markup {
     html! {
-        @if session.can_write() {
+        @if session.may(needed) {
             form.inline method="post" action=(action) {
                 (csrf(session))
                 button type="submit" class=(class) { (label) }

@@ -8,6 +8,7 @@ use super::data;
 use super::error::UiError;
 use super::layout;
 use super::words::url_encode;
+pub use crate::core::tenant::{Principal, Role};
 use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -21,45 +22,6 @@ const COOKIE: &str = "sluice_session";
 pub const CSRF_FIELD: &str = "_csrf";
 const CSRF_HEADER: &str = "x-csrf-token";
 
-/// What a token may do, as the API decides it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Everything in its tenant.
-    Admin,
-    /// Push, deploy and run.
-    Deployer,
-    /// Run deployments and cancel runs.
-    Runner,
-    /// Look only.
-    Viewer,
-}
-
-impl Role {
-    /// Whether this role may change anything (pause, run, cancel).
-    pub fn can_write(self) -> bool {
-        self != Role::Viewer
-    }
-
-    /// Its name, as shown.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Deployer => "deployer",
-            Role::Runner => "runner",
-            Role::Viewer => "viewer",
-        }
-    }
-}
-
-/// Who is signed in.
-#[derive(Clone, Debug)]
-pub struct Principal {
-    /// The tenant whose objects they see.
-    pub tenant: String,
-    /// What they may do.
-    pub role: Role,
-}
-
 /// A signed-in request.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -72,7 +34,12 @@ pub struct Session {
 impl Session {
     /// Whether to show buttons that change things.
     pub fn can_write(&self) -> bool {
-        self.principal.role.can_write()
+        self.may(Role::Runner)
+    }
+
+    /// Whether the token's role is at least `role` (the API decides; this only hides buttons).
+    pub fn may(&self, role: Role) -> bool {
+        self.principal.role >= role
     }
 }
 

@@ -6,7 +6,7 @@ use crate::core::pool::{DEFAULT_POOL, DEFAULT_QUEUE};
 use crate::server::ui::data::{self, RunQuery};
 use crate::server::ui::error::UiResult;
 use crate::server::ui::layout::{self, Nav};
-use crate::server::ui::session::Session;
+use crate::server::ui::session::{Role, Session};
 use crate::server::ui::{Ui, words};
 use axum::extract::{Path, State};
 use maud::{Markup, html};
@@ -27,9 +27,9 @@ pub async fn page(
     let limits = &d.limits;
     let body = html! {
         h1 { (full) " " (toggle(&session, &d)) }
-        @if session.can_write() {
+        @if session.may(Role::Runner) {
             p {
-                (layout::action(&session, &format!("/deployments/{full}/run"), "Run", "run"))
+                (layout::action(&session, Role::Runner, &format!("/deployments/{full}/run"), "Run", "run"))
                 " "
                 a.button.secondary href={ "/deployments/" (full) "/custom-run" } { "Custom run" }
             }

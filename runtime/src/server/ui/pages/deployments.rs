@@ -6,7 +6,7 @@ use crate::core::deployment::Deployment;
 use crate::server::ui::data::{self, DeploymentSummary};
 use crate::server::ui::error::{UiError, UiResult};
 use crate::server::ui::layout::{self, Nav};
-use crate::server::ui::session::{Change, Session};
+use crate::server::ui::session::{Change, Role, Session};
 use crate::server::ui::{Ui, words};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -38,7 +38,7 @@ fn table(session: &Session, rows: &[DeploymentSummary]) -> Markup {
                             th scope="col" { "Next run" }
                             th scope="col" { "Last run" }
                             th scope="col" { "Active" }
-                            @if session.can_write() { th scope="col" { span.muted { "Run" } } }
+                            @if session.may(Role::Runner) { th scope="col" { span.muted { "Run" } } }
                         } }
                         tbody {
                             @for row in rows {
@@ -57,9 +57,9 @@ fn table(session: &Session, rows: &[DeploymentSummary]) -> Markup {
                                         None => span.muted { "never" },
                                     } }
                                     td { (toggle(session, d)) }
-                                    @if session.can_write() {
+                                    @if session.may(Role::Runner) {
                                         td.actions {
-                                            (layout::action(session, &format!("/deployments/{}/run", d.full_name()), "Run", "run"))
+                                            (layout::action(session, Role::Runner, &format!("/deployments/{}/run", d.full_name()), "Run", "run"))
                                             " "
                                             a.button.secondary href={ "/deployments/" (d.full_name()) "/custom-run" } { "Custom run" }
                                         }
@@ -80,7 +80,7 @@ pub fn toggle(session: &Session, deployment: &Deployment) -> Markup {
     let active = !deployment.paused;
     let label = if active { "Active" } else { "Paused" };
     html! {
-        @if session.can_write() {
+        @if session.may(Role::Deployer) {
             form.toggle.inline method="post" data-async
                 action={ "/deployments/" (full) (if active { "/pause" } else { "/resume" }) } {
                 (layout::csrf(session))

@@ -5,7 +5,7 @@ use super::fragment_or_back;
 use crate::server::ui::data;
 use crate::server::ui::error::UiResult;
 use crate::server::ui::layout::{self, Nav};
-use crate::server::ui::session::{Change, Session};
+use crate::server::ui::session::{Change, Role, Session};
 use crate::server::ui::{Ui, words};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -19,7 +19,7 @@ const ONLINE_WITHIN: i64 = 60;
 fn switch(session: &Session, action_base: &str, paused: bool, label: &str) -> Markup {
     let active = !paused;
     html! {
-        @if session.can_write() {
+        @if session.may(Role::Admin) {
             form.toggle.inline method="post" data-async action={ (action_base) (if active { "/pause" } else { "/resume" }) } {
                 (layout::csrf(session))
                 button type="submit" role="switch" aria-checked=(active) aria-label={ (label) " active" } {

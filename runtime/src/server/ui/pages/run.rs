@@ -6,7 +6,7 @@ use crate::core::state::StateType;
 use crate::server::ui::data::{self, LogLine, RunDetail};
 use crate::server::ui::error::UiResult;
 use crate::server::ui::layout::{self, Nav};
-use crate::server::ui::session::{Change, Session};
+use crate::server::ui::session::{Change, Role, Session};
 use crate::server::ui::{Ui, words};
 use crate::store::{FlowRunRow, StateRow};
 use axum::extract::{Path, State};
@@ -89,7 +89,7 @@ pub fn panels(session: &Session, detail: &RunDetail) -> Markup {
                 _ => { @if let Some(at) = run.scheduled { "Due " (words::ago(at, now)) } }
             } }
             @if cancellable(run.state) {
-                (layout::action(session, &format!("/runs/{}/cancel", run.id), "Cancel run", "danger"))
+                (layout::action(session, Role::Runner, &format!("/runs/{}/cancel", run.id), "Cancel run", "danger"))
             }
         }
         @if let Some(result) = &run.result {
