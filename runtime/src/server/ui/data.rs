@@ -147,7 +147,12 @@ pub struct RunPage {
 pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> {
     // `+parent`: nearly every run has no parent, so that index would only slow the
     // query; the `created` index (or the filter's own) serves the order instead.
-    let mut sql = String::from("SELECT id FROM flow_runs WHERE tenant = ?1 AND +parent IS NULL");
+    // With a flow, deployment or state filter, that column's index (each ends in
+    // `created`) drives the query and the tenant is checked per row (`+tenant`);
+    // without one, the tenant's own (tenant, created) index does.
+    let narrowed = query.flow.is_some() || query.deployment.is_some() || query.state.is_some();
+    let tenant = if narrowed { "+tenant" } else { "tenant" };
+    let mut sql = format!("SELECT id FROM flow_runs WHERE {tenant} = ?1 AND +parent IS NULL");
     let mut values: Vec<String> = vec![p.tenant.clone()];
     let bind = |values: &mut Vec<String>, value: String| {
         values.push(value);
@@ -185,7 +190,8 @@ pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> 
     if let Some((created, id)) = &query.before {
         let c = bind(&mut values, timestamp(*created));
         let i = bind(&mut values, id.clone());
-        sql += &format!(" AND (created < {c} OR (created = {c} AND id < {i}))");
+        // A row value, so the index seeks to the cursor instead of scanning down to it.
+        sql += &format!(" AND (created, id) < ({c}, {i})");
     }
     sql += &format!(" ORDER BY created DESC, id DESC LIMIT {}", query.limit + 1);
     let store = &d.service.store;
@@ -341,12 +347,12 @@ pub fn dashboard(d: &Dispatch, p: &Principal) -> UiResult<Dashboard> {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let late: Vec<String> = c
             .prepare_cached(
-                "SELECT id FROM flow_runs WHERE tenant = ?1 AND state = 'Late' ORDER BY scheduled LIMIT 10",
+                "SELECT id FROM flow_runs WHERE state = 'Late' AND +tenant = ?1 ORDER BY scheduled LIMIT 10",
             )?
             .query_map([&p.tenant], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let late_count: u64 =
-            c.query_row("SELECT COUNT(*) FROM flow_runs WHERE tenant = ?1 AND state = 'Late'", [&p.tenant], |r| {
+            c.query_row("SELECT COUNT(*) FROM flow_runs WHERE state = 'Late' AND +tenant = ?1", [&p.tenant], |r| {
                 r.get(0)
             })?;
         Ok((counts, late, late_count))
