@@ -74,6 +74,15 @@ const scenarios = {
     check(navigations.n === 0, "the run page reached Completed without a reload");
     check((await api("/flow-runs/" + id)).json.flow_run.state === "Completed", "the API agrees");
 
+    await page.goto(base + "/work-pools");
+    const queue = `[data-pool="default"] tr[data-queue="default"] button[role=switch]`;
+    await page.click(queue);
+    await page.waitForSelector(`${queue}[aria-checked="false"]`);
+    check((await api("/work-pools/default/queues")).json[0].paused === true, "the queue is paused through the UI");
+    await page.click(queue);
+    await page.waitForSelector(`${queue}[aria-checked="true"]`);
+    check((await api("/work-pools/default/queues")).json[0].paused === false, "and resumed");
+
     const missing = await page.goto(base + "/runs/00000000-0000-0000-0000-000000000000");
     check(missing.status() === 404, "an unknown run id is a 404 page");
     check((await page.textContent(".error-message")).includes("no flow run"), "the 404 page says why");
