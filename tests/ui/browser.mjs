@@ -74,6 +74,15 @@ const scenarios = {
     check(navigations.n === 0, "the run page reached Completed without a reload");
     check((await api("/flow-runs/" + id)).json.flow_run.state === "Completed", "the API agrees");
 
+    // An API error is shown on the page: the deployment goes away while the page is open.
+    await page.goto(base + "/deployments");
+    const marvin = `tr[data-deployment="hello/marvin"] button[role=switch]`;
+    check((await api("/deployments/hello/marvin", { method: "DELETE" })).status === 204, "deleted through the API");
+    await page.click(marvin);
+    await page.waitForSelector("#flash:not([hidden])");
+    const flash = await page.textContent("#flash");
+    check(flash.includes("hello/marvin"), "the error names what is missing: " + flash);
+
     await page.goto(base + "/work-pools");
     const queue = `[data-pool="default"] tr[data-queue="default"] button[role=switch]`;
     await page.click(queue);
