@@ -66,6 +66,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
             pool: None,
             queue: None,
             limits: Default::default(),
+            grants: Default::default(),
         })
         .await?;
     let full_name = deployed.deployment.full_name();

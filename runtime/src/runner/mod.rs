@@ -15,8 +15,10 @@ use crate::core::record::{
 };
 use crate::core::state::{StateType, check_transition};
 use crate::sandbox::bindings::RunContext;
-use crate::sandbox::instance::{Outcome, RunHost, Scope};
-use crate::sandbox::program::{Program, crash};
+use crate::sandbox::capabilities::InstanceGrants;
+use crate::sandbox::cpu::{CpuExceeded, DEFAULT_RUN_CPU, DEFAULT_TASK_CPU, RunCpu};
+use crate::sandbox::instance::{InstanceConfig, Outcome, RunHost, Scope};
+use crate::sandbox::program::{Program, cpu_failure, crash};
 use chrono::{DateTime, Utc};
 use guard::{Interrupt, guard};
 use sha2::{Digest as _, Sha256};
@@ -47,6 +49,12 @@ pub struct RunSettings {
     pub cancel: CancellationToken,
     /// Memory limit of each instance, in bytes (the sandbox's when `None`).
     pub memory_limit: Option<usize>,
+    /// CPU time of one task attempt (unlimited when `None`).
+    pub task_cpu_limit: Option<Duration>,
+    /// CPU time of the whole flow run: flow, subflows and tasks (unlimited when `None`).
+    pub run_cpu_limit: Option<Duration>,
+    /// Outbound HTTP hosts and environment (secrets) granted to every instance.
+    pub grants: InstanceGrants,
 }
 
 impl Default for RunSettings {
@@ -61,6 +69,9 @@ impl Default for RunSettings {
             max_log_bytes: 64 << 20,
             cancel: CancellationToken::new(),
             memory_limit: None,
+            task_cpu_limit: Some(DEFAULT_TASK_CPU),
+            run_cpu_limit: Some(DEFAULT_RUN_CPU),
+            grants: InstanceGrants::default(),
         }
     }
 }
@@ -99,6 +110,7 @@ pub struct Runner {
     cancel: CancellationToken,
     tasks_started: AtomicU64,
     log_bytes: AtomicU64,
+    cpu: Arc<RunCpu>,
     flow_runs: Mutex<HashMap<RunId, Arc<FlowRunInfo>>>,
     task_runs: Mutex<HashMap<RunId, Arc<TaskRunInfo>>>,
     task_counters: Mutex<HashMap<(RunId, String), u32>>,
@@ -117,6 +129,7 @@ impl Runner {
             recorder,
             cache,
             cancel: settings.cancel.clone(),
+            cpu: RunCpu::new(settings.run_cpu_limit),
             settings,
             tasks_started: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
@@ -203,6 +216,11 @@ impl Runner {
         let result = settle(outcome, &live.store, &format!("flow `{flow}`"));
         drop(live);
         self.flow_runs.lock().expect("runs lock").remove(&id);
+        // Whatever the guest made of its tasks' failures, a run out of CPU time ends on that.
+        let result = match result {
+            Err(_) if self.cpu.exhausted() => Err(self.run_cpu_failure(&format!("flow `{flow}`"))),
+            other => other,
+        };
         match result.and_then(|json| self.check_payload("result", &flow, &json).map(|()| json)) {
             Ok(json) => {
                 state.go(StateType::Completed, None, Some(Arc::from(json.as_str())));
@@ -250,6 +268,9 @@ impl Runner {
         }
         if let Err(failure) = self.check_payload("input", &task, &input) {
             return state.fail(failure);
+        }
+        if self.cpu.exhausted() {
+            return state.fail(self.run_cpu_failure(&format!("task `{task}`")));
         }
         let cache_key = policy.cache.then(|| self.cache_key(&task, &input));
         if let Some(key) = &cache_key
@@ -316,10 +337,20 @@ impl Runner {
     }
 
     async fn instantiate(self: &Arc<Self>, scope: Scope) -> Result<crate::sandbox::program::Live, Failure> {
-        match self.settings.memory_limit {
-            Some(limit) => self.program.instantiate_with(self.clone(), scope, limit).await,
-            None => self.program.instantiate(self.clone(), scope).await,
-        }
+        let config = InstanceConfig {
+            memory_limit: self.settings.memory_limit.unwrap_or_else(|| self.program.memory_limit()),
+            // A task attempt has its own limit; a flow's instance counts against the run's only.
+            cpu_limit: if scope.task_run.is_some() { self.settings.task_cpu_limit } else { None },
+            run_cpu: self.cpu.clone(),
+            grants: self.settings.grants.clone(),
+        };
+        self.program.instantiate_with(self.clone(), scope, &config).await
+    }
+
+    /// The failure of `what` once the run has used all its CPU time.
+    fn run_cpu_failure(&self, what: &str) -> Failure {
+        let limit = self.cpu.limit().unwrap_or_default();
+        Failure { kind: FailureKind::TimedOut, message: CpuExceeded::Run(limit).message(what), retryable: false }
     }
 
     fn task_run_name(&self, flow_run: RunId, task: &str) -> String {
@@ -339,16 +370,18 @@ impl Runner {
         hex::encode(hasher.finalize())
     }
 
+    /// A payload crossing the boundary must fit the limit and be JSON: it is
+    /// stored, shown and handed to other instances as JSON.
     fn check_payload(&self, what: &str, owner: &str, json: &str) -> Result<(), Failure> {
         let limit = self.settings.max_payload_bytes;
-        if json.len() <= limit {
+        let problem = if json.len() > limit {
+            format!("{what} of `{owner}` is {} bytes; the payload limit is {limit} bytes", json.len())
+        } else if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
+            format!("{what} of `{owner}` is not valid JSON ({err}); the guest must pass JSON across the boundary")
+        } else {
             return Ok(());
-        }
-        Err(Failure {
-            kind: FailureKind::Failed,
-            message: format!("{what} of `{owner}` is {} bytes; the payload limit is {limit} bytes", json.len()),
-            retryable: false,
-        })
+        };
+        Err(Failure { kind: FailureKind::Failed, message: problem, retryable: false })
     }
 }
 
@@ -428,7 +461,7 @@ fn settle(
             Err(Failure::new(FailureKind::TimedOut, format!("{what} exceeded its timeout of {limit:?}")))
         }
         Err(Interrupt::Cancelled) => Err(Failure::new(FailureKind::Cancelled, "the run was cancelled")),
-        Ok(Err(trap)) => Err(crash(store, &trap, &format!("{what} crashed"))),
+        Ok(Err(trap)) => Err(cpu_failure(store, what).unwrap_or_else(|| crash(store, &trap, &format!("{what} crashed")))),
         Ok(Ok(Err(error))) => Err(guest_error(error)),
         Ok(Ok(Ok(json))) => Ok(json),
     }

@@ -6,7 +6,7 @@
 
 use super::dispatch::{ClaimedRun, Dispatch};
 use super::openapi::{FlowRunDetail, WasmComponent};
-use crate::core::deployment::{ArtifactMeta, Deployment, Limits};
+use crate::core::deployment::{ArtifactMeta, Deployment, Grants, Limits};
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{Event, Recorder};
 use crate::core::schedule::Schedule;
@@ -31,7 +31,7 @@ use utoipa_axum::routes;
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 4 << 20;
 
-type AppState = Arc<Dispatch>;
+pub(super) type AppState = Arc<Dispatch>;
 
 /// An error as every route returns it.
 pub struct ApiError {
@@ -88,7 +88,7 @@ pub struct ErrorDetail {
 }
 
 /// A JSON body whose rejections use the API's error shape.
-pub struct Body<T>(T);
+pub struct Body<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
@@ -110,7 +110,7 @@ fn rejection_status(rejection: &JsonRejection) -> StatusCode {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The API's routes, and the OpenAPI document describing them at `/api/openapi.json`.
 pub fn router(dispatch: Arc<Dispatch>) -> Router {
@@ -151,6 +151,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(claim))
         .routes(routes!(heartbeat))
         .routes(routes!(record_events))
+        .merge(super::secrets_api::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
 }
 
@@ -296,6 +297,9 @@ struct DeployBody {
     /// Limits of its runs.
     #[serde(default)]
     limits: Limits,
+    /// Capabilities granted to its runs: outbound HTTP hosts, secrets as environment variables.
+    #[serde(default)]
+    grants: Grants,
 }
 
 /// Creates or updates `flow/name` (idempotent: the same settings change nothing).
@@ -343,6 +347,7 @@ async fn deploy(State(d): State<AppState>, Body(body): Body<DeployBody>) -> ApiR
             pool: body.pool,
             queue: body.queue,
             limits: body.limits,
+            grants: body.grants,
         })
         .await?;
     d.work_available();

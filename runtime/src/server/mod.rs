@@ -4,6 +4,7 @@
 mod api;
 mod dispatch;
 mod openapi;
+mod secrets_api;
 
 pub use api::router;
 pub use dispatch::{ClaimedRun, Dispatch};

@@ -108,6 +108,7 @@ mod tests {
             pool: None,
             queue: None,
             limits: Default::default(),
+            grants: Default::default(),
         }
     }
 

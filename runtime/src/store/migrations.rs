@@ -117,6 +117,17 @@ INSERT INTO work_pools (name, created) VALUES ('default', strftime('%Y-%m-%dT%H:
 INSERT INTO work_queues (pool, name, created) VALUES ('default', 'default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
 ALTER TABLE flow_runs ADD COLUMN queue TEXT;
 "#,
+    // Secrets: values sealed (ChaCha20-Poly1305) with the key in SLUICE_HOME, never stored in clear.
+    r#"
+CREATE TABLE secrets (
+    tenant      TEXT NOT NULL DEFAULT 'default',
+    name        TEXT NOT NULL,
+    sealed      BLOB NOT NULL,
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -3,11 +3,13 @@
 //! database can be added and run through the same test suite; SQLite now.
 
 mod migrations;
+mod secrets;
 mod sqlite;
 #[cfg(test)]
 mod suite;
 mod writer;
 
+pub use secrets::SecretInfo;
 pub use sqlite::SqliteStore;
 
 use crate::core::deployment::{ArtifactMeta, Deployment};
