@@ -72,6 +72,9 @@ pub struct DeployArgs {
     /// CPU time a whole flow run may use, its tasks and subflows included, e.g. 10m (default 30m).
     #[arg(long, value_name = "DURATION")]
     run_cpu_limit: Option<String>,
+    /// Log kept per flow run, in MiB (default 64); later lines are dropped with a marker.
+    #[arg(long, value_name = "MIB")]
+    log_limit: Option<u32>,
     /// Grant outbound HTTP (wasi:http) to this host: api.example.com, host:8443 or *.example.com. Repeatable.
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
@@ -136,6 +139,7 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
             crash_retry_delay_seconds: args.retry_delay,
             task_cpu_ms: task_cpu,
             run_cpu_ms: run_cpu,
+            log_mib: args.log_limit,
         },
         grants: Grants { allow_hosts: args.allow_hosts.clone(), secrets: args.secrets.clone() },
     })

@@ -93,7 +93,8 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::usage(format!("cannot run `{}`: {e}", args.file.display())))?;
     let flow = program.description.flow(args.flow.as_deref()).map_err(CliError::usage)?.clone();
     let grants = Grants { allow_hosts: args.allow_hosts.clone(), secrets: vec![] };
-    check_imports(&program.imports, &grants).map_err(|e| CliError::usage(format!("cannot run `{}`: {e}", args.file.display())))?;
+    check_imports(&program.imports, &grants)
+        .map_err(|e| CliError::usage(format!("cannot run `{}`: {e}", args.file.display())))?;
     let compile = match program.compile_source {
         CompileSource::Compiled => "compiled",
         CompileSource::Cached => "cached",

@@ -43,6 +43,8 @@ pub struct Limits {
     /// CPU time a whole flow run may use (its flow, subflows and tasks), in milliseconds
     /// (the host's default when absent).
     pub run_cpu_ms: Option<u64>,
+    /// Log kept per flow run, in MiB (the host's default, 64, when absent); later lines are dropped.
+    pub log_mib: Option<u32>,
 }
 
 /// `flow/deployment`, with everything needed to start its runs.

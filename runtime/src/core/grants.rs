@@ -75,7 +75,8 @@ impl HostPattern {
         };
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) if !host.contains(':') => {
-                let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| refuse("the port is not 1-65535"))?;
+                let port =
+                    port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| refuse("the port is not 1-65535"))?;
                 (host.to_string(), Some(port))
             }
             _ => (rest, None),

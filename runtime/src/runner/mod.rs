@@ -23,8 +23,8 @@ use chrono::{DateTime, Utc};
 use guard::{Interrupt, guard};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +55,9 @@ pub struct RunSettings {
     pub run_cpu_limit: Option<Duration>,
     /// Outbound HTTP hosts and environment (secrets) granted to every instance.
     pub grants: InstanceGrants,
+    /// Instances of the run alive at once (flow, subflows, tasks); past it the run
+    /// is halted, so a task that starts tasks without end cannot drain the host's pool.
+    pub max_live_instances: usize,
 }
 
 impl Default for RunSettings {
@@ -72,6 +75,7 @@ impl Default for RunSettings {
             task_cpu_limit: Some(DEFAULT_TASK_CPU),
             run_cpu_limit: Some(DEFAULT_RUN_CPU),
             grants: InstanceGrants::default(),
+            max_live_instances: 250,
         }
     }
 }
@@ -111,6 +115,9 @@ pub struct Runner {
     tasks_started: AtomicU64,
     log_bytes: AtomicU64,
     cpu: Arc<RunCpu>,
+    live_instances: AtomicUsize,
+    // Why the run was stopped as a whole (a run-wide limit), if it was.
+    halted: OnceLock<Failure>,
     flow_runs: Mutex<HashMap<RunId, Arc<FlowRunInfo>>>,
     task_runs: Mutex<HashMap<RunId, Arc<TaskRunInfo>>>,
     task_counters: Mutex<HashMap<(RunId, String), u32>>,
@@ -130,6 +137,8 @@ impl Runner {
             cache,
             cancel: settings.cancel.clone(),
             cpu: RunCpu::new(settings.run_cpu_limit),
+            live_instances: AtomicUsize::new(0),
+            halted: OnceLock::new(),
             settings,
             tasks_started: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
@@ -207,6 +216,10 @@ impl Runner {
             barrier.await;
         }
         let scope = Scope { flow_run: id, task_run: None, attempt: 1 };
+        let _slot = match self.instance_slot() {
+            Ok(slot) => slot,
+            Err(failure) => return state.fail(failure),
+        };
         let mut live = match self.instantiate(scope).await {
             Ok(live) => live,
             Err(failure) => return state.fail(failure),
@@ -216,10 +229,10 @@ impl Runner {
         let result = settle(outcome, &live.store, &format!("flow `{flow}`"));
         drop(live);
         self.flow_runs.lock().expect("runs lock").remove(&id);
-        // Whatever the guest made of its tasks' failures, a run out of CPU time ends on that.
-        let result = match result {
-            Err(_) if self.cpu.exhausted() => Err(self.run_cpu_failure(&format!("flow `{flow}`"))),
-            other => other,
+        // Whatever the guest made of its tasks' failures, a run stopped by a run-wide limit ends on that.
+        let result = match (result, self.halt_reason(&format!("flow `{flow}`"))) {
+            (Err(_), Some(halt)) => Err(halt),
+            (result, _) => result,
         };
         match result.and_then(|json| self.check_payload("result", &flow, &json).map(|()| json)) {
             Ok(json) => {
@@ -269,8 +282,8 @@ impl Runner {
         if let Err(failure) = self.check_payload("input", &task, &input) {
             return state.fail(failure);
         }
-        if self.cpu.exhausted() {
-            return state.fail(self.run_cpu_failure(&format!("task `{task}`")));
+        if let Some(halt) = self.halt_reason(&format!("task `{task}`")) {
+            return state.fail(halt);
         }
         let cache_key = policy.cache.then(|| self.cache_key(&task, &input));
         if let Some(key) = &cache_key
@@ -330,6 +343,7 @@ impl Runner {
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
         }
+        let _slot = self.instance_slot()?;
         let mut live = self.instantiate(scope).await?;
         let call = live.flow.call_run_task(&mut live.store, task, input);
         let outcome = guard(call, timeout, &self.cancel).await;
@@ -347,10 +361,33 @@ impl Runner {
         self.program.instantiate_with(self.clone(), scope, &config).await
     }
 
-    /// The failure of `what` once the run has used all its CPU time.
-    fn run_cpu_failure(&self, what: &str) -> Failure {
-        let limit = self.cpu.limit().unwrap_or_default();
-        Failure { kind: FailureKind::TimedOut, message: CpuExceeded::Run(limit).message(what), retryable: false }
+    /// Why the run was stopped as a whole, as the failure of `what`: out of
+    /// CPU time, or past its instance limit.
+    fn halt_reason(&self, what: &str) -> Option<Failure> {
+        if self.cpu.exhausted() {
+            let limit = self.cpu.limit().unwrap_or_default();
+            let message = CpuExceeded::Run(limit).message(what);
+            return Some(Failure { kind: FailureKind::TimedOut, message, retryable: false });
+        }
+        self.halted.get().cloned()
+    }
+
+    /// Counts an instance about to be made; past the run's limit, halts the run.
+    fn instance_slot(&self) -> Result<InstanceSlot<'_>, Failure> {
+        let limit = self.settings.max_live_instances;
+        let slot = InstanceSlot(&self.live_instances);
+        if self.live_instances.fetch_add(1, Ordering::Relaxed) < limit {
+            return Ok(slot);
+        }
+        let failure = self.halted.get_or_init(|| Failure {
+            kind: FailureKind::Failed,
+            message: format!(
+                "instance limit reached: a flow run may have at most {limit} instances alive at once \
+                 (its flow, subflows and tasks waiting on tasks); the run was stopped"
+            ),
+            retryable: false,
+        });
+        Err(failure.clone())
     }
 
     fn task_run_name(&self, flow_run: RunId, task: &str) -> String {
@@ -441,6 +478,15 @@ impl RunHost for Runner {
     }
 }
 
+/// One live instance of a run, counted until dropped.
+struct InstanceSlot<'a>(&'a AtomicUsize);
+
+impl Drop for InstanceSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A delay for people: `250 ms`, `1.5 s`.
 fn words(delay: Duration) -> String {
     if delay < Duration::from_secs(1) {
@@ -461,7 +507,9 @@ fn settle(
             Err(Failure::new(FailureKind::TimedOut, format!("{what} exceeded its timeout of {limit:?}")))
         }
         Err(Interrupt::Cancelled) => Err(Failure::new(FailureKind::Cancelled, "the run was cancelled")),
-        Ok(Err(trap)) => Err(cpu_failure(store, what).unwrap_or_else(|| crash(store, &trap, &format!("{what} crashed")))),
+        Ok(Err(trap)) => {
+            Err(cpu_failure(store, what).unwrap_or_else(|| crash(store, &trap, &format!("{what} crashed"))))
+        }
         Ok(Ok(Err(error))) => Err(guest_error(error)),
         Ok(Ok(Ok(json))) => Ok(json),
     }

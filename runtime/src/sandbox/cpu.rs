@@ -68,10 +68,9 @@ impl CpuExceeded {
     /// Names the limit, for the run's state message.
     pub fn message(&self, what: &str) -> String {
         match self {
-            CpuExceeded::Instance(limit) => format!(
-                "{what} exceeded its CPU limit of {} per task attempt",
-                crate::core::duration::words(*limit)
-            ),
+            CpuExceeded::Instance(limit) => {
+                format!("{what} exceeded its CPU limit of {} per task attempt", crate::core::duration::words(*limit))
+            }
             CpuExceeded::Run(limit) => format!(
                 "{what} stopped: the flow run exceeded its CPU limit of {} (flow, subflows and tasks together)",
                 crate::core::duration::words(*limit)

@@ -100,7 +100,14 @@ impl Service {
             .map_err(|e| ServiceError::Other(format!("cannot start the sandbox: {e:#}")))?;
         let taker = format!("process {} on {}", std::process::id(), hostname());
         let home = config.home.clone();
-        Ok(Self { store: Arc::new(store), artifacts, sandbox: Arc::new(sandbox), taker, programs: Default::default(), home })
+        Ok(Self {
+            store: Arc::new(store),
+            artifacts,
+            sandbox: Arc::new(sandbox),
+            taker,
+            programs: Default::default(),
+            home,
+        })
     }
 
     /// Who this process is when it takes runs.

@@ -212,6 +212,7 @@ pub async fn execute(
     let settings = RunSettings {
         task_cpu_limit: limits.task_cpu_ms.map(Duration::from_millis).or(settings.task_cpu_limit),
         run_cpu_limit: limits.run_cpu_ms.map(Duration::from_millis).or(settings.run_cpu_limit),
+        max_log_bytes: limits.log_mib.map_or(settings.max_log_bytes, |mib| u64::from(mib) << 20),
         ..settings
     };
     let runner = Runner::new(program, recorder, cache, settings);

@@ -19,9 +19,9 @@ pub struct SecretInfo {
 }
 
 fn time(text: String) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 impl SqliteStore {
@@ -56,10 +56,8 @@ impl SqliteStore {
     /// The sealed value of a secret, if it exists.
     pub fn sealed_secret(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(|c| {
-            c.query_row("SELECT sealed FROM secrets WHERE tenant = ?1 AND name = ?2", [tenant, name], |row| {
-                row.get(0)
-            })
-            .optional()
+            c.query_row("SELECT sealed FROM secrets WHERE tenant = ?1 AND name = ?2", [tenant, name], |row| row.get(0))
+                .optional()
         })
     }
 

@@ -136,9 +136,9 @@ async fn run_one(
         Ok(program)
     };
     let outcome = match program.await {
-        Ok(program) => {
-            execute(program, &run, (&limits, &grants), recorder.clone(), cache, cancel).await.map_err(anyhow::Error::from)
-        }
+        Ok(program) => execute(program, &run, (&limits, &grants), recorder.clone(), cache, cancel)
+            .await
+            .map_err(anyhow::Error::from),
         Err(err) => Err(err),
     };
     if let Err(err) = outcome {

@@ -20,6 +20,22 @@ fn shout(mib: u64) -> sluice_sdk::Result<u64> {
     Ok(mib)
 }
 
+/// Calls a task that loops forever and has no timeout of its own: only its
+/// CPU limit stops it.
+#[flow]
+fn burn() -> sluice_sdk::Result<()> {
+    burn_forever()
+}
+
+/// Loops forever without calling the host.
+#[task]
+fn burn_forever() {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
 /// Starts a task that forks itself without end.
 #[flow]
 fn fork_bomb() -> sluice_sdk::Result<u64> {
@@ -111,6 +127,6 @@ mod garbage {
 }
 
 sluice_sdk::export_flows! {
-    flows: [shout, fork_bomb, read_files, read_env, open_sockets, fetch, garbage],
-    tasks: [fork],
+    flows: [shout, burn, fork_bomb, read_files, read_env, open_sockets, fetch, garbage],
+    tasks: [burn_forever, fork],
 }
