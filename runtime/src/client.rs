@@ -3,12 +3,25 @@
 
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::pool::{WorkPool, WorkQueue};
+use crate::core::tenant::{NewToken, Role, Tenant, TenantPolicy, TokenInfo};
 use crate::service::{Deployed, Pushed, QueueRequest, ServiceError};
 use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunFilter};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
+
+/// The `Authorization` header of every call, marked sensitive so it is never logged.
+pub fn bearer_headers(token: Option<&str>) -> Result<reqwest::header::HeaderMap, ServiceError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ServiceError::Invalid("the token holds characters a header cannot carry".into()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
 
 /// A client of the server at one URL.
 #[derive(Clone)]
@@ -19,13 +32,14 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client of `url` (e.g. `http://127.0.0.1:4200`).
-    pub fn new(url: &str) -> Result<Self, ServiceError> {
+    /// A client of `url` (e.g. `http://127.0.0.1:4200`) sending `token` with every call.
+    pub fn new(url: &str, token: Option<&str>) -> Result<Self, ServiceError> {
         let url = url.trim_end_matches('/').to_string();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ServiceError::Invalid(format!("`{url}` is not a server URL; write it as http://HOST:PORT")));
         }
         let http = reqwest::Client::builder()
+            .default_headers(bearer_headers(token)?)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ServiceError::Other(format!("cannot build an HTTP client: {e}")))?;
@@ -52,6 +66,7 @@ impl ApiClient {
             let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
             return Err(match status.as_u16() {
                 404 => ServiceError::NotFound(message),
+                401 | 403 => ServiceError::Denied(message),
                 400..=499 => ServiceError::Invalid(message),
                 _ => ServiceError::Other(format!("the server failed ({status}): {message}")),
             });
@@ -74,6 +89,59 @@ impl ApiClient {
     /// Checks that the server answers.
     pub async fn health(&self) -> Result<(), ServiceError> {
         self.send::<Value>(self.get("/health")).await.map(|_| ())
+    }
+
+    /// The tenant and role of this client's token.
+    pub async fn whoami(&self) -> Result<Value, ServiceError> {
+        self.send(self.get("/whoami")).await
+    }
+
+    /// Every tenant.
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, ServiceError> {
+        self.send(self.get("/tenants")).await
+    }
+
+    /// Creates a tenant.
+    pub async fn create_tenant(&self, name: &str, policy: &TenantPolicy) -> Result<Tenant, ServiceError> {
+        self.send(self.post("/tenants").json(&json!({ "name": name, "policy": policy }))).await
+    }
+
+    /// Replaces a tenant's policy.
+    pub async fn set_tenant_policy(&self, name: &str, policy: &TenantPolicy) -> Result<Tenant, ServiceError> {
+        self.send(self.http.put(format!("{}/tenants/{}/policy", self.base, name)).json(policy)).await
+    }
+
+    /// Deletes a tenant.
+    pub async fn delete_tenant(&self, name: &str) -> Result<(), ServiceError> {
+        self.send::<Value>(self.delete(&format!("/tenants/{}", name))).await.map(|_| ())
+    }
+
+    /// Tokens (of `tenant`, for the operator).
+    pub async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>, ServiceError> {
+        match tenant {
+            Some(tenant) => {
+                crate::service::check_name("tenant", tenant)?;
+                self.send(self.get(&format!("/tokens?tenant={tenant}"))).await
+            }
+            None => self.send(self.get("/tokens")).await,
+        }
+    }
+
+    /// Makes a token.
+    pub async fn create_token(
+        &self,
+        tenant: Option<&str>,
+        role: Role,
+        name: Option<&str>,
+        expires: Option<DateTime<Utc>>,
+    ) -> Result<NewToken, ServiceError> {
+        let body = json!({ "tenant": tenant, "role": role, "name": name, "expires": expires });
+        self.send(self.post("/tokens").json(&body)).await
+    }
+
+    /// Revokes a token.
+    pub async fn revoke_token(&self, id: &str) -> Result<(), ServiceError> {
+        self.send::<Value>(self.delete(&format!("/tokens/{}", id))).await.map(|_| ())
     }
 
     /// Uploads a component.

@@ -20,6 +20,7 @@ pub mod params;
 pub mod project;
 pub mod runner;
 pub mod sandbox;
+pub mod secret_file;
 pub mod server;
 pub mod service;
 pub mod store;

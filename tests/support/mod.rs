@@ -134,10 +134,19 @@ pub mod http {
     /// Sends a request and returns the status and the body parsed as JSON
     /// (`Null` for an empty body).
     pub fn request(address: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+        send(address, method, path, body, "")
+    }
+
+    /// [`request`] with `Authorization: Bearer <token>`.
+    pub fn request_as(token: &str, address: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+        send(address, method, path, body, &format!("Authorization: Bearer {token}\r\n"))
+    }
+
+    fn send(address: &str, method: &str, path: &str, body: Option<&[u8]>, headers: &str) -> (u16, Value) {
         let mut stream = TcpStream::connect(address).expect("connecting to the server");
         let body = body.unwrap_or(b"");
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).unwrap();

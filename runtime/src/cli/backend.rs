@@ -23,15 +23,18 @@ pub enum Backend {
 /// The backend the environment asks for: `SLUICE_API_URL`, else the saved
 /// profile (`sluice login`), else the embedded store.
 pub fn backend() -> std::result::Result<Backend, CliError> {
-    let url = match std::env::var("SLUICE_API_URL").ok().filter(|url| !url.trim().is_empty()) {
-        Some(url) => Some(url),
-        None => super::profile::load()?.and_then(|profile| profile.api_url),
-    };
+    let profile = super::profile::load()?.unwrap_or_default();
+    let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+    let url = from_env("SLUICE_API_URL").or(profile.api_url);
+    let token = from_env("SLUICE_API_TOKEN").or(profile.token);
     match url {
-        Some(url) => Ok(Backend::Remote(ApiClient::new(&url)?)),
+        Some(url) => Ok(Backend::Remote(ApiClient::new(&url, token.as_deref())?)),
         None => Ok(Backend::Local(Arc::new(context::service()?))),
     }
 }
+
+/// The embedded path acts for the operator, in the default tenant.
+const LOCAL: &str = crate::core::tenant::DEFAULT_TENANT;
 
 type Answer<T> = std::result::Result<T, ServiceError>;
 
@@ -43,7 +46,7 @@ impl Backend {
     /// Stores a component.
     pub async fn push(&self, bytes: Vec<u8>, progress: Option<&(dyn Fn(u64, u64) + Sync)>) -> Answer<Pushed> {
         match self {
-            Backend::Local(service) => service.push(bytes, progress).await,
+            Backend::Local(service) => service.push(LOCAL, bytes, progress).await,
             Backend::Remote(api) => api.push(bytes).await,
         }
     }
@@ -51,7 +54,7 @@ impl Backend {
     /// Every pushed artifact.
     pub async fn artifacts(&self) -> Answer<Vec<ArtifactMeta>> {
         match self {
-            Backend::Local(service) => Ok(service.store.artifacts()?),
+            Backend::Local(service) => Ok(service.store.artifacts(Some(LOCAL))?),
             Backend::Remote(api) => api.artifacts().await,
         }
     }
@@ -59,7 +62,7 @@ impl Backend {
     /// One artifact.
     pub async fn artifact(&self, digest: &str) -> Answer<ArtifactMeta> {
         match self {
-            Backend::Local(service) => service.artifact_meta(digest),
+            Backend::Local(service) => service.artifact_meta(Some(LOCAL), digest),
             Backend::Remote(api) => api.artifact(digest).await,
         }
     }
@@ -71,7 +74,7 @@ impl Backend {
                 let mut prepared = Vec::new();
                 for request in requests {
                     let name = format!("{}/{}", request.flow, request.name);
-                    prepared.push(service.prepare_deploy(request).await.map_err(|e| prefixed(&name, e))?);
+                    prepared.push(service.prepare_deploy(LOCAL, request).await.map_err(|e| prefixed(&name, e))?);
                 }
                 prepared.into_iter().map(|p| service.commit_deploy(p)).collect()
             }
@@ -99,7 +102,7 @@ impl Backend {
     /// Every deployment.
     pub async fn deployments(&self) -> Answer<Vec<Deployment>> {
         match self {
-            Backend::Local(service) => Ok(service.store.deployments()?),
+            Backend::Local(service) => Ok(service.store.deployments(Some(LOCAL))?),
             Backend::Remote(api) => api.deployments().await,
         }
     }
@@ -107,7 +110,7 @@ impl Backend {
     /// One deployment.
     pub async fn deployment(&self, full_name: &str) -> Answer<Deployment> {
         match self {
-            Backend::Local(service) => service.deployment(full_name),
+            Backend::Local(service) => service.deployment(LOCAL, full_name),
             Backend::Remote(api) => {
                 crate::core::deployment::split_full_name(full_name).map_err(ServiceError::Invalid)?;
                 api.deployment(full_name).await
@@ -118,7 +121,7 @@ impl Backend {
     /// Pauses or resumes a deployment.
     pub async fn set_paused(&self, full_name: &str, paused: bool) -> Answer<Deployment> {
         match self {
-            Backend::Local(service) => service.set_paused(full_name, paused),
+            Backend::Local(service) => service.set_paused(LOCAL, full_name, paused),
             Backend::Remote(api) => api.set_paused(full_name, paused).await,
         }
     }
@@ -126,7 +129,7 @@ impl Backend {
     /// Deletes a deployment.
     pub async fn delete_deployment(&self, full_name: &str) -> Answer<()> {
         match self {
-            Backend::Local(service) => service.delete_deployment(full_name),
+            Backend::Local(service) => service.delete_deployment(LOCAL, full_name),
             Backend::Remote(api) => api.delete_deployment(full_name).await,
         }
     }
@@ -139,7 +142,7 @@ impl Backend {
         start: Option<DateTime<Utc>>,
     ) -> Answer<FlowRunRow> {
         match self {
-            Backend::Local(service) => service.create_run(full_name, overrides, start).await,
+            Backend::Local(service) => service.create_run(LOCAL, full_name, overrides, start).await,
             Backend::Remote(api) => api.create_run(full_name, overrides, start).await,
         }
     }
@@ -147,7 +150,9 @@ impl Backend {
     /// Flow runs, newest first.
     pub async fn flow_runs(&self, filter: &RunFilter) -> Answer<Vec<FlowRunRow>> {
         match self {
-            Backend::Local(service) => Ok(service.store.flow_runs(filter)?),
+            Backend::Local(service) => {
+                Ok(service.store.flow_runs(&RunFilter { tenant: Some(LOCAL.into()), ..filter.clone() })?)
+            }
             Backend::Remote(api) => api.flow_runs(filter).await,
         }
     }
@@ -155,7 +160,7 @@ impl Backend {
     /// A run with its history, task runs and subflows.
     pub async fn inspect_run(&self, id_or_name: &str) -> Answer<Value> {
         match self {
-            Backend::Local(service) => service.inspect_run(id_or_name),
+            Backend::Local(service) => service.inspect_run(LOCAL, id_or_name),
             Backend::Remote(api) => api.inspect_run(id_or_name).await,
         }
     }
@@ -164,7 +169,7 @@ impl Backend {
     pub async fn logs(&self, id_or_name: &str, tail: Option<usize>) -> Answer<Vec<LogRow>> {
         match self {
             Backend::Local(service) => {
-                let run = service.store.flow_run(id_or_name)?.ok_or_else(|| not_found_run(id_or_name))?;
+                let run = service.flow_run(LOCAL, id_or_name)?;
                 Ok(service.store.logs(&run.id, tail)?)
             }
             Backend::Remote(api) => api.logs(id_or_name, tail).await,
@@ -175,7 +180,7 @@ impl Backend {
     pub async fn cancel(&self, id_or_name: &str) -> Answer<CancelOutcome> {
         match self {
             Backend::Local(service) => {
-                let run = service.store.flow_run(id_or_name)?.ok_or_else(|| not_found_run(id_or_name))?;
+                let run = service.flow_run(LOCAL, id_or_name)?;
                 Ok(service.store.request_cancel(&run.id, Utc::now())?)
             }
             Backend::Remote(api) => api.cancel(id_or_name).await,
@@ -185,7 +190,7 @@ impl Backend {
     /// Every work pool.
     pub async fn work_pools(&self) -> Answer<Vec<WorkPool>> {
         match self {
-            Backend::Local(service) => Ok(service.store.work_pools()?),
+            Backend::Local(service) => Ok(service.store.work_pools(LOCAL)?),
             Backend::Remote(api) => api.work_pools().await,
         }
     }
@@ -194,8 +199,8 @@ impl Backend {
     pub async fn inspect_pool(&self, name: &str) -> Answer<Value> {
         match self {
             Backend::Local(service) => {
-                let pool = service.work_pool(name)?;
-                Ok(json!({ "pool": pool, "queues": service.store.work_queues(Some(name))? }))
+                let pool = service.work_pool(LOCAL, name)?;
+                Ok(json!({ "pool": pool, "queues": service.store.work_queues(LOCAL, Some(name))? }))
             }
             Backend::Remote(api) => api.inspect_pool(name).await,
         }
@@ -204,7 +209,7 @@ impl Backend {
     /// Creates a pool.
     pub async fn create_work_pool(&self, name: &str, description: Option<String>) -> Answer<WorkPool> {
         match self {
-            Backend::Local(service) => service.create_work_pool(name, description),
+            Backend::Local(service) => service.create_work_pool(LOCAL, name, description),
             Backend::Remote(api) => api.create_work_pool(name, description).await,
         }
     }
@@ -212,7 +217,7 @@ impl Backend {
     /// Pauses or resumes a pool.
     pub async fn set_work_pool_paused(&self, name: &str, paused: bool) -> Answer<WorkPool> {
         match self {
-            Backend::Local(service) => service.set_work_pool_paused(name, paused),
+            Backend::Local(service) => service.set_work_pool_paused(LOCAL, name, paused),
             Backend::Remote(api) => api.set_work_pool_paused(name, paused).await,
         }
     }
@@ -220,7 +225,7 @@ impl Backend {
     /// Deletes a pool.
     pub async fn delete_work_pool(&self, name: &str) -> Answer<()> {
         match self {
-            Backend::Local(service) => service.delete_work_pool(name),
+            Backend::Local(service) => service.delete_work_pool(LOCAL, name),
             Backend::Remote(api) => api.delete_work_pool(name).await,
         }
     }
@@ -230,9 +235,9 @@ impl Backend {
         match self {
             Backend::Local(service) => {
                 if let Some(pool) = pool {
-                    service.check_pool(pool)?;
+                    service.check_pool(LOCAL, pool)?;
                 }
-                Ok(service.store.work_queues(pool)?)
+                Ok(service.store.work_queues(LOCAL, pool)?)
             }
             Backend::Remote(api) => api.work_queues(pool).await,
         }
@@ -241,7 +246,7 @@ impl Backend {
     /// Creates a queue.
     pub async fn create_work_queue(&self, pool: &str, request: QueueRequest) -> Answer<WorkQueue> {
         match self {
-            Backend::Local(service) => service.create_work_queue(pool, request),
+            Backend::Local(service) => service.create_work_queue(LOCAL, pool, request),
             Backend::Remote(api) => api.create_work_queue(pool, &request).await,
         }
     }
@@ -249,7 +254,7 @@ impl Backend {
     /// Pauses or resumes a queue.
     pub async fn set_work_queue_paused(&self, pool: &str, name: &str, paused: bool) -> Answer<WorkQueue> {
         match self {
-            Backend::Local(service) => service.set_work_queue_paused(pool, name, paused),
+            Backend::Local(service) => service.set_work_queue_paused(LOCAL, pool, name, paused),
             Backend::Remote(api) => api.set_work_queue_paused(pool, name, paused).await,
         }
     }
@@ -257,14 +262,10 @@ impl Backend {
     /// Deletes a queue.
     pub async fn delete_work_queue(&self, pool: &str, name: &str) -> Answer<()> {
         match self {
-            Backend::Local(service) => service.delete_work_queue(pool, name),
+            Backend::Local(service) => service.delete_work_queue(LOCAL, pool, name),
             Backend::Remote(api) => api.delete_work_queue(pool, name).await,
         }
     }
-}
-
-fn not_found_run(id_or_name: &str) -> ServiceError {
-    ServiceError::NotFound(format!("no flow run with id or name `{id_or_name}`; `sluice flow-run ls` lists them"))
 }
 
 fn prefixed(name: &str, err: ServiceError) -> ServiceError {

@@ -7,7 +7,9 @@ use crate::service::{Config, Service, ServiceError};
 impl From<ServiceError> for CliError {
     fn from(err: ServiceError) -> Self {
         match err {
-            ServiceError::NotFound(_) | ServiceError::Invalid(_) => CliError::usage(err.to_string()),
+            ServiceError::NotFound(_) | ServiceError::Invalid(_) | ServiceError::Denied(_) => {
+                CliError::usage(err.to_string())
+            }
             _ => CliError::failure(err.to_string()),
         }
     }

@@ -55,7 +55,7 @@ pub async fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
             let state = state
                 .map(|s| StateType::parse(&s).ok_or_else(|| CliError::usage(format!("`{s}` is not a state name"))))
                 .transpose()?;
-            let runs = backend.flow_runs(&RunFilter { flow, deployment, state, limit }).await?;
+            let runs = backend.flow_runs(&RunFilter { tenant: None, flow, deployment, state, limit }).await?;
             if output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&runs).expect("JSON"));
                 return Ok(ExitCode::SUCCESS);

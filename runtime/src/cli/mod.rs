@@ -17,6 +17,7 @@ mod secret;
 mod serve;
 mod server;
 mod shared_args;
+mod tenants;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -56,7 +57,13 @@ enum Command {
     Server(server::ServerArgs),
     /// Takes flow runs from a server and runs them, on any host.
     Worker(server::WorkerArgs),
-    /// Saves a server URL: later commands go to that server.
+    /// Tenants (the operator's): create, ls, update, delete.
+    #[command(subcommand)]
+    Tenant(tenants::TenantCommand),
+    /// API tokens: create (shown once), ls, revoke.
+    #[command(subcommand)]
+    Token(tenants::TokenCommand),
+    /// Saves a server URL and token: later commands go to that server.
     Login(profile::LoginArgs),
     /// Forgets the saved server.
     Logout,
@@ -144,6 +151,8 @@ pub fn main() -> ExitCode {
             Command::WorkPool(command) => pools::pool(command).await,
             Command::Login(args) => profile::login(args).await,
             Command::Logout => profile::logout(),
+            Command::Tenant(command) => tenants::tenant(command).await,
+            Command::Token(command) => tenants::token(command).await,
             Command::WorkQueue(command) => pools::queue(command).await,
             Command::Server(args) => server::server(args).await,
             Command::Worker(args) => server::worker(args).await,

@@ -12,6 +12,9 @@ use std::process::ExitCode;
 pub struct Profile {
     /// The server's URL.
     pub api_url: Option<String>,
+    /// The token sent to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 fn path() -> PathBuf {
@@ -36,20 +39,37 @@ pub struct LoginArgs {
     /// The server's URL, e.g. http://127.0.0.1:4200.
     #[arg(long)]
     api: String,
+    /// The token to send (`sluice token create` makes one; a new server writes the first to
+    /// `$SLUICE_HOME/admin-token`).
+    #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Saves the server URL (after checking the server answers).
 pub async fn login(args: LoginArgs) -> Result<ExitCode, CliError> {
-    let client = crate::client::ApiClient::new(&args.api)?;
+    let client = crate::client::ApiClient::new(&args.api, args.token.as_deref())?;
     client.health().await?;
+    let who = match &args.token {
+        Some(_) => {
+            let who = client.whoami().await?;
+            format!(
+                " as a {} of tenant `{}`",
+                who["role"].as_str().unwrap_or("?"),
+                who["tenant"].as_str().unwrap_or("?")
+            )
+        }
+        None => String::new(),
+    };
     let path = path();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| CliError::failure(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let profile = Profile { api_url: Some(args.api.trim_end_matches('/').to_string()) };
+    let profile = Profile { api_url: Some(args.api.trim_end_matches('/').to_string()), token: args.token };
     let text = serde_json::to_string_pretty(&profile).expect("a profile is JSON");
-    std::fs::write(&path, text).map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
-    println!("logged in to {}: commands now go to that server (profile {})", args.api, path.display());
+    // It holds a secret: only its owner may read it.
+    crate::secret_file::write_private(&path, text.as_bytes())
+        .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
+    println!("logged in to {}{who}: commands now go to that server (profile {})", args.api, path.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@
 
 use super::backend::{Backend, backend};
 use super::{CliError, Output};
+use crate::core::tenant::DEFAULT_TENANT;
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -50,14 +51,14 @@ pub async fn run(command: SecretCommand) -> Result<ExitCode, CliError> {
         SecretCommand::Set { name, value } => {
             let value = read_value(value)?;
             let created = match &backend {
-                Backend::Local(service) => service.set_secret(&name, &value)?,
+                Backend::Local(service) => service.set_secret(DEFAULT_TENANT, &name, &value)?,
                 Backend::Remote(api) => api.set_secret(&name, &value).await?,
             };
             println!("secret {name} {}", if created { "created" } else { "updated" });
         }
         SecretCommand::Ls { output } => {
             let secrets = match &backend {
-                Backend::Local(service) => service.secrets()?,
+                Backend::Local(service) => service.secrets(DEFAULT_TENANT)?,
                 Backend::Remote(api) => api.secrets().await?,
             };
             if output == Output::Json {
@@ -71,7 +72,7 @@ pub async fn run(command: SecretCommand) -> Result<ExitCode, CliError> {
         }
         SecretCommand::Rm { name } => {
             match &backend {
-                Backend::Local(service) => service.delete_secret(&name)?,
+                Backend::Local(service) => service.delete_secret(DEFAULT_TENANT, &name)?,
                 Backend::Remote(api) => api.delete_secret(&name).await?,
             }
             println!("deleted secret {name}");

@@ -7,6 +7,7 @@ use super::shared_args::{ParamArgs, ScheduleArgs};
 use super::{CliError, context, read_component};
 use crate::core::record::Recorder;
 use crate::core::schedule::Schedule;
+use crate::core::tenant::DEFAULT_TENANT;
 use crate::service::{ArtifactSource, DeployRequest, Service};
 use crate::store::Claim;
 use chrono::Utc;
@@ -50,24 +51,27 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let bytes = read_component(&args.file)?;
     let schedule = args.schedule.schedule()?;
     let service = Arc::new(context::service()?);
-    let pushed = service.push(bytes, None).await?;
+    let pushed = service.push(DEFAULT_TENANT, bytes, None).await?;
     let flow = pushed.artifact.description.flow(args.flow.as_deref()).map_err(CliError::usage)?.name.clone();
     let deployed = service
-        .deploy(DeployRequest {
-            artifact: ArtifactSource::Digest(pushed.artifact.digest.clone()),
-            flow,
-            name: args.name.clone(),
-            parameters: args.params.collect()?,
-            description: None,
-            version: None,
-            tags: args.tags.clone(),
-            schedule: schedule.clone(),
-            paused: false,
-            pool: None,
-            queue: None,
-            limits: Default::default(),
-            grants: Default::default(),
-        })
+        .deploy(
+            DEFAULT_TENANT,
+            DeployRequest {
+                artifact: ArtifactSource::Digest(pushed.artifact.digest.clone()),
+                flow,
+                name: args.name.clone(),
+                parameters: args.params.collect()?,
+                description: None,
+                version: None,
+                tags: args.tags.clone(),
+                schedule: schedule.clone(),
+                paused: false,
+                pool: None,
+                queue: None,
+                limits: Default::default(),
+                grants: Default::default(),
+            },
+        )
         .await?;
     let full_name = deployed.deployment.full_name();
     let words = schedule.as_ref().map_or_else(|| "no schedule".to_string(), Schedule::words);
@@ -96,6 +100,7 @@ async fn serve(
         let free = limit.saturating_sub(running.len());
         if free > 0 {
             let claim = Claim {
+                tenant: Some(DEFAULT_TENANT),
                 now,
                 pool: None,
                 queues: &[],

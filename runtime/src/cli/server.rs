@@ -34,6 +34,9 @@ pub struct WorkerArgs {
     /// The server's URL.
     #[arg(long, env = "SLUICE_API_URL")]
     api: String,
+    /// The token to send: a runner token of the tenant whose runs it takes (the operator's takes all).
+    #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// This worker's name (default: host and process id).
     #[arg(long)]
     name: Option<String>,
@@ -61,6 +64,7 @@ pub async fn server(args: ServerArgs) -> Result<ExitCode, CliError> {
         address: SocketAddr::new(args.host, args.port),
         workers: args.workers,
         heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout.max(1)),
+        admin_token_file: home::data_dir().join("admin-token"),
     };
     serve(service, options).await.map_err(|e| CliError::failure(format!("the server stopped: {e:#}")))?;
     Ok(ExitCode::SUCCESS)
@@ -72,6 +76,7 @@ pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     let hostname = crate::service::hostname();
     let options = WorkerOptions {
         api: args.api,
+        token: args.token,
         name: args.name.unwrap_or_else(|| format!("{}-{}", hostname.trim(), std::process::id())),
         pool: args.pool,
         queues: args.queues,

@@ -50,6 +50,9 @@ pub struct Limits {
 /// `flow/deployment`, with everything needed to start its runs.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Deployment {
+    /// The tenant that owns it.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     /// The flow it runs.
     pub flow: String,
     /// Its name, unique per flow.
@@ -95,6 +98,10 @@ impl Deployment {
             |d: &Deployment| Deployment { created: DateTime::UNIX_EPOCH, updated: DateTime::UNIX_EPOCH, ..d.clone() };
         strip(self) == strip(other)
     }
+}
+
+fn default_tenant() -> String {
+    crate::core::tenant::DEFAULT_TENANT.to_string()
 }
 
 /// Splits `flow/deployment`.

@@ -88,6 +88,17 @@ impl HostPattern {
         Ok(Self { host, subdomains, port })
     }
 
+    /// Whether every host this entry allows is also allowed by a policy:
+    /// `allows_host` for a single host, `has_wildcard` (`*.domain`) for
+    /// this entry's subdomains, else any subdomain of it the policy allows.
+    pub fn within(&self, allows_host: impl Fn(&str) -> bool, has_wildcard: impl Fn(&str) -> bool) -> bool {
+        if !self.subdomains {
+            return allows_host(&self.host);
+        }
+        // `*.api.example.com` is within `*.api.example.com` or `*.example.com`.
+        has_wildcard(&format!("*.{}", self.host)) || allows_host(&format!("x.{}", self.host))
+    }
+
     /// Whether a request to `host` on `port` is allowed by this entry.
     pub fn allows(&self, host: &str, port: u16) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();

@@ -12,3 +12,4 @@ pub mod pool;
 pub mod record;
 pub mod schedule;
 pub mod state;
+pub mod tenant;

@@ -73,6 +73,7 @@ mod tests {
 
     fn deployment(pool: Option<&str>, queue: Option<&str>, tags: &[&str]) -> Deployment {
         Deployment {
+            tenant: "default".into(),
             flow: "f".into(),
             name: "d".into(),
             artifact: "sha256:00".into(),

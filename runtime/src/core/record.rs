@@ -41,6 +41,10 @@ pub struct FlowRunRecord {
     pub created: DateTime<Utc>,
     /// When it is due to start, for scheduled runs.
     pub scheduled: Option<DateTime<Utc>>,
+    /// The tenant that owns it; a subflow run belongs to its parent's
+    /// tenant whatever this says, so a worker cannot move a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// A task run as created.

@@ -202,6 +202,7 @@ impl Runner {
             artifact_digest: self.program.digest.to_string(),
             created: Utc::now(),
             scheduled: if parent.is_none() { self.settings.scheduled_time } else { None },
+            tenant: None,
         }));
         state.go(StateType::Pending, None, None);
         if let Err(failure) = self.check_payload("parameters", &flow, &parameters) {

@@ -53,16 +53,20 @@ impl Dispatch {
     }
 
     /// Takes up to `limit` due runs of `pool` (its `queues`, or all) for
-    /// `worker`, waiting up to `wait` for one.
+    /// `worker`, waiting up to `wait` for one: of `tenant`'s pool, or of the
+    /// pools of that name of every tenant, fairly, when `None`.
     pub async fn claim(
         &self,
+        tenant: Option<&str>,
         worker: &str,
         pool: &str,
         queues: &[String],
         limit: usize,
         wait: Duration,
     ) -> Result<Vec<ClaimedRun>, ServiceError> {
-        self.service.check_pool(pool)?;
+        if let Some(tenant) = tenant {
+            self.service.check_pool(tenant, pool)?;
+        }
         let deadline = tokio::time::Instant::now() + wait.min(MAX_CLAIM_WAIT);
         loop {
             // Registered before looking, so a run created meanwhile still wakes us.
@@ -71,6 +75,7 @@ impl Dispatch {
             notified.as_mut().enable();
             self.service.store.heartbeat(worker, Utc::now())?;
             let claim = Claim {
+                tenant,
                 now: Utc::now(),
                 pool: Some(pool),
                 queues,
@@ -135,8 +140,11 @@ impl Dispatch {
 
     /// Asks a run to stop; one running here stops at once.
     pub fn cancel(&self, id: &str) -> Result<crate::store::CancelOutcome, ServiceError> {
-        let run =
-            self.service.store.flow_run(id)?.ok_or_else(|| ServiceError::NotFound(format!("no flow run `{id}`")))?;
+        let run = self
+            .service
+            .store
+            .flow_run(None, id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no flow run `{id}`")))?;
         let outcome = self.service.store.request_cancel(&run.id, Utc::now())?;
         if let Some(token) = self.local.lock().expect("local runs lock").get(&run.id) {
             token.cancel();
@@ -162,7 +170,7 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
     loop {
         let free = slots.saturating_sub(running.len());
-        let claim = dispatch.claim(&name, DEFAULT_POOL, &[], free, MAX_CLAIM_WAIT);
+        let claim = dispatch.claim(None, &name, DEFAULT_POOL, &[], free, MAX_CLAIM_WAIT);
         tokio::select! {
             claimed = claim, if free > 0 => match claimed {
                 Ok(claimed) => {

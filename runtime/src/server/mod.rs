@@ -4,14 +4,15 @@
 mod api;
 mod dispatch;
 mod openapi;
-mod secrets_api;
 
 pub use api::router;
 pub use dispatch::{ClaimedRun, Dispatch};
 
-use crate::service::Service;
+use crate::core::tenant::{DEFAULT_TENANT, Role};
+use crate::service::{Service, TokenRequest};
 use chrono::Utc;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,20 +25,49 @@ pub struct ServerOptions {
     pub workers: usize,
     /// A worker silent this long has its runs marked `Crashed`.
     pub heartbeat_timeout: Duration,
+    /// Where the first admin token is written (readable by its owner only).
+    pub admin_token_file: PathBuf,
 }
 
 /// Serves until the process is stopped; prints the bound address first.
 pub async fn serve(service: Service, options: ServerOptions) -> anyhow::Result<()> {
+    let admin_token = first_admin_token(&service, &options.admin_token_file)?;
     let dispatch = Arc::new(Dispatch::new(Arc::new(service), options.heartbeat_timeout));
     let listener = tokio::net::TcpListener::bind(options.address).await?;
     let address = listener.local_addr()?;
     println!("Sluice server listening on http://{address} (API under /api/v1)");
+    println!("{admin_token}");
     tokio::spawn(housekeeping(dispatch.clone()));
     if options.workers > 0 {
         tokio::spawn(dispatch::embedded_worker(dispatch.clone(), options.workers));
     }
     axum::serve(listener, router(dispatch)).await?;
     Ok(())
+}
+
+/// Makes sure an operator can get in: on first start (or when the file's
+/// token no longer works) an admin token of the default tenant is made and
+/// written to `file`, readable by its owner only. Says where it is.
+fn first_admin_token(service: &Service, file: &Path) -> anyhow::Result<String> {
+    let existing = std::fs::read_to_string(file).ok();
+    if let Some(token) = existing.as_deref().map(str::trim)
+        && service.authenticate(token).is_ok_and(|who| who.is_operator())
+    {
+        return Ok(format!("Admin token: in {} (log in with `sluice login --api URL --token …`)", file.display()));
+    }
+    let made = service.create_token(TokenRequest {
+        tenant: DEFAULT_TENANT.to_string(),
+        role: Role::Admin,
+        name: Some("first admin (made by the server)".into()),
+        expires: None,
+    })?;
+    crate::secret_file::write_private(file, format!("{}\n", made.token).as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write the admin token to {}: {e}", file.display()))?;
+    Ok(format!(
+        "Admin token: created and written to {} (mode 0600); log in with `sluice login --api URL --token $(cat {})`",
+        file.display(),
+        file.display()
+    ))
 }
 
 /// The scheduler and the crash detector, once a second.

@@ -24,6 +24,8 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
                        calls workers make. Every error is `{\"error\": {\"status\", \"message\"}}`."
     ),
     components(schemas(ErrorBody, FlowRunDetail, RunBody)),
+    modifiers(&BearerTokens),
+    security(("token" = [])),
     tags(
         (name = "health", description = "Whether the server is up"),
         (name = "artifacts", description = "Flow components, stored by sha256"),
@@ -32,13 +34,64 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         (name = "work-pools", description = "Work pools and their queues"),
         (name = "workers", description = "What workers call: claims, heartbeats, events"),
         (name = "secrets", description = "Secrets granted to deployments as environment variables; values are never returned"),
+        (name = "tenants", description = "Tenants, their policies and tokens"),
     )
 )]
 struct ApiDoc;
 
+/// Every route needs a bearer token, except the health check.
+struct BearerTokens;
+
+impl utoipa::Modify for BearerTokens {
+    fn modify(&self, document: &mut Document) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
 /// The document's base: everything but the routes' paths.
 pub fn base() -> Document {
     ApiDoc::openapi()
+}
+
+/// Adds what authentication answers to every operation of `document`: 401
+/// (no valid token) and 403 (the role may not); the health check needs no
+/// token at all.
+pub fn add_auth_responses(document: &mut Document) {
+    use utoipa::openapi::{RefOr, ResponseBuilder, content::Content, security::SecurityRequirement};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", Content::new(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))))
+                .build(),
+        )
+    };
+    for (path, item) in document.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if path.ends_with("/health") {
+                operation.security = Some(vec![SecurityRequirement::default()]);
+                continue;
+            }
+            operation.responses.responses.entry("401".into()).or_insert_with(|| error("No valid token"));
+            operation
+                .responses
+                .responses
+                .entry("403".into())
+                .or_insert_with(|| error("The token's role may not do this"));
+        }
+    }
 }
 
 /// A route serving `document` as JSON, serialized once.

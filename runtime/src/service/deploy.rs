@@ -82,26 +82,27 @@ pub struct Prepared {
 
 impl Service {
     /// Creates or updates a deployment.
-    pub async fn deploy(&self, request: DeployRequest) -> Result<Deployed, ServiceError> {
-        let prepared = self.prepare_deploy(request).await?;
+    pub async fn deploy(&self, tenant: &str, request: DeployRequest) -> Result<Deployed, ServiceError> {
+        let prepared = self.prepare_deploy(tenant, request).await?;
         self.commit_deploy(prepared)
     }
 
     /// Checks a deployment (pushing its artifact file if needed) without
     /// storing it, so several can be checked before any is written.
-    pub async fn prepare_deploy(&self, request: DeployRequest) -> Result<Prepared, ServiceError> {
+    pub async fn prepare_deploy(&self, tenant: &str, request: DeployRequest) -> Result<Prepared, ServiceError> {
         check_name("deployment", &request.name)?;
         check_name("flow", &request.flow)?;
-        self.check_pool_and_queue(request.pool.as_deref(), request.queue.as_deref())?;
+        self.check_pool_and_queue(tenant, request.pool.as_deref(), request.queue.as_deref())?;
+        let policy = self.check_policy(tenant, &request.limits)?;
         let (meta, pushed) = match &request.artifact {
             ArtifactSource::File(path) => {
                 let bytes = std::fs::read(path)
                     .map_err(|e| ServiceError::Invalid(format!("cannot read `{}`: {e}", path.display())))?;
-                let pushed = self.push(bytes, None).await?;
+                let pushed = self.push(tenant, bytes, None).await?;
                 (pushed.artifact.clone(), Some(pushed))
             }
             ArtifactSource::Digest(digest) => {
-                let meta = self.artifact_meta(digest)?;
+                let meta = self.artifact_meta(Some(tenant), digest)?;
                 let digest = crate::artifact::Digest::parse(&meta.digest).map_err(ServiceError::Invalid)?;
                 if !self.artifacts.contains(&digest).await? {
                     return Err(ServiceError::NotFound(format!(
@@ -119,11 +120,13 @@ impl Service {
         params::resolve(&flow.name, &flow.parameters_schema, request.parameters.clone())
             .map_err(|e| ServiceError::Invalid(format!("default {e}")))?;
         request.grants.validate().map_err(ServiceError::Invalid)?;
+        self.check_grants_policy(tenant, &request.grants, &policy)?;
         check_imports(&meta.imports, &request.grants)
             .map_err(|e| ServiceError::Invalid(format!("{e} (artifact {})", meta.digest)))?;
-        self.check_secrets_exist(&request.grants.secrets)?;
+        self.check_secrets_exist(tenant, &request.grants.secrets)?;
         let now = chrono::Utc::now();
         let deployment = Deployment {
+            tenant: tenant.to_string(),
             flow: request.flow,
             name: request.name,
             artifact: meta.digest.clone(),
@@ -148,36 +151,37 @@ impl Service {
         let change = self.store.upsert_deployment(&prepared.deployment)?;
         if change == Change::Updated {
             // Runs made for the old settings go; the next pass makes new ones.
-            self.store.unschedule_future(&prepared.deployment.full_name(), chrono::Utc::now())?;
+            let deployment = &prepared.deployment;
+            self.store.unschedule_future(&deployment.tenant, &deployment.full_name(), chrono::Utc::now())?;
         }
-        let stored = self.deployment(&prepared.deployment.full_name())?;
+        let stored = self.deployment(&prepared.deployment.tenant, &prepared.deployment.full_name())?;
         Ok(Deployed { deployment: stored, change, pushed: prepared.pushed })
     }
 
-    /// A deployment by `flow/name`.
-    pub fn deployment(&self, full_name: &str) -> Result<Deployment, ServiceError> {
+    /// A tenant's deployment by `flow/name`.
+    pub fn deployment(&self, tenant: &str, full_name: &str) -> Result<Deployment, ServiceError> {
         let (flow, name) = split_full_name(full_name).map_err(ServiceError::Invalid)?;
-        self.store.deployment(flow, name)?.ok_or_else(|| {
+        self.store.deployment(tenant, flow, name)?.ok_or_else(|| {
             ServiceError::NotFound(format!("no deployment `{full_name}`; `sluice deployment ls` lists them"))
         })
     }
 
     /// Pauses or resumes a deployment's schedule.
-    pub fn set_paused(&self, full_name: &str, paused: bool) -> Result<Deployment, ServiceError> {
-        let mut deployment = self.deployment(full_name)?;
+    pub fn set_paused(&self, tenant: &str, full_name: &str, paused: bool) -> Result<Deployment, ServiceError> {
+        let mut deployment = self.deployment(tenant, full_name)?;
         deployment.paused = paused;
         deployment.updated = chrono::Utc::now();
         self.store.upsert_deployment(&deployment)?;
         if paused {
-            self.store.unschedule_future(&deployment.full_name(), chrono::Utc::now())?;
+            self.store.unschedule_future(tenant, &deployment.full_name(), chrono::Utc::now())?;
         }
         Ok(deployment)
     }
 
     /// Deletes a deployment (its past runs stay in the history).
-    pub fn delete_deployment(&self, full_name: &str) -> Result<(), ServiceError> {
-        let deployment = self.deployment(full_name)?;
-        self.store.delete_deployment(&deployment.flow, &deployment.name)?;
+    pub fn delete_deployment(&self, tenant: &str, full_name: &str) -> Result<(), ServiceError> {
+        let deployment = self.deployment(tenant, full_name)?;
+        self.store.delete_deployment(tenant, &deployment.flow, &deployment.name)?;
         Ok(())
     }
 }

@@ -8,12 +8,14 @@ mod push;
 mod runs;
 mod schedule;
 mod secrets;
+mod tenants;
 
-pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared};
+pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared, check_name};
 pub use pools::QueueRequest;
 pub use push::Pushed;
 pub use runs::{execute, record_unstarted_failure};
 pub use schedule::{LATE_AFTER, SchedulerPass};
+pub use tenants::{AuthError, TokenRequest};
 
 use crate::artifact::{ArtifactStore, Digest};
 use crate::core::deployment::ArtifactMeta;
@@ -33,6 +35,9 @@ pub enum ServiceError {
     /// A thing named by the caller does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The caller has no valid token, or its role may not do this.
+    #[error("{0}")]
+    Denied(String),
     /// The caller's input is wrong.
     #[error("{0}")]
     Invalid(String),
@@ -115,10 +120,10 @@ impl Service {
         &self.taker
     }
 
-    /// The metadata of a pushed artifact.
-    pub fn artifact_meta(&self, digest: &str) -> Result<ArtifactMeta, ServiceError> {
+    /// The metadata of an artifact `tenant` pushed (`None`: any tenant).
+    pub fn artifact_meta(&self, tenant: Option<&str>, digest: &str) -> Result<ArtifactMeta, ServiceError> {
         let digest = Digest::parse(digest).map_err(ServiceError::Invalid)?;
-        self.store.artifact(&digest.to_string())?.ok_or_else(|| {
+        self.store.artifact(tenant, &digest.to_string())?.ok_or_else(|| {
             ServiceError::NotFound(format!(
                 "no artifact {digest} has been pushed here; push it with `sluice push FILE.wasm`"
             ))

@@ -24,53 +24,63 @@ pub struct QueueRequest {
 
 impl Service {
     /// A pool by name.
-    pub fn work_pool(&self, name: &str) -> Result<WorkPool, ServiceError> {
-        self.store.work_pools()?.into_iter().find(|p| p.name == name).ok_or_else(|| {
+    pub fn work_pool(&self, tenant: &str, name: &str) -> Result<WorkPool, ServiceError> {
+        self.store.work_pools(tenant)?.into_iter().find(|p| p.name == name).ok_or_else(|| {
             ServiceError::NotFound(format!("no work pool `{name}`; create it with `sluice work-pool create {name}`"))
         })
     }
 
     /// Fails unless the pool exists.
-    pub fn check_pool(&self, name: &str) -> Result<(), ServiceError> {
-        self.work_pool(name).map(|_| ())
+    pub fn check_pool(&self, tenant: &str, name: &str) -> Result<(), ServiceError> {
+        self.work_pool(tenant, name).map(|_| ())
     }
 
     /// Fails unless the pool (and the queue, when named) exist.
-    pub fn check_pool_and_queue(&self, pool: Option<&str>, queue: Option<&str>) -> Result<(), ServiceError> {
+    pub fn check_pool_and_queue(
+        &self,
+        tenant: &str,
+        pool: Option<&str>,
+        queue: Option<&str>,
+    ) -> Result<(), ServiceError> {
         let pool = pool.unwrap_or(DEFAULT_POOL);
-        self.check_pool(pool)?;
+        self.check_pool(tenant, pool)?;
         if let Some(queue) = queue {
-            self.work_queue(pool, queue)?;
+            self.work_queue(tenant, pool, queue)?;
         }
         Ok(())
     }
 
     /// Creates a pool (with its `default` queue).
-    pub fn create_work_pool(&self, name: &str, description: Option<String>) -> Result<WorkPool, ServiceError> {
+    pub fn create_work_pool(
+        &self,
+        tenant: &str,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<WorkPool, ServiceError> {
         check_name("work pool", name)?;
         let pool = WorkPool { name: name.to_string(), paused: false, description, created: Utc::now() };
-        if !self.store.create_work_pool(&pool)? {
+        if !self.store.create_work_pool(tenant, &pool)? {
             return Err(ServiceError::Invalid(format!("a work pool named `{name}` exists already")));
         }
         Ok(pool)
     }
 
     /// Pauses or resumes a pool.
-    pub fn set_work_pool_paused(&self, name: &str, paused: bool) -> Result<WorkPool, ServiceError> {
-        self.work_pool(name)?;
-        self.store.set_work_pool_paused(name, paused)?;
-        self.work_pool(name)
+    pub fn set_work_pool_paused(&self, tenant: &str, name: &str, paused: bool) -> Result<WorkPool, ServiceError> {
+        self.work_pool(tenant, name)?;
+        self.store.set_work_pool_paused(tenant, name, paused)?;
+        self.work_pool(tenant, name)
     }
 
     /// Deletes a pool no deployment uses.
-    pub fn delete_work_pool(&self, name: &str) -> Result<(), ServiceError> {
-        self.work_pool(name)?;
+    pub fn delete_work_pool(&self, tenant: &str, name: &str) -> Result<(), ServiceError> {
+        self.work_pool(tenant, name)?;
         if name == DEFAULT_POOL {
             return Err(ServiceError::Invalid("the default work pool cannot be deleted".into()));
         }
         let users: Vec<String> = self
             .store
-            .deployments()?
+            .deployments(Some(tenant))?
             .into_iter()
             .filter(|d| d.pool.as_deref() == Some(name))
             .map(|d| d.full_name())
@@ -81,13 +91,13 @@ impl Service {
                 users.join(", ")
             )));
         }
-        self.store.delete_work_pool(name)?;
+        self.store.delete_work_pool(tenant, name)?;
         Ok(())
     }
 
     /// A queue by pool and name.
-    pub fn work_queue(&self, pool: &str, name: &str) -> Result<WorkQueue, ServiceError> {
-        self.store.work_queues(Some(pool))?.into_iter().find(|q| q.name == name).ok_or_else(|| {
+    pub fn work_queue(&self, tenant: &str, pool: &str, name: &str) -> Result<WorkQueue, ServiceError> {
+        self.store.work_queues(tenant, Some(pool))?.into_iter().find(|q| q.name == name).ok_or_else(|| {
             ServiceError::NotFound(format!(
                 "no work queue `{name}` in pool `{pool}`; create it with `sluice work-queue create {name} --pool {pool}`"
             ))
@@ -95,8 +105,13 @@ impl Service {
     }
 
     /// Creates a queue in a pool.
-    pub fn create_work_queue(&self, pool: &str, request: QueueRequest) -> Result<WorkQueue, ServiceError> {
-        self.check_pool(pool)?;
+    pub fn create_work_queue(
+        &self,
+        tenant: &str,
+        pool: &str,
+        request: QueueRequest,
+    ) -> Result<WorkQueue, ServiceError> {
+        self.check_pool(tenant, pool)?;
         check_name("work queue", &request.name)?;
         let queue = WorkQueue {
             pool: pool.to_string(),
@@ -107,23 +122,29 @@ impl Service {
             paused: false,
             created: Utc::now(),
         };
-        if !self.store.create_work_queue(&queue)? {
+        if !self.store.create_work_queue(tenant, &queue)? {
             return Err(ServiceError::Invalid(format!("pool `{pool}` has a queue named `{}` already", queue.name)));
         }
         Ok(queue)
     }
 
     /// Pauses or resumes a queue.
-    pub fn set_work_queue_paused(&self, pool: &str, name: &str, paused: bool) -> Result<WorkQueue, ServiceError> {
-        self.work_queue(pool, name)?;
-        self.store.set_work_queue_paused(pool, name, paused)?;
-        self.work_queue(pool, name)
+    pub fn set_work_queue_paused(
+        &self,
+        tenant: &str,
+        pool: &str,
+        name: &str,
+        paused: bool,
+    ) -> Result<WorkQueue, ServiceError> {
+        self.work_queue(tenant, pool, name)?;
+        self.store.set_work_queue_paused(tenant, pool, name, paused)?;
+        self.work_queue(tenant, pool, name)
     }
 
     /// Deletes a queue.
-    pub fn delete_work_queue(&self, pool: &str, name: &str) -> Result<(), ServiceError> {
-        self.work_queue(pool, name)?;
-        self.store.delete_work_queue(pool, name)?;
+    pub fn delete_work_queue(&self, tenant: &str, pool: &str, name: &str) -> Result<(), ServiceError> {
+        self.work_queue(tenant, pool, name)?;
+        self.store.delete_work_queue(tenant, pool, name)?;
         Ok(())
     }
 }

@@ -17,8 +17,11 @@ pub struct Pushed {
 
 impl Service {
     /// Validates and stores a component; identical bytes are stored once.
+    /// The tenant pushing it may use it afterwards; other tenants may not
+    /// until they push the same bytes themselves.
     pub async fn push(
         &self,
+        tenant: &str,
         bytes: Vec<u8>,
         progress: Option<&(dyn Fn(u64, u64) + Sync)>,
     ) -> Result<Pushed, ServiceError> {
@@ -39,8 +42,10 @@ impl Service {
             imports: program.imports.clone(),
             pushed_at: chrono::Utc::now(),
         };
-        let new_metadata = self.store.save_artifact(&meta)?;
-        let artifact = self.store.artifact(&meta.digest)?.unwrap_or(meta);
-        Ok(Pushed { artifact, newly_stored: outcome.newly_stored || new_metadata })
+        // "Already stored" is the tenant's own news: it must not learn that
+        // another tenant pushed the same bytes.
+        let new_to_tenant = self.store.save_artifact(tenant, &meta)?;
+        let artifact = self.store.artifact(Some(tenant), &meta.digest)?.unwrap_or(meta);
+        Ok(Pushed { artifact, newly_stored: outcome.newly_stored || new_to_tenant })
     }
 }

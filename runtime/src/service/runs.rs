@@ -22,12 +22,13 @@ impl Service {
     /// Creates a flow run of `flow/deployment`, due at `start` (now when `None`).
     pub async fn create_run(
         &self,
+        tenant: &str,
         full_name: &str,
         overrides: Map<String, Value>,
         start: Option<DateTime<Utc>>,
     ) -> Result<FlowRunRow, ServiceError> {
-        let deployment = self.deployment(full_name)?;
-        let meta = self.artifact_meta(&deployment.artifact)?;
+        let deployment = self.deployment(tenant, full_name)?;
+        let meta = self.artifact_meta(Some(tenant), &deployment.artifact)?;
         let flow = meta.description.flow(Some(&deployment.flow)).map_err(ServiceError::Invalid)?;
         let mut merged = deployment.parameters.clone();
         merged.extend(overrides);
@@ -45,6 +46,7 @@ impl Service {
             artifact_digest: deployment.artifact.clone(),
             created: now,
             scheduled: Some(scheduled),
+            tenant: Some(deployment.tenant.clone()),
         }));
         self.store.record(&Event::State(StateRecord {
             run: id,
@@ -57,19 +59,24 @@ impl Service {
         }));
         self.store.flush().await;
         self.store
-            .flow_run(&id.to_string())?
+            .flow_run(Some(tenant), &id.to_string())?
             .ok_or_else(|| ServiceError::Other("the new flow run was not recorded".into()))
+    }
+
+    /// A tenant's flow run by id or name; another tenant's is not found.
+    pub fn flow_run(&self, tenant: &str, id_or_name: &str) -> Result<FlowRunRow, ServiceError> {
+        self.store.flow_run(Some(tenant), id_or_name)?.ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "no flow run with id or name `{id_or_name}`; `sluice flow-run ls` lists them"
+            ))
+        })
     }
 
     /// A run with its state history, task runs (each with its history) and
     /// subflow runs, as `flow-run inspect` and the API show it.
-    pub fn inspect_run(&self, id_or_name: &str) -> Result<Value, ServiceError> {
+    pub fn inspect_run(&self, tenant: &str, id_or_name: &str) -> Result<Value, ServiceError> {
         let store: &dyn StateStore = self.store.as_ref();
-        let row = store.flow_run(id_or_name)?.ok_or_else(|| {
-            ServiceError::NotFound(format!(
-                "no flow run with id or name `{id_or_name}`; `sluice flow-run ls` lists them"
-            ))
-        })?;
+        let row = self.flow_run(tenant, id_or_name)?;
         let mut task_runs = Vec::new();
         for task in store.task_runs(&row.id)? {
             let states = store.states(&task.id)?;
@@ -87,7 +94,7 @@ impl Service {
     /// Schedules a crashed run again if its deployment allows another
     /// attempt; true when it did.
     pub fn retry_crashed(&self, id: &str, now: DateTime<Utc>) -> Result<bool, ServiceError> {
-        let Some(run) = self.store.flow_run(id)? else { return Ok(false) };
+        let Some(run) = self.store.flow_run(None, id)? else { return Ok(false) };
         let limits = match self.limits_of(&run) {
             Ok(limits) => limits,
             Err(ServiceError::NotFound(_)) => return Ok(false),
@@ -109,7 +116,7 @@ impl Service {
         if self.store.claim_run(&run.id, &self.taker)? {
             return Ok(());
         }
-        let current = self.store.flow_run(&run.id)?;
+        let current = self.store.flow_run(None, &run.id)?;
         match current.and_then(|r| r.claimed_by) {
             Some(taker) if taker == self.taker => Ok(()),
             Some(taker) => Err(ServiceError::Invalid(format!("flow run '{}' is already taken by {taker}", run.name))),
@@ -178,11 +185,21 @@ impl Service {
     }
 
     /// The limits a run's deployment sets (none for a run without one).
+    /// The tenant's policy caps them: a deployment that sets no timeout or
+    /// memory gets the policy's most, not unbounded.
     pub fn limits_of(&self, run: &FlowRunRow) -> Result<Limits, ServiceError> {
-        Ok(match &run.deployment {
-            Some(full_name) => self.deployment(full_name)?.limits,
+        let mut limits = match &run.deployment {
+            Some(full_name) => self.deployment(&run.tenant, full_name)?.limits,
             None => Limits::default(),
-        })
+        };
+        let policy = self.tenant(&run.tenant)?.policy;
+        if let Some(most) = policy.max_timeout_seconds {
+            limits.timeout_seconds = Some(limits.timeout_seconds.map_or(most, |t| t.min(most)));
+        }
+        if let Some(most) = policy.max_memory_mib {
+            limits.memory_mib = Some(limits.memory_mib.map_or(most, |m| m.min(most)));
+        }
+        Ok(limits)
     }
 }
 

@@ -32,12 +32,12 @@ impl Service {
     /// One pass of the scheduler at `now`.
     pub fn schedule(&self, now: DateTime<Utc>) -> Result<SchedulerPass, ServiceError> {
         let mut pass = SchedulerPass::default();
-        for deployment in self.store.deployments()? {
+        for deployment in self.store.deployments(None)? {
             let Some(schedule) = &deployment.schedule else { continue };
             if deployment.paused {
                 continue;
             }
-            let parameters = self.artifact_meta(&deployment.artifact).and_then(|meta| {
+            let parameters = self.artifact_meta(Some(&deployment.tenant), &deployment.artifact).and_then(|meta| {
                 let flow = meta.description.flow(Some(&deployment.flow)).map_err(ServiceError::Invalid)?;
                 params::resolve(&flow.name, &flow.parameters_schema, deployment.parameters.clone())
                     .map_err(ServiceError::Invalid)
@@ -72,6 +72,7 @@ mod tests {
     use super::*;
     use crate::core::schedule::Schedule;
     use crate::core::state::StateType;
+    use crate::core::tenant::DEFAULT_TENANT;
     use crate::service::{ArtifactSource, Config, DeployRequest};
     use crate::store::RunFilter;
 
@@ -88,7 +89,7 @@ mod tests {
         let config =
             Config { home: home.path().to_path_buf(), store_url: None, compile_cache: home.path().join("compiled") };
         let service = Service::open(&config).unwrap();
-        service.deploy(request(Some(schedule))).await.unwrap();
+        service.deploy(DEFAULT_TENANT, request(Some(schedule))).await.unwrap();
         (home, service)
     }
 
@@ -134,7 +135,7 @@ mod tests {
             [at("2026-11-26T11:00:00Z"), at("2026-11-26T12:00:00Z"), at("2026-11-26T13:00:00Z")]
         );
         assert_eq!(service.schedule(now).unwrap().created, 0, "a second pass adds nothing");
-        service.deploy(request(Some(Schedule::cron("0 * * * *", None).unwrap()))).await.unwrap();
+        service.deploy(DEFAULT_TENANT, request(Some(Schedule::cron("0 * * * *", None).unwrap()))).await.unwrap();
         assert_eq!(service.schedule(now).unwrap().created, 0, "an unchanged redeploy adds nothing");
         let later = at("2026-11-26T11:10:00Z");
         let pass = service.schedule(later).unwrap();
@@ -157,6 +158,7 @@ mod tests {
         let history: Vec<StateType> = service.store.states(&late[0].id).unwrap().into_iter().map(|s| s.state).collect();
         assert_eq!(history, [StateType::Scheduled, StateType::Late]);
         let claim = |taker| Claim {
+            tenant: None,
             now: at("2026-11-26T10:10:16Z"),
             pool: Some("default"),
             queues: &[],
@@ -174,12 +176,12 @@ mod tests {
         let (_home, service) = service_with(Schedule::interval(600).unwrap()).await;
         let now = chrono::Utc::now();
         assert!(service.schedule(now).unwrap().created >= 6);
-        service.set_paused("hello/leo", true).unwrap();
+        service.set_paused(DEFAULT_TENANT, "hello/leo", true).unwrap();
         assert!(scheduled(&service).is_empty(), "paused: no future runs");
         assert_eq!(service.schedule(now).unwrap().created, 0, "a paused deployment gets none");
-        service.set_paused("hello/leo", false).unwrap();
+        service.set_paused(DEFAULT_TENANT, "hello/leo", false).unwrap();
         assert_eq!(service.schedule(now).unwrap().created, 6);
-        service.deploy(request(Some(Schedule::interval(1800).unwrap()))).await.unwrap();
+        service.deploy(DEFAULT_TENANT, request(Some(Schedule::interval(1800).unwrap()))).await.unwrap();
         assert!(scheduled(&service).is_empty(), "a changed schedule drops the old runs");
         assert_eq!(service.schedule(now).unwrap().created, 3, "every 30 min: three ahead");
     }

@@ -5,16 +5,14 @@
 //! returned by the API.
 
 use super::{Service, ServiceError};
-use crate::core::grants::{ResolvedGrants, check_secret_name};
+use crate::core::grants::{Grants, HostPattern, ResolvedGrants, check_secret_name};
+use crate::core::tenant::{DEFAULT_TENANT, TenantPolicy};
 use crate::store::{FlowRunRow, SecretInfo};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-
-/// The tenant of every secret until tenants reach this code.
-pub const DEFAULT_TENANT: &str = "default";
 
 /// Largest secret value accepted.
 pub const MAX_SECRET_BYTES: usize = 64 << 10;
@@ -89,8 +87,8 @@ impl Service {
         SecretKey::load_or_create(&self.home)
     }
 
-    /// Sets a secret; true when it was new.
-    pub fn set_secret(&self, name: &str, value: &str) -> Result<bool, ServiceError> {
+    /// Sets a tenant's secret; true when it was new.
+    pub fn set_secret(&self, tenant: &str, name: &str, value: &str) -> Result<bool, ServiceError> {
         check_secret_name(name).map_err(ServiceError::Invalid)?;
         if value.len() > MAX_SECRET_BYTES {
             return Err(ServiceError::Invalid(format!(
@@ -98,28 +96,28 @@ impl Service {
                 value.len()
             )));
         }
-        let sealed = self.secret_key()?.seal(DEFAULT_TENANT, name, value)?;
-        Ok(self.store.put_secret(DEFAULT_TENANT, name, &sealed)?)
+        let sealed = self.secret_key()?.seal(tenant, name, value)?;
+        Ok(self.store.put_secret(tenant, name, &sealed)?)
     }
 
-    /// The secrets, names and dates only.
-    pub fn secrets(&self) -> Result<Vec<SecretInfo>, ServiceError> {
-        Ok(self.store.secrets(DEFAULT_TENANT)?)
+    /// A tenant's secrets, names and dates only.
+    pub fn secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, ServiceError> {
+        Ok(self.store.secrets(tenant)?)
     }
 
-    /// Deletes a secret.
-    pub fn delete_secret(&self, name: &str) -> Result<(), ServiceError> {
-        if self.store.delete_secret(DEFAULT_TENANT, name)? {
+    /// Deletes a tenant's secret.
+    pub fn delete_secret(&self, tenant: &str, name: &str) -> Result<(), ServiceError> {
+        if self.store.delete_secret(tenant, name)? {
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("no secret `{name}`; `sluice secret ls` lists them")))
         }
     }
 
-    /// Refuses secret names that are not set, naming the first.
-    pub fn check_secrets_exist(&self, names: &[String]) -> Result<(), ServiceError> {
+    /// Refuses secret names the tenant has not set, naming the first.
+    pub fn check_secrets_exist(&self, tenant: &str, names: &[String]) -> Result<(), ServiceError> {
         for name in names {
-            if self.store.sealed_secret(DEFAULT_TENANT, name)?.is_none() {
+            if self.store.sealed_secret(tenant, name)?.is_none() {
                 return Err(ServiceError::Invalid(format!(
                     "the deployment is granted secret `{name}`, which does not exist; set it first with \
                      `sluice secret set {name}`"
@@ -129,23 +127,51 @@ impl Service {
         Ok(())
     }
 
+    /// Refuses grants beyond the tenant's policy: every allowed host must be
+    /// within the hosts the policy lists. The operator's tenant (`default`)
+    /// is the server's own and is not limited by a policy.
+    pub fn check_grants_policy(
+        &self,
+        tenant: &str,
+        grants: &Grants,
+        policy: &TenantPolicy,
+    ) -> Result<(), ServiceError> {
+        if tenant == DEFAULT_TENANT {
+            return Ok(());
+        }
+        for entry in &grants.allow_hosts {
+            let pattern = HostPattern::parse(entry).map_err(ServiceError::Invalid)?;
+            if !pattern
+                .within(|host| policy.allows_host(host), |wildcard| policy.allow_hosts.iter().any(|p| p == wildcard))
+            {
+                return Err(ServiceError::Invalid(format!(
+                    "the deployment asks for outbound HTTP to `{entry}`, which tenant `{tenant}`'s policy does not allow \
+                     (it allows {}); ask an admin to add the host to the tenant's policy",
+                    if policy.allow_hosts.is_empty() { "no hosts".to_string() } else { policy.allow_hosts.join(", ") }
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// What a run's deployment grants, its secrets decrypted, for the sandbox.
     pub fn grants_of(&self, run: &FlowRunRow) -> Result<ResolvedGrants, ServiceError> {
         let Some(full_name) = &run.deployment else { return Ok(ResolvedGrants::default()) };
-        let grants = self.deployment(full_name)?.grants;
+        let tenant = run.tenant.as_str();
+        let grants = self.deployment(tenant, full_name)?.grants;
         if grants.secrets.is_empty() {
             return Ok(ResolvedGrants { allow_hosts: grants.allow_hosts, env: Vec::new() });
         }
         let key = self.secret_key()?;
         let mut env = Vec::with_capacity(grants.secrets.len());
         for name in &grants.secrets {
-            let sealed = self.store.sealed_secret(DEFAULT_TENANT, name)?.ok_or_else(|| {
+            let sealed = self.store.sealed_secret(tenant, name)?.ok_or_else(|| {
                 ServiceError::Invalid(format!(
                     "deployment {full_name} is granted secret `{name}`, which no longer exists; set it again with \
                      `sluice secret set {name}`"
                 ))
             })?;
-            env.push((name.clone(), key.open(DEFAULT_TENANT, name, &sealed)?));
+            env.push((name.clone(), key.open(tenant, name, &sealed)?));
         }
         Ok(ResolvedGrants { allow_hosts: grants.allow_hosts, env })
     }

@@ -117,6 +117,78 @@ INSERT INTO work_pools (name, created) VALUES ('default', strftime('%Y-%m-%dT%H:
 INSERT INTO work_queues (pool, name, created) VALUES ('default', 'default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
 ALTER TABLE flow_runs ADD COLUMN queue TEXT;
 "#,
+    // Tenants: every object gets an owner (existing ones go to `default`),
+    // and names become unique per tenant, so the keys are rebuilt.
+    r#"
+CREATE TABLE tenants (
+    name        TEXT PRIMARY KEY,
+    policy      TEXT NOT NULL DEFAULT '{}',
+    created     TEXT NOT NULL
+);
+INSERT INTO tenants (name, created) VALUES ('default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+CREATE TABLE tokens (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    name        TEXT,
+    hash        BLOB NOT NULL,
+    created     TEXT NOT NULL,
+    expires     TEXT,
+    revoked     TEXT
+);
+CREATE INDEX tokens_by_tenant ON tokens (tenant);
+CREATE TABLE tenant_artifacts (
+    tenant      TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    pushed_at   TEXT NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+INSERT INTO tenant_artifacts (tenant, digest, pushed_at) SELECT 'default', digest, pushed_at FROM artifacts;
+CREATE TABLE deployments_by_tenant (
+    tenant      TEXT NOT NULL,
+    flow        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL,
+    PRIMARY KEY (tenant, flow, name)
+);
+INSERT INTO deployments_by_tenant SELECT 'default', flow, name, body, created, updated FROM deployments;
+DROP TABLE deployments;
+ALTER TABLE deployments_by_tenant RENAME TO deployments;
+CREATE TABLE work_pools_by_tenant (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    description TEXT,
+    created     TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+INSERT INTO work_pools_by_tenant SELECT 'default', name, paused, description, created FROM work_pools;
+DROP TABLE work_pools;
+ALTER TABLE work_pools_by_tenant RENAME TO work_pools;
+CREATE TABLE work_queues_by_tenant (
+    tenant      TEXT NOT NULL,
+    pool        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    tags        TEXT NOT NULL DEFAULT '[]',
+    priority    INTEGER NOT NULL DEFAULT 1,
+    concurrency_limit INTEGER,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    created     TEXT NOT NULL,
+    PRIMARY KEY (tenant, pool, name)
+);
+INSERT INTO work_queues_by_tenant SELECT 'default', pool, name, tags, priority, concurrency_limit, paused, created
+    FROM work_queues;
+DROP TABLE work_queues;
+ALTER TABLE work_queues_by_tenant RENAME TO work_queues;
+ALTER TABLE flow_runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+DROP INDEX flow_runs_schedule_slot;
+CREATE UNIQUE INDEX flow_runs_schedule_slot ON flow_runs (tenant, deployment, scheduled) WHERE auto_scheduled = 1;
+CREATE INDEX flow_runs_by_tenant ON flow_runs (tenant, created DESC);
+CREATE INDEX flow_runs_due_by_tenant ON flow_runs (tenant, scheduled)
+    WHERE claimed_by IS NULL AND state IN ('Scheduled', 'Late');
+"#,
     // Secrets: values sealed (ChaCha20-Poly1305) with the key in SLUICE_HOME, never stored in clear.
     r#"
 CREATE TABLE secrets (

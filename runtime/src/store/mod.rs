@@ -2,11 +2,13 @@
 //! every state transition, logs and cached results. One trait, so another
 //! database can be added and run through the same test suite; SQLite now.
 
+mod claim;
 mod migrations;
 mod secrets;
 mod sqlite;
 #[cfg(test)]
 mod suite;
+mod tenants;
 mod writer;
 
 pub use secrets::SecretInfo;
@@ -16,6 +18,7 @@ use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{LogLevel, Recorder, ResultCache};
 use crate::core::state::StateType;
+use crate::core::tenant::{Tenant, TenantPolicy, TokenInfo};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,6 +54,8 @@ pub enum Change {
 /// Which flow runs to list.
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
+    /// Only runs of this tenant (every tenant's when `None`).
+    pub tenant: Option<String>,
     /// Only runs of this flow.
     pub flow: Option<String>,
     /// Only runs of this deployment (`flow/name`).
@@ -66,6 +71,8 @@ pub struct RunFilter {
 pub struct FlowRunRow {
     /// Its id.
     pub id: String,
+    /// The tenant that owns it.
+    pub tenant: String,
     /// Its generated name.
     pub name: String,
     /// The flow it runs.
@@ -152,26 +159,27 @@ pub struct LogRow {
 /// Everything the host keeps. Recording goes through [`Recorder`]; the
 /// rest are plain calls.
 pub trait StateStore: Recorder + ResultCache {
-    /// Records an artifact's metadata; false when it was already known.
-    fn save_artifact(&self, meta: &ArtifactMeta) -> Result<bool, StoreError>;
-    /// One artifact's metadata.
-    fn artifact(&self, digest: &str) -> Result<Option<ArtifactMeta>, StoreError>;
-    /// Every artifact, newest first.
-    fn artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError>;
+    /// Records an artifact's metadata and that `tenant` pushed it; false
+    /// when that tenant had already pushed it.
+    fn save_artifact(&self, tenant: &str, meta: &ArtifactMeta) -> Result<bool, StoreError>;
+    /// One artifact's metadata, if `tenant` pushed it (`None`: any tenant).
+    fn artifact(&self, tenant: Option<&str>, digest: &str) -> Result<Option<ArtifactMeta>, StoreError>;
+    /// The artifacts `tenant` pushed (`None`: every one), newest first.
+    fn artifacts(&self, tenant: Option<&str>) -> Result<Vec<ArtifactMeta>, StoreError>;
 
-    /// Creates or updates `flow/name`.
+    /// Creates or updates the deployment's `flow/name` in its tenant.
     fn upsert_deployment(&self, deployment: &Deployment) -> Result<Change, StoreError>;
-    /// One deployment.
-    fn deployment(&self, flow: &str, name: &str) -> Result<Option<Deployment>, StoreError>;
-    /// Every deployment, by name.
-    fn deployments(&self) -> Result<Vec<Deployment>, StoreError>;
+    /// One deployment of a tenant.
+    fn deployment(&self, tenant: &str, flow: &str, name: &str) -> Result<Option<Deployment>, StoreError>;
+    /// The deployments of a tenant (`None`: of every tenant), by name.
+    fn deployments(&self, tenant: Option<&str>) -> Result<Vec<Deployment>, StoreError>;
     /// Deletes a deployment; false when there was none.
-    fn delete_deployment(&self, flow: &str, name: &str) -> Result<bool, StoreError>;
+    fn delete_deployment(&self, tenant: &str, flow: &str, name: &str) -> Result<bool, StoreError>;
 
     /// Flow runs, newest first.
     fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunRow>, StoreError>;
-    /// A flow run by id, or by name (the newest of that name).
-    fn flow_run(&self, id_or_name: &str) -> Result<Option<FlowRunRow>, StoreError>;
+    /// A flow run of `tenant` (`None`: of any tenant) by id, or by name (the newest of that name).
+    fn flow_run(&self, tenant: Option<&str>, id_or_name: &str) -> Result<Option<FlowRunRow>, StoreError>;
     /// The subflow runs of a flow run.
     fn subflow_runs(&self, flow_run: &str) -> Result<Vec<FlowRunRow>, StoreError>;
     /// The task runs of a flow run, in creation order.
@@ -188,7 +196,7 @@ pub trait StateStore: Recorder + ResultCache {
     /// Moves `Scheduled` runs due before `cutoff` and not taken to `Late`.
     fn mark_late(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Deletes a deployment's auto-scheduled runs after `now` that have not started.
-    fn unschedule_future(&self, deployment: &str, now: DateTime<Utc>) -> Result<usize, StoreError>;
+    fn unschedule_future(&self, tenant: &str, deployment: &str, now: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Atomically takes due runs for `claim.taker`, routed through work
     /// queues and within the queues' and deployments' concurrency limits.
     fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<FlowRunRow>, StoreError>;
@@ -212,22 +220,44 @@ pub trait StateStore: Recorder + ResultCache {
     /// Why `taker` may no longer report on flow run `id` (or its subflows), if it may not.
     fn lease_lost(&self, taker: &str, id: &str) -> Result<Option<String>, StoreError>;
 
-    /// Every work pool.
-    fn work_pools(&self) -> Result<Vec<WorkPool>, StoreError>;
-    /// Creates a work pool; false when one of that name exists.
-    fn create_work_pool(&self, pool: &WorkPool) -> Result<bool, StoreError>;
+    /// The flow run a task run belongs to.
+    fn task_flow_run(&self, task_run: &str) -> Result<Option<String>, StoreError>;
+
+    /// A tenant's work pools.
+    fn work_pools(&self, tenant: &str) -> Result<Vec<WorkPool>, StoreError>;
+    /// Creates a work pool of a tenant; false when it has one of that name.
+    fn create_work_pool(&self, tenant: &str, pool: &WorkPool) -> Result<bool, StoreError>;
     /// Pauses or resumes a pool; false when there is none.
-    fn set_work_pool_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError>;
+    fn set_work_pool_paused(&self, tenant: &str, name: &str, paused: bool) -> Result<bool, StoreError>;
     /// Deletes a pool and its queues; false when there is none.
-    fn delete_work_pool(&self, name: &str) -> Result<bool, StoreError>;
-    /// The queues of a pool (of every pool when `None`).
-    fn work_queues(&self, pool: Option<&str>) -> Result<Vec<WorkQueue>, StoreError>;
+    fn delete_work_pool(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+    /// The queues of a tenant's pool (of every pool when `None`).
+    fn work_queues(&self, tenant: &str, pool: Option<&str>) -> Result<Vec<WorkQueue>, StoreError>;
     /// Creates a queue; false when the pool has one of that name.
-    fn create_work_queue(&self, queue: &WorkQueue) -> Result<bool, StoreError>;
+    fn create_work_queue(&self, tenant: &str, queue: &WorkQueue) -> Result<bool, StoreError>;
     /// Pauses or resumes a queue; false when there is none.
-    fn set_work_queue_paused(&self, pool: &str, name: &str, paused: bool) -> Result<bool, StoreError>;
+    fn set_work_queue_paused(&self, tenant: &str, pool: &str, name: &str, paused: bool) -> Result<bool, StoreError>;
     /// Deletes a queue; false when there is none.
-    fn delete_work_queue(&self, pool: &str, name: &str) -> Result<bool, StoreError>;
+    fn delete_work_queue(&self, tenant: &str, pool: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Creates a tenant with its `default` pool and queue; false when it exists.
+    fn create_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError>;
+    /// One tenant.
+    fn tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Every tenant, by name.
+    fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// Replaces a tenant's policy; false when there is no such tenant.
+    fn set_tenant_policy(&self, name: &str, policy: &TenantPolicy) -> Result<bool, StoreError>;
+    /// Deletes a tenant with everything it owns; false when there was none.
+    fn delete_tenant(&self, name: &str) -> Result<bool, StoreError>;
+    /// Stores a new token's record and the hash of its secret.
+    fn create_token(&self, info: &TokenInfo, hash: &[u8; 32]) -> Result<(), StoreError>;
+    /// A token's record and stored hash, by id.
+    fn token(&self, id: &str) -> Result<Option<(TokenInfo, Vec<u8>)>, StoreError>;
+    /// The tokens of a tenant (`None`: of every tenant).
+    fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>, StoreError>;
+    /// Revokes a token of `tenant` (`None`: of any tenant); false when there is none.
+    fn revoke_token(&self, tenant: Option<&str>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// What a cancel request did.
@@ -245,6 +275,8 @@ pub enum CancelOutcome {
 
 /// What a runner asks for when it takes runs.
 pub struct Claim<'a> {
+    /// Only runs of this tenant (`None`: every tenant's, fairly).
+    pub tenant: Option<&'a str>,
     /// Runs due at this time.
     pub now: DateTime<Utc>,
     /// Only runs routed to this pool's queues (`None`: no routing, as for `sluice serve`).

@@ -5,18 +5,18 @@
 use super::writer::{Write, WriterHandle, timestamp};
 use super::{
     CancelOutcome, Change, Claim, FlowRunRow, LogRow, RunFilter, ScheduledRuns, StateRow, StateStore, StoreError,
-    TaskRunRow, migrations,
+    TaskRunRow, claim, migrations, tenants,
 };
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::ids::{RunId, run_name};
-use crate::core::pool::{DEFAULT_POOL, WorkPool, WorkQueue, route};
+use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{Barrier, Event, LogLevel, Recorder, ResultCache};
 use crate::core::state::StateType;
+use crate::core::tenant::{Tenant, TenantPolicy, TokenInfo};
 use crate::runner::MemoryCache;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -112,16 +112,16 @@ impl ResultCache for SqliteStore {
     }
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
 }
 
-fn time_column(row: &Row<'_>, index: &str) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn time_column(row: &Row<'_>, index: &str) -> rusqlite::Result<DateTime<Utc>> {
     let text: String = row.get(index)?;
     parse_time(&text).ok_or_else(|| bad_column(index, &text))
 }
 
-fn optional_time(row: &Row<'_>, index: &str) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub(super) fn optional_time(row: &Row<'_>, index: &str) -> rusqlite::Result<Option<DateTime<Utc>>> {
     let text: Option<String> = row.get(index)?;
     text.map(|t| parse_time(&t).ok_or_else(|| bad_column(index, &t))).transpose()
 }
@@ -136,7 +136,7 @@ fn state_column(row: &Row<'_>, index: &str) -> rusqlite::Result<Option<StateType
     text.map(|t| StateType::parse(&t).ok_or_else(|| bad_column(index, &t))).transpose()
 }
 
-fn bad_column(column: &str, value: &str) -> rusqlite::Error {
+pub(super) fn bad_column(column: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         0,
         rusqlite::types::Type::Text,
@@ -144,12 +144,13 @@ fn bad_column(column: &str, value: &str) -> rusqlite::Error {
     )
 }
 
-const FLOW_RUN_COLUMNS: &str = "id, name, flow, deployment, parent, artifact, parameters, state, message, result, created, \
+const FLOW_RUN_COLUMNS: &str = "id, tenant, name, flow, deployment, parent, artifact, parameters, state, message, result, created, \
      scheduled, started, ended, claimed_by";
 
 fn flow_run_row(row: &Row<'_>) -> rusqlite::Result<FlowRunRow> {
     Ok(FlowRunRow {
         id: row.get("id")?,
+        tenant: row.get("tenant")?,
         name: row.get("name")?,
         flow: row.get("flow")?,
         deployment: row.get("deployment")?,
@@ -196,34 +197,53 @@ fn artifact_row(row: &Row<'_>) -> rusqlite::Result<ArtifactMeta> {
 
 fn deployment_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
     let body: String = row.get("body")?;
-    serde_json::from_str(&body).map_err(|_| bad_column("body", &body))
+    let mut deployment: Deployment = serde_json::from_str(&body).map_err(|_| bad_column("body", &body))?;
+    deployment.tenant = row.get("tenant")?;
+    Ok(deployment)
 }
 
+/// Artifacts as a tenant (`?1`, or NULL for every tenant) sees them, with its own push time.
+const ARTIFACT_SELECT: &str = "SELECT a.digest, a.size, a.description, a.imports,
+        COALESCE(t.pushed_at, a.pushed_at) AS pushed_at
+     FROM artifacts a LEFT JOIN tenant_artifacts t ON t.digest = a.digest AND t.tenant = ?1
+     WHERE (?1 IS NULL OR t.tenant IS NOT NULL)";
+
 impl StateStore for SqliteStore {
-    fn save_artifact(&self, meta: &ArtifactMeta) -> Result<bool, StoreError> {
+    fn save_artifact(&self, tenant: &str, meta: &ArtifactMeta) -> Result<bool, StoreError> {
         let description = serde_json::to_string(&meta.description).expect("a description is JSON");
         let imports = serde_json::to_string(&meta.imports).expect("imports are JSON");
-        let inserted = self.read(|c| {
+        let pushed_at = timestamp(meta.pushed_at);
+        let referenced = self.read(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO artifacts (digest, size, description, imports, pushed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![meta.digest, meta.size, description, imports, timestamp(meta.pushed_at)],
+                params![meta.digest, meta.size, description, imports, pushed_at],
+            )?;
+            c.execute(
+                "INSERT OR IGNORE INTO tenant_artifacts (tenant, digest, pushed_at) VALUES (?1, ?2, ?3)",
+                params![tenant, meta.digest, pushed_at],
             )
         })?;
-        Ok(inserted == 1)
+        Ok(referenced == 1)
     }
 
-    fn artifact(&self, digest: &str) -> Result<Option<ArtifactMeta>, StoreError> {
-        self.read(|c| c.query_row("SELECT * FROM artifacts WHERE digest = ?1", [digest], artifact_row).optional())
-    }
-
-    fn artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError> {
+    fn artifact(&self, tenant: Option<&str>, digest: &str) -> Result<Option<ArtifactMeta>, StoreError> {
         self.read(|c| {
-            c.prepare("SELECT * FROM artifacts ORDER BY pushed_at DESC")?.query_map([], artifact_row)?.collect()
+            c.prepare_cached(&format!("{ARTIFACT_SELECT} AND a.digest = ?2"))?
+                .query_row(params![tenant, digest], artifact_row)
+                .optional()
+        })
+    }
+
+    fn artifacts(&self, tenant: Option<&str>) -> Result<Vec<ArtifactMeta>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("{ARTIFACT_SELECT} ORDER BY pushed_at DESC"))?
+                .query_map([tenant], artifact_row)?
+                .collect()
         })
     }
 
     fn upsert_deployment(&self, deployment: &Deployment) -> Result<Change, StoreError> {
-        let existing = self.deployment(&deployment.flow, &deployment.name)?;
+        let existing = self.deployment(&deployment.tenant, &deployment.flow, &deployment.name)?;
         let change = match &existing {
             None => Change::Created,
             Some(old) if old.same_settings(deployment) => return Ok(Change::Unchanged),
@@ -236,30 +256,39 @@ impl StateStore for SqliteStore {
         let body = serde_json::to_string(&stored).expect("a deployment is JSON");
         self.read(|c| {
             c.execute(
-                "INSERT INTO deployments (flow, name, body, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (flow, name) DO UPDATE SET body = excluded.body, updated = excluded.updated",
-                params![stored.flow, stored.name, body, timestamp(stored.created), timestamp(stored.updated)],
+                "INSERT INTO deployments (tenant, flow, name, body, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tenant, flow, name) DO UPDATE SET body = excluded.body, updated = excluded.updated",
+                params![
+                    stored.tenant,
+                    stored.flow,
+                    stored.name,
+                    body,
+                    timestamp(stored.created),
+                    timestamp(stored.updated)
+                ],
             )
         })?;
         Ok(change)
     }
 
-    fn deployment(&self, flow: &str, name: &str) -> Result<Option<Deployment>, StoreError> {
+    fn deployment(&self, tenant: &str, flow: &str, name: &str) -> Result<Option<Deployment>, StoreError> {
+        self.read(|c| load_deployment(c, tenant, flow, name))
+    }
+
+    fn deployments(&self, tenant: Option<&str>) -> Result<Vec<Deployment>, StoreError> {
         self.read(|c| {
-            c.query_row("SELECT body FROM deployments WHERE flow = ?1 AND name = ?2", [flow, name], deployment_row)
-                .optional()
+            c.prepare_cached(
+                "SELECT tenant, body FROM deployments WHERE ?1 IS NULL OR tenant = ?1 ORDER BY tenant, flow, name",
+            )?
+            .query_map([tenant], deployment_row)?
+            .collect()
         })
     }
 
-    fn deployments(&self) -> Result<Vec<Deployment>, StoreError> {
-        self.read(|c| {
-            c.prepare("SELECT body FROM deployments ORDER BY flow, name")?.query_map([], deployment_row)?.collect()
-        })
-    }
-
-    fn delete_deployment(&self, flow: &str, name: &str) -> Result<bool, StoreError> {
-        let deleted =
-            self.read(|c| c.execute("DELETE FROM deployments WHERE flow = ?1 AND name = ?2", [flow, name]))?;
+    fn delete_deployment(&self, tenant: &str, flow: &str, name: &str) -> Result<bool, StoreError> {
+        let deleted = self.read(|c| {
+            c.execute("DELETE FROM deployments WHERE tenant = ?1 AND flow = ?2 AND name = ?3", [tenant, flow, name])
+        })?;
         Ok(deleted == 1)
     }
 
@@ -267,6 +296,7 @@ impl StateStore for SqliteStore {
         let mut sql = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE parent IS NULL");
         let mut values: Vec<String> = Vec::new();
         for (column, value) in [
+            ("tenant", filter.tenant.clone()),
             ("flow", filter.flow.clone()),
             ("deployment", filter.deployment.clone()),
             ("state", filter.state.map(|s| s.name().to_string())),
@@ -280,15 +310,20 @@ impl StateStore for SqliteStore {
         self.read(|c| c.prepare(&sql)?.query_map(rusqlite::params_from_iter(values), flow_run_row)?.collect())
     }
 
-    fn flow_run(&self, id_or_name: &str) -> Result<Option<FlowRunRow>, StoreError> {
+    fn flow_run(&self, tenant: Option<&str>, id_or_name: &str) -> Result<Option<FlowRunRow>, StoreError> {
         self.read(|c| {
-            let by_id = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE id = ?1");
-            if let Some(run) = c.query_row(&by_id, [id_or_name], flow_run_row).optional()? {
+            let by_id =
+                format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)");
+            if let Some(run) =
+                c.prepare_cached(&by_id)?.query_row(params![id_or_name, tenant], flow_run_row).optional()?
+            {
                 return Ok(Some(run));
             }
-            let by_name =
-                format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE name = ?1 ORDER BY created DESC LIMIT 1");
-            c.query_row(&by_name, [id_or_name], flow_run_row).optional()
+            let by_name = format!(
+                "SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE name = ?1 AND (?2 IS NULL OR tenant = ?2)
+                 ORDER BY created DESC LIMIT 1"
+            );
+            c.prepare_cached(&by_name)?.query_row(params![id_or_name, tenant], flow_run_row).optional()
         })
     }
 
@@ -360,7 +395,8 @@ impl StateStore for SqliteStore {
                 let inserted = tx
                     .prepare_cached(
                         "INSERT OR IGNORE INTO flow_runs (id, name, flow, deployment, artifact, parameters, state, message,
-                         created, scheduled, auto_scheduled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Scheduled', ?7, ?8, ?9, 1)",
+                         created, scheduled, auto_scheduled, tenant)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Scheduled', ?7, ?8, ?9, 1, ?10)",
                     )?
                     .execute(params![
                         id,
@@ -371,7 +407,8 @@ impl StateStore for SqliteStore {
                         parameters,
                         message,
                         now,
-                        timestamp(*time)
+                        timestamp(*time),
+                        deployment.tenant
                     ])?;
                 if inserted == 1 {
                     tx.prepare_cached(
@@ -407,20 +444,21 @@ impl StateStore for SqliteStore {
         })?)
     }
 
-    fn unschedule_future(&self, deployment: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    fn unschedule_future(&self, tenant: &str, deployment: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let now = timestamp(now);
         Ok(self.writer.transaction(|tx| {
-            let future = "SELECT id FROM flow_runs WHERE deployment = ?1 AND auto_scheduled = 1
-                          AND state = 'Scheduled' AND claimed_by IS NULL AND scheduled > ?2";
-            tx.execute(&format!("DELETE FROM states WHERE run IN ({future})"), params![deployment, timestamp(now)])?;
-            tx.execute(&format!("DELETE FROM flow_runs WHERE id IN ({future})"), params![deployment, timestamp(now)])
+            let future = "SELECT id FROM flow_runs WHERE tenant = ?1 AND deployment = ?2 AND auto_scheduled = 1
+                          AND state = 'Scheduled' AND claimed_by IS NULL AND scheduled > ?3";
+            tx.execute(&format!("DELETE FROM states WHERE run IN ({future})"), params![tenant, deployment, now])?;
+            tx.execute(&format!("DELETE FROM flow_runs WHERE id IN ({future})"), params![tenant, deployment, now])
         })?)
     }
 
     fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<FlowRunRow>, StoreError> {
-        let claimed: Vec<String> = self.writer.transaction(|tx| claim_in(tx, claim))?;
+        let claimed: Vec<String> = self.writer.transaction(|tx| claim::claim_in(tx, claim))?;
         let mut runs = Vec::with_capacity(claimed.len());
         for id in claimed {
-            runs.extend(self.flow_run(&id)?);
+            runs.extend(self.flow_run(None, &id)?);
         }
         runs.sort_by_key(|run| run.scheduled);
         Ok(runs)
@@ -538,7 +576,7 @@ impl StateStore for SqliteStore {
                 .optional()
         })?;
         Ok(match row {
-            None => None,
+            None => Some(format!("there is no flow run {id}")),
             // Subflow runs are held through their root run.
             Some((_, _, _, Some(parent))) => self.lease_lost(taker, &parent)?,
             Some((state, holder, ended, None)) => {
@@ -556,81 +594,112 @@ impl StateStore for SqliteStore {
         })
     }
 
-    fn work_pools(&self) -> Result<Vec<WorkPool>, StoreError> {
-        self.read(|c| c.prepare("SELECT * FROM work_pools ORDER BY name")?.query_map([], pool_row)?.collect())
+    fn task_flow_run(&self, task_run: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT flow_run FROM task_runs WHERE id = ?1")?
+                .query_row([task_run], |row| row.get(0))
+                .optional()
+        })
     }
 
-    fn create_work_pool(&self, pool: &WorkPool) -> Result<bool, StoreError> {
-        let created = self.read(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO work_pools (name, paused, description, created) VALUES (?1, ?2, ?3, ?4)",
-                params![pool.name, pool.paused, pool.description, timestamp(pool.created)],
-            )
-        })?;
-        if created == 1 {
-            let queue = WorkQueue {
-                pool: pool.name.clone(),
-                name: crate::core::pool::DEFAULT_QUEUE.to_string(),
-                tags: Vec::new(),
-                priority: 1,
-                concurrency_limit: None,
-                paused: false,
-                created: pool.created,
-            };
-            self.create_work_queue(&queue)?;
-        }
-        Ok(created == 1)
+    fn work_pools(&self, tenant: &str) -> Result<Vec<WorkPool>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT * FROM work_pools WHERE tenant = ?1 ORDER BY name")?
+                .query_map([tenant], pool_row)?
+                .collect()
+        })
     }
 
-    fn set_work_pool_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError> {
-        let changed =
-            self.read(|c| c.execute("UPDATE work_pools SET paused = ?2 WHERE name = ?1", params![name, paused]))?;
-        Ok(changed == 1)
+    fn create_work_pool(&self, tenant: &str, pool: &WorkPool) -> Result<bool, StoreError> {
+        Ok(self.writer.transaction(|tx| tenants::create_pool(tx, tenant, pool))?)
     }
 
-    fn delete_work_pool(&self, name: &str) -> Result<bool, StoreError> {
-        let deleted = self.read(|c| {
-            c.execute("DELETE FROM work_queues WHERE pool = ?1", [name])?;
-            c.execute("DELETE FROM work_pools WHERE name = ?1", [name])
-        })?;
-        Ok(deleted == 1)
-    }
-
-    fn work_queues(&self, pool: Option<&str>) -> Result<Vec<WorkQueue>, StoreError> {
-        self.read(|c| queues_in(c, pool))
-    }
-
-    fn create_work_queue(&self, queue: &WorkQueue) -> Result<bool, StoreError> {
-        let tags = serde_json::to_string(&queue.tags).expect("tags are JSON");
-        let created = self.read(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO work_queues (pool, name, tags, priority, concurrency_limit, paused, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    queue.pool,
-                    queue.name,
-                    tags,
-                    queue.priority,
-                    queue.concurrency_limit,
-                    queue.paused,
-                    timestamp(queue.created)
-                ],
-            )
-        })?;
-        Ok(created == 1)
-    }
-
-    fn set_work_queue_paused(&self, pool: &str, name: &str, paused: bool) -> Result<bool, StoreError> {
+    fn set_work_pool_paused(&self, tenant: &str, name: &str, paused: bool) -> Result<bool, StoreError> {
         let changed = self.read(|c| {
-            c.execute("UPDATE work_queues SET paused = ?3 WHERE pool = ?1 AND name = ?2", params![pool, name, paused])
+            c.execute(
+                "UPDATE work_pools SET paused = ?3 WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name, paused],
+            )
         })?;
         Ok(changed == 1)
     }
 
-    fn delete_work_queue(&self, pool: &str, name: &str) -> Result<bool, StoreError> {
-        let deleted =
-            self.read(|c| c.execute("DELETE FROM work_queues WHERE pool = ?1 AND name = ?2", [pool, name]))?;
+    fn delete_work_pool(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let deleted = self.writer.transaction(|tx| {
+            tx.execute("DELETE FROM work_queues WHERE tenant = ?1 AND pool = ?2", [tenant, name])?;
+            tx.execute("DELETE FROM work_pools WHERE tenant = ?1 AND name = ?2", [tenant, name])
+        })?;
         Ok(deleted == 1)
+    }
+
+    fn work_queues(&self, tenant: &str, pool: Option<&str>) -> Result<Vec<WorkQueue>, StoreError> {
+        self.read(|c| queues_in(c, tenant, pool))
+    }
+
+    fn create_work_queue(&self, tenant: &str, queue: &WorkQueue) -> Result<bool, StoreError> {
+        Ok(self.writer.transaction(|tx| tenants::create_queue(tx, tenant, queue))?)
+    }
+
+    fn set_work_queue_paused(&self, tenant: &str, pool: &str, name: &str, paused: bool) -> Result<bool, StoreError> {
+        let changed = self.read(|c| {
+            c.execute(
+                "UPDATE work_queues SET paused = ?4 WHERE tenant = ?1 AND pool = ?2 AND name = ?3",
+                params![tenant, pool, name, paused],
+            )
+        })?;
+        Ok(changed == 1)
+    }
+
+    fn delete_work_queue(&self, tenant: &str, pool: &str, name: &str) -> Result<bool, StoreError> {
+        let deleted = self.read(|c| {
+            c.execute("DELETE FROM work_queues WHERE tenant = ?1 AND pool = ?2 AND name = ?3", [tenant, pool, name])
+        })?;
+        Ok(deleted == 1)
+    }
+
+    fn create_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
+        Ok(self.writer.transaction(|tx| tenants::create_tenant(tx, tenant))?)
+    }
+
+    fn tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        self.read(|c| tenants::tenant(c, name))
+    }
+
+    fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.read(tenants::tenants)
+    }
+
+    fn set_tenant_policy(&self, name: &str, policy: &TenantPolicy) -> Result<bool, StoreError> {
+        let policy = serde_json::to_string(policy).expect("a policy is JSON");
+        let changed = self.read(|c| c.execute("UPDATE tenants SET policy = ?2 WHERE name = ?1", [name, &policy]))?;
+        Ok(changed == 1)
+    }
+
+    fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.writer.transaction(|tx| tenants::delete_tenant(tx, name))?)
+    }
+
+    fn create_token(&self, info: &TokenInfo, hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.read(|c| tenants::create_token(c, info, hash))?;
+        Ok(())
+    }
+
+    fn token(&self, id: &str) -> Result<Option<(TokenInfo, Vec<u8>)>, StoreError> {
+        self.read(|c| tenants::token(c, id))
+    }
+
+    fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
+        self.read(|c| tenants::tokens(c, tenant))
+    }
+
+    fn revoke_token(&self, tenant: Option<&str>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let changed = self.read(|c| {
+            c.execute(
+                "UPDATE tokens SET revoked = ?3 WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2) AND revoked IS NULL",
+                params![id, tenant, timestamp(now)],
+            )
+        })?;
+        Ok(changed == 1)
     }
 }
 
@@ -661,106 +730,7 @@ fn end_run(tx: &rusqlite::Transaction<'_>, id: &str, state: &str, message: &str,
     Ok(())
 }
 
-/// Picks and takes due runs: candidates in start order, each routed to a
-/// queue of the claimer's pool, queues by priority, within the running
-/// counts of queues and deployments.
-fn claim_in(tx: &rusqlite::Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Result<Vec<String>> {
-    let candidates: Vec<(String, Option<String>)> = tx
-        .prepare_cached(
-            "SELECT id, deployment FROM flow_runs WHERE state IN ('Scheduled', 'Late') AND claimed_by IS NULL
-             AND scheduled <= ?1 AND (?2 IS NULL OR deployment = ?2) ORDER BY scheduled LIMIT 1000",
-        )?
-        .query_map(params![timestamp(claim.now), claim.deployment], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    if candidates.is_empty() {
-        return Ok(Vec::new());
-    }
-    let queues = match claim.pool {
-        Some(pool) => {
-            let paused: Option<bool> =
-                tx.query_row("SELECT paused FROM work_pools WHERE name = ?1", [pool], |row| row.get(0)).optional()?;
-            if paused != Some(false) {
-                return Ok(Vec::new());
-            }
-            let queues = queues_in(tx, Some(pool))?;
-            queues.into_iter().filter(|q| claim.queues.is_empty() || claim.queues.contains(&q.name)).collect()
-        }
-        None => Vec::new(),
-    };
-    let mut running_queue = running_counts(tx, "queue")?;
-    let mut running_deployment = running_counts(tx, "deployment")?;
-    let mut deployments: HashMap<String, Option<Deployment>> = HashMap::new();
-    let mut picks = Vec::new();
-    for (position, (id, deployment_name)) in candidates.into_iter().enumerate() {
-        let deployment = match &deployment_name {
-            Some(full) => deployments.entry(full.clone()).or_insert_with(|| load_deployment(tx, full)).clone(),
-            None => None,
-        };
-        let queue = match (claim.pool, &deployment) {
-            (None, _) => None,
-            (Some(_), Some(deployment)) => match route(deployment, &queues) {
-                Some(queue) => Some(queue),
-                None => continue,
-            },
-            (Some(pool), None) if pool == DEFAULT_POOL => {
-                match queues.iter().filter(|q| !q.paused && q.tags.is_empty()).min_by_key(|q| q.priority) {
-                    Some(queue) => Some(queue),
-                    None => continue,
-                }
-            }
-            (Some(_), None) => continue,
-        };
-        let priority = queue.map_or(0, |q| q.priority);
-        picks.push((priority, position, id, queue, deployment_name, deployment.and_then(|d| d.limits.concurrency)));
-    }
-    picks.sort_by_key(|pick| (pick.0, pick.1));
-    let mut taken = Vec::new();
-    for (_, _, id, queue, deployment_name, deployment_limit) in picks {
-        if taken.len() >= claim.limit {
-            break;
-        }
-        let queue_name = queue.map(|q| q.full_name());
-        let queue_full = queue
-            .and_then(|q| q.concurrency_limit)
-            .zip(queue_name.as_ref())
-            .is_some_and(|(limit, name)| running_queue.get(name).copied().unwrap_or(0) >= u64::from(limit));
-        let deployment_full = deployment_limit
-            .zip(deployment_name.as_ref())
-            .is_some_and(|(limit, name)| running_deployment.get(name).copied().unwrap_or(0) >= u64::from(limit));
-        if queue_full || deployment_full {
-            // It waits its turn: it stays due and is taken when a slot frees.
-            continue;
-        }
-        tx.prepare_cached("UPDATE flow_runs SET claimed_by = ?2, queue = ?3 WHERE id = ?1")?.execute(params![
-            id,
-            claim.taker,
-            queue_name
-        ])?;
-        if let Some(name) = queue_name {
-            *running_queue.entry(name).or_default() += 1;
-        }
-        if let Some(name) = deployment_name {
-            *running_deployment.entry(name).or_default() += 1;
-        }
-        taken.push(id);
-    }
-    Ok(taken)
-}
-
-fn running_counts(tx: &rusqlite::Transaction<'_>, column: &str) -> rusqlite::Result<HashMap<String, u64>> {
-    let sql = format!(
-        "SELECT {column}, COUNT(*) FROM flow_runs WHERE claimed_by IS NOT NULL AND ended IS NULL
-         AND {column} IS NOT NULL GROUP BY {column}"
-    );
-    tx.prepare_cached(&sql)?.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect()
-}
-
-fn load_deployment(tx: &rusqlite::Transaction<'_>, full_name: &str) -> Option<Deployment> {
-    let (flow, name) = full_name.split_once('/')?;
-    tx.query_row("SELECT body FROM deployments WHERE flow = ?1 AND name = ?2", [flow, name], deployment_row).ok()
-}
-
-fn pool_row(row: &Row<'_>) -> rusqlite::Result<WorkPool> {
+pub(super) fn pool_row(row: &Row<'_>) -> rusqlite::Result<WorkPool> {
     Ok(WorkPool {
         name: row.get("name")?,
         paused: row.get("paused")?,
@@ -769,7 +739,7 @@ fn pool_row(row: &Row<'_>) -> rusqlite::Result<WorkPool> {
     })
 }
 
-fn queue_row(row: &Row<'_>) -> rusqlite::Result<WorkQueue> {
+pub(super) fn queue_row(row: &Row<'_>) -> rusqlite::Result<WorkQueue> {
     let tags: String = row.get("tags")?;
     Ok(WorkQueue {
         pool: row.get("pool")?,
@@ -782,9 +752,25 @@ fn queue_row(row: &Row<'_>) -> rusqlite::Result<WorkQueue> {
     })
 }
 
-fn queues_in(connection: &Connection, pool: Option<&str>) -> rusqlite::Result<Vec<WorkQueue>> {
+/// The queues of a tenant's pool (of all its pools when `None`), by priority.
+pub(super) fn queues_in(connection: &Connection, tenant: &str, pool: Option<&str>) -> rusqlite::Result<Vec<WorkQueue>> {
     connection
-        .prepare_cached("SELECT * FROM work_queues WHERE ?1 IS NULL OR pool = ?1 ORDER BY pool, priority, name")?
-        .query_map([pool], queue_row)?
+        .prepare_cached(
+            "SELECT * FROM work_queues WHERE tenant = ?1 AND (?2 IS NULL OR pool = ?2) ORDER BY pool, priority, name",
+        )?
+        .query_map(params![tenant, pool], queue_row)?
         .collect()
+}
+
+/// A deployment of a tenant by flow and name.
+pub(super) fn load_deployment(
+    connection: &Connection,
+    tenant: &str,
+    flow: &str,
+    name: &str,
+) -> rusqlite::Result<Option<Deployment>> {
+    connection
+        .prepare_cached("SELECT tenant, body FROM deployments WHERE tenant = ?1 AND flow = ?2 AND name = ?3")?
+        .query_row([tenant, flow, name], deployment_row)
+        .optional()
 }

@@ -5,6 +5,8 @@ use super::*;
 use crate::core::describe::ComponentDescription;
 use crate::core::ids::RunId;
 use crate::core::record::{Event, FlowRunRecord, LogRecord, RunKind, StateRecord, TaskRunRecord};
+use crate::core::tenant::{Role, Tenant, TenantPolicy, TokenInfo};
+use crate::store::Claim;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ fn flow_run(id: RunId, name: &str) -> Event {
         artifact_digest: "sha256:00".into(),
         created: Utc::now(),
         scheduled: None,
+        tenant: None,
     })
 }
 
@@ -69,7 +72,7 @@ async fn a_recorded_run_reads_back_with_its_history_tasks_and_logs() {
         store.record(&state(run, RunKind::Flow, StateType::Completed, Some("\"done\"")));
         store.flush().await;
 
-        let row = store.flow_run("brave-otter").unwrap().expect("found by name");
+        let row = store.flow_run(None, "brave-otter").unwrap().expect("found by name");
         assert_eq!(row.id, run.to_string());
         assert_eq!(row.state, Some(StateType::Completed));
         assert_eq!(row.result, Some(json!("done")));
@@ -100,7 +103,7 @@ async fn records_survive_reopening_the_database() {
             store.flush().await;
         }
         let store = open();
-        assert_eq!(store.flow_run(&run.to_string()).unwrap().unwrap().state, Some(StateType::Pending));
+        assert_eq!(store.flow_run(None, &run.to_string()).unwrap().unwrap().state, Some(StateType::Pending));
     }
 }
 
@@ -110,6 +113,7 @@ fn deployments_upsert_reports_created_updated_unchanged() {
         let store = open();
         let now = Utc::now();
         let mut deployment = Deployment {
+            tenant: "default".into(),
             flow: "hello".into(),
             name: "leo".into(),
             artifact: "sha256:00".into(),
@@ -131,12 +135,12 @@ fn deployments_upsert_reports_created_updated_unchanged() {
         assert_eq!(store.upsert_deployment(&deployment).unwrap(), Change::Unchanged);
         deployment.paused = true;
         assert_eq!(store.upsert_deployment(&deployment).unwrap(), Change::Updated);
-        let stored = store.deployment("hello", "leo").unwrap().unwrap();
+        let stored = store.deployment("default", "hello", "leo").unwrap().unwrap();
         assert!(stored.paused);
-        assert_eq!(stored.created, store.deployments().unwrap()[0].created);
-        assert!(store.delete_deployment("hello", "leo").unwrap());
-        assert!(!store.delete_deployment("hello", "leo").unwrap());
-        assert!(store.deployment("hello", "leo").unwrap().is_none());
+        assert_eq!(stored.created, store.deployments(None).unwrap()[0].created);
+        assert!(store.delete_deployment("default", "hello", "leo").unwrap());
+        assert!(!store.delete_deployment("default", "hello", "leo").unwrap());
+        assert!(store.deployment("default", "hello", "leo").unwrap().is_none());
     }
 }
 
@@ -151,11 +155,17 @@ fn artifacts_are_recorded_once() {
             imports: vec!["sluice:flow/host@0.1.0".into()],
             pushed_at: Utc::now(),
         };
-        assert!(store.save_artifact(&meta).unwrap());
-        assert!(!store.save_artifact(&meta).unwrap());
-        assert_eq!(store.artifact("sha256:ab").unwrap().unwrap().imports, meta.imports);
-        assert_eq!(store.artifacts().unwrap().len(), 1);
-        assert!(store.artifact("sha256:cd").unwrap().is_none());
+        assert!(store.save_artifact("a", &meta).unwrap());
+        assert!(!store.save_artifact("a", &meta).unwrap());
+        assert_eq!(store.artifact(Some("a"), "sha256:ab").unwrap().unwrap().imports, meta.imports);
+        assert_eq!(store.artifacts(Some("a")).unwrap().len(), 1);
+        assert!(store.artifact(Some("a"), "sha256:cd").unwrap().is_none());
+        // The same bytes pushed by another tenant: one object, two owners.
+        assert!(store.artifact(Some("b"), "sha256:ab").unwrap().is_none(), "b has not pushed it");
+        assert!(store.artifacts(Some("b")).unwrap().is_empty());
+        assert!(store.save_artifact("b", &meta).unwrap(), "new to b");
+        assert!(store.artifact(Some("b"), "sha256:ab").unwrap().is_some());
+        assert_eq!(store.artifacts(None).unwrap().len(), 1);
     }
 }
 
@@ -175,5 +185,96 @@ async fn cached_results_are_shared_and_expire() {
         assert_eq!(store.get("old", now).as_deref(), Some("1"));
         assert_eq!(store.get("old", now + chrono::Duration::seconds(2)), None);
         assert_eq!(store.get("missing", now), None);
+    }
+}
+
+fn due_run(tenant: &str, scheduled: chrono::DateTime<Utc>) -> Vec<Event> {
+    let id = RunId::new();
+    vec![
+        Event::FlowRunCreated(FlowRunRecord {
+            id,
+            name: format!("run-{id}"),
+            flow: "hello".into(),
+            parent: None,
+            deployment: None,
+            parameters: json!({}),
+            artifact_digest: "sha256:00".into(),
+            created: scheduled,
+            scheduled: Some(scheduled),
+            tenant: Some(tenant.into()),
+        }),
+        state(id, RunKind::Flow, StateType::Scheduled, None),
+    ]
+}
+
+#[tokio::test]
+async fn claims_interleave_tenants_so_a_backlog_does_not_starve_another() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let now = Utc::now();
+        for name in ["big", "small"] {
+            let tenant = Tenant { name: name.into(), policy: TenantPolicy::default(), created: now };
+            assert!(store.create_tenant(&tenant).unwrap());
+        }
+        // The big tenant queued 500 runs long before the small one queued one.
+        for i in 0..500 {
+            for event in due_run("big", now - chrono::Duration::seconds(1000 - i)) {
+                store.record(&event);
+            }
+        }
+        for event in due_run("small", now - chrono::Duration::seconds(1)) {
+            store.record(&event);
+        }
+        store.flush().await;
+        let claim = |limit| Claim {
+            tenant: None,
+            now,
+            pool: Some("default"),
+            queues: &[],
+            deployment: None,
+            limit,
+            taker: "w",
+        };
+        let first = store.claim_due(&claim(2)).unwrap();
+        let mut tenants: Vec<&str> = first.iter().map(|run| run.tenant.as_str()).collect();
+        tenants.sort();
+        assert_eq!(tenants, ["big", "small"], "one slot each, not both to the backlog");
+        let next = store.claim_due(&claim(3)).unwrap();
+        assert!(next.iter().all(|run| run.tenant == "big"), "only big has runs left");
+        assert_eq!(next.len(), 3);
+
+        // A tenant at its concurrency quota waits; the others go on.
+        let capped = TenantPolicy { max_concurrent_runs: Some(4), ..TenantPolicy::default() };
+        assert!(store.set_tenant_policy("big", &capped).unwrap());
+        let more = store.claim_due(&claim(10)).unwrap();
+        assert_eq!(more.len(), 0, "big already runs 4 of its 4");
+        // A claim scoped to one tenant never sees another's runs.
+        let scoped = Claim { tenant: Some("small"), ..claim(10) };
+        assert!(store.claim_due(&scoped).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn tokens_are_kept_hashed_and_revocable_within_their_tenant() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let now = Utc::now();
+        let info = TokenInfo {
+            id: "0123456789ab".into(),
+            tenant: "default".into(),
+            role: Role::Viewer,
+            name: None,
+            created: now,
+            expires: None,
+            revoked: None,
+        };
+        store.create_token(&info, &[7; 32]).unwrap();
+        let (stored, hash) = store.token("0123456789ab").unwrap().unwrap();
+        assert_eq!((stored.tenant.as_str(), stored.role, stored.revoked), ("default", Role::Viewer, None));
+        assert_eq!(hash, vec![7; 32]);
+        assert!(!store.revoke_token(Some("other"), "0123456789ab", now).unwrap(), "not other's to revoke");
+        assert!(store.revoke_token(Some("default"), "0123456789ab", now).unwrap());
+        assert!(store.token("0123456789ab").unwrap().unwrap().0.revoked.is_some());
+        assert!(!store.revoke_token(None, "0123456789ab", now).unwrap(), "already revoked");
     }
 }

@@ -161,8 +161,9 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
     match write {
         Write::Event(Event::FlowRunCreated(run)) => {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO flow_runs (id, name, flow, deployment, parent, artifact, parameters, created, scheduled)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR IGNORE INTO flow_runs (id, name, flow, deployment, parent, artifact, parameters, created, scheduled,
+                 tenant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                 COALESCE((SELECT tenant FROM flow_runs WHERE id = ?5), ?10, 'default'))",
             )?
             .execute(params![
                 run.id.to_string(),
@@ -174,6 +175,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 run.parameters.to_string(),
                 timestamp(run.created),
                 run.scheduled.map(timestamp),
+                run.tenant,
             ])?;
         }
         Write::Event(Event::TaskRunCreated(run)) => {

@@ -25,9 +25,11 @@ pub struct Client {
 
 impl Client {
     /// A client of the server at `api` (e.g. `http://127.0.0.1:4200`).
-    pub fn new(api: &str) -> anyhow::Result<Self> {
+    pub fn new(api: &str, token: Option<&str>) -> anyhow::Result<Self> {
         let base = format!("{}/api/v1", api.trim_end_matches('/'));
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        let headers = crate::client::bearer_headers(token)?;
+        let http =
+            reqwest::Client::builder().default_headers(headers).connect_timeout(Duration::from_secs(5)).build()?;
         Ok(Self { http, base })
     }
 

@@ -27,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 pub struct WorkerOptions {
     /// The server, e.g. `http://127.0.0.1:4200`.
     pub api: String,
+    /// The token it sends: a runner's (or better) of the tenant whose runs
+    /// it takes; the operator's takes every tenant's.
+    pub token: Option<String>,
     /// This worker's name (unique per worker).
     pub name: String,
     /// The work pool it takes runs from.
@@ -46,7 +49,7 @@ type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
 /// Works until the process is stopped.
 pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Result<()> {
-    let client = Client::new(&options.api)?;
+    let client = Client::new(&options.api, options.token.as_deref())?;
     let loaded: Arc<ProgramCache> = Arc::default();
     let shared = options.store_url.as_deref().map(ArtifactStore::open).transpose()?.map(Arc::new);
     let cache = Arc::new(MemoryCache::bounded(10_000));

@@ -1,8 +1,10 @@
-//! `/api/v1/secrets`: set, list (names and dates only) and delete secrets.
+//! `/api/v1/secrets`: set, list (names and dates only) and delete the
+//! caller's tenant's secrets (admin tokens set and delete; deployers list).
 //! No route returns a value: once set, a secret reaches only the sandbox of
 //! a run whose deployment is granted it.
 
-use super::api::{ApiResult, AppState, Body, ErrorBody};
+use super::{ApiResult, AppState, Body, ErrorBody};
+use crate::core::tenant::{Principal, Role};
 use crate::store::SecretInfo;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -47,8 +49,9 @@ struct SecretSet {
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
-async fn list_secrets(State(d): State<AppState>) -> ApiResult<Json<Vec<SecretInfo>>> {
-    Ok(Json(d.service.secrets()?))
+async fn list_secrets(State(d): State<AppState>, p: Principal) -> ApiResult<Json<Vec<SecretInfo>>> {
+    p.require(Role::Deployer, "list secrets")?;
+    Ok(Json(d.service.secrets(&p.tenant)?))
 }
 
 /// Sets (creates or replaces) a secret.
@@ -66,8 +69,13 @@ async fn list_secrets(State(d): State<AppState>) -> ApiResult<Json<Vec<SecretInf
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
-async fn set_secret(State(d): State<AppState>, Body(body): Body<SecretBody>) -> ApiResult<Json<SecretSet>> {
-    let created = d.service.set_secret(&body.name, &body.value)?;
+async fn set_secret(
+    State(d): State<AppState>,
+    p: Principal,
+    Body(body): Body<SecretBody>,
+) -> ApiResult<Json<SecretSet>> {
+    p.require(Role::Admin, "set secrets")?;
+    let created = d.service.set_secret(&p.tenant, &body.name, &body.value)?;
     Ok(Json(SecretSet { name: body.name, created }))
 }
 
@@ -83,7 +91,8 @@ async fn set_secret(State(d): State<AppState>, Body(body): Body<SecretBody>) -> 
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
-async fn delete_secret(State(d): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    d.service.delete_secret(&name)?;
+async fn delete_secret(State(d): State<AppState>, p: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    p.require(Role::Admin, "delete secrets")?;
+    d.service.delete_secret(&p.tenant, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }

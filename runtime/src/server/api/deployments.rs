@@ -1,0 +1,274 @@
+//! Deployments: create or update, list, inspect, pause, resume, delete, and runs from them.
+
+use super::*;
+
+/// Every deployment, by name.
+#[utoipa::path(
+    get,
+    path = "/deployments",
+    tag = "deployments",
+    responses(
+        (status = 200, body = Vec<Deployment>),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_deployments(State(d): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(d.service.store.deployments(Some(&p.tenant))?)))
+}
+
+/// A deployment as the API takes it: the artifact by digest.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeployBody {
+    /// The artifact holding the flow, `sha256:<hex>`, pushed before.
+    #[schema(pattern = "^(sha256:)?[0-9a-fA-F]{64}$")]
+    artifact: String,
+    /// The flow in it.
+    #[schema(pattern = "^[A-Za-z0-9_.-]+$")]
+    flow: String,
+    /// The deployment's name, unique per flow: letters, digits, `_`, `-` and `.`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]+$")]
+    name: String,
+    /// Default parameters, checked against the flow's schema.
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    /// What it is for.
+    description: Option<String>,
+    /// Its version label.
+    version: Option<String>,
+    /// Tags, for filtering and queue routing.
+    #[serde(default)]
+    tags: Vec<String>,
+    /// When it runs by itself.
+    schedule: Option<Schedule>,
+    /// Whether its schedule starts paused.
+    #[serde(default)]
+    paused: bool,
+    /// Work pool (`default` when absent).
+    pool: Option<String>,
+    /// Work queue in the pool.
+    queue: Option<String>,
+    /// Limits of its runs.
+    #[serde(default)]
+    limits: Limits,
+    /// Capabilities granted to its runs (outbound HTTP hosts, secrets as environment variables),
+    /// within the tenant's policy.
+    #[serde(default)]
+    grants: Grants,
+}
+
+/// Creates or updates `flow/name` (idempotent: the same settings change nothing).
+#[utoipa::path(
+    post,
+    path = "/deployments",
+    tag = "deployments",
+    request_body = DeployBody,
+    responses(
+        (status = 200, body = Deployed),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "The artifact was not pushed here", body = ErrorBody),
+        (status = 409, description = "The stored artifact is corrupt", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid deployment, schedule or parameters", body = ErrorBody),
+        (status = 500, description = "A store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn deploy(
+    State(d): State<AppState>,
+    p: Principal,
+    Body(body): Body<DeployBody>,
+) -> ApiResult<Json<Value>> {
+    p.require(Role::Deployer, "deploy")?;
+    let schedule = match body.schedule {
+        Some(Schedule::Interval { seconds, anchor }) => {
+            Some(Schedule::interval(seconds).map_err(ServiceError::Invalid).map(|s| match s {
+                Schedule::Interval { seconds, .. } => Schedule::Interval { seconds, anchor },
+                other => other,
+            })?)
+        }
+        Some(Schedule::Cron { expression, timezone }) => {
+            Some(Schedule::cron(&expression, Some(&timezone)).map_err(ServiceError::Invalid)?)
+        }
+        None => None,
+    };
+    let deployed = d
+        .service
+        .deploy(
+            &p.tenant,
+            DeployRequest {
+                artifact: ArtifactSource::Digest(body.artifact),
+                flow: body.flow,
+                name: body.name,
+                parameters: body.parameters,
+                description: body.description,
+                version: body.version,
+                tags: body.tags,
+                schedule,
+                paused: body.paused,
+                pool: body.pool,
+                queue: body.queue,
+                limits: body.limits,
+                grants: body.grants,
+            },
+        )
+        .await?;
+    d.work_available();
+    Ok(Json(json!(deployed)))
+}
+
+/// One deployment.
+#[utoipa::path(
+    get,
+    path = "/deployments/{flow}/{name}",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    responses(
+        (status = 200, body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 422, description = "Not a deployment name (a `/` in it)", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn deployment(
+    State(d): State<AppState>,
+    p: Principal,
+    Path((flow, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(d.service.deployment(&p.tenant, &format!("{flow}/{name}"))?)))
+}
+
+/// Deletes a deployment; its past runs stay in the history.
+#[utoipa::path(
+    delete,
+    path = "/deployments/{flow}/{name}",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 422, description = "Not a deployment name (a `/` in it)", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn delete_deployment(
+    State(d): State<AppState>,
+    p: Principal,
+    Path((flow, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    p.require(Role::Deployer, "delete deployments")?;
+    d.service.delete_deployment(&p.tenant, &format!("{flow}/{name}"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pauses a deployment's schedule (its future scheduled runs are removed).
+#[utoipa::path(
+    post,
+    path = "/deployments/{flow}/{name}/pause",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    responses(
+        (status = 200, body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 422, description = "Not a deployment name (a `/` in it)", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn pause(
+    State(d): State<AppState>,
+    p: Principal,
+    Path((flow, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    p.require(Role::Deployer, "pause deployments")?;
+    Ok(Json(json!(d.service.set_paused(&p.tenant, &format!("{flow}/{name}"), true)?)))
+}
+
+/// Resumes a deployment's schedule.
+#[utoipa::path(
+    post,
+    path = "/deployments/{flow}/{name}/resume",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    responses(
+        (status = 200, body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 422, description = "Not a deployment name (a `/` in it)", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn resume(
+    State(d): State<AppState>,
+    p: Principal,
+    Path((flow, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    p.require(Role::Deployer, "resume deployments")?;
+    let deployment = d.service.set_paused(&p.tenant, &format!("{flow}/{name}"), false)?;
+    d.work_available();
+    Ok(Json(json!(deployment)))
+}
+
+/// A run request: parameter overrides and an optional start time.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::server) struct RunBody {
+    /// Overrides of the deployment's default parameters.
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    /// When to start it; now when absent.
+    start: Option<DateTime<Utc>>,
+}
+
+/// Creates a flow run of a deployment; an embedded or remote worker runs it.
+#[utoipa::path(
+    post,
+    path = "/deployments/{flow}/{name}/runs",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow"),
+        ("name" = String, Path, description = "The deployment"),
+    ),
+    request_body(
+        // A plain reference: an `Option` would document a JSON `null` body, which is refused.
+        content = ref("#/components/schemas/RunBody"),
+        content_type = "application/json",
+        description = "Optional (an empty body runs with the deployment's defaults); read as JSON whatever its content type"
+    ),
+    responses(
+        (status = 201, description = "Created (`Scheduled`)", body = FlowRunRow),
+        (status = 404, description = "No such deployment, or its artifact is gone", body = ErrorBody),
+        (status = 409, description = "The stored artifact is corrupt", body = ErrorBody),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+        (status = 422, description = "Invalid run request or parameters, or not a deployment name", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn create_run(
+    State(d): State<AppState>,
+    p: Principal,
+    Path((flow, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    p.require(Role::Runner, "start runs")?;
+    // The body is optional: no body runs with the deployment's defaults.
+    let RunBody { parameters, start } = if body.iter().all(u8::is_ascii_whitespace) {
+        RunBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid run request: {e}")))?
+    };
+    let run = d.service.create_run(&p.tenant, &format!("{flow}/{name}"), parameters, start).await?;
+    d.work_available();
+    Ok((StatusCode::CREATED, Json(json!(run))))
+}

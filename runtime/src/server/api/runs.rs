@@ -1,0 +1,137 @@
+//! Flow runs: list, inspect with history, logs, cancel.
+
+use super::*;
+
+/// Which flow runs to list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunQuery {
+    /// Only runs of this flow.
+    flow: Option<String>,
+    /// Only runs of this deployment, `flow/name`.
+    deployment: Option<String>,
+    /// Only runs in this state (any case).
+    #[param(value_type = Option<StateType>)]
+    state: Option<String>,
+    /// At most this many, newest first (default 50, at most 1000).
+    limit: Option<usize>,
+}
+
+/// Flow runs (not subflow runs), newest first.
+#[utoipa::path(
+    get,
+    path = "/flow-runs",
+    tag = "flow-runs",
+    params(RunQuery),
+    responses(
+        (status = 200, body = Vec<FlowRunRow>),
+        (status = 400, description = "Not a state (the API's error body), or a malformed or unknown query parameter (axum's plain-text rejection)", content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_runs(
+    State(d): State<AppState>,
+    p: Principal,
+    Query(q): Query<RunQuery>,
+) -> ApiResult<Json<Value>> {
+    let state = q
+        .state
+        .map(|s| {
+            StateType::parse(&s).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("`{s}` is not a state")))
+        })
+        .transpose()?;
+    let filter = RunFilter {
+        tenant: Some(p.tenant),
+        flow: q.flow,
+        deployment: q.deployment,
+        state,
+        limit: q.limit.unwrap_or(50).min(1000),
+    };
+    Ok(Json(json!(d.service.store.flow_runs(&filter)?)))
+}
+
+/// A flow run with its state history, task runs and subflow runs.
+#[utoipa::path(
+    get,
+    path = "/flow-runs/{id}",
+    tag = "flow-runs",
+    params(("id" = String, Path, description = "The run's id, or its name (the newest run of that name)")),
+    responses(
+        (status = 200, body = FlowRunDetail),
+        (status = 404, description = "No such flow run", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn inspect_run(
+    State(d): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(d.service.inspect_run(&p.tenant, &id)?))
+}
+
+/// Which log lines to return.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogQuery {
+    /// Only the last this many lines.
+    tail: Option<usize>,
+}
+
+/// A flow run's logs, its tasks' and subflows' included, oldest first.
+#[utoipa::path(
+    get,
+    path = "/flow-runs/{id}/logs",
+    tag = "flow-runs",
+    params(("id" = String, Path, description = "The run's id or name"), LogQuery),
+    responses(
+        (status = 200, body = Vec<LogRow>),
+        (status = 400, description = "A malformed or unknown query parameter (axum's plain-text rejection)", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such flow run", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn run_logs(
+    State(d): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Json<Value>> {
+    let run = d.service.flow_run(&p.tenant, &id)?;
+    Ok(Json(json!(d.service.store.logs(&run.id, q.tail)?)))
+}
+
+/// What a cancel request did.
+#[derive(Serialize, ToSchema)]
+pub(super) struct CancelReply {
+    /// Cancelled at once, cancelling (its runner stops it), or already ended.
+    outcome: CancelOutcome,
+}
+
+/// Asks a flow run to stop: one not started ends `Cancelled`, a running one becomes `Cancelling`.
+#[utoipa::path(
+    post,
+    path = "/flow-runs/{id}/cancel",
+    tag = "flow-runs",
+    params(("id" = String, Path, description = "The run's id or name")),
+    responses(
+        (status = 200, body = CancelReply),
+        (status = 404, description = "No such flow run", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn cancel_run(
+    State(d): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CancelReply>> {
+    p.require(Role::Runner, "cancel runs")?;
+    let run = d.service.flow_run(&p.tenant, &id)?;
+    let outcome = d.cancel(&run.id)?;
+    Ok(Json(CancelReply { outcome }))
+}

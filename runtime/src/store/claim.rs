@@ -1,0 +1,182 @@
+//! Taking due runs, fairly: each tenant's earliest due runs are candidates
+//! (one tenant's backlog never hides another's runs), each is routed to a
+//! queue of the claimer's pool in its own tenant, and the picks interleave
+//! the tenants, the least busy first, within every concurrency limit
+//! (queue, deployment, tenant).
+
+use super::Claim;
+use super::sqlite::{load_deployment, queues_in};
+use super::writer::timestamp;
+use crate::core::deployment::Deployment;
+use crate::core::pool::{DEFAULT_POOL, WorkQueue, route};
+use crate::core::tenant::TenantPolicy;
+use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::HashMap;
+
+/// Runs considered per tenant and claim: more than a claim ever takes.
+const CANDIDATES_PER_TENANT: usize = 200;
+
+/// Flow runs of one tenant running at once when its policy sets no limit.
+pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 100;
+
+/// A due run that could be taken, with what limits it.
+struct Pick {
+    tenant: String,
+    /// Position among its tenant's picks: 0 for the first it would take.
+    round: usize,
+    priority: i64,
+    position: usize,
+    id: String,
+    queue: Option<String>,
+    queue_limit: Option<u32>,
+    deployment: Option<String>,
+    deployment_limit: Option<u32>,
+}
+
+/// Picks and takes due runs for `claim`; returns their ids.
+pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Result<Vec<String>> {
+    let tenants: Vec<(String, TenantPolicy)> = tx
+        .prepare_cached("SELECT name, policy FROM tenants WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?
+        .query_map([claim.tenant], |row| {
+            let policy: String = row.get(1)?;
+            Ok((row.get(0)?, serde_json::from_str(&policy).unwrap_or_default()))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut running_tenant = running_counts(tx, "tenant")?;
+    let mut running_queue = running_counts(tx, "tenant || ' ' || queue")?;
+    let mut running_deployment = running_counts(tx, "tenant || ' ' || deployment")?;
+    let mut picks = Vec::new();
+    let mut tenant_limits = HashMap::new();
+    for (tenant, policy) in tenants {
+        let limit = policy.max_concurrent_runs.unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS);
+        tenant_limits.insert(tenant.clone(), u64::from(limit));
+        picks.extend(tenant_picks(tx, claim, &tenant)?);
+    }
+    // Interleave: a tenant with fewer runs going gets the next slot.
+    picks.sort_by_key(|pick| {
+        let busy = running_tenant.get(&pick.tenant).copied().unwrap_or(0) as usize;
+        (pick.round + busy, pick.priority, pick.position)
+    });
+    let mut taken = Vec::new();
+    for pick in picks {
+        if taken.len() >= claim.limit {
+            break;
+        }
+        let full =
+            |counts: &HashMap<String, u64>, key: &str, limit: u64| counts.get(key).copied().unwrap_or(0) >= limit;
+        let queue_key = pick.queue.as_ref().map(|q| format!("{} {q}", pick.tenant));
+        let deployment_key = pick.deployment.as_ref().map(|d| format!("{} {d}", pick.tenant));
+        let waits = full(&running_tenant, &pick.tenant, tenant_limits[&pick.tenant])
+            || queue_key
+                .as_ref()
+                .zip(pick.queue_limit)
+                .is_some_and(|(key, limit)| full(&running_queue, key, limit.into()))
+            || deployment_key
+                .as_ref()
+                .zip(pick.deployment_limit)
+                .is_some_and(|(key, limit)| full(&running_deployment, key, limit.into()));
+        if waits {
+            // It waits its turn: it stays due and is taken when a slot frees.
+            continue;
+        }
+        tx.prepare_cached("UPDATE flow_runs SET claimed_by = ?2, queue = ?3 WHERE id = ?1")?.execute(params![
+            pick.id,
+            claim.taker,
+            pick.queue
+        ])?;
+        *running_tenant.entry(pick.tenant.clone()).or_default() += 1;
+        if let Some(key) = queue_key {
+            *running_queue.entry(key).or_default() += 1;
+        }
+        if let Some(key) = deployment_key {
+            *running_deployment.entry(key).or_default() += 1;
+        }
+        taken.push(pick.id);
+    }
+    Ok(taken)
+}
+
+/// One tenant's due runs that the claimer's pool serves, in the order it would take them.
+fn tenant_picks(tx: &Transaction<'_>, claim: &Claim<'_>, tenant: &str) -> rusqlite::Result<Vec<Pick>> {
+    let candidates: Vec<(String, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT id, deployment FROM flow_runs WHERE tenant = ?1 AND state IN ('Scheduled', 'Late')
+             AND claimed_by IS NULL AND scheduled <= ?2 AND (?3 IS NULL OR deployment = ?3)
+             ORDER BY scheduled LIMIT ?4",
+        )?
+        .query_map(params![tenant, timestamp(claim.now), claim.deployment, CANDIDATES_PER_TENANT], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let queues: Vec<WorkQueue> = match claim.pool {
+        Some(pool) => {
+            let paused: Option<bool> = tx
+                .query_row("SELECT paused FROM work_pools WHERE tenant = ?1 AND name = ?2", [tenant, pool], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            if paused != Some(false) {
+                return Ok(Vec::new());
+            }
+            let queues = queues_in(tx, tenant, Some(pool))?;
+            queues.into_iter().filter(|q| claim.queues.is_empty() || claim.queues.contains(&q.name)).collect()
+        }
+        None => Vec::new(),
+    };
+    let mut deployments: HashMap<String, Option<Deployment>> = HashMap::new();
+    let mut picks = Vec::new();
+    for (position, (id, deployment_name)) in candidates.into_iter().enumerate() {
+        let deployment = match &deployment_name {
+            Some(full) => deployments
+                .entry(full.clone())
+                .or_insert_with(|| {
+                    let (flow, name) = full.split_once('/')?;
+                    load_deployment(tx, tenant, flow, name).ok().flatten()
+                })
+                .clone(),
+            None => None,
+        };
+        let queue = match (claim.pool, &deployment) {
+            (None, _) => None,
+            (Some(_), Some(deployment)) => match route(deployment, &queues) {
+                Some(queue) => Some(queue),
+                None => continue,
+            },
+            (Some(pool), None) if pool == DEFAULT_POOL => {
+                match queues.iter().filter(|q| !q.paused && q.tags.is_empty()).min_by_key(|q| q.priority) {
+                    Some(queue) => Some(queue),
+                    None => continue,
+                }
+            }
+            (Some(_), None) => continue,
+        };
+        picks.push(Pick {
+            tenant: tenant.to_string(),
+            round: 0,
+            priority: queue.map_or(0, |q| q.priority),
+            position,
+            id,
+            queue: queue.map(|q| q.full_name()),
+            queue_limit: queue.and_then(|q| q.concurrency_limit),
+            deployment: deployment_name,
+            deployment_limit: deployment.and_then(|d| d.limits.concurrency),
+        });
+    }
+    picks.sort_by_key(|pick| (pick.priority, pick.position));
+    for (round, pick) in picks.iter_mut().enumerate() {
+        pick.round = round;
+    }
+    Ok(picks)
+}
+
+/// Runs taken and not ended, counted by `key` (an SQL expression).
+fn running_counts(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<HashMap<String, u64>> {
+    let sql = format!(
+        "SELECT {key} AS k, COUNT(*) FROM flow_runs WHERE claimed_by IS NOT NULL AND ended IS NULL
+         AND k IS NOT NULL GROUP BY k"
+    );
+    tx.prepare_cached(&sql)?.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect()
+}
