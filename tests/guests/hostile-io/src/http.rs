@@ -31,11 +31,9 @@ pub fn get(url: &str) -> Result<(u16, String), String> {
     let body = response.consume().map_err(|()| "no body".to_string())?;
     let stream = body.stream().map_err(|()| "no body stream".to_string())?;
     let mut bytes = Vec::new();
-    loop {
-        match stream.blocking_read(64 << 10) {
-            Ok(chunk) => bytes.extend_from_slice(&chunk),
-            Err(_) => break,
-        }
+    // The stream ends with an error (closed) once the body is read.
+    while let Ok(chunk) = stream.blocking_read(64 << 10) {
+        bytes.extend_from_slice(&chunk);
     }
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
