@@ -2,7 +2,7 @@
 # `make test` (every test). Both install what they need on a fresh machine.
 
 CARGO ?= cargo
-GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow -p bench-flow
+GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow -p hostile-io-flow -p bench-flow
 GUEST_DIR := target/wasm32-wasip2/guest
 SLUICE := target/debug/sluice
 
@@ -40,7 +40,7 @@ test: guests python-example
 	fi
 	$(CARGO) test --doc
 	# The benchmarks' smoke mode: every workload once, small, so they cannot rot.
-	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency --bench auth_overhead -- --quick
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency --bench auth_overhead --bench cpu_limit -- --quick
 
 lint:
 	$(CARGO) fmt --all --check
@@ -51,3 +51,4 @@ bench: guests build
 	$(CARGO) bench -p sluice --bench task_overhead
 	$(CARGO) bench -p sluice --bench server_latency
 	$(CARGO) bench -p sluice --bench auth_overhead
+	$(CARGO) bench -p sluice --bench cpu_limit

@@ -11,6 +11,8 @@ use support::http::{get, request};
 /// Every route under `/api/v1` with its methods, as `runtime/src/server/api.rs` serves them.
 const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/health", &["get"]),
+    ("/api/v1/secrets", &["get", "post"]),
+    ("/api/v1/secrets/{name}", &["delete"]),
     ("/api/v1/artifacts", &["get", "post"]),
     ("/api/v1/artifacts/{digest}", &["get"]),
     ("/api/v1/artifacts/{digest}/content", &["get"]),

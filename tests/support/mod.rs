@@ -17,7 +17,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// The guest crates the tests run.
-const GUESTS: &[&str] = &["hello-flow", "pipeline-flow", "etl-flow", "hostile-flow", "bench-flow"];
+const GUESTS: &[&str] = &["hello-flow", "pipeline-flow", "etl-flow", "hostile-flow", "hostile-io-flow", "bench-flow"];
 
 /// The path of a guest component, e.g. `guest("hello_flow")`, built on first use.
 pub fn guest(name: &str) -> PathBuf {

@@ -69,7 +69,7 @@ impl SqliteStore {
         self.writer.subscribe()
     }
 
-    fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    pub(super) fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let connection = self.reader.lock().expect("reader lock");
         Ok(query(&connection)?)
     }

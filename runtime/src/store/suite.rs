@@ -126,6 +126,7 @@ fn deployments_upsert_reports_created_updated_unchanged() {
             pool: None,
             queue: None,
             limits: Default::default(),
+            grants: Default::default(),
             created: now,
             updated: now,
         };
