@@ -2,7 +2,7 @@
 # `make test` (every test). Both install what they need on a fresh machine.
 
 CARGO ?= cargo
-GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow -p bench-flow -p ui-fixtures-flow
+GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow -p hostile-io-flow -p bench-flow -p ui-fixtures-flow
 GUEST_DIR := target/wasm32-wasip2/guest
 SLUICE := target/debug/sluice
 
@@ -49,7 +49,7 @@ test: guests python-example ui-deps
 	fi
 	$(CARGO) test --doc
 	# The benchmarks' smoke mode: every workload once, small, so they cannot rot.
-	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency --bench ui_pages -- --quick
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency --bench auth_overhead --bench cpu_limit --bench ui_pages -- --quick
 
 lint:
 	$(CARGO) fmt --all --check
@@ -59,4 +59,6 @@ lint:
 bench: guests build
 	$(CARGO) bench -p sluice --bench task_overhead
 	$(CARGO) bench -p sluice --bench server_latency
+	$(CARGO) bench -p sluice --bench auth_overhead
+	$(CARGO) bench -p sluice --bench cpu_limit
 	$(CARGO) bench -p sluice --bench ui_pages

@@ -94,7 +94,7 @@ fn history_queries(store: &SqliteStore, reps: usize) -> (f64, f64) {
         let runs = store.flow_runs(&RunFilter { limit: 20, ..RunFilter::default() }).unwrap();
         ls.push(start.elapsed().as_secs_f64() * 1e3);
         let start = Instant::now();
-        let run = store.flow_run(&runs[0].name).unwrap().unwrap();
+        let run = store.flow_run(None, &runs[0].name).unwrap().unwrap();
         let _ = store.states(&run.id).unwrap();
         for task in store.task_runs(&run.id).unwrap() {
             let _ = store.states(&task.id).unwrap();

@@ -185,6 +185,22 @@ impl ApiClient {
         self.send::<Value>(self.delete(&format!("/deployments/{full_name}"))).await.map(|_| ())
     }
 
+    /// Sets a secret; true when it was new.
+    pub async fn set_secret(&self, name: &str, value: &str) -> Result<bool, ServiceError> {
+        let answer: Value = self.send(self.post("/secrets").json(&json!({ "name": name, "value": value }))).await?;
+        Ok(answer["created"].as_bool().unwrap_or(false))
+    }
+
+    /// The secrets' names and dates.
+    pub async fn secrets(&self) -> Result<Vec<crate::store::SecretInfo>, ServiceError> {
+        self.send(self.get("/secrets")).await
+    }
+
+    /// Deletes a secret.
+    pub async fn delete_secret(&self, name: &str) -> Result<(), ServiceError> {
+        self.send::<Value>(self.delete(&format!("/secrets/{name}"))).await.map(|_| ())
+    }
+
     /// Creates a run of a deployment.
     pub async fn create_run(
         &self,

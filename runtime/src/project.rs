@@ -7,6 +7,7 @@
 
 use crate::artifact::Digest;
 use crate::core::duration::parse_duration;
+use crate::core::grants::{Grants, HostPattern, check_secret_name};
 use crate::core::schedule::Schedule;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -49,7 +50,8 @@ deployments:
     # paused: false
     # pool: default
     # queue: default
-    # limits: {memory_mib: 64, timeout: 10m, concurrency: 1}
+    # limits: {memory_mib: 64, timeout: 10m, concurrency: 1, task_cpu: 1m, run_cpu: 10m}
+    # grants: {allow_hosts: [api.example.com], secrets: [API_TOKEN]}
 "#;
 
 /// A project file, validated.
@@ -97,6 +99,8 @@ pub struct DeploymentEntry {
     pub queue: Option<String>,
     /// Limits of its runs.
     pub limits: Limits,
+    /// Capabilities granted to its runs.
+    pub grants: Grants,
 }
 
 impl DeploymentEntry {
@@ -124,6 +128,10 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Runs of this deployment allowed at once (at least 1).
     pub concurrency: Option<u32>,
+    /// CPU time of one task attempt.
+    pub task_cpu: Option<Duration>,
+    /// CPU time of a whole flow run.
+    pub run_cpu: Option<Duration>,
 }
 
 /// Reads, parses and resolves the project file at `path`. Relative paths in it are resolved
@@ -170,6 +178,7 @@ fn resolve(written: ProjectFile, base_dir: &Path, file_name: &str) -> Result<Pro
     let mut positions: HashMap<String, usize> = HashMap::new();
     for (index, deployment) in written.deployments.into_iter().enumerate() {
         let limits = deployment.limits.unwrap_or_default();
+        let grants = deployment.grants.unwrap_or_default();
         let entry = DeploymentEntry {
             name: deployment.name.0,
             flow: deployment.flow.0,
@@ -189,6 +198,12 @@ fn resolve(written: ProjectFile, base_dir: &Path, file_name: &str) -> Result<Pro
                 memory_mib: limits.memory_mib.map(|memory| memory.0),
                 timeout: limits.timeout.map(|timeout| timeout.0),
                 concurrency: limits.concurrency.map(|concurrency| concurrency.0),
+                task_cpu: limits.task_cpu.map(|cpu| cpu.0),
+                run_cpu: limits.run_cpu.map(|cpu| cpu.0),
+            },
+            grants: Grants {
+                allow_hosts: grants.allow_hosts.unwrap_or_default().into_iter().map(|host| host.0).collect(),
+                secrets: grants.secrets.unwrap_or_default().into_iter().map(|name| name.0).collect(),
             },
         };
         let full_name = entry.full_name();
@@ -292,6 +307,7 @@ struct DeploymentFile {
     pool: Option<Name>,
     queue: Option<Name>,
     limits: Option<LimitsFile>,
+    grants: Option<GrantsFile>,
 }
 
 #[derive(Default, Deserialize)]
@@ -300,6 +316,15 @@ struct LimitsFile {
     memory_mib: Option<MemoryMib>,
     timeout: Option<Timeout>,
     concurrency: Option<Concurrency>,
+    task_cpu: Option<Timeout>,
+    run_cpu: Option<Timeout>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsFile {
+    allow_hosts: Option<Vec<AllowedHost>>,
+    secrets: Option<Vec<SecretName>>,
 }
 
 #[derive(Deserialize)]
@@ -375,6 +400,8 @@ checked_scalar!(Timeout, Duration, "a duration", |text: &str| match parse_durati
     Duration::ZERO => Err("a timeout of 0 would stop every run at once; give a duration such as 10m".to_string()),
     timeout => Ok(timeout),
 });
+checked_scalar!(AllowedHost, String, "a host", |text: &str| HostPattern::parse(text).map(|_| text.trim().to_string()));
+checked_scalar!(SecretName, String, "a secret name", |text: &str| check_secret_name(text).map(|()| text.to_string()));
 checked_scalar!(MemoryMib, u32, "a number of MiB", |text: &str| {
     text.trim().parse().ok().filter(|mib| (1..=MAX_MEMORY_MIB).contains(mib)).ok_or_else(|| {
         format!("memory_mib `{text}` must be a whole number of MiB from 1 to {MAX_MEMORY_MIB}, such as 64")
@@ -523,10 +550,34 @@ deployments:
             paused: false,
             pool: Some("default".into()),
             queue: Some("default".into()),
-            limits: Limits { memory_mib: Some(64), timeout: Some(Duration::from_secs(600)), concurrency: Some(1) },
+            limits: Limits {
+                memory_mib: Some(64),
+                timeout: Some(Duration::from_secs(600)),
+                concurrency: Some(1),
+                ..Limits::default()
+            },
+            grants: Grants::default(),
         };
         assert_eq!(project.deployments, vec![expected]);
         assert_eq!(project.deployments[0].full_name(), "hello/leo");
+    }
+
+    #[test]
+    fn grants_and_cpu_limits_are_read_and_checked() {
+        let text = one_deployment(
+            "    limits: {task_cpu: 250ms, run_cpu: 1m}\n    grants: {allow_hosts: [\"127.0.0.1:8080\"], secrets: [API_TOKEN]}\n",
+        );
+        let entry = &parse_text(&text).unwrap().deployments[0];
+        assert_eq!(entry.limits.task_cpu, Some(Duration::from_millis(250)));
+        assert_eq!(entry.limits.run_cpu, Some(Duration::from_secs(60)));
+        assert_eq!(entry.grants.allow_hosts, ["127.0.0.1:8080"]);
+        assert_eq!(entry.grants.secrets, ["API_TOKEN"]);
+        let message = parse_text(&one_deployment("    grants: {allow_hosts: [\"https://x.com\"]}\n")).unwrap_err();
+        assert!(message.contains("without scheme or path"), "{message}");
+        let message = parse_text(&one_deployment("    grants: {secrets: [1BAD]}\n")).unwrap_err();
+        assert!(message.contains("not a valid secret name"), "{message}");
+        let message = parse_text(&one_deployment("    grants: {files: [/etc]}\n")).unwrap_err();
+        assert!(message.contains("unknown field `files`"), "{message}");
     }
 
     #[test]

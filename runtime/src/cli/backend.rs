@@ -290,5 +290,6 @@ fn deploy_body(request: &DeployRequest, digest: &str) -> Value {
         "pool": request.pool,
         "queue": request.queue,
         "limits": request.limits,
+        "grants": request.grants,
     })
 }

@@ -2,7 +2,7 @@
 
 use super::shared_args::{ParamArgs, ScheduleArgs};
 use super::{CliError, Output, backend};
-use crate::core::deployment::Limits;
+use crate::core::deployment::{Grants, Limits};
 use crate::core::duration::parse_duration;
 use crate::project::{self, ArtifactRef, DeploymentEntry};
 use crate::service::{ArtifactSource, DeployRequest, Deployed};
@@ -66,6 +66,21 @@ pub struct DeployArgs {
     /// Seconds before a crashed run is scheduled again.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     retry_delay: u64,
+    /// CPU time one task attempt may use, e.g. 30s (default 5m).
+    #[arg(long, value_name = "DURATION")]
+    cpu_limit: Option<String>,
+    /// CPU time a whole flow run may use, its tasks and subflows included, e.g. 10m (default 30m).
+    #[arg(long, value_name = "DURATION")]
+    run_cpu_limit: Option<String>,
+    /// Log kept per flow run, in MiB (default 64); later lines are dropped with a marker.
+    #[arg(long, value_name = "MIB")]
+    log_limit: Option<u32>,
+    /// Grant outbound HTTP (wasi:http) to this host: api.example.com, host:8443 or *.example.com. Repeatable.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// Grant this secret (`sluice secret set NAME`) as an environment variable of the same name. Repeatable.
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
     /// text for people, json for programs.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -102,6 +117,8 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
     };
     let schedule = args.schedule.schedule()?;
     let timeout = args.timeout.as_deref().map(parse_duration).transpose().map_err(CliError::usage)?;
+    let task_cpu = cpu_millis(args.cpu_limit.as_deref(), "--cpu-limit")?;
+    let run_cpu = cpu_millis(args.run_cpu_limit.as_deref(), "--run-cpu-limit")?;
     Ok(DeployRequest {
         artifact,
         flow: args.flow.clone().expect("clap requires it without --all"),
@@ -120,8 +137,21 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
             concurrency: args.concurrency_limit,
             crash_retries: args.retries,
             crash_retry_delay_seconds: args.retry_delay,
+            task_cpu_ms: task_cpu,
+            run_cpu_ms: run_cpu,
+            log_mib: args.log_limit,
         },
+        grants: Grants { allow_hosts: args.allow_hosts.clone(), secrets: args.secrets.clone() },
     })
+}
+
+/// A CPU limit flag in milliseconds; zero would stop every run at once.
+fn cpu_millis(text: Option<&str>, flag: &str) -> Result<Option<u64>, CliError> {
+    let Some(text) = text else { return Ok(None) };
+    match parse_duration(text).map_err(|e| CliError::usage(format!("{flag}: {e}")))? {
+        d if d.is_zero() => Err(CliError::usage(format!("{flag} must be more than 0, such as 30s"))),
+        d => Ok(Some(d.as_millis().try_into().unwrap_or(u64::MAX))),
+    }
 }
 
 fn from_entry(entry: DeploymentEntry) -> DeployRequest {
@@ -144,8 +174,11 @@ fn from_entry(entry: DeploymentEntry) -> DeployRequest {
             memory_mib: entry.limits.memory_mib,
             timeout_seconds: entry.limits.timeout.map(|t| t.as_secs().max(1)),
             concurrency: entry.limits.concurrency,
+            task_cpu_ms: entry.limits.task_cpu.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
+            run_cpu_ms: entry.limits.run_cpu.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
             ..Limits::default()
         },
+        grants: entry.grants,
     }
 }
 

@@ -3,11 +3,14 @@
 use super::console::{Console, Stream};
 use super::shared_args::ParamArgs;
 use super::{CliError, Output, home, read_component};
+use crate::core::duration::parse_duration;
+use crate::core::grants::{Grants, HostPattern, check_imports};
 use crate::core::ids::{RunId, run_name};
 use crate::core::record::{Fanout, Recorder};
 use crate::core::state::StateType;
 use crate::params;
 use crate::runner::{MemoryCache, MemoryRecorder, RunSettings, Runner};
+use crate::sandbox::capabilities::InstanceGrants;
 use crate::sandbox::compile_cache::{CompileCache, CompileSource};
 use crate::sandbox::engine::EngineSettings;
 use crate::sandbox::program::Sandbox;
@@ -38,6 +41,24 @@ pub struct ExecArgs {
     /// Timeout of the whole flow run, in seconds.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// CPU time one task attempt may use, e.g. 500ms or 30s (default 5m).
+    #[arg(long, value_name = "DURATION")]
+    cpu_limit: Option<String>,
+    /// CPU time the whole flow run may use, its tasks and subflows included (default 30m).
+    #[arg(long, value_name = "DURATION")]
+    run_cpu_limit: Option<String>,
+    /// Allow outbound HTTP (wasi:http) to this host: api.example.com, host:8443 or *.example.com. Repeatable.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+}
+
+/// A CPU limit flag; none leaves the default.
+fn cpu_limit(text: Option<&str>, flag: &str, default: Option<Duration>) -> Result<Option<Duration>, CliError> {
+    let Some(text) = text else { return Ok(default) };
+    match parse_duration(text).map_err(|e| CliError::usage(format!("{flag}: {e}")))? {
+        d if d.is_zero() => Err(CliError::usage(format!("{flag} must be more than 0, such as 30s"))),
+        d => Ok(Some(d)),
+    }
 }
 
 fn seconds(value: Option<f64>, flag: &str) -> Result<Option<Duration>, CliError> {
@@ -54,10 +75,15 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode, CliError> {
     let bytes = read_component(&args.file)?;
     let memory = args.memory.checked_mul(1 << 20).filter(|m| *m > 0 && *m <= 1 << 30);
     let memory = memory.ok_or_else(|| CliError::usage("--memory must be between 1 and 1024 MiB"))?;
+    let defaults = RunSettings::default();
+    let allow_hosts = args.allow_hosts.iter().map(|h| HostPattern::parse(h)).collect::<Result<Vec<_>, _>>();
     let settings = RunSettings {
         default_task_timeout: seconds(args.task_timeout, "--task-timeout")?,
         flow_timeout: seconds(args.timeout, "--timeout")?,
-        ..RunSettings::default()
+        task_cpu_limit: cpu_limit(args.cpu_limit.as_deref(), "--cpu-limit", defaults.task_cpu_limit)?,
+        run_cpu_limit: cpu_limit(args.run_cpu_limit.as_deref(), "--run-cpu-limit", defaults.run_cpu_limit)?,
+        grants: InstanceGrants { allow_hosts: allow_hosts.map_err(CliError::usage)?.into(), env: Arc::new([]) },
+        ..defaults
     };
     let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::in_dir(home::compile_cache_dir()))?
         .with_memory_limit(memory);
@@ -66,6 +92,9 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::usage(format!("cannot run `{}`: {e}", args.file.display())))?;
     let flow = program.description.flow(args.flow.as_deref()).map_err(CliError::usage)?.clone();
+    let grants = Grants { allow_hosts: args.allow_hosts.clone(), secrets: vec![] };
+    check_imports(&program.imports, &grants)
+        .map_err(|e| CliError::usage(format!("cannot run `{}`: {e}", args.file.display())))?;
     let compile = match program.compile_source {
         CompileSource::Compiled => "compiled",
         CompileSource::Cached => "cached",

@@ -13,6 +13,7 @@ mod pools;
 mod profile;
 mod push;
 mod run;
+mod secret;
 mod serve;
 mod server;
 mod shared_args;
@@ -75,6 +76,9 @@ enum Command {
     /// Flow runs: ls, inspect, logs.
     #[command(subcommand, name = "flow-run")]
     FlowRun(flow_run::FlowRunCommand),
+    /// Secrets granted to deployments as environment variables: set, ls, rm.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
 }
 
 /// How a command prints its result.
@@ -152,6 +156,7 @@ pub fn main() -> ExitCode {
             Command::WorkQueue(command) => pools::queue(command).await,
             Command::Server(args) => server::server(args).await,
             Command::Worker(args) => server::worker(args).await,
+            Command::Secret(command) => secret::run(command).await,
         }
     });
     match result {

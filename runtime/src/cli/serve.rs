@@ -69,6 +69,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
                 pool: None,
                 queue: None,
                 limits: Default::default(),
+                grants: Default::default(),
             },
         )
         .await?;

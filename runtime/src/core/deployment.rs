@@ -2,6 +2,7 @@
 //! metadata kept about each artifact.
 
 use crate::core::describe::ComponentDescription;
+pub use crate::core::grants::Grants;
 use crate::core::schedule::Schedule;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,13 @@ pub struct Limits {
     /// Seconds before a crashed run is run again.
     #[serde(default)]
     pub crash_retry_delay_seconds: u64,
+    /// CPU time one task attempt may use, in milliseconds (the host's default when absent).
+    pub task_cpu_ms: Option<u64>,
+    /// CPU time a whole flow run may use (its flow, subflows and tasks), in milliseconds
+    /// (the host's default when absent).
+    pub run_cpu_ms: Option<u64>,
+    /// Log kept per flow run, in MiB (the host's default, 64, when absent); later lines are dropped.
+    pub log_mib: Option<u32>,
 }
 
 /// `flow/deployment`, with everything needed to start its runs.
@@ -69,6 +77,9 @@ pub struct Deployment {
     pub queue: Option<String>,
     /// Limits of its runs.
     pub limits: Limits,
+    /// Capabilities granted to its runs (outbound HTTP hosts, secrets); none by default.
+    #[serde(default)]
+    pub grants: Grants,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// When it last changed.

@@ -5,6 +5,7 @@ pub mod deployment;
 pub mod describe;
 pub mod duration;
 pub mod failure;
+pub mod grants;
 pub mod ids;
 pub mod policy;
 pub mod pool;

@@ -86,6 +86,7 @@ mod tests {
             pool: pool.map(str::to_string),
             queue: queue.map(str::to_string),
             limits: Default::default(),
+            grants: Default::default(),
             created: Utc::now(),
             updated: Utc::now(),
         }

@@ -15,14 +15,16 @@ use crate::core::record::{
 };
 use crate::core::state::{StateType, check_transition};
 use crate::sandbox::bindings::RunContext;
-use crate::sandbox::instance::{Outcome, RunHost, Scope};
-use crate::sandbox::program::{Program, crash};
+use crate::sandbox::capabilities::InstanceGrants;
+use crate::sandbox::cpu::{CpuExceeded, DEFAULT_RUN_CPU, DEFAULT_TASK_CPU, RunCpu};
+use crate::sandbox::instance::{InstanceConfig, Outcome, RunHost, Scope};
+use crate::sandbox::program::{Program, cpu_failure, crash};
 use chrono::{DateTime, Utc};
 use guard::{Interrupt, guard};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +49,15 @@ pub struct RunSettings {
     pub cancel: CancellationToken,
     /// Memory limit of each instance, in bytes (the sandbox's when `None`).
     pub memory_limit: Option<usize>,
+    /// CPU time of one task attempt (unlimited when `None`).
+    pub task_cpu_limit: Option<Duration>,
+    /// CPU time of the whole flow run: flow, subflows and tasks (unlimited when `None`).
+    pub run_cpu_limit: Option<Duration>,
+    /// Outbound HTTP hosts and environment (secrets) granted to every instance.
+    pub grants: InstanceGrants,
+    /// Instances of the run alive at once (flow, subflows, tasks); past it the run
+    /// is halted, so a task that starts tasks without end cannot drain the host's pool.
+    pub max_live_instances: usize,
 }
 
 impl Default for RunSettings {
@@ -61,6 +72,10 @@ impl Default for RunSettings {
             max_log_bytes: 64 << 20,
             cancel: CancellationToken::new(),
             memory_limit: None,
+            task_cpu_limit: Some(DEFAULT_TASK_CPU),
+            run_cpu_limit: Some(DEFAULT_RUN_CPU),
+            grants: InstanceGrants::default(),
+            max_live_instances: 250,
         }
     }
 }
@@ -99,6 +114,10 @@ pub struct Runner {
     cancel: CancellationToken,
     tasks_started: AtomicU64,
     log_bytes: AtomicU64,
+    cpu: Arc<RunCpu>,
+    live_instances: AtomicUsize,
+    // Why the run was stopped as a whole (a run-wide limit), if it was.
+    halted: OnceLock<Failure>,
     flow_runs: Mutex<HashMap<RunId, Arc<FlowRunInfo>>>,
     task_runs: Mutex<HashMap<RunId, Arc<TaskRunInfo>>>,
     task_counters: Mutex<HashMap<(RunId, String), u32>>,
@@ -117,6 +136,9 @@ impl Runner {
             recorder,
             cache,
             cancel: settings.cancel.clone(),
+            cpu: RunCpu::new(settings.run_cpu_limit),
+            live_instances: AtomicUsize::new(0),
+            halted: OnceLock::new(),
             settings,
             tasks_started: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
@@ -195,6 +217,10 @@ impl Runner {
             barrier.await;
         }
         let scope = Scope { flow_run: id, task_run: None, attempt: 1 };
+        let _slot = match self.instance_slot() {
+            Ok(slot) => slot,
+            Err(failure) => return state.fail(failure),
+        };
         let mut live = match self.instantiate(scope).await {
             Ok(live) => live,
             Err(failure) => return state.fail(failure),
@@ -204,6 +230,11 @@ impl Runner {
         let result = settle(outcome, &live.store, &format!("flow `{flow}`"));
         drop(live);
         self.flow_runs.lock().expect("runs lock").remove(&id);
+        // Whatever the guest made of its tasks' failures, a run stopped by a run-wide limit ends on that.
+        let result = match (result, self.halt_reason(&format!("flow `{flow}`"))) {
+            (Err(_), Some(halt)) => Err(halt),
+            (result, _) => result,
+        };
         match result.and_then(|json| self.check_payload("result", &flow, &json).map(|()| json)) {
             Ok(json) => {
                 state.go(StateType::Completed, None, Some(Arc::from(json.as_str())));
@@ -251,6 +282,9 @@ impl Runner {
         }
         if let Err(failure) = self.check_payload("input", &task, &input) {
             return state.fail(failure);
+        }
+        if let Some(halt) = self.halt_reason(&format!("task `{task}`")) {
+            return state.fail(halt);
         }
         let cache_key = policy.cache.then(|| self.cache_key(&task, &input));
         if let Some(key) = &cache_key
@@ -310,6 +344,7 @@ impl Runner {
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
         }
+        let _slot = self.instance_slot()?;
         let mut live = self.instantiate(scope).await?;
         let call = live.flow.call_run_task(&mut live.store, task, input);
         let outcome = guard(call, timeout, &self.cancel).await;
@@ -317,10 +352,43 @@ impl Runner {
     }
 
     async fn instantiate(self: &Arc<Self>, scope: Scope) -> Result<crate::sandbox::program::Live, Failure> {
-        match self.settings.memory_limit {
-            Some(limit) => self.program.instantiate_with(self.clone(), scope, limit).await,
-            None => self.program.instantiate(self.clone(), scope).await,
+        let config = InstanceConfig {
+            memory_limit: self.settings.memory_limit.unwrap_or_else(|| self.program.memory_limit()),
+            // A task attempt has its own limit; a flow's instance counts against the run's only.
+            cpu_limit: if scope.task_run.is_some() { self.settings.task_cpu_limit } else { None },
+            run_cpu: self.cpu.clone(),
+            grants: self.settings.grants.clone(),
+        };
+        self.program.instantiate_with(self.clone(), scope, &config).await
+    }
+
+    /// Why the run was stopped as a whole, as the failure of `what`: out of
+    /// CPU time, or past its instance limit.
+    fn halt_reason(&self, what: &str) -> Option<Failure> {
+        if self.cpu.exhausted() {
+            let limit = self.cpu.limit().unwrap_or_default();
+            let message = CpuExceeded::Run(limit).message(what);
+            return Some(Failure { kind: FailureKind::TimedOut, message, retryable: false });
         }
+        self.halted.get().cloned()
+    }
+
+    /// Counts an instance about to be made; past the run's limit, halts the run.
+    fn instance_slot(&self) -> Result<InstanceSlot<'_>, Failure> {
+        let limit = self.settings.max_live_instances;
+        let slot = InstanceSlot(&self.live_instances);
+        if self.live_instances.fetch_add(1, Ordering::Relaxed) < limit {
+            return Ok(slot);
+        }
+        let failure = self.halted.get_or_init(|| Failure {
+            kind: FailureKind::Failed,
+            message: format!(
+                "instance limit reached: a flow run may have at most {limit} instances alive at once \
+                 (its flow, subflows and tasks waiting on tasks); the run was stopped"
+            ),
+            retryable: false,
+        });
+        Err(failure.clone())
     }
 
     fn task_run_name(&self, flow_run: RunId, task: &str) -> String {
@@ -340,16 +408,18 @@ impl Runner {
         hex::encode(hasher.finalize())
     }
 
+    /// A payload crossing the boundary must fit the limit and be JSON: it is
+    /// stored, shown and handed to other instances as JSON.
     fn check_payload(&self, what: &str, owner: &str, json: &str) -> Result<(), Failure> {
         let limit = self.settings.max_payload_bytes;
-        if json.len() <= limit {
+        let problem = if json.len() > limit {
+            format!("{what} of `{owner}` is {} bytes; the payload limit is {limit} bytes", json.len())
+        } else if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
+            format!("{what} of `{owner}` is not valid JSON ({err}); the guest must pass JSON across the boundary")
+        } else {
             return Ok(());
-        }
-        Err(Failure {
-            kind: FailureKind::Failed,
-            message: format!("{what} of `{owner}` is {} bytes; the payload limit is {limit} bytes", json.len()),
-            retryable: false,
-        })
+        };
+        Err(Failure { kind: FailureKind::Failed, message: problem, retryable: false })
     }
 }
 
@@ -409,6 +479,15 @@ impl RunHost for Runner {
     }
 }
 
+/// One live instance of a run, counted until dropped.
+struct InstanceSlot<'a>(&'a AtomicUsize);
+
+impl Drop for InstanceSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A delay for people: `250 ms`, `1.5 s`.
 fn words(delay: Duration) -> String {
     if delay < Duration::from_secs(1) {
@@ -429,7 +508,9 @@ fn settle(
             Err(Failure::new(FailureKind::TimedOut, format!("{what} exceeded its timeout of {limit:?}")))
         }
         Err(Interrupt::Cancelled) => Err(Failure::new(FailureKind::Cancelled, "the run was cancelled")),
-        Ok(Err(trap)) => Err(crash(store, &trap, &format!("{what} crashed"))),
+        Ok(Err(trap)) => {
+            Err(cpu_failure(store, what).unwrap_or_else(|| crash(store, &trap, &format!("{what} crashed"))))
+        }
         Ok(Ok(Err(error))) => Err(guest_error(error)),
         Ok(Ok(Ok(json))) => Ok(json),
     }

@@ -1,20 +1,24 @@
-//! The host side of one instance: its WASI context (nothing granted), its
-//! limits, and the `sluice:flow/host` imports, which it forwards to the
-//! runner that owns the run.
+//! The host side of one instance: its WASI context (nothing but what its
+//! deployment grants), its memory and CPU limits, and the `sluice:flow/host`
+//! imports, which it forwards to the runner that owns the run.
 
 use crate::core::failure::{Failure, FailureKind};
 use crate::core::ids::RunId;
 use crate::core::record::LogLevel;
 use crate::sandbox::bindings::{self, RunContext, RunError, TaskCall};
+use crate::sandbox::capabilities::{HttpPolicy, InstanceGrants};
+use crate::sandbox::cpu::{CpuMeter, RunCpu};
 use crate::sandbox::limiter::InstanceLimiter;
-use crate::sandbox::stdio::LogStream;
+use crate::sandbox::stdio::{LineSink, LogStream};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// A boxed future of a task's or subflow's outcome.
 pub type Outcome = Pin<Box<dyn Future<Output = Result<String, Failure>> + Send>>;
@@ -42,11 +46,34 @@ pub trait RunHost: Send + Sync + 'static {
     fn context(&self, scope: &Scope) -> RunContext;
 }
 
+/// The limits and grants one instance runs under.
+#[derive(Clone, Debug)]
+pub struct InstanceConfig {
+    /// Linear memory, in bytes.
+    pub memory_limit: usize,
+    /// CPU time of this instance (a task attempt's limit); none for a flow's own instance.
+    pub cpu_limit: Option<Duration>,
+    /// The CPU time of the flow run it belongs to, shared by all its instances.
+    pub run_cpu: Arc<RunCpu>,
+    /// What it is granted.
+    pub grants: InstanceGrants,
+}
+
+impl InstanceConfig {
+    /// No CPU limit and nothing granted, with this memory limit.
+    pub fn with_memory(memory_limit: usize) -> Self {
+        Self { memory_limit, cpu_limit: None, run_cpu: RunCpu::new(None), grants: InstanceGrants::default() }
+    }
+}
+
 /// The store data of one instance.
 pub struct InstanceState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_policy: HttpPolicy,
     table: ResourceTable,
     pub(crate) limiter: InstanceLimiter,
+    pub(crate) cpu: CpuMeter,
     host: Arc<dyn RunHost>,
     scope: Scope,
     submitted: HashMap<u64, JoinHandle<Result<String, Failure>>>,
@@ -54,16 +81,29 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    /// A sandboxed instance state: no files, no network, no environment, no
-    /// stdin; stdout and stderr go to the run's log.
-    pub fn new(host: Arc<dyn RunHost>, scope: Scope, memory_limit: usize) -> Self {
-        let stdout = log_stream(&host, &scope, LogLevel::Info);
-        let stderr = log_stream(&host, &scope, LogLevel::Warning);
-        let wasi = WasiCtxBuilder::new().stdout(stdout).stderr(stderr).allow_tcp(false).allow_udp(false).build();
+    /// A sandboxed instance state: no files, no sockets, no stdin, no
+    /// environment but its granted secrets, outbound HTTP to its granted
+    /// hosts only; stdout and stderr go to the run's log.
+    pub fn new(host: Arc<dyn RunHost>, scope: Scope, config: &InstanceConfig) -> Self {
+        let stdout = LogStream::new(log_sink(&host, &scope, LogLevel::Info));
+        let stderr = LogStream::new(log_sink(&host, &scope, LogLevel::Warning));
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout)
+            .stderr(stderr)
+            .envs(&config.grants.env)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let http_policy =
+            HttpPolicy::new(config.grants.allow_hosts.clone(), log_sink(&host, &scope, LogLevel::Warning));
         Self {
             wasi,
+            http: WasiHttpCtx::new(),
+            http_policy,
             table: ResourceTable::new(),
-            limiter: InstanceLimiter::new(memory_limit),
+            limiter: InstanceLimiter::new(config.memory_limit),
+            cpu: CpuMeter::new(config.cpu_limit, config.run_cpu.clone()),
             host,
             scope,
             submitted: HashMap::new(),
@@ -72,9 +112,9 @@ impl InstanceState {
     }
 }
 
-fn log_stream(host: &Arc<dyn RunHost>, scope: &Scope, level: LogLevel) -> LogStream {
+fn log_sink(host: &Arc<dyn RunHost>, scope: &Scope, level: LogLevel) -> LineSink {
     let (host, scope) = (host.clone(), scope.clone());
-    LogStream::new(Arc::new(move |line: &str| host.log(&scope, level, line)))
+    Arc::new(move |line: &str| host.log(&scope, level, line))
 }
 
 impl Drop for InstanceState {
@@ -90,6 +130,12 @@ impl Drop for InstanceState {
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_policy }
     }
 }
 

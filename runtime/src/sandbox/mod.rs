@@ -2,7 +2,9 @@
 //! every instance, and loading a component (with its compile cache).
 
 pub mod bindings;
+pub mod capabilities;
 pub mod compile_cache;
+pub mod cpu;
 pub mod engine;
 pub mod instance;
 pub mod limiter;

@@ -8,12 +8,13 @@ use crate::core::failure::{Failure, FailureKind};
 use crate::core::record::LogLevel;
 use crate::sandbox::bindings::{Flow, FlowPre, RunContext};
 use crate::sandbox::compile_cache::{CompileCache, CompileSource};
+use crate::sandbox::cpu::CpuExceeded;
 use crate::sandbox::engine::EngineSettings;
-use crate::sandbox::instance::{InstanceState, Outcome, RunHost, Scope};
+use crate::sandbox::instance::{InstanceConfig, InstanceState, Outcome, RunHost, Scope};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
 
 /// Default memory limit of one instance.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
@@ -56,6 +57,8 @@ impl Sandbox {
         let engine = settings.build()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Linked for every guest; only a deployment's allow_hosts grant lets a request out.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Flow::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |state| state)?;
         Ok(Self { engine, linker, cache, memory_limit: DEFAULT_MEMORY_LIMIT })
     }
@@ -82,7 +85,9 @@ impl Sandbox {
         let imports: Vec<String> =
             component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            LoadError::NotAFlow(format!("{e:#}; Sluice provides sluice:flow/host and WASI 0.2 (with nothing granted)"))
+            LoadError::NotAFlow(format!(
+                "{e:#}; Sluice provides sluice:flow/host, WASI 0.2 (with nothing granted) and wasi:http (to granted hosts)"
+            ))
         })?;
         let pre = FlowPre::new(instance_pre).map_err(|e| LoadError::NotAFlow(format!("{e:#}")))?;
         let mut program = Program {
@@ -139,23 +144,27 @@ impl Program {
         &self.engine
     }
 
-    /// A fresh instance serving `scope`, its host calls going to `host`,
-    /// with the sandbox's memory limit.
-    pub async fn instantiate(&self, host: Arc<dyn RunHost>, scope: Scope) -> Result<Live, Failure> {
-        self.instantiate_with(host, scope, self.memory_limit).await
+    /// The sandbox's memory limit of each instance, in bytes.
+    pub fn memory_limit(&self) -> usize {
+        self.memory_limit
     }
 
-    /// A fresh instance with its own memory limit, in bytes.
+    /// A fresh instance serving `scope`, its host calls going to `host`,
+    /// with the sandbox's memory limit, no CPU limit and nothing granted.
+    pub async fn instantiate(&self, host: Arc<dyn RunHost>, scope: Scope) -> Result<Live, Failure> {
+        self.instantiate_with(host, scope, &InstanceConfig::with_memory(self.memory_limit)).await
+    }
+
+    /// A fresh instance with its own limits and grants.
     pub async fn instantiate_with(
         &self,
         host: Arc<dyn RunHost>,
         scope: Scope,
-        memory_limit: usize,
+        config: &InstanceConfig,
     ) -> Result<Live, Failure> {
-        let mut store = Store::new(&self.engine, InstanceState::new(host, scope, memory_limit));
+        let mut store = Store::new(&self.engine, InstanceState::new(host, scope, config));
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        meter_cpu(&mut store);
         match self.pre.instantiate_async(&mut store).await {
             Ok(flow) => Ok(Live { store, flow }),
             Err(err) => Err(crash(&store, &err, "instantiation failed")),
@@ -180,9 +189,51 @@ impl Program {
     }
 }
 
+/// Charges the guest's running time to its CPU meter: from entering wasm or
+/// returning from the host, to calling the host or reaching an epoch tick.
+/// At every tick the guest yields to the executor (so timeouts, cancels and
+/// other guests get their turn) or, past a CPU limit, traps.
+fn meter_cpu(store: &mut Store<InstanceState>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut context| {
+        let meter = &mut context.data_mut().cpu;
+        match meter.charge() {
+            Ok(()) => Ok(UpdateDeadline::YieldCustom(1, meter.yield_then_resume())),
+            Err(exceeded) => Err(cpu_trap(exceeded)),
+        }
+    });
+    store.call_hook(|mut context, hook| {
+        let meter = &mut context.data_mut().cpu;
+        match hook {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => meter.resume(),
+            // A guest calling the host often never reaches an epoch check:
+            // it is charged here instead.
+            CallHook::CallingHost => meter.charge().map_err(cpu_trap)?,
+            // What it used is counted; a call that finished is not failed for it.
+            CallHook::ReturningFromWasm => _ = meter.charge(),
+        }
+        Ok(())
+    });
+}
+
+/// `TimedOut`, naming the CPU limit, when the instance ran past one; `what`
+/// names the call (`task \`x\``). A task's own limit may be retried, the run's not.
+pub fn cpu_failure(store: &Store<InstanceState>, what: &str) -> Option<Failure> {
+    let exceeded = store.data().cpu.exceeded()?;
+    let retryable = matches!(exceeded, CpuExceeded::Instance(_));
+    Some(Failure { kind: FailureKind::TimedOut, message: exceeded.message(what), retryable })
+}
+
+fn cpu_trap(exceeded: CpuExceeded) -> wasmtime::Error {
+    wasmtime::Error::msg(exceeded.message("the guest"))
+}
+
 /// The failure of an instance that trapped: the limit it hit if any, else
 /// the trap's own message.
 pub fn crash(store: &Store<InstanceState>, err: &wasmtime::Error, context: &str) -> Failure {
+    if let Some(failure) = cpu_failure(store, "the instance") {
+        return failure;
+    }
     if let Some(limit) = store.data().limiter.refused() {
         return Failure::new(FailureKind::Crashed, limit.to_string());
     }

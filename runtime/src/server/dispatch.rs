@@ -3,6 +3,7 @@
 //! hot path), heartbeats, crash detection and cancellation.
 
 use crate::core::deployment::Limits;
+use crate::core::grants::ResolvedGrants;
 use crate::core::pool::DEFAULT_POOL;
 use crate::service::{Service, ServiceError};
 use crate::store::{Claim, FlowRunRow, StateStore};
@@ -25,6 +26,9 @@ pub struct ClaimedRun {
     pub run: FlowRunRow,
     /// Its deployment's limits.
     pub limits: Limits,
+    /// Its deployment's grants, secret values included: for the worker's sandbox only.
+    #[serde(default)]
+    pub grants: ResolvedGrants,
 }
 
 /// Shared by the API, the embedded workers and housekeeping.
@@ -81,10 +85,15 @@ impl Dispatch {
             };
             let runs = self.service.claim_due(&claim)?;
             if !runs.is_empty() {
-                return runs
-                    .into_iter()
-                    .map(|run| Ok(ClaimedRun { limits: self.service.limits_of(&run)?, run }))
-                    .collect();
+                let mut claimed = Vec::with_capacity(runs.len());
+                for run in runs {
+                    // A run whose secrets cannot be read ends here, saying why; the others go.
+                    match self.service.grants_of(&run) {
+                        Ok(grants) => claimed.push(ClaimedRun { limits: self.service.limits_of(&run)?, grants, run }),
+                        Err(err) => self.service.fail_unstarted(&run, &err.to_string()).await,
+                    }
+                }
+                return Ok(claimed);
             }
             // Due runs that could not be taken (paused, or waiting for a
             // concurrency slot) are retried when a run ends or something is

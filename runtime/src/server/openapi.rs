@@ -33,6 +33,7 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         (name = "flow-runs", description = "Run history, logs and cancellation"),
         (name = "work-pools", description = "Work pools and their queues"),
         (name = "workers", description = "What workers call: claims, heartbeats, events"),
+        (name = "secrets", description = "Secrets granted to deployments as environment variables; values are never returned"),
         (name = "tenants", description = "Tenants, their policies and tokens"),
     )
 )]

@@ -2,7 +2,8 @@
 //! digest, with its default parameters checked against the flow's schema.
 
 use super::{Pushed, Service, ServiceError};
-use crate::core::deployment::{Deployment, Limits, split_full_name};
+use crate::core::deployment::{Deployment, Grants, Limits, split_full_name};
+use crate::core::grants::check_imports;
 use crate::core::schedule::Schedule;
 use crate::params;
 use crate::store::{Change, StateStore};
@@ -46,6 +47,8 @@ pub struct DeployRequest {
     pub queue: Option<String>,
     /// Limits of its runs.
     pub limits: Limits,
+    /// Capabilities granted to its runs.
+    pub grants: Grants,
 }
 
 /// What a deploy did.
@@ -90,7 +93,7 @@ impl Service {
         check_name("deployment", &request.name)?;
         check_name("flow", &request.flow)?;
         self.check_pool_and_queue(tenant, request.pool.as_deref(), request.queue.as_deref())?;
-        self.check_policy(tenant, &request.limits)?;
+        let policy = self.check_policy(tenant, &request.limits)?;
         let (meta, pushed) = match &request.artifact {
             ArtifactSource::File(path) => {
                 let bytes = std::fs::read(path)
@@ -116,6 +119,11 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(format!("{e} (artifact {})", meta.digest)))?;
         params::resolve(&flow.name, &flow.parameters_schema, request.parameters.clone())
             .map_err(|e| ServiceError::Invalid(format!("default {e}")))?;
+        request.grants.validate().map_err(ServiceError::Invalid)?;
+        self.check_grants_policy(tenant, &request.grants, &policy)?;
+        check_imports(&meta.imports, &request.grants)
+            .map_err(|e| ServiceError::Invalid(format!("{e} (artifact {})", meta.digest)))?;
+        self.check_secrets_exist(tenant, &request.grants.secrets)?;
         let now = chrono::Utc::now();
         let deployment = Deployment {
             tenant: tenant.to_string(),
@@ -131,6 +139,7 @@ impl Service {
             pool: request.pool,
             queue: request.queue,
             limits: request.limits,
+            grants: request.grants,
             created: now,
             updated: now,
         };

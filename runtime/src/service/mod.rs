@@ -7,6 +7,7 @@ mod pools;
 mod push;
 mod runs;
 mod schedule;
+mod secrets;
 mod tenants;
 
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared, check_name};
@@ -87,6 +88,8 @@ pub struct Service {
     taker: String,
     /// Programs loaded so far, by digest.
     programs: ProgramCache,
+    /// The data folder, where the secrets key lives.
+    home: PathBuf,
 }
 
 impl Service {
@@ -101,7 +104,15 @@ impl Service {
         let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::in_dir(&config.compile_cache))
             .map_err(|e| ServiceError::Other(format!("cannot start the sandbox: {e:#}")))?;
         let taker = format!("process {} on {}", std::process::id(), hostname());
-        Ok(Self { store: Arc::new(store), artifacts, sandbox: Arc::new(sandbox), taker, programs: Default::default() })
+        let home = config.home.clone();
+        Ok(Self {
+            store: Arc::new(store),
+            artifacts,
+            sandbox: Arc::new(sandbox),
+            taker,
+            programs: Default::default(),
+            home,
+        })
     }
 
     /// Who this process is when it takes runs.

@@ -3,11 +3,13 @@
 
 use super::{Service, ServiceError};
 use crate::core::deployment::Limits;
+use crate::core::grants::{HostPattern, ResolvedGrants};
 use crate::core::ids::{RunId, run_name};
 use crate::core::record::{Event, Fanout, FlowRunRecord, Recorder, ResultCache, RunKind, StateRecord};
 use crate::core::state::StateType;
 use crate::params;
 use crate::runner::{FlowOutcome, RunSettings, Runner};
+use crate::sandbox::capabilities::InstanceGrants;
 use crate::sandbox::program::Program;
 use crate::store::{FlowRunRow, StateStore};
 use chrono::{DateTime, Utc};
@@ -124,7 +126,7 @@ impl Service {
 
     /// Ends a run that could not start (its artifact is missing or corrupt),
     /// so its history says why.
-    async fn fail_unstarted(&self, run: &FlowRunRow, reason: &str) {
+    pub(crate) async fn fail_unstarted(&self, run: &FlowRunRow, reason: &str) {
         record_unstarted_failure(self.store.as_ref(), &run.id, reason);
         self.store.flush().await;
     }
@@ -165,12 +167,19 @@ impl Service {
             }
         };
         let limits = self.limits_of(run)?;
+        let grants = match self.grants_of(run) {
+            Ok(grants) => grants,
+            Err(err) => {
+                self.fail_unstarted(run, &err.to_string()).await;
+                return Err(err);
+            }
+        };
         let store: Arc<dyn Recorder> = self.store.clone();
         let recorder: Arc<dyn Recorder> = match extra {
             Some(extra) => Arc::new(Fanout(vec![store, extra])),
             None => store,
         };
-        let outcome = execute(program, run, &limits, recorder, self.store.clone(), cancel).await?;
+        let outcome = execute(program, run, (&limits, &grants), recorder, self.store.clone(), cancel).await?;
         self.store.flush().await;
         Ok(outcome)
     }
@@ -194,12 +203,12 @@ impl Service {
     }
 }
 
-/// Runs a taken flow run of `program` with its deployment's limits: shared by
-/// this process's runs and remote workers'.
+/// Runs a taken flow run of `program` with its deployment's limits and
+/// grants: shared by this process's runs and remote workers'.
 pub async fn execute(
     program: Arc<Program>,
     run: &FlowRunRow,
-    limits: &Limits,
+    (limits, grants): (&Limits, &ResolvedGrants),
     recorder: Arc<dyn Recorder>,
     cache: Arc<dyn ResultCache>,
     cancel: CancellationToken,
@@ -210,7 +219,18 @@ pub async fn execute(
         scheduled_time: run.scheduled,
         flow_timeout: limits.timeout_seconds.map(Duration::from_secs),
         cancel,
+        grants: InstanceGrants {
+            // Checked at deploy time; an entry that no longer parses allows nothing.
+            allow_hosts: grants.allow_hosts.iter().filter_map(|h| HostPattern::parse(h).ok()).collect(),
+            env: grants.env.iter().cloned().collect(),
+        },
         ..RunSettings::default()
+    };
+    let settings = RunSettings {
+        task_cpu_limit: limits.task_cpu_ms.map(Duration::from_millis).or(settings.task_cpu_limit),
+        run_cpu_limit: limits.run_cpu_ms.map(Duration::from_millis).or(settings.run_cpu_limit),
+        max_log_bytes: limits.log_mib.map_or(settings.max_log_bytes, |mib| u64::from(mib) << 20),
+        ..settings
     };
     let runner = Runner::new(program, recorder, cache, settings);
     let id = RunId::parse(&run.id).ok_or_else(|| ServiceError::Invalid(format!("`{}` is not a run id", run.id)))?;

@@ -109,6 +109,7 @@ mod tests {
             pool: None,
             queue: None,
             limits: Default::default(),
+            grants: Default::default(),
         }
     }
 

@@ -189,6 +189,17 @@ CREATE INDEX flow_runs_by_tenant ON flow_runs (tenant, created DESC);
 CREATE INDEX flow_runs_due_by_tenant ON flow_runs (tenant, scheduled)
     WHERE claimed_by IS NULL AND state IN ('Scheduled', 'Late');
 "#,
+    // Secrets: values sealed (ChaCha20-Poly1305) with the key in SLUICE_HOME, never stored in clear.
+    r#"
+CREATE TABLE secrets (
+    tenant      TEXT NOT NULL DEFAULT 'default',
+    name        TEXT NOT NULL,
+    sealed      BLOB NOT NULL,
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -4,12 +4,14 @@
 
 mod claim;
 mod migrations;
+mod secrets;
 mod sqlite;
 #[cfg(test)]
 mod suite;
 mod tenants;
 mod writer;
 
+pub use secrets::SecretInfo;
 pub use sqlite::SqliteStore;
 
 use crate::core::deployment::{ArtifactMeta, Deployment};

@@ -75,7 +75,7 @@ impl SqliteStore {
         self.read(query)
     }
 
-    fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    pub(super) fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let connection = self.reader.lock().expect("reader lock");
         Ok(query(&connection)?)
     }

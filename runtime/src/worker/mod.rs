@@ -127,7 +127,7 @@ async fn run_one(
     cache: Arc<MemoryCache>,
     cancel: CancellationToken,
 ) {
-    let ClaimedRun { run, limits } = claimed;
+    let ClaimedRun { run, limits, grants } = claimed;
     let program = async {
         let digest = Digest::parse(&run.artifact).map_err(anyhow::Error::msg)?;
         if let Some(program) = source.loaded.get(&digest) {
@@ -139,9 +139,9 @@ async fn run_one(
         Ok(program)
     };
     let outcome = match program.await {
-        Ok(program) => {
-            execute(program, &run, &limits, recorder.clone(), cache, cancel).await.map_err(anyhow::Error::from)
-        }
+        Ok(program) => execute(program, &run, (&limits, &grants), recorder.clone(), cache, cancel)
+            .await
+            .map_err(anyhow::Error::from),
         Err(err) => Err(err),
     };
     if let Err(err) = outcome {

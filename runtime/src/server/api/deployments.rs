@@ -51,6 +51,10 @@ pub(super) struct DeployBody {
     /// Limits of its runs.
     #[serde(default)]
     limits: Limits,
+    /// Capabilities granted to its runs (outbound HTTP hosts, secrets as environment variables),
+    /// within the tenant's policy.
+    #[serde(default)]
+    grants: Grants,
 }
 
 /// Creates or updates `flow/name` (idempotent: the same settings change nothing).
@@ -105,6 +109,7 @@ pub(super) async fn deploy(
                 pool: body.pool,
                 queue: body.queue,
                 limits: body.limits,
+                grants: body.grants,
             },
         )
         .await?;

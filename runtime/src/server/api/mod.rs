@@ -12,6 +12,7 @@ mod artifacts;
 mod deployments;
 mod pools;
 mod runs;
+mod secrets;
 mod tenants;
 mod workers;
 
@@ -26,7 +27,7 @@ use workers::*;
 
 use super::dispatch::{ClaimedRun, Dispatch};
 use super::openapi::{FlowRunDetail, WasmComponent};
-use crate::core::deployment::{ArtifactMeta, Deployment, Limits};
+use crate::core::deployment::{ArtifactMeta, Deployment, Grants, Limits};
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{Event, Recorder};
 use crate::core::schedule::Schedule;
@@ -213,6 +214,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(whoami))
+        .merge(secrets::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
 }
 

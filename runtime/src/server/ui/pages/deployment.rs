@@ -57,7 +57,18 @@ pub async fn page(
                     dt { "Timeout" } dd { @match limits.timeout_seconds { Some(s) => { (s) " s" }, None => span.muted { "none" } } }
                     dt { "Concurrency" } dd { @match limits.concurrency { Some(n) => { (n) " at once" }, None => span.muted { "unlimited" } } }
                     dt { "Crash retries" } dd { (limits.crash_retries) " (after " (limits.crash_retry_delay_seconds) " s)" }
-                    dt { "Grants" } dd { span.muted { "none: its runs get no files, network or environment" } }
+                    dt { "CPU per task" } dd { @match limits.task_cpu_ms { Some(ms) => { (ms) " ms" }, None => span.muted { "default" } } }
+                    dt { "CPU per run" } dd { @match limits.run_cpu_ms { Some(ms) => { (ms) " ms" }, None => span.muted { "default" } } }
+                    dt { "Logs" } dd { @match limits.log_mib { Some(m) => { (m) " MiB" }, None => span.muted { "default" } } }
+                    dt { "Grants" } dd {
+                        @if d.grants.is_empty() { span.muted { "none: its runs get no network and no secrets" } }
+                        @if !d.grants.allow_hosts.is_empty() {
+                            "HTTP to " @for (i, host) in d.grants.allow_hosts.iter().enumerate() { @if i > 0 { ", " } code { (host) } } br;
+                        }
+                        @if !d.grants.secrets.is_empty() {
+                            "secrets " @for (i, name) in d.grants.secrets.iter().enumerate() { @if i > 0 { ", " } code { (name) } }
+                        }
+                    }
                 }
             }
         }
