@@ -99,8 +99,14 @@ const scenarios = {
 
   // A slow run's page follows it: states and log lines arrive while it runs.
   async live(browser) {
-    const { page } = await signIn(browser, token);
-    await quickRun(page, "slow/steps");
+    const { context, page } = await signIn(browser, token);
+    const list = await context.newPage();
+    await list.goto(base + "/runs");
+    await list.waitForLoadState("networkidle").catch(() => {});
+    const listNavigations = countNavigations(list);
+    const id = await quickRun(page, "slow/steps");
+    await list.waitForSelector(`tr[data-run="${id}"]`, { timeout: 10000 });
+    check(listNavigations.n === 0, "the runs list showed the new run without a reload");
     const navigations = countNavigations(page);
     await waitForState(page, "Running");
     await page.waitForSelector("#logs td.message:text-is('step 1 done')");
@@ -109,6 +115,7 @@ const scenarios = {
     await page.waitForSelector("#logs td.message:text-is('step 5 done')");
     check(await page.locator("#logs td.message").count() === 5, "each line once, none repeated");
     check(navigations.n === 0, "no reload");
+    await list.waitForSelector(`tr[data-run="${id}"] [data-state="Completed"]`, { timeout: 10000 });
   },
 
   // A wrong-typed value is refused next to its field and creates no run.
