@@ -13,8 +13,9 @@
 //!    POST until the stream delivers panels showing the new state. Pending,
 //!    Running and Completed of each run are three samples.
 //!
-//! `make guests && cargo bench -p sluice --bench ui_pages [-- --quick]`
-//! (`--quick`: 10,000 runs, 5 fetches per page, 3 runs; a smoke test).
+//! `make guests && cargo bench -p sluice --bench ui_pages [-- --quick] [--last-day]`
+//! (`--quick`: 10,000 runs, 5 fetches per page, 3 runs; a smoke test.
+//! `--last-day`: every run in the last 24 h, the dashboard's worst case).
 
 use anyhow::{Context, Result, ensure};
 use chrono::{Duration as Span, Utc};
@@ -27,16 +28,19 @@ use std::time::{Duration, Instant};
 
 struct Options {
     quick: bool,
+    /// Days the seeded runs spread over (`--last-day`: 1, the dashboard's worst case).
+    days: i64,
     runs: usize,
     fetches: usize,
     live_runs: usize,
 }
 
 fn options() -> Options {
+    let days = if std::env::args().any(|a| a == "--last-day") { 1 } else { 30 };
     if std::env::args().any(|a| a == "--quick") {
-        Options { quick: true, runs: 10_000, fetches: 5, live_runs: 3 }
+        Options { quick: true, days, runs: 10_000, fetches: 5, live_runs: 3 }
     } else {
-        Options { quick: false, runs: 100_000, fetches: 50, live_runs: 30 }
+        Options { quick: false, days, runs: 100_000, fetches: 50, live_runs: 30 }
     }
 }
 
@@ -73,7 +77,7 @@ fn sluice(home: &Path, cache: &Path) -> Command {
 const DEPLOYMENTS: [&str; 7] = ["leo", "marvin", "ford", "arthur", "trillian", "zaphod", "slartibartfast"];
 
 /// Deploys hello/* and writes `runs` finished flow runs (with their states) into the database.
-fn seed(home: &Path, cache: &Path, runs: usize) -> Result<()> {
+fn seed(home: &Path, cache: &Path, runs: usize, days: i64) -> Result<()> {
     let hello = guest("hello_flow");
     for (i, name) in DEPLOYMENTS.iter().enumerate() {
         let tag = if i % 2 == 0 { "even" } else { "odd" };
@@ -100,9 +104,9 @@ fn seed(home: &Path, cache: &Path, runs: usize) -> Result<()> {
         let now = Utc::now();
         let stamp = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         for i in 0..runs {
-            // Oldest first, 30 days back to a minute ago.
-            let created =
-                now - Span::seconds(60) - Span::milliseconds(((runs - i) as i64 * 30 * 86_400_000) / runs as i64);
+            // Oldest first, `days` back (less two minutes) to a minute ago.
+            let back = ((runs - i) as i64 * (days * 86_400_000 - 120_000)) / runs as i64;
+            let created = now - Span::seconds(60) - Span::milliseconds(back);
             let id = uuid::Uuid::now_v7().to_string();
             let (final_state, message, result) =
                 if i % 10 == 3 { ("Failed", Some("boom"), None) } else { ("Completed", None, Some("\"Said hello\"")) };
@@ -283,10 +287,11 @@ async fn main_async(options: Options) -> Result<()> {
     let cache = tempfile::tempdir()?;
     let home = tempfile::tempdir()?;
     let seeding = Instant::now();
-    seed(home.path(), cache.path(), options.runs)?;
+    seed(home.path(), cache.path(), options.runs, options.days)?;
     println!(
-        "ui pages bench: {} flow runs seeded in {:.1} s{}",
+        "ui pages bench: {} flow runs over {} days seeded in {:.1} s{}",
         options.runs,
+        options.days,
         seeding.elapsed().as_secs_f64(),
         if options.quick { " (--quick)" } else { "" }
     );
