@@ -5,10 +5,10 @@
 //! instantiate and call `describe` (sync wasmtime), with nothing else.
 
 use crate::processes::{run, sluice};
+use crate::sync_baseline::Baseline;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 use sluice::sandbox::engine::EngineSettings;
-use crate::sync_baseline::Baseline;
 use std::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -58,4 +58,3 @@ fn deserialize(engine: &Engine, serialized: &[u8]) -> Result<Component> {
     // in this process, with this engine.
     Ok(unsafe { Component::deserialize(engine, serialized) }?)
 }
-

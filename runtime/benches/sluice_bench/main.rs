@@ -66,7 +66,11 @@ impl Driver {
                 }
                 let in_process = self.in_process.as_ref().unwrap();
                 let n = u32::try_from(number("n")?)?;
-                if op == "tasks" { in_process.sequential(system()?, n).await } else { in_process.map(system()?, n).await }
+                if op == "tasks" {
+                    in_process.sequential(system()?, n).await
+                } else {
+                    in_process.map(system()?, n).await
+                }
             }
             "latency" => {
                 if self.latency.is_none() {
@@ -95,7 +99,9 @@ fn main() -> Result<()> {
             continue;
         }
         let reply = match serde_json::from_str::<Value>(&line) {
-            Ok(request) => runtime.block_on(driver.handle(&request)).unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
+            Ok(request) => {
+                runtime.block_on(driver.handle(&request)).unwrap_or_else(|e| json!({"error": format!("{e:#}")}))
+            }
             Err(e) => json!({"error": format!("not a JSON request ({e}): {line}")}),
         };
         writeln!(out, "{reply}")?;

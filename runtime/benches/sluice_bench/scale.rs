@@ -38,7 +38,10 @@ pub async fn scale(task_runs: u64, tasks_per_run: u32, reps: usize) -> Result<Va
         Ok(connection.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))?)
     };
     let (flow_runs, recorded_task_runs, states) = (count("flow_runs")?, count("task_runs")?, count("states")?);
-    ensure!(recorded_task_runs == (copies + 1) * u64::from(tasks_per_run), "{recorded_task_runs} task runs in the database");
+    ensure!(
+        recorded_task_runs == (copies + 1) * u64::from(tasks_per_run),
+        "{recorded_task_runs} task runs in the database"
+    );
     drop(connection);
 
     let mut ls = Vec::new();
@@ -49,7 +52,7 @@ pub async fn scale(task_runs: u64, tasks_per_run: u32, reps: usize) -> Result<Va
         run(sluice(home.path()).args(["flow-run", "ls"]))?;
         ls.push(start.elapsed().as_secs_f64());
         let start = Instant::now();
-        let output = run(sluice(home.path()).args(["flow-run", "inspect", &template, "--output", "json"]))?;
+        let output = run(sluice(home.path()).args(["flow-run", "inspect", &template]))?;
         inspect.push(start.elapsed().as_secs_f64());
         inspect_bytes = output.stdout.len();
     }
@@ -75,7 +78,12 @@ async fn record_template(db: &Path, tasks: u32) -> Result<String> {
 }
 
 /// The columns of `table`, each replaced by its expression in `replace` or kept.
-fn select_list(connection: &Connection, table: &str, alias: &str, replace: &[(&str, &str)]) -> Result<(String, String)> {
+fn select_list(
+    connection: &Connection,
+    table: &str,
+    alias: &str,
+    replace: &[(&str, &str)],
+) -> Result<(String, String)> {
     let mut statement = connection.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
     let columns: Vec<String> = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
     ensure!(!columns.is_empty(), "no table {table}");
@@ -84,7 +92,9 @@ fn select_list(connection: &Connection, table: &str, alias: &str, replace: &[(&s
     let names = columns.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
     let values = columns
         .iter()
-        .map(|c| replace.iter().find(|(name, _)| name == c).map_or(format!("{alias}.{c}"), |(_, expr)| expr.to_string()))
+        .map(|c| {
+            replace.iter().find(|(name, _)| name == c).map_or(format!("{alias}.{c}"), |(_, expr)| expr.to_string())
+        })
         .collect::<Vec<_>>()
         .join(", ");
     Ok((names, values))
@@ -114,13 +124,17 @@ fn copy_runs(db: &Path, template: &str, copies: u64) -> Result<()> {
         let tx = connection.transaction()?;
         {
             let mut map = tx.prepare("INSERT INTO id_map (old, new) VALUES (?1, ?2)")?;
-            let mut flow_run = tx.prepare(&format!("INSERT INTO flow_runs ({fr_cols}) SELECT {fr_vals} FROM flow_runs f WHERE f.id = ?3"))?;
+            let mut flow_run = tx.prepare(&format!(
+                "INSERT INTO flow_runs ({fr_cols}) SELECT {fr_vals} FROM flow_runs f WHERE f.id = ?3"
+            ))?;
             let mut tasks = tx.prepare(&format!(
                 "INSERT INTO task_runs ({tr_cols}) SELECT {tr_vals} FROM task_runs t JOIN id_map m ON m.old = t.id WHERE t.flow_run = ?2"
             ))?;
-            let mut states =
-                tx.prepare(&format!("INSERT INTO states ({st_cols}) SELECT {st_vals} FROM states s JOIN id_map m ON m.old = s.run"))?;
-            let mut logs = tx.prepare(&format!("INSERT INTO logs ({lg_cols}) SELECT {lg_vals} FROM logs l WHERE l.flow_run = ?2"))?;
+            let mut states = tx.prepare(&format!(
+                "INSERT INTO states ({st_cols}) SELECT {st_vals} FROM states s JOIN id_map m ON m.old = s.run"
+            ))?;
+            let mut logs = tx
+                .prepare(&format!("INSERT INTO logs ({lg_cols}) SELECT {lg_vals} FROM logs l WHERE l.flow_run = ?2"))?;
             for _ in batch {
                 tx.execute("DELETE FROM id_map", [])?;
                 let new_flow_run = RunId::new().to_string();

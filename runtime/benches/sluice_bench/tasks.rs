@@ -120,8 +120,12 @@ impl InProcess {
 
     async fn in_memory(&self, flow: &str, n: u32) -> Result<Value> {
         let recorder = Arc::new(MemoryRecorder::default());
-        let runner =
-            Runner::new(self.program.clone(), recorder.clone(), Arc::new(MemoryCache::default()), RunSettings::default());
+        let runner = Runner::new(
+            self.program.clone(),
+            recorder.clone(),
+            Arc::new(MemoryCache::default()),
+            RunSettings::default(),
+        );
         let start = Instant::now();
         let outcome = runner.run(RunId::new(), "bench".into(), flow, &json!({ "count": n })).await;
         let wall = start.elapsed();
