@@ -39,14 +39,14 @@ WORKLOADS = ["tasks", "map", "latency", "cold", "memory", "scale"]
 # milliseconds, so it runs fewer repetitions of its longest workloads.
 FULL = {
     "task_counts": [1, 100, 1000, 10000],
-    "reps": 7,
-    "prefect_reps": {1: 7, 100: 5, 1000: 3, 10000: 1},
+    "reps": 5,
+    "prefect_reps": {1: 5, 100: 3, 1000: 3, 10000: 1},
     "record_timeout_s": 600,
     "map_n": 1000,
     "map_reps": 5,
     "prefect_map_reps": 3,
     "latency_rounds": 5,
-    "latency_runs": {"sluice": 40, "prefect-poll-1s": 10, "prefect-default": 4},
+    "latency_runs": {"sluice": 40, "prefect-poll-1s": 8, "prefect-default": 3},
     "cold_reps": 3,
     "cold_components": ["bench", "python"],
     "memory_concurrent": {"sluice": 16, "prefect": 4},
@@ -497,7 +497,8 @@ def main():
     meta["duration_s"] = time.time() - started
 
     text = tables(results, config, meta)
-    checks = targets(results)
+    # A debug build's figures say nothing about the targets.
+    checks = [] if args.quick else targets(results)
     if checks:
         text += "\n### Targets\n\n| target | measured | met |\n| --- | ---: | --- |\n"
         text += "\n".join(f"| {what} | {got} | {'yes' if ok else '**no**'} |" for what, got, ok in checks) + "\n"

@@ -10,6 +10,6 @@ V=${PREFECT_BENCH_VENV:-$REPO/target/prefect-venv}
 if ! "$V/bin/python" -c "import prefect, matplotlib, sys; sys.exit(prefect.__version__ != '$VERSION')" 2>/dev/null; then
     mkdir -p "$(dirname "$V")"
     [ -x "$V/bin/python" ] || python3 -m venv "$V"
-    "$V/bin/pip" install --quiet --disable-pip-version-check "prefect==$VERSION" matplotlib
+    "$V/bin/python" -m pip install --quiet --disable-pip-version-check "prefect==$VERSION" matplotlib
 fi
 "$V/bin/python" -c "import prefect; print('prefect', prefect.__version__, '$V')"
