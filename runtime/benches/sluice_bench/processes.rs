@@ -57,6 +57,8 @@ pub struct Server {
     pub process: Process,
     pub url: String,
     pub home: tempfile::TempDir,
+    /// The admin token the server made on its first start: every call sends it.
+    token: String,
     client: reqwest::Client,
 }
 
@@ -90,8 +92,11 @@ impl Server {
             .with_context(|| format!("no address in the server's first line {first:?}"))?;
         let url = format!("http://{address}");
         std::thread::spawn(move || for _ in lines {});
-        let client = reqwest::Client::builder().no_proxy().build()?;
-        Ok(Self { process, url, home, client })
+        let token = std::fs::read_to_string(home.path().join("admin-token")).context("the server's admin token")?;
+        let token = token.trim().to_string();
+        let headers = sluice::client::bearer_headers(Some(&token))?;
+        let client = reqwest::Client::builder().no_proxy().default_headers(headers).build()?;
+        Ok(Self { process, url, home, token, client })
     }
 
     /// A `sluice worker` against this server.
@@ -99,6 +104,7 @@ impl Server {
         let stderr = std::fs::File::create(self.home.path().join("worker.stderr"))?;
         let child = sluice(self.home.path())
             .args(["worker", "--api", &self.url, "--name", "bench-worker"])
+            .env("SLUICE_API_TOKEN", &self.token)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(stderr)
