@@ -151,7 +151,7 @@ fn every_hostile_guest_is_contained_while_another_tenants_flow_completes_beside_
     // Every hostile-io deployment needs the HTTP grant: the component imports wasi:http.
     let grant = ["--allow-host", listed.as_str()];
     let with = |extra: &[&'static str]| -> Vec<&str> { [&grant[..], extra].concat() };
-    mallory.deploy(&sluice, "hostile_io_flow", "shout", "log", &with(&["--log-limit", "1", "--param", "mib=64"]));
+    mallory.deploy(&sluice, "hostile_io_flow", "shout", "log", &with(&["--log-limit", "1", "--param", "mib=256"]));
     mallory.deploy(&sluice, "hostile_io_flow", "burn", "cpu", &with(&["--cpu-limit", "100ms"]));
     mallory.deploy(&sluice, "hostile_io_flow", "fork_bomb", "tasks", &grant);
     mallory.deploy(&sluice, "hostile_io_flow", "read_files", "files", &grant);
@@ -209,7 +209,7 @@ fn every_hostile_guest_is_contained_while_another_tenants_flow_completes_beside_
     let trap = task(&ended[4], "explode-0");
     assert_eq!((trap["state"].as_str(), trap["attempts"].as_u64()), (Some("Failed"), Some(2)));
     assert!(trap["message"].as_str().unwrap().contains("task `explode` crashed"), "{trap}");
-    // Printing 64 MiB: the log keeps its 1 MiB and says where it stopped.
+    // Printing 256 MiB: the log keeps its 1 MiB and says where it stopped.
     assert_eq!(by(5), ("Completed".into(), String::new()));
     let printed = mallory.logs(&ids[5]);
     assert_eq!(printed.last().unwrap(), "[log limit of 1 MiB reached: further lines of this run are dropped]");
