@@ -40,7 +40,7 @@ test: guests python-example
 	fi
 	$(CARGO) test --doc
 	# The benchmarks' smoke mode: every workload once, small, so they cannot rot.
-	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency --bench cpu_limit -- --quick
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency --bench auth_overhead --bench cpu_limit -- --quick
 
 lint:
 	$(CARGO) fmt --all --check
@@ -50,4 +50,5 @@ lint:
 bench: guests build
 	$(CARGO) bench -p sluice --bench task_overhead
 	$(CARGO) bench -p sluice --bench server_latency
+	$(CARGO) bench -p sluice --bench auth_overhead
 	$(CARGO) bench -p sluice --bench cpu_limit

@@ -39,15 +39,15 @@ impl Api {
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
-        request_as(&self.token, &self.address, "GET", path, None)
+        request_as(&self.address, Some(&self.token), "GET", path, None)
     }
 
     fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        request_as(&self.token, &self.address, "POST", path, Some(body.to_string().as_bytes()))
+        request_as(&self.address, Some(&self.token), "POST", path, Some(body.to_string().as_bytes()))
     }
 
     fn delete(&self, path: &str) -> (u16, Value) {
-        request_as(&self.token, &self.address, "DELETE", path, None)
+        request_as(&self.address, Some(&self.token), "DELETE", path, None)
     }
 
     /// `sluice ARGS…` talking to the server as this tenant; must succeed.

@@ -36,6 +36,12 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/workers/{name}/claim", &["post"]),
     ("/api/v1/workers/{name}/heartbeat", &["post"]),
     ("/api/v1/workers/{name}/events", &["post"]),
+    ("/api/v1/tenants", &["get", "post"]),
+    ("/api/v1/tenants/{name}", &["delete"]),
+    ("/api/v1/tenants/{name}/policy", &["put"]),
+    ("/api/v1/tokens", &["get", "post"]),
+    ("/api/v1/tokens/{id}", &["delete"]),
+    ("/api/v1/whoami", &["get"]),
 ];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
@@ -95,9 +101,26 @@ fn the_server_serves_an_openapi_document_of_every_route() {
         }
     }
 
+    // Every route but the health check needs a bearer token, and says what refusing looks like.
+    assert_eq!(document["components"]["securitySchemes"]["token"]["scheme"], "bearer");
+    assert_eq!(document["security"][0]["token"], serde_json::json!([]));
+    for (path, methods) in ROUTES {
+        for method in *methods {
+            let operation = &paths[*path][*method];
+            if path.ends_with("/health") {
+                assert_eq!(operation["security"], serde_json::json!([{}]), "the health check is open");
+            } else {
+                assert!(operation["responses"]["401"].is_object(), "{method} {path} documents no 401");
+                assert!(operation["responses"]["403"].is_object(), "{method} {path} documents no 403");
+            }
+        }
+    }
+
     // The main resources' schemas.
     let schemas = document["components"]["schemas"].as_object().expect("component schemas");
-    for name in ["Deployment", "FlowRunRow", "FlowRunDetail", "WorkPool", "WorkQueue", "ArtifactMeta", "ErrorBody"] {
+    let names =
+        ["Deployment", "FlowRunRow", "FlowRunDetail", "WorkPool", "WorkQueue", "ArtifactMeta", "ErrorBody", "Tenant"];
+    for name in names {
         assert!(schemas.contains_key(name), "no {name} schema among {:?}", schemas.keys().collect::<Vec<_>>());
     }
     let deployment = &schemas["Deployment"]["properties"];

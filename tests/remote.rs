@@ -8,7 +8,7 @@ use support::{Sluice, guest, texts};
 
 /// Runs the CLI in its own empty home, talking to the server at `address`.
 fn remote(client: &Sluice, address: &str, args: &[&str]) -> std::process::Output {
-    client.command().env("SLUICE_API_URL", format!("http://{address}")).args(args).output().unwrap()
+    client.remote(address).args(args).output().unwrap()
 }
 
 fn ok(client: &Sluice, address: &str, args: &[&str]) -> String {
@@ -87,7 +87,14 @@ fn login_saves_the_server_for_later_commands_and_logout_forgets_it() {
     assert!(texts(&refused).1.contains("cannot be reached"));
     assert!(!client.home.path().join("profile.json").exists(), "no profile for a server that does not answer");
 
-    let login = client.run(&["login", "--api", &format!("http://{address}")]);
+    let tokenless = client.run(&["login", "--api", &format!("http://{address}")]);
+    assert!(tokenless.status.success(), "a server may be saved before a token: {}", texts(&tokenless).1);
+    let refused = client.run(&["deployment", "ls"]);
+    assert!(!refused.status.success());
+    assert!(texts(&refused).1.contains("needs a token"), "{}", texts(&refused).1);
+
+    let token = server_side.admin_token();
+    let login = client.run(&["login", "--api", &format!("http://{address}"), "--token", &token]);
     assert!(login.status.success(), "{}", texts(&login).1);
     let listed = client.run(&["deployment", "ls"]);
     assert!(texts(&listed).0.contains("hello/leo"), "commands go to the saved server: {}", texts(&listed).0);

@@ -102,6 +102,8 @@ impl Drop for Process {
 struct Server {
     process: Process,
     address: String,
+    /// The admin token the server made on its first start.
+    token: String,
     home: tempfile::TempDir,
 }
 
@@ -164,13 +166,15 @@ impl Bench {
             .with_context(|| format!("no address in {first:?}"))?
             .to_string();
         std::thread::spawn(move || for _ in lines {});
-        Ok(Server { process, address, home })
+        let token = std::fs::read_to_string(home.path().join("admin-token")).context("reading the admin token")?;
+        Ok(Server { process, address, token: token.trim().to_string(), home })
     }
 
     fn worker(&self, server: &Server, name: &str) -> Result<Process> {
         let child = self
             .command(server.home.path())
             .args(["worker", "--api", &format!("http://{}", server.address), "--name", name])
+            .env("SLUICE_API_TOKEN", &server.token)
             .stdout(Stdio::null())
             .stderr(Self::stderr_log(server.home.path(), "worker")?)
             .spawn()
@@ -179,7 +183,8 @@ impl Bench {
     }
 
     async fn get(&self, server: &Server, path: &str) -> Result<Value> {
-        let response = self.client.get(format!("http://{}/api/v1{path}", server.address)).send().await?;
+        let url = format!("http://{}/api/v1{path}", server.address);
+        let response = self.client.get(url).bearer_auth(&server.token).send().await?;
         let status = response.status();
         let body: Value = response.json().await?;
         ensure!(status.is_success(), "GET {path}: {status} {body}");
@@ -189,7 +194,7 @@ impl Bench {
     /// Creates a run of deployment `name`; returns its id.
     async fn create_run(&self, server: &Server, name: &str) -> Result<String> {
         let url = format!("http://{}/api/v1/deployments/{FLOW}/{name}/runs", server.address);
-        let response = self.client.post(url).send().await?;
+        let response = self.client.post(url).bearer_auth(&server.token).send().await?;
         let status = response.status();
         let body: Value = response.json().await?;
         ensure!(status.as_u16() == 201, "POST run: {status} {body}");

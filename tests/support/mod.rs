@@ -54,7 +54,8 @@ impl Sluice {
         command
             .env("SLUICE_HOME", self.home.path())
             .env("SLUICE_CACHE_DIR", target_dir().join("test-compile-cache"))
-            .env_remove("SLUICE_API_URL");
+            .env_remove("SLUICE_API_URL")
+            .env_remove("SLUICE_API_TOKEN");
         command
     }
 
@@ -131,22 +132,41 @@ pub mod http {
     use std::io::{Read, Write};
     use std::net::TcpStream;
 
-    /// Sends a request and returns the status and the body parsed as JSON
-    /// (`Null` for an empty body).
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// The token each server address is called with by default (its admin token).
+    static TOKENS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+    /// Calls to `address` send `token` from now on.
+    pub fn use_token(address: &str, token: &str) {
+        TOKENS.lock().unwrap().get_or_insert_with(HashMap::new).insert(address.to_string(), token.to_string());
+    }
+
+    /// The token calls to `address` send by default.
+    pub fn token_for(address: &str) -> Option<String> {
+        TOKENS.lock().unwrap().as_ref().and_then(|tokens| tokens.get(address).cloned())
+    }
+
+    /// Sends a request with the address's default token and returns the
+    /// status and the body parsed as JSON (`Null` for an empty body).
     pub fn request(address: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
-        send(address, method, path, body, "")
+        request_as(address, token_for(address).as_deref(), method, path, body)
     }
 
-    /// [`request`] with `Authorization: Bearer <token>`.
-    pub fn request_as(token: &str, address: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
-        send(address, method, path, body, &format!("Authorization: Bearer {token}\r\n"))
-    }
-
-    fn send(address: &str, method: &str, path: &str, body: Option<&[u8]>, headers: &str) -> (u16, Value) {
+    /// [`request`] with `token` (none at all when `None`).
+    pub fn request_as(
+        address: &str,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> (u16, Value) {
         let mut stream = TcpStream::connect(address).expect("connecting to the server");
         let body = body.unwrap_or(b"");
+        let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).unwrap();
@@ -218,13 +238,30 @@ impl Sluice {
         let address =
             first.split("http://").nth(1).and_then(|rest| rest.split(' ').next()).expect("an address").to_string();
         std::thread::spawn(move || for _ in lines {});
+        http::use_token(&address, &self.admin_token());
         (Process { child }, address)
+    }
+
+    /// The admin token a server made in this home on its first start.
+    pub fn admin_token(&self) -> String {
+        let path = self.home.path().join("admin-token");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())).trim().to_string()
+    }
+
+    /// A `sluice` command talking to the server at `address` with its default token.
+    pub fn remote(&self, address: &str) -> Command {
+        let mut command = self.command();
+        command.env("SLUICE_API_URL", format!("http://{address}"));
+        if let Some(token) = http::token_for(address) {
+            command.env("SLUICE_API_TOKEN", token);
+        }
+        command
     }
 
     /// Starts `sluice worker` against `address`.
     pub fn worker(&self, address: &str, name: &str, extra: &[&str]) -> Process {
         let child = self
-            .command()
+            .remote(address)
             .args(["worker", "--api", &format!("http://{address}"), "--name", name])
             .args(extra)
             .stdout(std::process::Stdio::null())

@@ -216,9 +216,9 @@ async fn claims_interleave_tenants_so_a_backlog_does_not_starve_another() {
             let tenant = Tenant { name: name.into(), policy: TenantPolicy::default(), created: now };
             assert!(store.create_tenant(&tenant).unwrap());
         }
-        // The big tenant queued 500 runs long before the small one queued one.
-        for i in 0..500 {
-            for event in due_run("big", now - chrono::Duration::seconds(1000 - i)) {
+        // The big tenant queued 10,000 runs long before the small one queued one.
+        for i in 0..10_000 {
+            for event in due_run("big", now - chrono::Duration::seconds(20_000 - i)) {
                 store.record(&event);
             }
         }
