@@ -5,6 +5,8 @@ CARGO ?= cargo
 GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow -p hostile-io-flow -p bench-flow -p ui-fixtures-flow
 GUEST_DIR := target/wasm32-wasip2/guest
 SLUICE := target/debug/sluice
+# The venv bench/prefect/setup.sh makes: Prefect and matplotlib for bench/run.py.
+BENCH_PYTHON := $(or $(PREFECT_BENCH_VENV),target/prefect-venv)/bin/python
 
 .PHONY: setup guests python-example build demo test lint bench ui-deps screenshots
 
@@ -49,15 +51,20 @@ test: guests python-example ui-deps
 	fi
 	$(CARGO) test --doc
 	# The benchmarks' smoke mode: every workload once, small, so they cannot rot.
-	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench task_overhead --bench server_latency --bench auth_overhead --bench cpu_limit --bench ui_pages -- --quick
+	./bench/prefect/setup.sh
+	$(BENCH_PYTHON) bench/run.py --quick
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench server_latency --bench auth_overhead --bench cpu_limit --bench ui_pages -- --quick
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --profile guest --target wasm32-wasip2 $(GUESTS) -- -D warnings
 
-bench: guests build
-	$(CARGO) bench -p sluice --bench task_overhead
+# Sluice, raw wasmtime and Prefect side by side (bench/run.py; figures in
+# BENCHMARKS.md), then the server's throughput and latency breakdown.
+bench: guests python-example
+	./bench/prefect/setup.sh
+	$(BENCH_PYTHON) bench/run.py
 	$(CARGO) bench -p sluice --bench server_latency
 	$(CARGO) bench -p sluice --bench auth_overhead
 	$(CARGO) bench -p sluice --bench cpu_limit

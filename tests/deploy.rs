@@ -309,3 +309,28 @@ fn an_artifact_store_that_cannot_be_used_is_reported_by_url() {
     assert!(stderr.contains("s3://sluice-test/artifacts"), "the error names the store: {stderr}");
     assert!(json(&sluice, &["artifact", "ls", "--output", "json"]).as_array().unwrap().is_empty(), "nothing recorded");
 }
+
+#[test]
+fn a_deployments_task_and_payload_limits_end_its_runs_with_the_limit_named() {
+    let sluice = Sluice::new();
+    let bench = guest("bench_flow");
+    let bench = bench.to_str().unwrap();
+    ok(
+        &sluice,
+        &["deploy", bench, "--flow", "sequential", "--name", "capped", "--param", "count=10", "--max-tasks", "3"],
+    );
+    let capped = sluice.run(&["run", "sequential/capped", "--watch"]);
+    let (stdout, stderr) = texts(&capped);
+    assert!(!capped.status.success(), "{stdout}");
+    assert!(format!("{stdout}{stderr}").contains("a flow run may start at most 3 task runs"), "{stdout}\n{stderr}");
+    let runs = json(&sluice, &["flow-run", "ls", "--output", "json"]);
+    assert_eq!(runs[0]["state"], "Failed", "{runs}");
+
+    ok(
+        &sluice,
+        &["deploy", bench, "--flow", "sequential", "--name", "roomy", "--param", "count=3", "--max-tasks", "3"],
+    );
+    ok(&sluice, &["run", "sequential/roomy", "--watch"]);
+    let shown = json(&sluice, &["deployment", "inspect", "sequential/capped"]);
+    assert_eq!(shown["limits"]["max_tasks"], 3, "{shown}");
+}

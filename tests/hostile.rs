@@ -4,7 +4,8 @@
 //! return malformed JSON all run at once, each ends recorded with a clear
 //! reason, and a well-behaved flow of another tenant running beside them
 //! completes with its result intact. Also: the deploy-time import check,
-//! grants within the tenant's policy, and secrets kept secret.
+//! grants within the tenant's policy, secrets kept secret, and grants that
+//! reach a remote worker's sandbox.
 
 mod support;
 
@@ -151,7 +152,7 @@ fn every_hostile_guest_is_contained_while_another_tenants_flow_completes_beside_
     // Every hostile-io deployment needs the HTTP grant: the component imports wasi:http.
     let grant = ["--allow-host", listed.as_str()];
     let with = |extra: &[&'static str]| -> Vec<&str> { [&grant[..], extra].concat() };
-    mallory.deploy(&sluice, "hostile_io_flow", "shout", "log", &with(&["--log-limit", "1", "--param", "mib=64"]));
+    mallory.deploy(&sluice, "hostile_io_flow", "shout", "log", &with(&["--log-limit", "1", "--param", "mib=256"]));
     mallory.deploy(&sluice, "hostile_io_flow", "burn", "cpu", &with(&["--cpu-limit", "100ms"]));
     mallory.deploy(&sluice, "hostile_io_flow", "fork_bomb", "tasks", &grant);
     mallory.deploy(&sluice, "hostile_io_flow", "read_files", "files", &grant);
@@ -209,7 +210,7 @@ fn every_hostile_guest_is_contained_while_another_tenants_flow_completes_beside_
     let trap = task(&ended[4], "explode-0");
     assert_eq!((trap["state"].as_str(), trap["attempts"].as_u64()), (Some("Failed"), Some(2)));
     assert!(trap["message"].as_str().unwrap().contains("task `explode` crashed"), "{trap}");
-    // Printing 64 MiB: the log keeps its 1 MiB and says where it stopped.
+    // Printing 256 MiB: the log keeps its 1 MiB and says where it stopped.
     assert_eq!(by(5), ("Completed".into(), String::new()));
     let printed = mallory.logs(&ids[5]);
     assert_eq!(printed.last().unwrap(), "[log limit of 1 MiB reached: further lines of this run are dropped]");
@@ -350,4 +351,37 @@ fn secrets_are_stored_encrypted_per_tenant_and_never_returned() {
             assert!(!found, "{} holds the secret in clear", path.display());
         }
     }
+}
+
+#[test]
+fn a_remote_worker_runs_a_guest_with_its_grants_and_nothing_more() {
+    let sluice = Sluice::new();
+    let (http_port, served) = greeting_server();
+    let listed = format!("127.0.0.1:{http_port}");
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    let operator = Api::operator(&sluice, &address);
+    operator.cli(&sluice, &["secret", "set", "REMOTE_TOKEN", "--value", "for-the-worker"]);
+    let grant = ["--allow-host", listed.as_str()];
+    operator.deploy(
+        &sluice,
+        "hostile_io_flow",
+        "read_env",
+        "env",
+        &[&grant[..], &["--secret", "REMOTE_TOKEN"]].concat(),
+    );
+    let url = format!("url=http://{listed}/from-the-worker");
+    operator.deploy(&sluice, "hostile_io_flow", "fetch", "http", &[&grant[..], &["--param", &url]].concat());
+    let _worker = sluice.worker(&address, "remote-1", &[]);
+
+    let env = operator.start_run("read_env/env", json!({}));
+    let fetched = operator.start_run("fetch/http", json!({}));
+    let denied = operator.start_run("fetch/http", json!({ "url": "http://127.0.0.1:9/elsewhere" }));
+    let env = operator.wait_until_ended(&env, 60);
+    assert_eq!(env["flow_run"]["claimed_by"], "remote-1", "{env}");
+    assert_eq!(env["flow_run"]["result"], json!({ "REMOTE_TOKEN": "for-the-worker".len() }));
+    let fetched = operator.wait_until_ended(&fetched, 60);
+    assert_eq!(fetched["flow_run"]["result"], json!({ "status": "200", "body": "hello from the test" }));
+    let denied = operator.wait_until_ended(&denied, 60);
+    assert_eq!(denied["flow_run"]["result"], json!({ "error": "ErrorCode::HttpRequestDenied" }));
+    assert_eq!(served.load(Ordering::SeqCst), 1);
 }

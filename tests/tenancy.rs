@@ -358,3 +358,28 @@ fn a_worker_cannot_report_on_another_tenants_runs_or_move_them() {
     // The operator's token reads its own tenant: acme's run is not there either.
     assert_eq!(request(&address, "GET", &format!("/api/v1/flow-runs/{id}"), None).0, 404);
 }
+
+#[test]
+fn deleting_a_tenant_removes_its_objects_and_refuses_its_tokens() {
+    let sluice = Sluice::new();
+    let (_server, address) = sluice.server(&["--workers", "1"]);
+    let acme = tenant_with_admin(&address, "acme", json!({}));
+    let digest = push(&address, &acme, "hello_flow").1["artifact"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(deploy(&address, &acme, &digest).0, 200);
+    let (_, run) = call(&address, &acme, "POST", "/api/v1/deployments/hello/leo/runs", Some(""));
+    wait_completed(&address, &acme, run["id"].as_str().unwrap());
+
+    let (status, body) = request(&address, "DELETE", "/api/v1/tenants/default", None);
+    assert_eq!(status, 422, "the operator's own tenant stays: {body}");
+    assert_eq!(request(&address, "DELETE", "/api/v1/tenants/acme", None).0, 204);
+    let (status, body) = call(&address, &acme, "GET", "/api/v1/deployments", None);
+    assert_eq!(status, 401, "its tokens went with it: {body}");
+    let (_, tenants) = get(&address, "/api/v1/tenants");
+    assert!(tenants.as_array().unwrap().iter().all(|t| t["name"] != "acme"), "{tenants}");
+    // The name is free again, and a new acme starts empty.
+    let again = tenant_with_admin(&address, "acme", json!({}));
+    let (_, runs) = call(&address, &again, "GET", "/api/v1/flow-runs", None);
+    assert_eq!(runs, json!([]));
+    let (_, artifacts) = call(&address, &again, "GET", "/api/v1/artifacts", None);
+    assert_eq!(artifacts, json!([]));
+}

@@ -1,10 +1,20 @@
-"""Prefect side of the Sluice-vs-Prefect benchmarks (see README.md here).
+"""Prefect side of the benchmark suite (`bench/run.py`, see README.md here).
 
-    V/bin/python bench/prefect/prefect_bench.py WORKLOAD [--n N] [--reps R] [--json]
+    V/bin/python bench/prefect/prefect_bench.py inproc
+    V/bin/python bench/prefect/prefect_bench.py remote [--poll-seconds S] [--settle S]
 
-WORKLOAD is one of: tasks, map, latency, memory. Every repetition prints one
-JSON object (one line) on stdout; everything else (Prefect's own logs, the
-human-readable summary) goes to stderr. With --json the summary is left out.
+A driver: it reads one JSON request per line on stdin and answers each with
+one JSON line on stdout, so the orchestrator can keep it alive and
+interleave it with Sluice's driver. Prefect's own logs go to stderr.
+
+- `inproc` runs flows in this process against Prefect's ephemeral server
+  (temporary PREFECT_HOME): `{"op": "tasks", "n": N}`, `{"op": "map", "n": N}`
+  (optional `"record_timeout_s"`), and `{"op": "cold"}`, which times whole
+  `python` processes running one trivial flow with a fresh PREFECT_HOME,
+  then again with the same one.
+- `remote` starts `prefect server start` and `served_flow.py` (`serve`), then
+  answers `{"op": "latency", "n": K}` (K runs created through the API one at
+  a time, each until Completed) and `{"op": "memory", "concurrent": K}`.
 """
 import argparse
 import json
@@ -28,17 +38,13 @@ _OUT = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-ARGS = None
-
-
 def emit(obj):
     _OUT.write(json.dumps(obj, sort_keys=True) + "\n")
     _OUT.flush()
 
 
 def say(msg):
-    if not ARGS.json:
-        print(msg, file=sys.stderr, flush=True)
+    print(msg, file=sys.stderr, flush=True)
 
 
 def pct(values, q):
@@ -94,77 +100,70 @@ def wait_recorded(client, flow_run_id, n, t_returned, timeout):
         time.sleep(0.01)
 
 
-def run_in_process(kind):
-    tmp = tempfile.mkdtemp(prefix="prefect-bench-")
-    try:
-        in_process_setup(tmp)
+class InProcess:
+    """Flows in this process against the ephemeral server."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="prefect-bench-")
+        in_process_setup(self.tmp)
         import prefect
         from prefect import flow, task
         from prefect.client.orchestration import get_client
+
+        self.version = prefect.__version__
 
         @task
         def trivial(x):
             return x
 
-        body = {}
-
         @flow
         def sequential(n: int):
-            t = time.perf_counter()
-            r = [trivial(i) for i in range(n)]
-            body["s"] = time.perf_counter() - t
-            return r
+            return [trivial(i) for i in range(n)]
 
         @flow
         def mapped(n: int):
-            t = time.perf_counter()
-            r = trivial.map(range(n)).result()
-            body["s"] = time.perf_counter() - t
-            return r
+            return trivial.map(range(n)).result()
 
-        fn = sequential if kind == "tasks" else mapped
-
+        self.flows = {"tasks": sequential, "map": mapped}
         # Warm-up (not reported): starts the ephemeral server, creates the DB.
         t = time.perf_counter()
-        fn(1)
-        warm = time.perf_counter() - t
-        say(f"warm-up flow (ephemeral server start-up included): {warm:.2f} s")
+        sequential(1)
+        mapped(1)
+        say(f"warm-up flows (ephemeral server start-up included): {time.perf_counter() - t:.2f} s")
+        self.client = get_client(sync_client=True)
+        self.client.__enter__()
 
-        client = get_client(sync_client=True)
-        with client:
-            walls, lags = [], []
-            for rep in range(ARGS.reps):
-                t0 = time.perf_counter()
-                state = fn(ARGS.n, return_state=True)
-                t1 = time.perf_counter()
-                assert state.is_completed(), state
-                result = state.result()
-                assert len(result) == ARGS.n
-                fr_id = state.state_details.flow_run_id
-                lag, polls = wait_recorded(client, fr_id, ARGS.n, t1, ARGS.timeout)
-                wall = t1 - t0
-                walls.append(wall)
-                if lag is not None:
-                    lags.append(lag)
-                emit({
-                    "workload": kind, "engine": "prefect",
-                    "prefect_version": prefect.__version__,
-                    "rep": rep, "n": ARGS.n,
-                    "wall_s": wall, "per_task_us": wall / ARGS.n * 1e6,
-                    # time spent inside the flow body (the task calls only),
-                    # without the flow run's own start and finish
-                    "body_s": body["s"],
-                    "per_task_us_body": body["s"] / ARGS.n * 1e6,
-                    "recorded_lag_s": lag, "lag_polls": polls,
-                    "wall_plus_lag_s": None if lag is None else wall + lag,
-                    "warmup_s": warm if rep == 0 else None,
-                })
-                say(f"rep {rep}: n={ARGS.n} wall {wall:.3f} s, "
-                    f"{wall / ARGS.n * 1e6:.0f} µs/task ({body['s'] / ARGS.n * 1e6:.0f} in "
-                    f"the body), recorded +{lag} s")
-            say(f"median wall {statistics.median(walls):.3f} s, "
-                f"{statistics.median(walls) / ARGS.n * 1e6:.0f} µs/task; "
-                f"median lag {statistics.median(lags) if lags else None}")
+    def run(self, kind, n, record_timeout):
+        t0 = time.perf_counter()
+        state = self.flows[kind](n, return_state=True)
+        t1 = time.perf_counter()
+        if not state.is_completed():
+            raise RuntimeError(f"the flow ended {state}")
+        if len(state.result()) != n:
+            raise RuntimeError("the flow returned the wrong number of results")
+        lag, _ = wait_recorded(self.client, state.state_details.flow_run_id, n, t1, record_timeout)
+        return {"wall_s": t1 - t0, "recorded_s": None if lag is None else t1 - t0 + lag,
+                "prefect_version": self.version}
+
+    def close(self):
+        self.client.__exit__(None, None, None)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def cold():
+    """Whole `python` processes running one trivial flow: a fresh PREFECT_HOME, then the same again."""
+    tmp = tempfile.mkdtemp(prefix="prefect-cold-")
+    try:
+        env = base_env(os.path.join(tmp, "home"))
+        env["PYTHONPATH"] = HERE
+        code = "from served_flow import bench_trivial; assert bench_trivial(1) == 1"
+        times = []
+        for _ in range(2):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times.append(time.perf_counter() - t)
+        return {"prefect_cold_s": times[0], "prefect_warm_s": times[1]}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -256,13 +255,13 @@ def client_env(tmp, api):
     os.environ["PREFECT_API_URL"] = api
 
 
-def wait_deployment(client, serve_proc, timeout=120):
+def wait_deployment(client, serve_proc, name, timeout=120):
     t = time.time()
     while time.time() - t < timeout:
         if serve_proc.poll() is not None:
             raise RuntimeError(f"serve process exited with {serve_proc.returncode}")
         try:
-            return client.read_deployment_by_name("bench-trivial/bench")
+            return client.read_deployment_by_name(name)
         except Exception:
             time.sleep(0.2)
     raise RuntimeError("deployment never appeared")
@@ -297,161 +296,140 @@ def tree_rss_kb(root):
     return out
 
 
-def run_latency():
-    tmp = tempfile.mkdtemp(prefix="prefect-bench-")
-    procs = Procs()
-    try:
-        server, api, startup = start_server(procs, tmp)
+class Remote:
+    """A Prefect server and a serving process, as users deploy Prefect."""
+
+    def __init__(self, poll_seconds, settle):
+        self.tmp = tempfile.mkdtemp(prefix="prefect-bench-")
+        self.procs = Procs()
+        self.server, api, startup = start_server(self.procs, self.tmp)
         say(f"server healthy at {api} after {startup:.1f} s")
-        serve = start_serve(procs, tmp, api, ARGS.poll_seconds)
-        client_env(tmp, api)
+        time.sleep(settle)
+        self.server_idle_mb = mb(tree_rss_kb(self.server.pid))
+        self.serve = start_serve(self.procs, self.tmp, api, poll_seconds)
+        client_env(self.tmp, api)
         import prefect
         from prefect.client.orchestration import get_client
 
-        poll = ARGS.poll_seconds if ARGS.poll_seconds is not None \
-            else PREFECT_DEFAULT_POLL_SECONDS
-        with get_client(sync_client=True) as client:
-            dep = wait_deployment(client, serve)
-            say(f"deployment {dep.id} registered")
+        self.version = prefect.__version__
+        self.poll = poll_seconds if poll_seconds is not None else PREFECT_DEFAULT_POLL_SECONDS
+        self.client = get_client(sync_client=True)
+        self.client.__enter__()
+        self.trivial = wait_deployment(self.client, self.serve, "bench-trivial/bench")
+        self.hold = wait_deployment(self.client, self.serve, "bench-hold/bench")
+        time.sleep(settle)
+        self.serve_idle_mb = mb(tree_rss_kb(self.serve.pid))
+        self.run_once(self.trivial.id)  # warm-up, not counted
 
-            def one_run():
-                t0 = time.perf_counter()
-                fr = client.create_flow_run_from_deployment(dep.id)
-                t1 = time.perf_counter()
-                deadline = t0 + max(120, 10 * poll)
-                while True:
-                    fr = client.read_flow_run(fr.id)
-                    if fr.state is not None and fr.state.is_final():
-                        break
-                    if time.perf_counter() > deadline:
-                        raise RuntimeError(f"run {fr.id} not final: {fr.state}")
-                    time.sleep(0.01)
-                t2 = time.perf_counter()
-                if not fr.state.is_completed():
-                    raise RuntimeError(f"run {fr.id} ended {fr.state}")
-                server_s = (fr.end_time - fr.created).total_seconds() \
-                    if fr.end_time and fr.created else None
-                run_s = (fr.end_time - fr.start_time).total_seconds() \
-                    if fr.end_time and fr.start_time else None
-                return t2 - t0, t1 - t0, server_s, run_s
+    def run_once(self, deployment_id, parameters=None):
+        t0 = time.perf_counter()
+        fr = self.client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
+        deadline = t0 + max(120, 10 * self.poll)
+        while True:
+            fr = self.client.read_flow_run(fr.id)
+            if fr.state is not None and fr.state.is_final():
+                break
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"run {fr.id} not final: {fr.state}")
+            time.sleep(0.01)
+        t1 = time.perf_counter()
+        if not fr.state.is_completed():
+            raise RuntimeError(f"run {fr.id} ended {fr.state}")
+        return t1 - t0, (fr.end_time - fr.created).total_seconds()
 
-            for i in range(ARGS.warmup):
-                w = one_run()
-                say(f"warm-up run: {w[0]:.2f} s (not counted)")
+    def latency(self, n):
+        client, server = [], []
+        for _ in range(n):
+            c, s = self.run_once(self.trivial.id)
+            client.append(c)
+            server.append(s)
+        return {"client_s": client, "server_s": server, "poll_seconds": self.poll,
+                "prefect_version": self.version}
 
-            for rep in range(ARGS.reps):
-                client_s, create_s, server_s, run_s = [], [], [], []
-                for i in range(ARGS.n):
-                    c, cr, s, r = one_run()
-                    client_s.append(c)
-                    create_s.append(cr)
-                    server_s.append(s)
-                    run_s.append(r)
-                    say(f"run {i}: {c:.3f} s")
+    def memory(self, concurrent):
+        hold_ms = 1000 * (2 * self.poll + 10)
+        runs = [self.client.create_flow_run_from_deployment(self.hold.id, parameters={"ms": hold_ms})
+                for _ in range(concurrent)]
+        deadline = time.perf_counter() + hold_ms / 1000
+        while True:
+            states = [self.client.read_flow_run(r.id).state for r in runs]
+            if all(s is not None and s.is_running() for s in states):
+                break
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"the hold runs were not all Running at once: {states}")
+            time.sleep(0.1)
+        time.sleep(0.5)
+        busy = mb(tree_rss_kb(self.serve.pid))
+        for r in runs:
+            while not (s := self.client.read_flow_run(r.id).state).is_final():
+                time.sleep(0.1)
+            if not s.is_completed():
+                raise RuntimeError(f"hold run ended {s}")
+        return {"server_idle_mb": self.server_idle_mb, "serve_idle_mb": self.serve_idle_mb,
+                "serve_busy_mb": busy, "concurrent": concurrent,
+                "per_running_flow_mb": (busy - self.serve_idle_mb) / concurrent,
+                "prefect_version": self.version}
 
-                def summ(v):
-                    v = [x for x in v if x is not None]
-                    return {"median": statistics.median(v), "p90": pct(v, 90),
-                            "p99": pct(v, 99), "min": min(v), "max": max(v)}
-
-                emit({
-                    "workload": "latency", "engine": "prefect",
-                    "prefect_version": prefect.__version__, "rep": rep,
-                    "n": ARGS.n, "warmup_runs": ARGS.warmup,
-                    "poll_seconds": poll,
-                    "poll_seconds_is_default": ARGS.poll_seconds is None,
-                    "client_create_to_completed_s": summ(client_s),
-                    "create_call_s": summ(create_s),
-                    "server_end_minus_created_s": summ(server_s),
-                    "server_end_minus_start_s": summ(run_s),
-                    "samples_client_s": client_s,
-                })
-                say(f"poll {poll} s: creation→Completed median "
-                    f"{statistics.median(client_s):.3f} s, p90 {pct(client_s, 90):.3f}"
-                    f" s, p99 {pct(client_s, 99):.3f} s")
-    finally:
-        procs.close()
-        if ARGS.keep_tmp:
-            say(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    def close(self):
+        try:
+            self.client.__exit__(None, None, None)
+        finally:
+            self.procs.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def run_memory():
-    tmp = tempfile.mkdtemp(prefix="prefect-bench-")
-    procs = Procs()
-    try:
-        for rep in range(ARGS.reps):
-            server, api, startup = start_server(procs, tmp)
-            time.sleep(ARGS.settle)
-            srv = tree_rss_kb(server.pid)
-            serve = start_serve(procs, tmp, api, ARGS.poll_seconds)
-            if rep == 0:
-                client_env(tmp, api)
-            import prefect
-            from prefect.client.orchestration import get_client
-            with get_client(sync_client=True) as client:
-                wait_deployment(client, serve)
-            time.sleep(ARGS.settle)
-            srv_after = tree_rss_kb(server.pid)
-            sv = tree_rss_kb(serve.pid)
+def mb(processes):
+    return sum(p["rss_kb"] for p in processes) / 1024
 
-            def mb(lst):
-                return sum(p["rss_kb"] for p in lst) / 1024
 
-            emit({
-                "workload": "memory", "engine": "prefect",
-                "prefect_version": prefect.__version__, "rep": rep,
-                "settle_s": ARGS.settle, "server_startup_s": startup,
-                "server_tree_rss_mb": mb(srv),
-                "server_root_rss_mb": srv[0]["rss_kb"] / 1024,
-                "server_tree_rss_mb_with_serve_registered": mb(srv_after),
-                "serve_tree_rss_mb": mb(sv),
-                "serve_root_rss_mb": sv[0]["rss_kb"] / 1024,
-                "server_processes": srv, "serve_processes": sv,
-            })
-            say(f"server idle: {mb(srv):.1f} MB over {len(srv)} processes; "
-                f"serving process: {mb(sv):.1f} MB over {len(sv)} processes")
-            procs.close()
-            procs = Procs()
-    finally:
-        procs.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+def serve_requests(handle):
+    """Answers each JSON line of stdin with one JSON line; errors become {"error": …}."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            reply = handle(json.loads(line))
+        except Exception as e:  # a failed request is answered, the driver lives on
+            reply = {"error": f"{type(e).__name__}: {e}"}
+        emit(reply)
 
 
 def main():
-    global ARGS
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("workload", choices=["tasks", "map", "latency", "memory"])
-    ap.add_argument("--n", type=int, default=None,
-                    help="tasks per flow (tasks: 1000, map: 1000) or runs (latency: 200)")
-    ap.add_argument("--reps", type=int, default=1)
-    ap.add_argument("--json", action="store_true",
-                    help="JSON lines only (no human-readable summary on stderr)")
+    ap.add_argument("mode", choices=["inproc", "remote"])
     ap.add_argument("--poll-seconds", type=int, default=None,
-                    help="PREFECT_RUNNER_POLL_FREQUENCY for the serving process "
+                    help="remote: PREFECT_RUNNER_POLL_FREQUENCY of the serving process "
                          "(integer seconds; default: Prefect's default, 10)")
-    ap.add_argument("--warmup", type=int, default=1,
-                    help="latency: uncounted runs before the measured ones")
-    ap.add_argument("--timeout", type=float, default=600,
-                    help="tasks/map: give up waiting for the records after this")
     ap.add_argument("--settle", type=float, default=5,
-                    help="memory: seconds idle before reading VmRSS")
-    ap.add_argument("--keep-tmp", action="store_true",
-                    help="latency: keep the temp dir (server and serve logs)")
-    ARGS = ap.parse_args()
+                    help="remote: seconds idle before reading VmRSS")
+    args = ap.parse_args()
     # SIGTERM/SIGHUP -> SystemExit, so the `finally` blocks kill our subprocesses
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, _f: sys.exit(128 + s))
-    if ARGS.n is None:
-        ARGS.n = 200 if ARGS.workload == "latency" else 1000
-    if ARGS.workload in ("tasks", "map"):
-        run_in_process(ARGS.workload)
-    elif ARGS.workload == "latency":
-        run_latency()
+    if args.mode == "inproc":
+        driver = InProcess()
+
+        def handle(r):
+            if r["op"] in ("tasks", "map"):
+                return driver.run(r["op"], int(r["n"]), float(r.get("record_timeout_s", 600)))
+            if r["op"] == "cold":
+                return cold()
+            raise ValueError(f"unknown op {r['op']!r} for inproc: tasks, map or cold")
     else:
-        run_memory()
+        driver = Remote(args.poll_seconds, args.settle)
+
+        def handle(r):
+            if r["op"] == "latency":
+                return driver.latency(int(r["n"]))
+            if r["op"] == "memory":
+                return driver.memory(int(r["concurrent"]))
+            raise ValueError(f"unknown op {r['op']!r} for remote: latency or memory")
+    try:
+        emit({"ready": True})
+        serve_requests(handle)
+    finally:
+        driver.close()
 
 
 if __name__ == "__main__":

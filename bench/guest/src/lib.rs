@@ -19,10 +19,18 @@ fn parallel(count: u32) -> sluice_sdk::Result<u32> {
     Ok(count)
 }
 
+/// Stays running for `ms` milliseconds without using the CPU (WASI's
+/// monotonic clock), so concurrent runs can be counted in memory.
+#[flow]
+fn hold(ms: u64) -> sluice_sdk::Result<u64> {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    Ok(ms)
+}
+
 /// Returns its input.
 #[task]
 fn noop(i: u32) -> u32 {
     i
 }
 
-sluice_sdk::export_flows! { flows: [sequential, parallel], tasks: [noop] }
+sluice_sdk::export_flows! { flows: [sequential, parallel, hold], tasks: [noop] }

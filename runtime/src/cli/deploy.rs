@@ -75,6 +75,12 @@ pub struct DeployArgs {
     /// Log kept per flow run, in MiB (default 64); later lines are dropped with a marker.
     #[arg(long, value_name = "MIB")]
     log_limit: Option<u32>,
+    /// Task runs one flow run may start, subflows' included (default 100000).
+    #[arg(long, value_name = "N")]
+    max_tasks: Option<u64>,
+    /// Largest parameters, task input or result, in MiB (default 16).
+    #[arg(long, value_name = "MIB")]
+    payload_limit: Option<u32>,
     /// Grant outbound HTTP (wasi:http) to this host: api.example.com, host:8443 or *.example.com. Repeatable.
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
@@ -140,6 +146,8 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
             task_cpu_ms: task_cpu,
             run_cpu_ms: run_cpu,
             log_mib: args.log_limit,
+            max_tasks: args.max_tasks,
+            payload_mib: args.payload_limit,
         },
         grants: Grants { allow_hosts: args.allow_hosts.clone(), secrets: args.secrets.clone() },
     })

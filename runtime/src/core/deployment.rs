@@ -45,6 +45,13 @@ pub struct Limits {
     pub run_cpu_ms: Option<u64>,
     /// Log kept per flow run, in MiB (the host's default, 64, when absent); later lines are dropped.
     pub log_mib: Option<u32>,
+    /// Task runs one flow run may start, subflows' included (the host's default, 100,000, when
+    /// absent): recursive fan-out without end stops here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tasks: Option<u64>,
+    /// Largest parameters, task input or result, in MiB (the host's default, 16, when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_mib: Option<u32>,
 }
 
 /// `flow/deployment`, with everything needed to start its runs.

@@ -462,6 +462,10 @@ impl RunHost for Runner {
         }));
     }
 
+    fn log_full(&self) -> bool {
+        self.log_bytes.load(Ordering::Relaxed) > self.settings.max_log_bytes
+    }
+
     fn context(&self, scope: &Scope) -> RunContext {
         let flow = self.flow_runs.lock().expect("runs lock").get(&scope.flow_run).cloned();
         let task = scope.task_run.and_then(|id| self.task_runs.lock().expect("task runs lock").get(&id).cloned());

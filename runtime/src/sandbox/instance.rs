@@ -42,6 +42,10 @@ pub trait RunHost: Send + Sync + 'static {
     fn run_subflow(self: Arc<Self>, scope: Scope, name: String, parameters: String) -> Outcome;
     /// Adds a line to the run's log.
     fn log(&self, scope: &Scope, level: LogLevel, message: &str);
+    /// Whether the run's log is full: guest output is then dropped unread.
+    fn log_full(&self) -> bool {
+        false
+    }
     /// What the instance may know about its run.
     fn context(&self, scope: &Scope) -> RunContext;
 }
@@ -114,7 +118,10 @@ impl InstanceState {
 
 fn log_sink(host: &Arc<dyn RunHost>, scope: &Scope, level: LogLevel) -> LineSink {
     let (host, scope) = (host.clone(), scope.clone());
-    Arc::new(move |line: &str| host.log(&scope, level, line))
+    Arc::new(move |line: &str| {
+        host.log(&scope, level, line);
+        !host.log_full()
+    })
 }
 
 impl Drop for InstanceState {

@@ -1,13 +1,15 @@
 //! Guest stdout and stderr as log lines: bytes are cut into lines and each
-//! line goes to the run's log as it completes, up to a byte budget.
+//! line goes to the run's log as it completes, up to a byte budget. Once the
+//! log wants no more, further bytes are dropped unread, so a guest printing
+//! gigabytes costs the host a copy, not a scan.
 
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-/// Where finished lines go.
-pub type LineSink = Arc<dyn Fn(&str) + Send + Sync>;
+/// Where finished lines go; it answers whether it wants more.
+pub type LineSink = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Longest line kept; longer lines are cut with a marker.
 const MAX_LINE_BYTES: usize = 16 << 10;
@@ -21,17 +23,21 @@ pub struct LogStream {
 struct LineBuffer {
     pending: Vec<u8>,
     sink: LineSink,
+    full: bool,
 }
 
 impl LogStream {
     /// A stream whose lines go to `sink`.
     pub fn new(sink: LineSink) -> Self {
-        Self { inner: Arc::new(Mutex::new(LineBuffer { pending: Vec::new(), sink })) }
+        Self { inner: Arc::new(Mutex::new(LineBuffer { pending: Vec::new(), sink, full: false })) }
     }
 }
 
 impl LineBuffer {
     fn write(&mut self, mut bytes: &[u8]) {
+        if self.full {
+            return;
+        }
         while let Some(newline) = bytes.iter().position(|b| *b == b'\n') {
             self.push(&bytes[..newline]);
             self.emit();
@@ -45,7 +51,7 @@ impl LineBuffer {
         self.pending.extend_from_slice(&bytes[..bytes.len().min(room)]);
         if bytes.len() > room {
             self.emit();
-            (self.sink)("[line cut at 16 KiB]");
+            self.send("[line cut at 16 KiB]");
         }
     }
 
@@ -53,10 +59,16 @@ impl LineBuffer {
         let line = String::from_utf8_lossy(&self.pending);
         let line = line.trim_end_matches('\r');
         // Blank lines carry nothing in a log.
-        if !line.trim().is_empty() {
-            (self.sink)(line);
+        if !line.trim().is_empty() && !self.full && !(self.sink)(line) {
+            self.full = true;
         }
         self.pending.clear();
+    }
+
+    fn send(&mut self, line: &str) {
+        if !self.full && !(self.sink)(line) {
+            self.full = true;
+        }
     }
 }
 
@@ -137,7 +149,11 @@ mod tests {
     fn collecting() -> (LogStream, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink_lines = lines.clone();
-        let stream = LogStream::new(Arc::new(move |line: &str| sink_lines.lock().unwrap().push(line.to_string())));
+        let stream = LogStream::new(Arc::new(move |line: &str| {
+            let mut lines = sink_lines.lock().unwrap();
+            lines.push(line.to_string());
+            lines.len() < 3
+        }));
         (stream, lines)
     }
 
@@ -149,6 +165,13 @@ mod tests {
         assert_eq!(*lines.lock().unwrap(), vec!["hello", "world"]);
         drop(stream);
         assert_eq!(*lines.lock().unwrap(), vec!["hello", "world", "partial"]);
+    }
+
+    #[test]
+    fn once_the_sink_is_full_further_bytes_are_dropped() {
+        let (mut stream, lines) = collecting();
+        stream.write(Bytes::from_static(b"one\ntwo\nthree\nfour\nfive\n")).unwrap();
+        assert_eq!(*lines.lock().unwrap(), vec!["one", "two", "three"]);
     }
 
     #[test]

@@ -230,6 +230,8 @@ pub async fn execute(
         task_cpu_limit: limits.task_cpu_ms.map(Duration::from_millis).or(settings.task_cpu_limit),
         run_cpu_limit: limits.run_cpu_ms.map(Duration::from_millis).or(settings.run_cpu_limit),
         max_log_bytes: limits.log_mib.map_or(settings.max_log_bytes, |mib| u64::from(mib) << 20),
+        max_tasks_per_run: limits.max_tasks.unwrap_or(settings.max_tasks_per_run),
+        max_payload_bytes: limits.payload_mib.map_or(settings.max_payload_bytes, |mib| (mib as usize) << 20),
         ..settings
     };
     let runner = Runner::new(program, recorder, cache, settings);

@@ -12,6 +12,7 @@ mod bindings {
 
 use bindings::sluice::flow::types::{LogLevel, RunContext, RunError, TaskCall};
 
+/// An instance's WASI context; the `sluice:flow/host` imports do nothing.
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -44,27 +45,48 @@ impl bindings::sluice::flow::host::Host for State {
     }
 }
 
+/// The bench component linked for sync instantiation.
 pub struct Baseline {
     engine: Engine,
     pre: bindings::FlowPre<State>,
 }
 
 impl Baseline {
+    /// Compiles `bytes` and links them.
     pub fn new(engine: &Engine, bytes: &[u8]) -> Self {
-        let component = Component::new(engine, bytes).unwrap();
+        Self::from_component(engine, &Component::new(engine, bytes).unwrap())
+    }
+
+    /// Links a compiled component.
+    pub fn from_component(engine: &Engine, component: &Component) -> Self {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
         bindings::Flow::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).unwrap();
-        let pre = bindings::FlowPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+        let pre = bindings::FlowPre::new(linker.instantiate_pre(component).unwrap()).unwrap();
         Self { engine: engine.clone(), pre }
     }
 
+    fn store(&self) -> Store<State> {
+        let state = State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() };
+        let mut store = Store::new(&self.engine, state);
+        store.set_epoch_deadline(u64::MAX / 2);
+        store
+    }
+
+    /// One instance, one call of `describe`: the least a host does to run anything.
+    pub fn describe(&self) -> anyhow::Result<()> {
+        let mut store = self.store();
+        let flow = self.pre.instantiate(&mut store)?;
+        let info = flow.call_describe(&mut store)?;
+        anyhow::ensure!(!info.flows.is_empty(), "the component describes no flows");
+        Ok(())
+    }
+
+    /// `tasks` fresh instances, each calling the `noop` task once.
     pub fn run(&self, tasks: u32) -> Duration {
         let start = Instant::now();
         for i in 0..tasks {
-            let state = State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() };
-            let mut store = Store::new(&self.engine, state);
-            store.set_epoch_deadline(u64::MAX / 2);
+            let mut store = self.store();
             let flow = self.pre.instantiate(&mut store).unwrap();
             let out = flow.call_run_task(&mut store, "noop", &format!("{{\"i\":{i}}}")).unwrap();
             assert_eq!(out.ok().as_deref(), Some(i.to_string().as_str()));
