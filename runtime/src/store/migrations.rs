@@ -200,6 +200,11 @@ CREATE TABLE secrets (
     PRIMARY KEY (tenant, name)
 );
 "#,
+    // The dashboard counts a tenant's runs of the last day by state: this
+    // index answers it without reading a single row.
+    r#"
+CREATE INDEX flow_runs_by_tenant_day ON flow_runs (tenant, created, state, parent);
+"#,
 ];
 
 /// Brings the database up to the newest schema.
