@@ -26,7 +26,8 @@ ui-deps:
 
 # docs/screenshots/*.png, from a server with a few runs (tests/ui/screenshots.mjs).
 screenshots: guests ui-deps
-	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --test ui -- --ignored --exact screenshots
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --test ui -- --exact screenshots_of_the_main_pages_render
+	mkdir -p docs/screenshots && cp target/screenshots/*.png docs/screenshots/
 
 build:
 	$(CARGO) build -p sluice

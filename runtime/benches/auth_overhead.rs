@@ -64,7 +64,9 @@ async fn bench(quick: bool) -> Result<()> {
         .spawn()?;
     let stdout = server.stdout.take().unwrap();
     let _server = Killed(server);
-    let first = std::io::BufReader::new(stdout).lines().next().context("the server printed nothing")??;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.next().context("the server printed nothing")??;
+    std::thread::spawn(move || for _ in lines {});
     let address = first.split("http://").nth(1).and_then(|r| r.split(' ').next()).context("no address")?.to_string();
     let base = format!("http://{address}/api/v1");
     let operator = std::fs::read_to_string(home.path().join("admin-token"))?.trim().to_string();

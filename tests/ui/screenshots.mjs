@@ -1,7 +1,8 @@
 // Screenshots of the main pages for the README, taken from a running
 // server with some deployments (tests/ui.rs prepares one: `make screenshots`);
 // this script starts a few runs first.
-// Writes docs/screenshots/*.png.
+// Writes $SCREENSHOT_DIR/*.png (`make screenshots` copies them to docs/screenshots);
+// fails if a page does not answer 200 or overflows a phone's width.
 import { mkdirSync } from "node:fs";
 import { launch, signIn, base } from "./lib.mjs";
 
@@ -31,13 +32,18 @@ try {
   ];
   shots.push(["run", "/runs/" + runId]);
   for (const [name, path] of shots) {
-    await page.goto(base + path);
+    const response = await page.goto(base + path);
+    if (!response || response.status() !== 200) throw new Error(`${path} answered ${response && response.status()}`);
     await page.waitForLoadState("networkidle").catch(() => {});
     await page.screenshot({ path: `${out}/${name}.png`, fullPage: true });
     console.log(`wrote ${out}/${name}.png`);
   }
   const phone = await signIn(browser, token, { width: 390, height: 844 });
-  await phone.page.goto(base + "/runs/" + runId);
+  for (const path of ["/", "/deployments", "/runs", "/runs/" + runId]) {
+    await phone.page.goto(base + path);
+    const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 1) throw new Error(`${path} is ${overflow}px wider than a 390px phone`);
+  }
   await phone.page.screenshot({ path: `${out}/phone.png`, fullPage: false });
   console.log(`wrote ${out}/phone.png`);
 } finally {

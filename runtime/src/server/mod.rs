@@ -36,14 +36,23 @@ pub async fn serve(service: Service, options: ServerOptions) -> anyhow::Result<(
     let dispatch = Arc::new(Dispatch::new(Arc::new(service), options.heartbeat_timeout));
     let listener = tokio::net::TcpListener::bind(options.address).await?;
     let address = listener.local_addr()?;
-    println!("Sluice server listening on http://{address} (API under /api/v1)");
-    println!("{admin_token}");
+    // Whoever started the server may have stopped reading its output: that
+    // must not take the server down, so nothing here panics on a closed pipe.
+    say(&format!("Sluice server listening on http://{address} (web UI at /, API under /api/v1)"));
+    say(&admin_token);
     tokio::spawn(housekeeping(dispatch.clone()));
     if options.workers > 0 {
         tokio::spawn(dispatch::embedded_worker(dispatch.clone(), options.workers));
     }
     axum::serve(listener, router(dispatch)).await?;
     Ok(())
+}
+
+/// Prints a line on stdout, ignoring a closed or full pipe.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Makes sure an operator can get in: on first start (or when the file's
