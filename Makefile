@@ -6,6 +6,8 @@ GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow -p hostile-
 GUEST_DIR := target/wasm32-wasip2/guest
 SLUICE := target/debug/sluice
 # The venv bench/prefect/setup.sh makes: Prefect and matplotlib for bench/run.py.
+# Root installs system packages itself; anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_PYTHON := $(or $(PREFECT_BENCH_VENV),target/prefect-venv)/bin/python
 
 .PHONY: setup guests python-example build demo test lint bench ui-deps screenshots
@@ -21,7 +23,7 @@ python-example:
 
 # The web UI's browser tests: Debian's chromium and playwright-core (no browser download).
 ui-deps:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium)
 	@test -d tests/ui/node_modules/playwright-core || npm ci --prefix tests/ui --no-audit --no-fund
 
 # docs/screenshots/*.png, from a server with a few runs (tests/ui/screenshots.mjs).
