@@ -2,7 +2,9 @@
 //! every state transition, logs and cached results. One trait, so another
 //! database can be added and run through the same test suite; SQLite now.
 
+mod checkpoint;
 mod claim;
+mod fold;
 mod migrations;
 mod secrets;
 mod sqlite;

@@ -53,7 +53,7 @@ impl SqliteStore {
         migrations::migrate(&mut write)?;
         let reader = connect(path)?;
         Ok(Self {
-            writer: WriterHandle::start(write),
+            writer: WriterHandle::start(write, connect(path)?)?,
             reader: Mutex::new(reader),
             recent_cache: MemoryCache::bounded(10_000),
         })

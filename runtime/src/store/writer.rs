@@ -3,11 +3,16 @@
 //! in one transaction on its own thread, so a sequential run pays no thread
 //! wake-ups; concurrent callers find their writes committed by the first.
 //! A background thread commits what nobody waits for (logs, final states)
-//! every few milliseconds.
+//! every few milliseconds, and checkpoints the WAL into the database on a
+//! connection of its own, so no commit on a runner's thread pays for a
+//! checkpoint (copying pages back and two fsyncs).
 
-use crate::core::record::{Event, RunKind};
+use super::checkpoint::{CheckpointSchedule, WAL_FRAMES_BEFORE_HOLDING_THE_WRITER, checkpoint};
+use super::fold::{FoldedRow, fold};
+use crate::core::record::{Event, RunKind, StateRecord, TaskRunRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, Transaction, params};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -34,6 +39,8 @@ struct Shared {
     connection: Mutex<Connection>,
     submitted: AtomicU64,
     committed: AtomicU64,
+    /// Transactions committed, for the checkpoint schedule.
+    transactions: AtomicU64,
     events: broadcast::Sender<Arc<Event>>,
     stopping: AtomicBool,
     wake: Condvar,
@@ -46,14 +53,18 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Takes the write connection and starts the background committer.
-    pub fn start(connection: Connection) -> Self {
+    /// Takes the write connection and starts the background committer,
+    /// which checkpoints on `checkpointer` (a second connection to the same
+    /// file); the write connection's automatic checkpoints are turned off.
+    pub fn start(connection: Connection, checkpointer: Connection) -> rusqlite::Result<Self> {
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (events, _) = broadcast::channel(16_384);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::new()),
             connection: Mutex::new(connection),
             submitted: AtomicU64::new(0),
             committed: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
             events,
             stopping: AtomicBool::new(false),
             wake: Condvar::new(),
@@ -61,9 +72,9 @@ impl WriterHandle {
         let background = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-store-writer".into())
-            .spawn(move || background_commits(&background))
+            .spawn(move || background_commits(&background, &checkpointer))
             .expect("spawning the store writer");
-        Self { shared, thread: Some(thread) }
+        Ok(Self { shared, thread: Some(thread) })
     }
 
     /// Queues a write.
@@ -121,6 +132,7 @@ fn commit_queued(shared: &Shared, target: u64) {
     if batch.is_empty() {
         return;
     }
+    shared.transactions.fetch_add(1, Ordering::Relaxed);
     if let Err(err) = commit(&mut connection, &batch) {
         // Waiters must not hang on a broken database; say what was lost.
         eprintln!("error: the state store could not record {} writes: {err}", batch.len());
@@ -136,25 +148,85 @@ fn commit_queued(shared: &Shared, target: u64) {
     shared.committed.fetch_add(count, Ordering::SeqCst);
 }
 
-fn background_commits(shared: &Shared) {
+fn background_commits(shared: &Shared, checkpointer: &Connection) {
+    let mut schedule = CheckpointSchedule::new();
     let mut idle = shared.queue.lock().expect("queue lock");
     while !shared.stopping.load(Ordering::SeqCst) {
         idle = shared.wake.wait_timeout(idle, BACKGROUND_PERIOD).expect("queue lock").0;
-        if idle.is_empty() {
-            continue;
-        }
+        let queued = !idle.is_empty();
         drop(idle);
-        commit_queued(shared, shared.submitted.load(Ordering::SeqCst));
+        if queued {
+            commit_queued(shared, shared.submitted.load(Ordering::SeqCst));
+        }
+        if schedule.due(shared.transactions.load(Ordering::Relaxed)) {
+            checkpoint(checkpointer, &shared.connection, WAL_FRAMES_BEFORE_HOLDING_THE_WRITER);
+        }
         idle = shared.queue.lock().expect("queue lock");
     }
 }
 
 fn commit(connection: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
     let tx = connection.transaction()?;
-    for write in batch {
-        apply(&tx, write)?;
+    let folded = fold(batch);
+    // Task runs whose row was inserted with its folded states: those states only add to the history.
+    let mut written = HashSet::new();
+    for (position, write) in batch.iter().enumerate() {
+        match write {
+            Write::Event(Event::TaskRunCreated(run)) if folded.rows.contains_key(&run.id) => {
+                if insert_folded_task_run(&tx, run, &folded.rows[&run.id])? {
+                    written.insert(run.id);
+                }
+            }
+            Write::Event(Event::State(state)) if state.kind == RunKind::Task && written.contains(&state.run) => {
+                if !folded.dropped.contains(&position) {
+                    insert_state(&tx, state)?;
+                }
+            }
+            write => apply(&tx, write)?,
+        }
     }
     tx.commit()
+}
+
+/// Inserts a task run with the row its states in the batch leave; false if it was already there.
+fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &FoldedRow) -> rusqlite::Result<bool> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO task_runs (id, flow_run, task, name, input, created, state, message, result, attempts,
+             ended) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            run.id.to_string(),
+            run.flow_run.to_string(),
+            run.task,
+            run.name,
+            run.input,
+            timestamp(run.created),
+            row.state,
+            row.message,
+            row.result.as_deref(),
+            row.attempts,
+            row.ended.map(timestamp),
+        ])?;
+    Ok(inserted == 1)
+}
+
+/// Adds a state to its run's history.
+fn insert_state(tx: &Transaction<'_>, state: &StateRecord) -> rusqlite::Result<()> {
+    let kind = match state.kind {
+        RunKind::Flow => "flow",
+        RunKind::Task => "task",
+    };
+    tx.prepare_cached("INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![
+            state.run.to_string(),
+            kind,
+            state.state.name(),
+            state.message,
+            state.attempt,
+            timestamp(state.time)
+        ])?;
+    Ok(())
 }
 
 fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
@@ -222,21 +294,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                     .execute(params![run, state.state.name(), state.message, result, state.attempt, ended])?,
             };
             if updated == 1 {
-                let kind = match state.kind {
-                    RunKind::Flow => "flow",
-                    RunKind::Task => "task",
-                };
-                tx.prepare_cached(
-                    "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    run,
-                    kind,
-                    state.state.name(),
-                    state.message,
-                    state.attempt,
-                    time
-                ])?;
+                insert_state(tx, state)?;
             }
         }
         Write::Event(Event::Log(log)) => {
