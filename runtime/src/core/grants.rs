@@ -88,15 +88,20 @@ impl HostPattern {
         Ok(Self { host, subdomains, port })
     }
 
-    /// Whether every host this entry allows is also allowed by a policy:
-    /// `allows_host` for a single host, `has_wildcard` (`*.domain`) for
-    /// this entry's subdomains, else any subdomain of it the policy allows.
-    pub fn within(&self, allows_host: impl Fn(&str) -> bool, has_wildcard: impl Fn(&str) -> bool) -> bool {
-        if !self.subdomains {
-            return allows_host(&self.host);
-        }
-        // `*.api.example.com` is within `*.api.example.com` or `*.example.com`.
-        has_wildcard(&format!("*.{}", self.host)) || allows_host(&format!("x.{}", self.host))
+    /// Whether every request `other` allows is also allowed by this entry
+    /// (a tenant policy's entry covering a deployment's grant): the same
+    /// host or a subdomain of a `*.` entry, and this entry's port if it has one.
+    pub fn covers(&self, other: &HostPattern) -> bool {
+        let port = self.port.is_none() || self.port == other.port;
+        let below = |host: &str| host.strip_suffix(&self.host).is_some_and(|prefix| prefix.ends_with('.'));
+        let host = match (self.subdomains, other.subdomains) {
+            // `*.example.com` covers `*.example.com` and `*.api.example.com`.
+            (true, true) => other.host == self.host || below(&other.host),
+            (true, false) => below(&other.host),
+            (false, false) => other.host == self.host,
+            (false, true) => false,
+        };
+        port && host
     }
 
     /// Whether a request to `host` on `port` is allowed by this entry.
@@ -196,6 +201,23 @@ mod tests {
         assert!(wild.allows("a.example.com", 80));
         assert!(!wild.allows("example.com", 80));
         assert!(!wild.allows("badexample.com", 80));
+    }
+
+    #[test]
+    fn a_policy_entry_covers_the_grants_inside_it() {
+        let covers =
+            |policy: &str, grant: &str| HostPattern::parse(policy).unwrap().covers(&HostPattern::parse(grant).unwrap());
+        assert!(covers("api.example.com", "API.example.com"));
+        assert!(covers("api.example.com", "api.example.com:8443"));
+        assert!(covers("api.example.com:8443", "api.example.com:8443"));
+        assert!(!covers("api.example.com:8443", "api.example.com"), "any port is more than one port");
+        assert!(!covers("api.example.com", "example.com"));
+        assert!(covers("*.example.com", "a.b.example.com"));
+        assert!(covers("*.example.com", "*.example.com"));
+        assert!(covers("*.example.com", "*.api.example.com"));
+        assert!(!covers("*.example.com", "example.com"));
+        assert!(!covers("*.example.com", "evilexample.com"));
+        assert!(!covers("api.example.com", "*.api.example.com"));
     }
 
     #[test]

@@ -141,9 +141,7 @@ impl Service {
         }
         for entry in &grants.allow_hosts {
             let pattern = HostPattern::parse(entry).map_err(ServiceError::Invalid)?;
-            if !pattern
-                .within(|host| policy.allows_host(host), |wildcard| policy.allow_hosts.iter().any(|p| p == wildcard))
-            {
+            if !policy.covers(&pattern) {
                 return Err(ServiceError::Invalid(format!(
                     "the deployment asks for outbound HTTP to `{entry}`, which tenant `{tenant}`'s policy does not allow \
                      (it allows {}); ask an admin to add the host to the tenant's policy",

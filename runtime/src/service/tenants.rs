@@ -8,7 +8,7 @@ use crate::core::tenant::{
     DEFAULT_TENANT, NewToken, Principal, Role, Tenant, TenantPolicy, TokenInfo, generate_token, hashes_equal,
     token_hash, token_id,
 };
-use crate::store::{FlowRunRow, RunFilter, StateStore};
+use crate::store::StateStore;
 use chrono::{DateTime, Utc};
 
 /// Why a presented token was refused. The message never says whether a
@@ -43,6 +43,7 @@ impl Service {
     /// Creates a tenant (with its own `default` pool and queue).
     pub fn create_tenant(&self, name: &str, policy: TenantPolicy) -> Result<Tenant, ServiceError> {
         check_name("tenant", name)?;
+        policy.validate().map_err(ServiceError::Invalid)?;
         let tenant = Tenant { name: name.to_string(), policy, created: Utc::now() };
         if !self.store.create_tenant(&tenant)? {
             return Err(ServiceError::Invalid(format!("a tenant named `{name}` exists already")));
@@ -65,6 +66,7 @@ impl Service {
     /// Replaces a tenant's policy.
     pub fn set_tenant_policy(&self, name: &str, policy: TenantPolicy) -> Result<Tenant, ServiceError> {
         self.tenant(name)?;
+        policy.validate().map_err(ServiceError::Invalid)?;
         self.store.set_tenant_policy(name, &policy)?;
         self.tenant(name)
     }
@@ -76,17 +78,12 @@ impl Service {
         if name == DEFAULT_TENANT {
             return Err(ServiceError::Invalid("the default tenant cannot be deleted".into()));
         }
-        let running: Vec<FlowRunRow> = self
-            .store
-            .flow_runs(&RunFilter { tenant: Some(name.into()), limit: 1000, ..RunFilter::default() })?
-            .into_iter()
-            .filter(|run| run.claimed_by.is_some() && run.ended.is_none())
-            .collect();
+        // Every held run, however old: not only among the newest runs.
+        let running = self.store.running_runs(name)?;
         if let Some(run) = running.first() {
             return Err(ServiceError::Invalid(format!(
-                "tenant `{name}` has {} running flow run(s), such as `{}`; cancel them first",
-                running.len(),
-                run.name
+                "tenant `{name}` has {} running flow run(s), such as `{run}`; cancel them first",
+                running.len()
             )));
         }
         self.store.delete_tenant(name)?;

@@ -250,6 +250,8 @@ pub trait StateStore: Recorder + ResultCache {
     fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     /// Replaces a tenant's policy; false when there is no such tenant.
     fn set_tenant_policy(&self, name: &str, policy: &TenantPolicy) -> Result<bool, StoreError>;
+    /// Names of a tenant's flow runs that a runner holds and that have not ended.
+    fn running_runs(&self, tenant: &str) -> Result<Vec<String>, StoreError>;
     /// Deletes a tenant with everything it owns; false when there was none.
     fn delete_tenant(&self, name: &str) -> Result<bool, StoreError>;
     /// Stores a new token's record and the hash of its secret.

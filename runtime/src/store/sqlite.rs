@@ -681,6 +681,16 @@ impl StateStore for SqliteStore {
         Ok(changed == 1)
     }
 
+    fn running_runs(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT name FROM flow_runs WHERE claimed_by IS NOT NULL AND ended IS NULL AND tenant = ?1",
+            )?
+            .query_map([tenant], |row| row.get(0))?
+            .collect()
+        })
+    }
+
     fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.writer.transaction(|tx| tenants::delete_tenant(tx, name))?)
     }

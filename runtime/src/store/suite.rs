@@ -239,6 +239,8 @@ async fn claims_interleave_tenants_so_a_backlog_does_not_starve_another() {
         let mut tenants: Vec<&str> = first.iter().map(|run| run.tenant.as_str()).collect();
         tenants.sort();
         assert_eq!(tenants, ["big", "small"], "one slot each, not both to the backlog");
+        assert_eq!(store.running_runs("small").unwrap().len(), 1, "held and not ended: running");
+        assert!(store.running_runs("nobody").unwrap().is_empty());
         let next = store.claim_due(&claim(3)).unwrap();
         assert!(next.iter().all(|run| run.tenant == "big"), "only big has runs left");
         assert_eq!(next.len(), 3);
