@@ -1,6 +1,7 @@
 //! The `sluice` command line: parsing, and one module per command.
 
 mod backend;
+mod closed_pipe;
 mod console;
 mod context;
 mod deploy;
@@ -122,13 +123,29 @@ impl From<anyhow::Error> for CliError {
 }
 
 /// Reads a component file, naming it in the error.
+/// Reads a component file, refusing one larger than any store accepts
+/// before reading (or uploading) a byte of it.
 pub fn read_component(path: &PathBuf) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", path.display())))
+    let unreadable = |e: std::io::Error| CliError::usage(format!("cannot read `{}`: {e}", path.display()));
+    let size = std::fs::metadata(path).map_err(unreadable)?.len();
+    let limit = crate::service::MAX_ARTIFACT_BYTES as u64;
+    if size > limit {
+        return Err(CliError::usage(format!(
+            "`{}` is {} MiB; components are limited to {} MiB (servers refuse larger uploads)",
+            path.display(),
+            size.div_ceil(1 << 20),
+            limit >> 20
+        )));
+    }
+    std::fs::read(path).map_err(unreadable)
 }
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Server(_) | Command::Worker(_) | Command::Serve(_)) {
+        closed_pipe::exit_quietly_on_closed_stdout();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -165,6 +165,12 @@ pub trait Recorder: Send + Sync {
     fn barrier(&self) -> Option<Barrier> {
         None
     }
+
+    /// Why events recorded lately could not be made durable, while that
+    /// lasts: a runner stops its run rather than go on unrecorded.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Sends every event to several recorders in turn.
@@ -188,12 +194,18 @@ impl Recorder for Fanout {
             }
         }))
     }
+
+    fn failure(&self) -> Option<String> {
+        self.0.iter().find_map(|recorder| recorder.failure())
+    }
 }
 
-/// Results of cached tasks, keyed by artifact, task and input.
+/// Results of cached tasks of each tenant, keyed by artifact, task and
+/// input: two tenants may run the same bytes, and neither ever reads a
+/// result the other computed.
 pub trait ResultCache: Send + Sync {
-    /// A result still valid at `now`.
-    fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<str>>;
-    /// Keeps a result until `expires` (for ever when `None`).
-    fn put(&self, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>);
+    /// A result `tenant` cached that is still valid at `now`.
+    fn get(&self, tenant: &str, key: &str, now: DateTime<Utc>) -> Option<Arc<str>>;
+    /// Keeps a result of `tenant` until `expires` (for ever when `None`).
+    fn put(&self, tenant: &str, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>);
 }

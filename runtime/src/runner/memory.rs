@@ -89,7 +89,7 @@ impl MemoryRecorder {
 /// Cached task results in memory: shared by the tasks of one process.
 #[derive(Default)]
 pub struct MemoryCache {
-    entries: Mutex<HashMap<String, CacheEntry>>,
+    entries: Mutex<HashMap<(String, String), CacheEntry>>,
     // Forget everything past this many entries (none when 0): a front for a
     // durable cache only needs to hold what is not committed yet.
     capacity: usize,
@@ -106,18 +106,18 @@ impl MemoryCache {
 }
 
 impl ResultCache for MemoryCache {
-    fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<str>> {
+    fn get(&self, tenant: &str, key: &str, now: DateTime<Utc>) -> Option<Arc<str>> {
         let entries = self.entries.lock().expect("cache lock");
-        let (result, expires) = entries.get(key)?;
+        let (result, expires) = entries.get(&(tenant.to_string(), key.to_string()))?;
         expires.is_none_or(|at| at > now).then(|| result.clone())
     }
 
-    fn put(&self, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>) {
+    fn put(&self, tenant: &str, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>) {
         let mut entries = self.entries.lock().expect("cache lock");
         if self.capacity > 0 && entries.len() >= self.capacity {
             entries.clear();
         }
-        entries.insert(key.to_string(), (result, expires));
+        entries.insert((tenant.to_string(), key.to_string()), (result, expires));
     }
 }
 
@@ -129,11 +129,20 @@ mod tests {
     fn cached_results_expire() {
         let cache = MemoryCache::default();
         let now = Utc::now();
-        cache.put("a", Arc::from("1"), Some(now + chrono::Duration::seconds(5)));
-        cache.put("b", Arc::from("2"), None);
-        assert_eq!(cache.get("a", now).as_deref(), Some("1"));
-        assert_eq!(cache.get("a", now + chrono::Duration::seconds(6)), None);
-        assert_eq!(cache.get("b", now + chrono::Duration::days(365)).as_deref(), Some("2"));
-        assert_eq!(cache.get("c", now), None);
+        cache.put("t", "a", Arc::from("1"), Some(now + chrono::Duration::seconds(5)));
+        cache.put("t", "b", Arc::from("2"), None);
+        assert_eq!(cache.get("t", "a", now).as_deref(), Some("1"));
+        assert_eq!(cache.get("t", "a", now + chrono::Duration::seconds(6)), None);
+        assert_eq!(cache.get("t", "b", now + chrono::Duration::days(365)).as_deref(), Some("2"));
+        assert_eq!(cache.get("t", "c", now), None);
+    }
+
+    #[test]
+    fn a_result_is_found_only_by_the_tenant_that_cached_it() {
+        let cache = MemoryCache::default();
+        let now = Utc::now();
+        cache.put("acme", "k", Arc::from("1"), None);
+        assert_eq!(cache.get("acme", "k", now).as_deref(), Some("1"));
+        assert_eq!(cache.get("globex", "k", now), None);
     }
 }

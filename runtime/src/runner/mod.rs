@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 /// Limits and context of one flow run (and its subflows and tasks).
 #[derive(Clone, Debug)]
 pub struct RunSettings {
+    /// The tenant that owns the run: cached task results are its own.
+    pub tenant: String,
     /// `flow/deployment`, when the run comes from a deployment.
     pub deployment: Option<String>,
     /// When the run was scheduled to start.
@@ -63,6 +65,7 @@ pub struct RunSettings {
 impl Default for RunSettings {
     fn default() -> Self {
         Self {
+            tenant: crate::core::tenant::DEFAULT_TENANT.to_string(),
             deployment: None,
             scheduled_time: None,
             default_task_timeout: None,
@@ -216,6 +219,9 @@ impl Runner {
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
         }
+        if let Err(failure) = self.check_recorded() {
+            return state.fail(failure);
+        }
         let scope = Scope { flow_run: id, task_run: None, attempt: 1 };
         let _slot = match self.instance_slot() {
             Ok(slot) => slot,
@@ -288,7 +294,7 @@ impl Runner {
         }
         let cache_key = policy.cache.then(|| self.cache_key(&task, &input));
         if let Some(key) = &cache_key
-            && let Some(hit) = self.cache.get(key, Utc::now())
+            && let Some(hit) = self.cache.get(&self.settings.tenant, key, Utc::now())
         {
             state.go(StateType::Cached, None, Some(hit.clone()));
             return Ok(hit.to_string());
@@ -324,7 +330,7 @@ impl Runner {
                 let result: Arc<str> = Arc::from(json.as_str());
                 if let Some(key) = &cache_key {
                     let expires = policy.cache_expiration_ms.map(|ms| Utc::now() + Duration::from_millis(ms));
-                    self.cache.put(key, result.clone(), expires);
+                    self.cache.put(&self.settings.tenant, key, result.clone(), expires);
                 }
                 state.go(StateType::Completed, None, Some(result));
                 Ok(json)
@@ -344,6 +350,7 @@ impl Runner {
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
         }
+        self.check_recorded()?;
         let _slot = self.instance_slot()?;
         let mut live = self.instantiate(scope).await?;
         let call = live.flow.call_run_task(&mut live.store, task, input);
@@ -371,6 +378,18 @@ impl Runner {
             return Some(Failure { kind: FailureKind::TimedOut, message, retryable: false });
         }
         self.halted.get().cloned()
+    }
+
+    /// Halts the run when its recorder could not make its states durable:
+    /// guest code never runs ahead of an unrecorded history.
+    fn check_recorded(&self) -> Result<(), Failure> {
+        let Some(why) = self.recorder.failure() else { return Ok(()) };
+        let failure = self.halted.get_or_init(|| Failure {
+            kind: FailureKind::Crashed,
+            message: format!("{why}; the run was stopped because its states could not be recorded"),
+            retryable: false,
+        });
+        Err(failure.clone())
     }
 
     /// Counts an instance about to be made; past the run's limit, halts the run.

@@ -5,6 +5,7 @@
 mod deploy;
 mod pools;
 mod push;
+mod reports;
 mod runs;
 mod schedule;
 mod secrets;
@@ -13,6 +14,7 @@ mod tenants;
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared, check_name};
 pub use pools::QueueRequest;
 pub use push::Pushed;
+pub use reports::{Refusal, check_report};
 pub use runs::{execute, record_unstarted_failure};
 pub use schedule::{LATE_AFTER, SchedulerPass};
 pub use tenants::{AuthError, TokenRequest};

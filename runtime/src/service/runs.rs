@@ -214,6 +214,7 @@ pub async fn execute(
     cancel: CancellationToken,
 ) -> Result<FlowOutcome, ServiceError> {
     let settings = RunSettings {
+        tenant: run.tenant.clone(),
         memory_limit: limits.memory_mib.map(|mib| (mib as usize) << 20),
         deployment: run.deployment.clone(),
         scheduled_time: run.scheduled,

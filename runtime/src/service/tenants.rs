@@ -117,8 +117,23 @@ impl Service {
     }
 
     /// Revokes a token of `tenant` (of any tenant when `None`) at once.
+    /// The operator's last admin token is kept: without it nobody could
+    /// manage the server through the API.
     pub fn revoke_token(&self, tenant: Option<&str>, id: &str) -> Result<(), ServiceError> {
-        if self.store.revoke_token(tenant, id, Utc::now())? {
+        let now = Utc::now();
+        let operator_admins: Vec<TokenInfo> = self
+            .store
+            .tokens(Some(DEFAULT_TENANT))?
+            .into_iter()
+            .filter(|t| t.role == Role::Admin && t.revoked.is_none() && t.expires.is_none_or(|at| at > now))
+            .collect();
+        if operator_admins.len() == 1 && operator_admins[0].id == id && tenant.is_none_or(|t| t == DEFAULT_TENANT) {
+            return Err(ServiceError::Invalid(format!(
+                "token `{id}` is the operator's last admin token; revoking it would lock everyone out of the API. \
+                 Create another first (`sluice token create --tenant {DEFAULT_TENANT} --role admin`)"
+            )));
+        }
+        if self.store.revoke_token(tenant, id, now)? {
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("no active token `{id}`; `sluice token ls` lists them")))

@@ -205,6 +205,19 @@ CREATE TABLE secrets (
     r#"
 CREATE INDEX flow_runs_by_tenant_day ON flow_runs (tenant, created, state, parent);
 "#,
+    // Cached results belong to a tenant: two tenants may push the same bytes,
+    // and one must never read a result the other computed. Older entries
+    // cannot be attributed to a tenant, so they are dropped (they are a cache).
+    r#"
+DROP TABLE task_cache;
+CREATE TABLE task_cache (
+    tenant      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    result      TEXT NOT NULL,
+    expires     TEXT,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -18,7 +18,7 @@ pub use sqlite::SqliteStore;
 
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::pool::{WorkPool, WorkQueue};
-use crate::core::record::{LogLevel, Recorder, ResultCache};
+use crate::core::record::{LogLevel, Recorder, ResultCache, RunKind};
 use crate::core::state::StateType;
 use crate::core::tenant::{Tenant, TenantPolicy, TokenInfo};
 use chrono::{DateTime, Utc};
@@ -224,6 +224,8 @@ pub trait StateStore: Recorder + ResultCache {
 
     /// The flow run a task run belongs to.
     fn task_flow_run(&self, task_run: &str) -> Result<Option<String>, StoreError>;
+    /// Who owns run `id` (a flow run or a task run, by exact id) and whether it has ended.
+    fn run_standing(&self, kind: RunKind, id: &str) -> Result<Option<RunStanding>, StoreError>;
 
     /// A tenant's work pools.
     fn work_pools(&self, tenant: &str) -> Result<Vec<WorkPool>, StoreError>;
@@ -262,6 +264,17 @@ pub trait StateStore: Recorder + ResultCache {
     fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>, StoreError>;
     /// Revokes a token of `tenant` (`None`: of any tenant); false when there is none.
     fn revoke_token(&self, tenant: Option<&str>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
+/// Where a run stands, as the store records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunStanding {
+    /// The tenant that owns it (a task run's: its flow run's).
+    pub tenant: String,
+    /// The flow run it is, or the flow run a task run belongs to.
+    pub flow_run: String,
+    /// Whether it reached a terminal state.
+    pub ended: bool,
 }
 
 /// What a cancel request did.

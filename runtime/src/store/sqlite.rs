@@ -4,13 +4,13 @@
 
 use super::writer::{Write, WriterHandle, timestamp};
 use super::{
-    CancelOutcome, Change, Claim, FlowRunRow, LogRow, RunFilter, ScheduledRuns, StateRow, StateStore, StoreError,
-    TaskRunRow, claim, migrations, tenants,
+    CancelOutcome, Change, Claim, FlowRunRow, LogRow, RunFilter, RunStanding, ScheduledRuns, StateRow, StateStore,
+    StoreError, TaskRunRow, claim, migrations, tenants,
 };
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::ids::{RunId, run_name};
 use crate::core::pool::{WorkPool, WorkQueue};
-use crate::core::record::{Barrier, Event, LogLevel, Recorder, ResultCache};
+use crate::core::record::{Barrier, Event, LogLevel, Recorder, ResultCache, RunKind};
 use crate::core::state::StateType;
 use crate::core::tenant::{Tenant, TenantPolicy, TokenInfo};
 use crate::runner::MemoryCache;
@@ -64,6 +64,19 @@ impl SqliteStore {
         self.writer.commit_now();
     }
 
+    /// Records `events` and commits them before returning; an error says
+    /// they were not recorded (none of them: a batch commits whole).
+    pub fn record_durably(&self, events: &[Event]) -> Result<(), StoreError> {
+        let writes = self.writer.send_all(events.iter().map(|event| Write::Event(event.clone())));
+        self.writer.commit_writes(&writes).map_err(StoreError::Database)
+    }
+
+    /// Makes the database refuse to grow past `pages` pages, as a full disk would.
+    #[cfg(test)]
+    pub(super) fn limit_pages(&self, pages: u64) {
+        self.writer.transaction(|tx| tx.pragma_update(None, "max_page_count", pages)).unwrap();
+    }
+
     /// Committed events as they are committed (for `--watch`).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.writer.subscribe()
@@ -86,6 +99,10 @@ impl Recorder for SqliteStore {
         self.writer.send(Write::Event(event.clone()));
     }
 
+    fn failure(&self) -> Option<String> {
+        self.writer.failure()
+    }
+
     fn barrier(&self) -> Option<Barrier> {
         // The commit happens here, on the caller's thread: a hand-off to
         // another thread would cost more than the commit itself.
@@ -95,14 +112,14 @@ impl Recorder for SqliteStore {
 }
 
 impl ResultCache for SqliteStore {
-    fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<str>> {
-        if let Some(result) = self.recent_cache.get(key, now) {
+    fn get(&self, tenant: &str, key: &str, now: DateTime<Utc>) -> Option<Arc<str>> {
+        if let Some(result) = self.recent_cache.get(tenant, key, now) {
             return Some(result);
         }
         let row: Option<(String, Option<String>)> = self
             .read(|c| {
-                c.prepare_cached("SELECT result, expires FROM task_cache WHERE key = ?1")?
-                    .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                c.prepare_cached("SELECT result, expires FROM task_cache WHERE tenant = ?1 AND key = ?2")?
+                    .query_row([tenant, key], |row| Ok((row.get(0)?, row.get(1)?)))
                     .optional()
             })
             .ok()
@@ -112,9 +129,9 @@ impl ResultCache for SqliteStore {
         expires.is_none_or(|at| at > now).then(|| Arc::from(result.as_str()))
     }
 
-    fn put(&self, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>) {
-        self.recent_cache.put(key, result.clone(), expires);
-        self.writer.send(Write::CachePut { key: key.to_string(), result, expires });
+    fn put(&self, tenant: &str, key: &str, result: Arc<str>, expires: Option<DateTime<Utc>>) {
+        self.recent_cache.put(tenant, key, result.clone(), expires);
+        self.writer.send(Write::CachePut { tenant: tenant.to_string(), key: key.to_string(), result, expires });
     }
 }
 
@@ -516,6 +533,7 @@ impl StateStore for SqliteStore {
             for (id, worker) in &orphans {
                 let message = format!("worker `{worker}` stopped sending heartbeats while it ran this flow run");
                 end_run(tx, id, "Crashed", &message, &now)?;
+                crash_unfinished_parts(tx, id, &message, &now)?;
             }
             Ok(orphans.into_iter().map(|(id, _)| id).collect())
         })?)
@@ -604,6 +622,23 @@ impl StateStore for SqliteStore {
         self.read(|c| {
             c.prepare_cached("SELECT flow_run FROM task_runs WHERE id = ?1")?
                 .query_row([task_run], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    fn run_standing(&self, kind: RunKind, id: &str) -> Result<Option<RunStanding>, StoreError> {
+        let query = match kind {
+            RunKind::Flow => "SELECT tenant, id, ended IS NOT NULL FROM flow_runs WHERE id = ?1",
+            RunKind::Task => {
+                "SELECT f.tenant, t.flow_run, t.ended IS NOT NULL FROM task_runs t
+                 JOIN flow_runs f ON f.id = t.flow_run WHERE t.id = ?1"
+            }
+        };
+        self.read(|c| {
+            c.prepare_cached(query)?
+                .query_row([id], |row| {
+                    Ok(RunStanding { tenant: row.get(0)?, flow_run: row.get(1)?, ended: row.get(2)? })
+                })
                 .optional()
         })
     }
@@ -736,6 +771,31 @@ fn record_state(
         "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', ?2, ?3, 1, ?4)",
     )?
     .execute(params![id, state, message, now])?;
+    Ok(())
+}
+
+/// Ends `Crashed` every unfinished subflow run and task run under flow run
+/// `root`: nothing will ever report on them again.
+fn crash_unfinished_parts(
+    tx: &rusqlite::Transaction<'_>,
+    root: &str,
+    message: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    const TREE: &str = "WITH RECURSIVE tree(id) AS
+        (SELECT ?1 UNION ALL SELECT f.id FROM flow_runs f JOIN tree ON f.parent = tree.id)";
+    let statements = [
+        "INSERT INTO states (run, kind, state, message, attempt, time)
+         SELECT id, 'flow', 'Crashed', ?2, 1, ?3 FROM flow_runs WHERE id IN tree AND id <> ?1 AND ended IS NULL",
+        "UPDATE flow_runs SET state = 'Crashed', message = ?2, ended = ?3
+         WHERE id IN tree AND id <> ?1 AND ended IS NULL",
+        "INSERT INTO states (run, kind, state, message, attempt, time)
+         SELECT id, 'task', 'Crashed', ?2, MAX(attempts, 1), ?3 FROM task_runs WHERE flow_run IN tree AND ended IS NULL",
+        "UPDATE task_runs SET state = 'Crashed', message = ?2, ended = ?3 WHERE flow_run IN tree AND ended IS NULL",
+    ];
+    for statement in statements {
+        tx.prepare_cached(&format!("{TREE} {statement}"))?.execute(params![root, message, now])?;
+    }
     Ok(())
 }
 

@@ -170,21 +170,23 @@ fn artifacts_are_recorded_once() {
 }
 
 #[tokio::test]
-async fn cached_results_are_shared_and_expire() {
+async fn cached_results_are_shared_within_a_tenant_and_expire() {
     for (_dir, open) in backends() {
         let now = Utc::now();
         {
             let store = open();
-            store.put("k", Arc::from("42"), None);
-            store.put("old", Arc::from("1"), Some(now + chrono::Duration::seconds(1)));
-            assert_eq!(store.get("k", now).as_deref(), Some("42"), "visible before the commit");
+            store.put("acme", "k", Arc::from("42"), None);
+            store.put("acme", "old", Arc::from("1"), Some(now + chrono::Duration::seconds(1)));
+            assert_eq!(store.get("acme", "k", now).as_deref(), Some("42"), "visible before the commit");
+            assert_eq!(store.get("globex", "k", now), None, "not to another tenant, even before the commit");
             store.flush().await;
         }
         let store = open();
-        assert_eq!(store.get("k", now).as_deref(), Some("42"), "visible to a later process");
-        assert_eq!(store.get("old", now).as_deref(), Some("1"));
-        assert_eq!(store.get("old", now + chrono::Duration::seconds(2)), None);
-        assert_eq!(store.get("missing", now), None);
+        assert_eq!(store.get("acme", "k", now).as_deref(), Some("42"), "visible to a later process");
+        assert_eq!(store.get("globex", "k", now), None, "never to another tenant");
+        assert_eq!(store.get("acme", "old", now).as_deref(), Some("1"));
+        assert_eq!(store.get("acme", "old", now + chrono::Duration::seconds(2)), None);
+        assert_eq!(store.get("acme", "missing", now), None);
     }
 }
 
@@ -278,5 +280,59 @@ fn tokens_are_kept_hashed_and_revocable_within_their_tenant() {
         assert!(store.revoke_token(Some("default"), "0123456789ab", now).unwrap());
         assert!(store.token("0123456789ab").unwrap().unwrap().0.revoked.is_some());
         assert!(!store.revoke_token(None, "0123456789ab", now).unwrap(), "already revoked");
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_run_ends_its_unfinished_subflows_and_task_runs_crashed() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let (root, subflow, done, running, nested) =
+            (RunId::new(), RunId::new(), RunId::new(), RunId::new(), RunId::new());
+        store.record(&flow_run(root, "root-run"));
+        store.record(&state(root, RunKind::Flow, StateType::Scheduled, None));
+        store.flush().await;
+        assert!(store.claim_run(&root.to_string(), "w").unwrap());
+        store.record(&state(root, RunKind::Flow, StateType::Running, None));
+        let Event::FlowRunCreated(mut child) = flow_run(subflow, "child-run") else { unreachable!() };
+        child.parent = Some(root);
+        store.record(&Event::FlowRunCreated(child));
+        store.record(&state(subflow, RunKind::Flow, StateType::Running, None));
+        for (task, flow) in [(done, root), (running, root), (nested, subflow)] {
+            store.record(&Event::TaskRunCreated(TaskRunRecord {
+                id: task,
+                flow_run: flow,
+                task: "work".into(),
+                name: format!("work-{task}"),
+                input: "{}".into(),
+                created: Utc::now(),
+            }));
+            store.record(&state(task, RunKind::Task, StateType::Running, None));
+        }
+        store.record(&state(done, RunKind::Task, StateType::Completed, Some("1")));
+        store.flush().await;
+        let seen = Utc::now();
+        store.heartbeat("w", seen).unwrap();
+
+        let crashed = store.crash_orphans(seen + chrono::Duration::seconds(1), seen).unwrap();
+        assert_eq!(crashed, [root.to_string()]);
+        let task_state = |id: RunId| {
+            store
+                .task_runs(&if id == nested { subflow } else { root }.to_string())
+                .unwrap()
+                .into_iter()
+                .find(|t| t.id == id.to_string())
+                .unwrap()
+        };
+        assert_eq!(task_state(done).state, Some(StateType::Completed), "a finished task keeps its end");
+        for id in [running, nested] {
+            let task = task_state(id);
+            assert_eq!(task.state, Some(StateType::Crashed), "{task:?}");
+            assert!(task.ended.is_some());
+            assert_eq!(store.states(&id.to_string()).unwrap().last().unwrap().state, StateType::Crashed);
+        }
+        let child = store.flow_run(None, &subflow.to_string()).unwrap().unwrap();
+        assert_eq!((child.state, child.ended.is_some()), (Some(StateType::Crashed), true));
+        assert!(store.run_standing(RunKind::Task, &running.to_string()).unwrap().unwrap().ended);
     }
 }

@@ -93,7 +93,17 @@ pub(super) fn delete_tenant(connection: &Connection, name: &str) -> rusqlite::Re
     connection.execute(&format!("DELETE FROM states WHERE run IN ({tasks}) OR run IN ({runs})"), [name])?;
     connection.execute(&format!("DELETE FROM logs WHERE flow_run IN ({runs})"), [name])?;
     connection.execute(&format!("DELETE FROM task_runs WHERE flow_run IN ({runs})"), [name])?;
-    for table in ["flow_runs", "deployments", "work_queues", "work_pools", "tenant_artifacts", "tokens"] {
+    let owned = [
+        "flow_runs",
+        "deployments",
+        "work_queues",
+        "work_pools",
+        "tenant_artifacts",
+        "tokens",
+        "secrets",
+        "task_cache",
+    ];
+    for table in owned {
         connection.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [name])?;
     }
     Ok(connection.execute("DELETE FROM tenants WHERE name = ?1", [name])? == 1)

@@ -6,6 +6,12 @@
 //! every few milliseconds, and checkpoints the WAL into the database on a
 //! connection of its own, so no commit on a runner's thread pays for a
 //! checkpoint (copying pages back and two fsyncs).
+//!
+//! A commit that fails is retried with backoff; if it still fails, its
+//! writes are lost: none of their events reaches a watcher, callers that
+//! wait for those writes are told, and the store reports itself failing
+//! (runners stop their runs rather than go on unrecorded) until a commit
+//! succeeds again.
 
 use super::checkpoint::{CheckpointSchedule, WAL_FRAMES_BEFORE_HOLDING_THE_WRITER, checkpoint};
 use super::fold::{FoldedRow, fold};
@@ -13,6 +19,7 @@ use crate::core::record::{Event, RunKind, StateRecord, TaskRunRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, Transaction, params};
 use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -21,12 +28,20 @@ use tokio::sync::broadcast;
 /// How long a write nobody waits for may stay uncommitted.
 const BACKGROUND_PERIOD: Duration = Duration::from_millis(5);
 
+/// Waits before each new try of a failed commit: a locked or briefly full
+/// database gets about 2.6 s to recover before the writes are given up.
+const COMMIT_RETRIES: [Duration; 4] =
+    [Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(2)];
+
+/// Lost batches remembered for callers still to ask about them.
+const LOST_REMEMBERED: usize = 64;
+
 /// One queued write.
 pub enum Write {
     /// A recorded event.
     Event(Event),
     /// A cached task result.
-    CachePut { key: String, result: Arc<str>, expires: Option<DateTime<Utc>> },
+    CachePut { tenant: String, key: String, result: Arc<str>, expires: Option<DateTime<Utc>> },
 }
 
 /// Timestamps as stored: RFC 3339 in UTC with microseconds, so text order is time order.
@@ -44,6 +59,10 @@ struct Shared {
     events: broadcast::Sender<Arc<Event>>,
     stopping: AtomicBool,
     wake: Condvar,
+    /// Sequence ranges of the latest batches that could not be committed, and why.
+    lost: Mutex<Vec<(Range<u64>, String)>>,
+    /// Why the latest commit failed; cleared by the next that succeeds.
+    failing: Mutex<Option<String>>,
 }
 
 /// The write side of the store.
@@ -68,6 +87,8 @@ impl WriterHandle {
             events,
             stopping: AtomicBool::new(false),
             wake: Condvar::new(),
+            lost: Mutex::default(),
+            failing: Mutex::default(),
         });
         let background = shared.clone();
         let thread = std::thread::Builder::new()
@@ -77,17 +98,45 @@ impl WriterHandle {
         Ok(Self { shared, thread: Some(thread) })
     }
 
-    /// Queues a write.
-    pub fn send(&self, write: Write) {
+    /// Queues a write; returns its sequence number.
+    pub fn send(&self, write: Write) -> u64 {
         let mut queue = self.shared.queue.lock().expect("queue lock");
         queue.push(write);
-        self.shared.submitted.fetch_add(1, Ordering::SeqCst);
+        self.shared.submitted.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Queues writes next to each other, so one transaction commits them all or none.
+    pub fn send_all(&self, writes: impl IntoIterator<Item = Write>) -> Vec<u64> {
+        let mut queue = self.shared.queue.lock().expect("queue lock");
+        writes
+            .into_iter()
+            .map(|write| {
+                queue.push(write);
+                self.shared.submitted.fetch_add(1, Ordering::SeqCst)
+            })
+            .collect()
     }
 
     /// Makes every write queued so far durable, committing it here if no
-    /// one else already has.
+    /// one else already has (or giving up on it: see [`Self::failure`]).
     pub fn commit_now(&self) {
         commit_queued(&self.shared, self.shared.submitted.load(Ordering::SeqCst));
+    }
+
+    /// Makes the writes numbered `writes` durable; an error says some were lost.
+    pub fn commit_writes(&self, writes: &[u64]) -> Result<(), String> {
+        let Some(last) = writes.iter().max() else { return Ok(()) };
+        commit_queued(&self.shared, last + 1);
+        let lost = self.shared.lost.lock().expect("lost lock");
+        match lost.iter().find(|(range, _)| writes.iter().any(|write| range.contains(write))) {
+            Some((_, why)) => Err(why.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the latest commit failed, while the store is failing.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failing.lock().expect("failing lock").clone()
     }
 
     /// Runs `work` in a transaction on the write connection, after every
@@ -132,17 +181,39 @@ fn commit_queued(shared: &Shared, target: u64) {
     if batch.is_empty() {
         return;
     }
-    shared.transactions.fetch_add(1, Ordering::Relaxed);
-    if let Err(err) = commit(&mut connection, &batch) {
-        // Waiters must not hang on a broken database; say what was lost.
-        eprintln!("error: the state store could not record {} writes: {err}", batch.len());
-    }
     let count = batch.len() as u64;
-    // Watchers get the events before the count moves, so whoever waited
-    // finds every event it covers already in its channel.
-    for write in batch {
-        if let Write::Event(event) = write {
-            let _ = shared.events.send(Arc::new(event));
+    let first = shared.committed.load(Ordering::SeqCst);
+    shared.transactions.fetch_add(1, Ordering::Relaxed);
+    let mut outcome = commit(&mut connection, &batch);
+    for wait in COMMIT_RETRIES {
+        if outcome.is_ok() || shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(wait);
+        outcome = commit(&mut connection, &batch);
+    }
+    match outcome {
+        Ok(()) => {
+            *shared.failing.lock().expect("failing lock") = None;
+            // Watchers get the events before the count moves, so whoever
+            // waited finds every event it covers already in its channel.
+            for write in batch {
+                if let Write::Event(event) = write {
+                    let _ = shared.events.send(Arc::new(event));
+                }
+            }
+        }
+        Err(err) => {
+            // Waiters must not hang on a broken database: the writes are
+            // given up, no watcher sees them, and whoever asks is told.
+            let why = format!("the state store could not record {count} writes: {err}");
+            eprintln!("error: {why}");
+            let mut lost = shared.lost.lock().expect("lost lock");
+            if lost.len() == LOST_REMEMBERED {
+                lost.remove(0);
+            }
+            lost.push((first..first + count, why.clone()));
+            *shared.failing.lock().expect("failing lock") = Some(why);
         }
     }
     shared.committed.fetch_add(count, Ordering::SeqCst);
@@ -309,10 +380,50 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 timestamp(log.time)
             ])?;
         }
-        Write::CachePut { key, result, expires } => {
-            tx.prepare_cached("INSERT OR REPLACE INTO task_cache (key, result, expires) VALUES (?1, ?2, ?3)")?
-                .execute(params![key, result.as_ref(), expires.map(timestamp)])?;
+        Write::CachePut { tenant, key, result, expires } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO task_cache (tenant, key, result, expires) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![tenant, key, result.as_ref(), expires.map(timestamp)])?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::ids::RunId;
+    use crate::core::record::{Event, LogLevel, LogRecord, Recorder};
+    use crate::store::{SqliteStore, StateStore};
+    use chrono::Utc;
+
+    fn log(run: RunId, message: String) -> Event {
+        Event::Log(LogRecord { flow_run: run, task_run: None, level: LogLevel::Info, message, time: Utc::now() })
+    }
+
+    #[test]
+    fn a_commit_the_database_refuses_reaches_no_watcher_and_is_reported_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("sluice.db")).unwrap();
+        let mut watcher = store.subscribe();
+        let run = RunId::new();
+        store.record_durably(&[log(run, "fits".into())]).unwrap();
+        assert!(watcher.try_recv().is_ok(), "a committed event reaches the watcher");
+
+        // A full disk: the file may not grow, and a megabyte of logs needs it to.
+        let pages: u64 = store.query(|c| c.query_row("PRAGMA page_count", [], |row| row.get(0))).unwrap();
+        store.limit_pages(pages);
+        let big: Vec<Event> = (0..256).map(|i| log(run, format!("{i} {}", "x".repeat(4096)))).collect();
+        let refused = store.record_durably(&big).unwrap_err();
+        assert!(refused.to_string().contains("could not record"), "{refused}");
+        assert!(store.failure().is_some(), "the store says it is failing");
+        assert!(watcher.try_recv().is_err(), "no uncommitted event reaches a watcher");
+        assert!(store.logs(&run.to_string(), None).unwrap().len() == 1, "nothing of the batch was written");
+
+        store.limit_pages(1 << 30);
+        store.record_durably(&[log(run, "after".into())]).unwrap();
+        assert_eq!(store.failure(), None, "a successful commit clears the failure");
+        let Ok(event) = watcher.try_recv() else { panic!("the next committed event reaches the watcher") };
+        assert!(matches!(&*event, Event::Log(l) if l.message == "after"));
+    }
 }

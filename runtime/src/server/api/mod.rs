@@ -29,7 +29,7 @@ use super::dispatch::{ClaimedRun, Dispatch};
 use super::openapi::{FlowRunDetail, WasmComponent};
 use crate::core::deployment::{ArtifactMeta, Deployment, Grants, Limits};
 use crate::core::pool::{WorkPool, WorkQueue};
-use crate::core::record::{Event, Recorder};
+use crate::core::record::Event;
 use crate::core::schedule::Schedule;
 use crate::core::state::StateType;
 use crate::core::tenant::{Denied, Principal, Role};

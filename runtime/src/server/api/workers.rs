@@ -1,6 +1,7 @@
 //! The worker protocol: claim runs (long-poll), heartbeats, and the events of the runs they hold.
 
 use super::*;
+use crate::service::Refusal;
 
 /// A worker's request for runs.
 #[derive(Deserialize, ToSchema)]
@@ -103,9 +104,11 @@ pub(super) async fn heartbeat(
 }
 
 /// Records what a remote worker's runs did (run creations, states, logs),
-/// durably, in order. Refused (409) when the worker no longer holds a run
-/// it reports on: the run was marked Crashed after its heartbeats stopped,
-/// cancelled, or handed to another worker.
+/// durably, in order. The whole batch is refused (409), and nothing of it
+/// written, when any event touches a run the store says this worker does not
+/// hold: another tenant's, one that ended (say, marked Crashed after its
+/// heartbeats stopped, or cancelled), one handed to another worker, or an
+/// existing id reported as created.
 #[utoipa::path(
     post,
     path = "/workers/{name}/events",
@@ -115,11 +118,12 @@ pub(super) async fn heartbeat(
     responses(
         (status = 204, description = "Recorded"),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 409, description = "The worker no longer holds a run it reports on", body = ErrorBody),
+        (status = 409, description = "The worker does not hold a run it reports on; nothing was recorded", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not `application/json`", body = ErrorBody),
         (status = 422, description = "Not a list of events", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store could not commit the batch; nothing was recorded: send it again", body = ErrorBody),
     )
 )]
 pub(super) async fn record_events(
@@ -130,66 +134,22 @@ pub(super) async fn record_events(
 ) -> ApiResult<StatusCode> {
     p.require(Role::Runner, "report run events as a worker")?;
     let name = worker_name(&p, &name);
-    // Subflow runs created in this batch are checked through their parent.
-    let mut parents = std::collections::HashMap::new();
-    let mut task_flows = std::collections::HashMap::new();
-    for event in &mut events {
-        match event {
-            Event::FlowRunCreated(run) => {
-                // A run's tenant is the server's to say, never the worker's.
-                run.tenant = None;
-                if let Some(parent) = run.parent {
-                    parents.insert(run.id, parent);
-                }
-            }
-            Event::TaskRunCreated(run) => {
-                task_flows.insert(run.id, run.flow_run);
-            }
-            _ => {}
-        }
+    let tenant = (!p.is_operator()).then_some(p.tenant.as_str());
+    match crate::service::check_report(d.service.store.as_ref(), &name, tenant, &mut events) {
+        Ok(()) => {}
+        Err(Refusal::NotHeld(message)) => return Err(ApiError::new(StatusCode::CONFLICT, message)),
+        Err(Refusal::Store(err)) => return Err(err.into()),
     }
-    let root = |mut id| {
-        while let Some(parent) = parents.get(&id) {
-            id = *parent;
-        }
-        id
-    };
-    let mut checked = std::collections::HashSet::new();
-    for event in &events {
-        let flow_run = match event {
-            Event::FlowRunCreated(run) => root(run.parent.unwrap_or(run.id)),
-            Event::TaskRunCreated(run) => root(run.flow_run),
-            Event::Log(log) => root(log.flow_run),
-            Event::State(state) if state.kind == crate::core::record::RunKind::Flow => root(state.run),
-            Event::State(state) => match task_flows.get(&state.run) {
-                Some(flow_run) => root(*flow_run),
-                None => {
-                    let flow_run = d.service.store.task_flow_run(&state.run.to_string())?;
-                    match flow_run.as_deref().and_then(crate::core::ids::RunId::parse) {
-                        Some(flow_run) => root(flow_run),
-                        None => {
-                            return Err(ApiError::new(
-                                StatusCode::CONFLICT,
-                                format!("there is no task run {}; report its creation first", state.run),
-                            ));
-                        }
-                    }
-                }
-            },
-        };
-        if checked.insert(flow_run)
-            && let Some(reason) = d.service.store.lease_lost(&name, &flow_run.to_string())?
-        {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("lease lost: {reason}; stop running it")));
-        }
-    }
-    let mut ended = false;
-    for event in &events {
-        d.service.store.record(event);
-        ended |=
-            matches!(event, Event::State(s) if s.kind == crate::core::record::RunKind::Flow && s.state.is_terminal());
-    }
-    d.service.store.flush().await;
+    let ended = events.iter().any(
+        |event| matches!(event, Event::State(s) if s.kind == crate::core::record::RunKind::Flow && s.state.is_terminal()),
+    );
+    // Acknowledged only once committed: the worker sends the batch again otherwise.
+    d.service.store.record_durably(&events).map_err(|err| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{err}; nothing of this batch was recorded, send it again"),
+        )
+    })?;
     if ended {
         // A concurrency slot is free for a waiting run.
         d.work_available();

@@ -1,0 +1,166 @@
+//! What a remote worker may report about runs, decided by the store alone.
+//!
+//! A worker's batch of events is checked as a whole before any of it is
+//! written. Every run an event touches must, according to the store, belong
+//! to the worker's tenant, not have ended, and sit under a root run that this
+//! worker holds. A worker may create runs only under such runs, and only with
+//! ids the store has never seen: parent links in the batch are believed only
+//! for runs the same batch creates after passing those checks, so a batch
+//! cannot adopt an existing run by "creating" it again.
+
+use crate::core::ids::RunId;
+use crate::core::record::{Event, RunKind};
+use crate::store::{StateStore, StoreError};
+use std::collections::{HashMap, HashSet};
+
+/// Why a batch was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The worker may not write what it sent; nothing of the batch was written.
+    #[error("{0}")]
+    NotHeld(String),
+    /// The store could not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks `events` reported by `worker` of `tenant` (`None`: an operator's
+/// worker, which may hold any tenant's runs). Clears the tenant of created
+/// runs: the store gives a subflow its parent's tenant.
+pub fn check_report<S: StateStore + ?Sized>(
+    store: &S,
+    worker: &str,
+    tenant: Option<&str>,
+    events: &mut [Event],
+) -> Result<(), Refusal> {
+    let mut check = Check { store, worker, tenant, live: HashSet::new(), tasks: HashMap::new(), ended: HashSet::new() };
+    for event in events {
+        check.event(event)?;
+    }
+    Ok(())
+}
+
+struct Check<'a, S: ?Sized> {
+    store: &'a S,
+    worker: &'a str,
+    tenant: Option<&'a str>,
+    /// Flow runs this batch may write to: checked against the store, or created by the batch under one.
+    live: HashSet<RunId>,
+    /// Task runs this batch may write to, with their flow run.
+    tasks: HashMap<RunId, RunId>,
+    /// Runs that reached a terminal state earlier in this batch.
+    ended: HashSet<RunId>,
+}
+
+fn refuse<T>(message: String) -> Result<T, Refusal> {
+    Err(Refusal::NotHeld(message))
+}
+
+impl<S: StateStore + ?Sized> Check<'_, S> {
+    fn event(&mut self, event: &mut Event) -> Result<(), Refusal> {
+        match event {
+            Event::FlowRunCreated(run) => {
+                run.tenant = None;
+                let Some(parent) = run.parent else {
+                    return refuse(format!(
+                        "flow run {} has no parent: a worker creates only subflow runs, under a run it holds",
+                        run.id
+                    ));
+                };
+                self.new_id(RunKind::Flow, run.id)?;
+                self.flow_run(parent)?;
+                self.live.insert(run.id);
+            }
+            Event::TaskRunCreated(run) => {
+                self.new_id(RunKind::Task, run.id)?;
+                self.flow_run(run.flow_run)?;
+                self.tasks.insert(run.id, run.flow_run);
+            }
+            Event::State(state) => {
+                match state.kind {
+                    RunKind::Flow => self.flow_run(state.run)?,
+                    RunKind::Task => {
+                        self.task_run(state.run)?;
+                    }
+                }
+                if state.state.is_terminal() {
+                    self.ended.insert(state.run);
+                }
+            }
+            Event::Log(log) => {
+                self.flow_run(log.flow_run)?;
+                if let Some(task_run) = log.task_run
+                    && self.task_run(task_run)? != log.flow_run
+                {
+                    return refuse(format!("task run {task_run} does not belong to flow run {}", log.flow_run));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses an id that exists in the store or was created earlier in the batch.
+    fn new_id(&self, kind: RunKind, id: RunId) -> Result<(), Refusal> {
+        let in_batch = match kind {
+            RunKind::Flow => self.live.contains(&id) || self.ended.contains(&id),
+            RunKind::Task => self.tasks.contains_key(&id),
+        };
+        if in_batch || self.store.run_standing(kind, &id.to_string())?.is_some() {
+            let what = if kind == RunKind::Flow { "flow run" } else { "task run" };
+            return refuse(format!("{what} {id} already exists: a worker creates runs only with new ids"));
+        }
+        Ok(())
+    }
+
+    /// Allows writing to flow run `id` if it is live and held by this worker.
+    fn flow_run(&mut self, id: RunId) -> Result<(), Refusal> {
+        if self.ended.contains(&id) {
+            return refuse(format!("flow run {id} has already ended"));
+        }
+        if self.live.contains(&id) {
+            return Ok(());
+        }
+        let text = id.to_string();
+        let standing = self.store.run_standing(RunKind::Flow, &text)?;
+        let Some(standing) = standing.filter(|s| self.tenant.is_none_or(|tenant| s.tenant == tenant)) else {
+            // Another tenant's run is reported exactly as a missing one.
+            return refuse(format!("there is no flow run {id} held by worker `{}`", self.worker));
+        };
+        if standing.ended {
+            return refuse(format!("flow run {id} has already ended"));
+        }
+        if let Some(reason) = self.store.lease_lost(self.worker, &text)? {
+            return refuse(format!("lease lost: {reason}; stop running it"));
+        }
+        self.live.insert(id);
+        Ok(())
+    }
+
+    /// Allows writing to task run `id`; returns its flow run.
+    fn task_run(&mut self, id: RunId) -> Result<RunId, Refusal> {
+        if self.ended.contains(&id) {
+            return refuse(format!("task run {id} has already ended"));
+        }
+        let flow_run = match self.tasks.get(&id) {
+            Some(flow_run) => *flow_run,
+            None => {
+                let standing = self.store.run_standing(RunKind::Task, &id.to_string())?;
+                let Some(standing) = standing.filter(|s| self.tenant.is_none_or(|tenant| s.tenant == tenant)) else {
+                    return refuse(format!("there is no task run {id}; report its creation first"));
+                };
+                if standing.ended {
+                    return refuse(format!("task run {id} has already ended"));
+                }
+                let Some(flow_run) = RunId::parse(&standing.flow_run) else {
+                    return Err(
+                        StoreError::Corrupt(format!("task run {id} has flow run `{}`", standing.flow_run)).into()
+                    );
+                };
+                flow_run
+            }
+        };
+        self.flow_run(flow_run)?;
+        self.tasks.insert(id, flow_run);
+        Ok(flow_run)
+    }
+}
