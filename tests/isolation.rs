@@ -111,7 +111,7 @@ fn recreating_another_tenants_run_under_a_held_run_does_not_let_a_worker_write_t
         ]);
         let (status, body) = report(&address, &globex, "w", &batch);
         assert_eq!(status, 409, "a batch re-creating {victim} must be refused: {body}");
-        assert!(body["error"].as_str().unwrap_or_default().contains(victim.as_str()), "{body}");
+        assert!(body["error"]["message"].as_str().unwrap_or_default().contains(victim.as_str()), "{body}");
     }
     let waiting_run = run_of(&address, &acme, &waiting);
     assert_eq!(waiting_run["flow_run"]["state"], "Scheduled", "{waiting_run}");
@@ -237,6 +237,7 @@ fn a_cached_task_result_is_never_served_to_another_tenant() {
             .as_array()
             .unwrap()
             .iter()
+            .map(|t| &t["task_run"])
             .filter(|t| t["task"] == "exchange_rate")
             .map(|t| (t["name"].as_str().unwrap().to_string(), t["state"].as_str().unwrap().to_string()))
             .collect();
