@@ -102,9 +102,9 @@ fn recreating_another_tenants_run_under_a_held_run_does_not_let_a_worker_write_t
     deployed_run(&address, &globex);
     let held = claim(&address, &globex, "w");
 
-    for victim in [&waiting, &ended] {
+    for (victim, parent) in [(&waiting, Some(held.as_str())), (&ended, Some(held.as_str())), (&waiting, None)] {
         let batch = json!([
-            created(victim, Some(&held)),
+            created(victim, parent),
             state(victim, "Flow", "Running"),
             state(victim, "Flow", "Completed"),
             log(victim, "forged by globex"),

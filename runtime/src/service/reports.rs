@@ -6,7 +6,10 @@
 //! worker holds. A worker may create runs only under such runs, and only with
 //! ids the store has never seen: parent links in the batch are believed only
 //! for runs the same batch creates after passing those checks, so a batch
-//! cannot adopt an existing run by "creating" it again.
+//! cannot adopt an existing run by "creating" it again. The one creation
+//! of an existing run a worker sends is its echo of the root run it was
+//! given (its runner records every run it starts): that is accepted when the
+//! worker holds that root, and dropped, since the store already has it.
 
 use crate::core::ids::RunId;
 use crate::core::record::{Event, RunKind};
@@ -25,19 +28,35 @@ pub enum Refusal {
 }
 
 /// Checks `events` reported by `worker` of `tenant` (`None`: an operator's
-/// worker, which may hold any tenant's runs). Clears the tenant of created
-/// runs: the store gives a subflow its parent's tenant.
+/// worker, which may hold any tenant's runs), dropping echoes of held root
+/// runs. Clears the tenant of created runs: the store gives a subflow its
+/// parent's tenant.
 pub fn check_report<S: StateStore + ?Sized>(
     store: &S,
     worker: &str,
     tenant: Option<&str>,
-    events: &mut [Event],
+    events: &mut Vec<Event>,
 ) -> Result<(), Refusal> {
     let mut check = Check { store, worker, tenant, live: HashSet::new(), tasks: HashMap::new(), ended: HashSet::new() };
-    for event in events {
-        check.event(event)?;
+    let mut echoes = Vec::new();
+    for (position, event) in events.iter_mut().enumerate() {
+        if check.event(event)? == Checked::EchoOfHeldRoot {
+            echoes.push(position);
+        }
+    }
+    for position in echoes.into_iter().rev() {
+        events.remove(position);
     }
     Ok(())
+}
+
+/// What a checked event is.
+#[derive(Debug, PartialEq, Eq)]
+enum Checked {
+    /// To be recorded.
+    New,
+    /// The creation of the root run the worker holds: already recorded.
+    EchoOfHeldRoot,
 }
 
 struct Check<'a, S: ?Sized> {
@@ -57,11 +76,16 @@ fn refuse<T>(message: String) -> Result<T, Refusal> {
 }
 
 impl<S: StateStore + ?Sized> Check<'_, S> {
-    fn event(&mut self, event: &mut Event) -> Result<(), Refusal> {
+    fn event(&mut self, event: &mut Event) -> Result<Checked, Refusal> {
         match event {
             Event::FlowRunCreated(run) => {
                 run.tenant = None;
                 let Some(parent) = run.parent else {
+                    if self.store.run_standing(RunKind::Flow, &run.id.to_string())?.is_some() {
+                        // Of this tenant, held by this worker and not ended, or refused here.
+                        self.flow_run(run.id)?;
+                        return Ok(Checked::EchoOfHeldRoot);
+                    }
                     return refuse(format!(
                         "flow run {} has no parent: a worker creates only subflow runs, under a run it holds",
                         run.id
@@ -96,7 +120,7 @@ impl<S: StateStore + ?Sized> Check<'_, S> {
                 }
             }
         }
-        Ok(())
+        Ok(Checked::New)
     }
 
     /// Refuses an id that exists in the store or was created earlier in the batch.
@@ -126,11 +150,11 @@ impl<S: StateStore + ?Sized> Check<'_, S> {
             // Another tenant's run is reported exactly as a missing one.
             return refuse(format!("there is no flow run {id} held by worker `{}`", self.worker));
         };
-        if standing.ended {
-            return refuse(format!("flow run {id} has already ended"));
-        }
         if let Some(reason) = self.store.lease_lost(self.worker, &text)? {
             return refuse(format!("lease lost: {reason}; stop running it"));
+        }
+        if standing.ended {
+            return refuse(format!("flow run {id} has already ended"));
         }
         self.live.insert(id);
         Ok(())
