@@ -162,6 +162,16 @@ fn a_worker_creates_runs_only_with_new_ids_under_runs_it_holds() {
         ("a state of another tenant's run", json!([state(&acme_run, "Flow", "Failed")])),
         ("a log of another tenant's run", json!([log(&acme_run, "forged")])),
         ("a state of a task run nobody created", json!([state(&uuid(), "Task", "Completed")])),
+        ("a subflow named with terminal escapes", {
+            let mut named = created(&uuid(), Some(&held));
+            named["FlowRunCreated"]["name"] = json!("\u{1b}[2Jowned");
+            json!([named])
+        }),
+        ("a task run with a 10 KB name", {
+            let mut named = task_created(&uuid(), &held);
+            named["TaskRunCreated"]["name"] = json!("x".repeat(10_000));
+            json!([named])
+        }),
     ];
     for (what, batch) in refused {
         let (status, body) = report(&address, &globex, "w", &batch);

@@ -75,6 +75,23 @@ fn refuse<T>(message: String) -> Result<T, Refusal> {
     Err(Refusal::NotHeld(message))
 }
 
+/// Longest run, flow or task name a worker may report.
+const MAX_NAME_CHARS: usize = 256;
+
+/// Names a worker reports are shown in terminals and pages: bounded, and
+/// free of control characters.
+fn check_names(run: RunId, names: &[(&str, &str)]) -> Result<(), Refusal> {
+    for (what, name) in names {
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+            let shown: String = name.chars().take(40).flat_map(char::escape_debug).collect();
+            return refuse(format!(
+                "run {run} has {what} \"{shown}\": names are 1 to {MAX_NAME_CHARS} characters without control characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl<S: StateStore + ?Sized> Check<'_, S> {
     fn event(&mut self, event: &mut Event) -> Result<Checked, Refusal> {
         match event {
@@ -91,11 +108,13 @@ impl<S: StateStore + ?Sized> Check<'_, S> {
                         run.id
                     ));
                 };
+                check_names(run.id, &[("name", &run.name), ("flow", &run.flow)])?;
                 self.new_id(RunKind::Flow, run.id)?;
                 self.flow_run(parent)?;
                 self.live.insert(run.id);
             }
             Event::TaskRunCreated(run) => {
+                check_names(run.id, &[("name", &run.name), ("task", &run.task)])?;
                 self.new_id(RunKind::Task, run.id)?;
                 self.flow_run(run.flow_run)?;
                 self.tasks.insert(run.id, run.flow_run);

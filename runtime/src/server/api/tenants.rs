@@ -180,6 +180,7 @@ pub(super) async fn create_token(
     responses(
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such active token in the caller's tenant", body = ErrorBody),
+        (status = 422, description = "The operator's last admin token: make another first", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
