@@ -2,7 +2,9 @@
 //! secrets into environment variables. Values are sealed with
 //! ChaCha20-Poly1305 under a key kept in `SLUICE_HOME/secrets.key` (created
 //! 0600 on first use), bound to their tenant and name, and never logged or
-//! returned by the API.
+//! returned by the API. Several servers sharing one database share one key:
+//! each reads it from the file `SLUICE_SECRETS_KEY_FILE` names (a mounted
+//! Kubernetes Secret, say), which is never created for them.
 
 use super::{Service, ServiceError};
 use crate::core::grants::{Grants, HostPattern, ResolvedGrants, check_secret_name};
@@ -18,14 +20,34 @@ use std::path::Path;
 pub const MAX_SECRET_BYTES: usize = 64 << 10;
 
 const KEY_FILE: &str = "secrets.key";
+/// Names a key file the operator provides, shared by every server.
+pub const KEY_FILE_VARIABLE: &str = "SLUICE_SECRETS_KEY_FILE";
 const NONCE_BYTES: usize = 12;
 
 /// The key that seals secret values.
 struct SecretKey(ChaCha20Poly1305);
 
 impl SecretKey {
-    /// Reads the key in `home`, creating it (0600, random) the first time.
+    /// Reads the key the operator named in [`KEY_FILE_VARIABLE`], or else
+    /// the one in `home`, creating it (0600, random) the first time.
     fn load_or_create(home: &Path) -> Result<Self, ServiceError> {
+        if let Some(path) = std::env::var_os(KEY_FILE_VARIABLE).filter(|p| !p.is_empty()) {
+            let path = std::path::PathBuf::from(path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                ServiceError::Other(format!(
+                    "cannot read the secrets key {} ({KEY_FILE_VARIABLE}): {e}; \
+                     make one with `openssl rand -hex 32 > FILE` and give every server the same",
+                    path.display()
+                ))
+            })?;
+            let key = decode_key(&bytes).ok_or_else(|| {
+                ServiceError::Other(format!(
+                    "the secrets key {} ({KEY_FILE_VARIABLE}) must hold 32 bytes, raw or as 64 hex digits",
+                    path.display()
+                ))
+            })?;
+            return Ok(Self(ChaCha20Poly1305::new(Key::from_slice(&key))));
+        }
         let path = home.join(KEY_FILE);
         let fail = |doing: &str, e: std::io::Error| {
             ServiceError::Other(format!("cannot {doing} the secrets key {}: {e}", path.display()))
@@ -75,6 +97,15 @@ impl SecretKey {
             self.0.decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: &aad }).map_err(|_| unreadable())?;
         String::from_utf8(clear).map_err(|_| unreadable())
     }
+}
+
+/// A key file's 32 bytes: raw, or 64 hex digits (what `openssl rand -hex 32` writes).
+fn decode_key(bytes: &[u8]) -> Option<[u8; 32]> {
+    if let Ok(raw) = <[u8; 32]>::try_from(bytes) {
+        return Some(raw);
+    }
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    hex::decode(text).ok()?.try_into().ok()
 }
 
 /// A sealed value is bound to its tenant and name: moved to another row, it does not open.
@@ -172,5 +203,19 @@ impl Service {
             env.push((name.clone(), key.open(tenant, name, &sealed)?));
         }
         Ok(ResolvedGrants { allow_hosts: grants.allow_hosts, env })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provided_key_is_32_raw_bytes_or_64_hex_digits() {
+        assert_eq!(decode_key(&[7; 32]), Some([7; 32]));
+        assert_eq!(decode_key(format!("{}\n", "0a".repeat(32)).as_bytes()), Some([10; 32]));
+        assert_eq!(decode_key(&[7; 31]), None);
+        assert_eq!(decode_key("0a".repeat(31).as_bytes()), None);
+        assert_eq!(decode_key(format!("{}zz", "0a".repeat(31)).as_bytes()), None, "not hex");
     }
 }
