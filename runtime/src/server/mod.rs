@@ -11,6 +11,7 @@ pub use dispatch::{ClaimedRun, Dispatch};
 
 use crate::core::tenant::{DEFAULT_TENANT, Role};
 use crate::service::{Service, TokenRequest};
+use crate::store::StateStore;
 use chrono::Utc;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -80,12 +81,40 @@ fn first_admin_token(service: &Service, file: &Path) -> anyhow::Result<String> {
     ))
 }
 
-/// The scheduler and the crash detector, once a second.
+/// The lease naming the one server that runs the scheduler and the crash detector.
+const HOUSEKEEPING_LEASE: &str = "housekeeping";
+
+/// How long the housekeeping lease lasts unrenewed: another server takes
+/// over within this (plus a tick) of the holder's death.
+const HOUSEKEEPING_LEASE_TERM: Duration = Duration::from_secs(5);
+
+/// The scheduler and the crash detector, once a second, by whichever of
+/// the servers on this database holds the housekeeping lease.
 async fn housekeeping(dispatch: Arc<Dispatch>) {
+    // Named by host and home, not process: a server restarted in place takes
+    // its lease back at once instead of waiting out its predecessor's term.
+    let me = format!("server on {} in {}", crate::service::hostname(), dispatch.service.home().display());
+    let term = chrono::Duration::from_std(HOUSEKEEPING_LEASE_TERM).expect("a short term");
+    let mut leading = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let now = Utc::now();
+        let holds = match dispatch.service.store.hold_lease(HOUSEKEEPING_LEASE, &me, now, now + term) {
+            Ok(holds) => holds,
+            Err(err) => {
+                eprintln!("housekeeping: cannot renew its lease: {err}");
+                false
+            }
+        };
+        if holds != leading {
+            leading = holds;
+            let role = if holds { "runs" } else { "no longer runs" };
+            say(&format!("This server {role} the scheduler and crash detection."));
+        }
+        if !holds {
+            continue;
+        }
         match dispatch.service.schedule(now) {
             Ok(pass) => {
                 for problem in pass.problems {

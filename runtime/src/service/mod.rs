@@ -117,6 +117,11 @@ impl Service {
         })
     }
 
+    /// The data folder (`SLUICE_HOME`).
+    pub fn home(&self) -> &std::path::Path {
+        &self.home
+    }
+
     /// Who this process is when it takes runs.
     pub fn taker(&self) -> &str {
         &self.taker

@@ -218,6 +218,15 @@ CREATE TABLE task_cache (
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
 "#,
+    // Leases: of several servers on one database, the one holding a lease
+    // does the work it names (the scheduler and crash detection).
+    r#"
+CREATE TABLE leases (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires     TEXT NOT NULL
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -207,6 +207,15 @@ pub trait StateStore: Recorder + ResultCache {
 
     /// The start time of the earliest run waiting to be taken.
     fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Takes or renews lease `name` for `holder` until `until`; false while
+    /// another holder's lease has not expired at `now`.
+    fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Notes that `worker` is alive at `now`.
     fn heartbeat(&self, worker: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Ends as `Crashed` every unfinished run taken by a worker last seen

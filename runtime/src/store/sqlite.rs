@@ -508,6 +508,24 @@ impl StateStore for SqliteStore {
         Ok(next.as_deref().and_then(parse_time))
     }
 
+    fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let changed = self.writer.transaction(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO leases (name, holder, expires) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+                 WHERE leases.holder = excluded.holder OR leases.expires < ?4",
+            )?
+            .execute(params![name, holder, timestamp(until), timestamp(now)])
+        })?;
+        Ok(changed == 1)
+    }
+
     fn heartbeat(&self, worker: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let now = timestamp(now);
         self.read(|c| {

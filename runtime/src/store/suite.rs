@@ -336,3 +336,22 @@ async fn a_crashed_run_ends_its_unfinished_subflows_and_task_runs_crashed() {
         assert!(store.run_standing(RunKind::Task, &running.to_string()).unwrap().unwrap().ended);
     }
 }
+
+#[test]
+fn a_lease_has_one_holder_until_it_expires_then_another_takes_it() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let now = Utc::now();
+        let ttl = chrono::Duration::seconds(5);
+        assert!(store.hold_lease("housekeeping", "a", now, now + ttl).unwrap());
+        assert!(!store.hold_lease("housekeeping", "b", now, now + ttl).unwrap(), "a holds it");
+        assert!(store.hold_lease("other-work", "b", now, now + ttl).unwrap(), "leases are per name");
+        let later = now + chrono::Duration::seconds(3);
+        assert!(store.hold_lease("housekeeping", "a", later, later + ttl).unwrap(), "the holder renews");
+        let past_first_term = now + chrono::Duration::seconds(6);
+        assert!(!store.hold_lease("housekeeping", "b", past_first_term, past_first_term + ttl).unwrap(), "renewed");
+        let expired = later + ttl + chrono::Duration::milliseconds(1);
+        assert!(store.hold_lease("housekeeping", "b", expired, expired + ttl).unwrap(), "a stopped renewing");
+        assert!(!store.hold_lease("housekeeping", "a", expired, expired + ttl).unwrap(), "b holds it now");
+    }
+}
