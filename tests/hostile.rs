@@ -385,3 +385,49 @@ fn a_remote_worker_runs_a_guest_with_its_grants_and_nothing_more() {
     assert_eq!(denied["flow_run"]["result"], json!({ "error": "ErrorCode::HttpRequestDenied" }));
     assert_eq!(served.load(Ordering::SeqCst), 1);
 }
+
+/// A field of /proc/PID/status in KiB (VmRSS, VmHWM).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in {status}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_million_call_submit_is_refused_at_the_call_while_another_tenants_flow_runs() {
+    let sluice = Sluice::new();
+    let (server, address) = sluice.server(&["--workers", "4"]);
+    let operator = Api::operator(&sluice, &address);
+    let mallory = operator.tenant("mallory", json!({}));
+    let alice = operator.tenant("alice", json!({}));
+    alice.deploy(&sluice, "hello_flow", "hello", "good", &["--param", "name=Arthur"]);
+    let fan_out = ["--memory", "512", "--param", "first=20", "--param", "count=1000000"];
+    mallory.deploy(&sluice, "hostile_raw_flow", "fan_out", "million", &fan_out);
+    let warm = alice.start_run("hello/good", json!({}));
+    alice.wait_until_ended(&warm, 60);
+    let before = memory_kib(server.child.id(), "VmRSS");
+
+    let id = mallory.start_run("fan_out/million", json!({}));
+    let beside = alice.start_run("hello/good", json!({ "name": "Ford" }));
+    let run = mallory.wait_until_ended(&id, 120);
+    let (state, message) = state_and_message(&run);
+    assert_eq!(state, "Failed");
+    assert!(
+        message.starts_with("task limit reached: a flow run may start at most 100000 task runs, and a `submit` of 1000000"),
+        "{message}"
+    );
+    // Only the batch before the refused one was created, and every one of its task runs ended.
+    let task_runs = run["task_runs"].as_array().unwrap();
+    assert_eq!(task_runs.len(), 20, "{run:#}");
+    for task in task_runs {
+        assert_eq!(task["task_run"]["state"], "Cancelled", "{task:#}");
+    }
+    let beside = alice.wait_until_ended(&beside, 60);
+    assert_eq!(beside["flow_run"]["result"], "Said hello to Ford");
+    // The host held the guest's list once, not a task per call: the guest's own
+    // memory (up to 512 MiB) plus one copy of its 1,000,000 calls, far from the
+    // gigabytes a task per call took.
+    let peak = memory_kib(server.child.id(), "VmHWM");
+    assert!(peak < before + (700 << 10), "the server grew from {before} KiB to a peak of {peak} KiB");
+    assert_eq!(alice.get("/api/v1/health").0, 200);
+}

@@ -31,7 +31,8 @@ impl Console {
 
     fn print(&self, level: LogLevel, source: &str, message: &str) {
         let time = chrono::Local::now().format("%H:%M:%S%.3f");
-        let line = format!("{time} | {:<7} | {source} - {message}\n", level.name());
+        let line = format!("{time} | {:<7} | {source} - {message}", level.name());
+        let line = format!("{}\n", super::terminal::printable(&line));
         let _ = match self.stream {
             Stream::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
             Stream::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),

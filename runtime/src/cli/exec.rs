@@ -120,7 +120,7 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode, CliError> {
     match args.output {
         Output::Text => {
             if let Some(result) = &outcome.result {
-                println!("Result: {result}");
+                println!("Result: {}", super::terminal::printable(result));
             }
         }
         Output::Json => {

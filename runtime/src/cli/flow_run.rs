@@ -1,6 +1,7 @@
 //! `sluice flow-run ls|inspect|logs|cancel`: the history, from the state
 //! store or the server.
 
+use super::terminal::printable;
 use super::{CliError, Output, backend};
 use crate::core::state::StateType;
 use crate::store::RunFilter;
@@ -81,7 +82,8 @@ pub async fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
             for line in backend.logs(&run, tail).await? {
                 let time = line.time.with_timezone(&chrono::Local).format("%H:%M:%S%.3f");
                 let source = if line.task_run.is_some() { "Task run" } else { "Flow run" };
-                println!("{time} | {:<7} | {source} '{}' - {}", line.level.name(), line.run_name, line.message);
+                let text = format!("{time} | {:<7} | {source} '{}' - {}", line.level.name(), line.run_name, line.message);
+                println!("{}", printable(&text));
             }
         }
         FlowRunCommand::Cancel { run } => {

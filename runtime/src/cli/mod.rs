@@ -19,6 +19,7 @@ mod serve;
 mod server;
 mod shared_args;
 mod tenants;
+mod terminal;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -6,6 +6,7 @@ use super::CliError;
 use super::backend::{self, Backend};
 use super::console::{Console, Stream};
 use super::shared_args::ParamArgs;
+use super::terminal::printable;
 use crate::client::ApiClient;
 use crate::core::duration::parse_duration;
 use crate::core::record::Recorder;
@@ -111,9 +112,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         }
     }
     let message = outcome.message.as_deref().map(|m| format!("('{m}')")).unwrap_or_else(|| "()".into());
-    println!("Flow run '{}' finished in state {}{message}", outcome.name, outcome.state);
+    println!("{}", printable(&format!("Flow run '{}' finished in state {}{message}", outcome.name, outcome.state)));
     if let Some(result) = &outcome.result {
-        println!("Result: {result}");
+        println!("Result: {}", printable(result));
     }
     Ok(if !args.watch || outcome.state == StateType::Completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -125,7 +126,7 @@ async fn watch_remote(api: &ApiClient, id: &str) -> Result<ExitCode, CliError> {
     let mut logs_seen = 0;
     let mut say = |key: String, line: String| {
         if seen.insert(key) {
-            println!("{} | {line}", chrono::Local::now().format("%H:%M:%S%.3f"));
+            println!("{} | {}", chrono::Local::now().format("%H:%M:%S%.3f"), printable(&line));
         }
     };
     loop {
@@ -144,13 +145,14 @@ async fn watch_remote(api: &ApiClient, id: &str) -> Result<ExitCode, CliError> {
         let logs = api.logs(id, None).await?;
         for log in logs.iter().skip(logs_seen) {
             let source = if log.task_run.is_some() { "Task run" } else { "Flow run" };
-            println!(
+            let line = format!(
                 "{} | {:<7} | {source} '{}' - {}",
                 log.time.with_timezone(&chrono::Local).format("%H:%M:%S%.3f"),
                 log.level.name(),
                 log.run_name,
                 log.message
             );
+            println!("{}", printable(&line));
         }
         logs_seen = logs.len();
         if run["state"] == "Running" {

@@ -3,6 +3,7 @@
 
 pub mod deployment;
 pub mod describe;
+pub mod describe_check;
 pub mod duration;
 pub mod failure;
 pub mod grants;

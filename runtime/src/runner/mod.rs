@@ -19,6 +19,7 @@ use crate::sandbox::capabilities::InstanceGrants;
 use crate::sandbox::cpu::{CpuExceeded, DEFAULT_RUN_CPU, DEFAULT_TASK_CPU, RunCpu};
 use crate::sandbox::instance::{InstanceConfig, Outcome, RunHost, Scope};
 use crate::sandbox::program::{Program, cpu_failure, crash};
+use crate::sandbox::submitted::Start;
 use chrono::{DateTime, Utc};
 use guard::{Interrupt, guard};
 use sha2::{Digest as _, Sha256};
@@ -115,7 +116,9 @@ pub struct Runner {
     cache: Arc<dyn ResultCache>,
     settings: RunSettings,
     cancel: CancellationToken,
-    tasks_started: AtomicU64,
+    tasks_created: AtomicU64,
+    // Bytes of names and inputs of submitted calls not yet ended.
+    pending_bytes: Arc<AtomicU64>,
     log_bytes: AtomicU64,
     cpu: Arc<RunCpu>,
     live_instances: AtomicUsize,
@@ -143,7 +146,8 @@ impl Runner {
             live_instances: AtomicUsize::new(0),
             halted: OnceLock::new(),
             settings,
-            tasks_started: AtomicU64::new(0),
+            tasks_created: AtomicU64::new(0),
+            pending_bytes: Arc::default(),
             log_bytes: AtomicU64::new(0),
             flow_runs: Mutex::default(),
             task_runs: Mutex::default(),
@@ -195,6 +199,8 @@ impl Runner {
         parameters: String,
     ) -> Result<String, Failure> {
         let mut state = Tracker::new(self.clone(), id, RunKind::Flow);
+        // A subflow dropped with its caller's instance still gets a final state; a top-level run is the service's.
+        state.ends_on_drop = parent.is_some();
         self.record(Event::FlowRunCreated(FlowRunRecord {
             id,
             name: name.clone(),
@@ -233,12 +239,15 @@ impl Runner {
         };
         let call = live.flow.call_run_flow(&mut live.store, &flow, &parameters);
         let outcome = guard(call, self.settings.flow_timeout, &self.cancel).await;
-        let result = settle(outcome, &live.store, &format!("flow `{flow}`"));
+        let result = settle(outcome, &live.store, "flow", &flow, self.settings.max_payload_bytes);
+        // Tasks it submitted and did not wait for are stopped and ended before the flow run is.
+        live.store.data_mut().submitted.stop().await;
         drop(live);
         self.flow_runs.lock().expect("runs lock").remove(&id);
         // Whatever the guest made of its tasks' failures, a run stopped by a run-wide limit ends on that.
         let result = match (result, self.halt_reason(&format!("flow `{flow}`"))) {
             (Err(_), Some(halt)) => Err(halt),
+            (Ok(_), _) if self.halted.get().is_some() => Err(self.halted.get().cloned().expect("checked")),
             (result, _) => result,
         };
         match result.and_then(|json| self.check_payload("result", &flow, &json).map(|()| json)) {
@@ -252,7 +261,8 @@ impl Runner {
 
     /// Creates the task run (its id and name) at once, in call order, so
     /// that tasks submitted together are named in the order they were given.
-    fn create_task_run(&self, parent: &Scope, task: &str, input: &str) -> Option<(RunId, String)> {
+    /// Its tracker ends it (`Cancelled`) if it is dropped before it ends.
+    fn create_task_run(self: &Arc<Self>, parent: &Scope, task: &str, input: &str) -> Option<(Tracker, String)> {
         self.program.description.task(task)?;
         let id = RunId::new();
         let name = self.task_run_name(parent.flow_run, task);
@@ -264,30 +274,68 @@ impl Runner {
             input: input.to_string(),
             created: Utc::now(),
         }));
-        Some((id, name))
+        let mut tracker = Tracker::new(self.clone(), id, RunKind::Task);
+        tracker.ends_on_drop = true;
+        Some((tracker, name))
+    }
+
+    /// Counts `calls` more task runs; past the run's limit nothing is
+    /// created and the run is stopped, so a guest cannot make the host
+    /// create (and fail) task runs one by one without end.
+    fn reserve_tasks(&self, calls: u64, what: &str) -> Result<(), Failure> {
+        let limit = self.settings.max_tasks_per_run;
+        let before = self.tasks_created.fetch_add(calls, Ordering::Relaxed);
+        if before.saturating_add(calls) <= limit {
+            return Ok(());
+        }
+        let failure = self.halted.get_or_init(|| Failure {
+            kind: FailureKind::Failed,
+            message: format!(
+                "task limit reached: a flow run may start at most {limit} task runs, and {what} would pass it \
+                 ({} started before); the run was stopped",
+                before.min(limit)
+            ),
+            retryable: false,
+        });
+        Err(failure.clone())
+    }
+
+    /// Holds `bytes` of submitted calls until the returned guard drops;
+    /// past the run's budget the `submit` is refused and the run stopped.
+    fn reserve_pending(&self, bytes: u64, calls: usize) -> Result<PendingBytes, Failure> {
+        let before = self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let reserved = PendingBytes { counter: self.pending_bytes.clone(), bytes };
+        if before.saturating_add(bytes) <= MAX_PENDING_BYTES {
+            return Ok(reserved);
+        }
+        let failure = self.halted.get_or_init(|| Failure {
+            kind: FailureKind::Failed,
+            message: format!(
+                "a `submit` of {calls} calls would hold {} MiB of task inputs waiting to run, over the limit of {} MiB \
+                 per flow run; submit fewer or smaller calls at a time. The run was stopped",
+                (before + bytes) >> 20,
+                MAX_PENDING_BYTES >> 20
+            ),
+            retryable: false,
+        });
+        Err(failure.clone())
     }
 
     async fn task_run(
         self: Arc<Self>,
         parent: Scope,
-        (id, name): (RunId, String),
+        (mut state, name): (Tracker, String),
         task: String,
         input: String,
     ) -> Result<String, Failure> {
+        let id = state.run;
         let policy = self.program.description.task(&task).map(|t| t.policy.clone()).unwrap_or_default();
-        let mut state = Tracker::new(self.clone(), id, RunKind::Task);
         state.go(StateType::Pending, None, None);
-        let started = self.tasks_started.fetch_add(1, Ordering::Relaxed) + 1;
-        if started > self.settings.max_tasks_per_run {
-            let limit = self.settings.max_tasks_per_run;
-            return state.fail(Failure {
-                kind: FailureKind::Failed,
-                message: format!("task limit reached: a flow run may start at most {limit} task runs"),
-                retryable: false,
-            });
-        }
         if let Err(failure) = self.check_payload("input", &task, &input) {
             return state.fail(failure);
+        }
+        if let Err(problem) = self.program.check_task_input(&task, &input) {
+            return state.fail(Failure::new(FailureKind::InvalidInput, problem));
         }
         if let Some(halt) = self.halt_reason(&format!("task `{task}`")) {
             return state.fail(halt);
@@ -355,7 +403,13 @@ impl Runner {
         let mut live = self.instantiate(scope).await?;
         let call = live.flow.call_run_task(&mut live.store, task, input);
         let outcome = guard(call, timeout, &self.cancel).await;
-        settle(outcome, &live.store, &format!("task `{task}`"))
+        let result = settle(outcome, &live.store, "task", task, self.settings.max_payload_bytes);
+        live.store.data_mut().submitted.stop().await;
+        // A task that tripped a run-wide limit (its `submit` was refused) ends on it, with no retry.
+        match (result, self.halted.get()) {
+            (Err(_), Some(halt)) => Err(halt.clone()),
+            (result, _) => result,
+        }
     }
 
     async fn instantiate(self: &Arc<Self>, scope: Scope) -> Result<crate::sandbox::program::Live, Failure> {
@@ -432,7 +486,7 @@ impl Runner {
     fn check_payload(&self, what: &str, owner: &str, json: &str) -> Result<(), Failure> {
         let limit = self.settings.max_payload_bytes;
         let problem = if json.len() > limit {
-            format!("{what} of `{owner}` is {} bytes; the payload limit is {limit} bytes", json.len())
+            format!("{} ({} bytes)", over_payload_limit(what, owner, limit), json.len())
         } else if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
             format!("{what} of `{owner}` is not valid JSON ({err}); the guest must pass JSON across the boundary")
         } else {
@@ -444,12 +498,46 @@ impl Runner {
 
 impl RunHost for Runner {
     fn run_task(self: Arc<Self>, scope: Scope, name: String, input: String) -> Outcome {
+        if let Err(failure) = self.reserve_tasks(1, &format!("a call of `{name}`")) {
+            return Box::pin(async move { Err(failure) });
+        }
         match self.create_task_run(&scope, &name, &input) {
             Some(created) => Box::pin(self.task_run(scope, created, name, input)),
-            None => Box::pin(async move {
-                Err(Failure::new(FailureKind::Unknown, format!("no task named `{name}` in this component")))
-            }),
+            None => Box::pin(async move { Err(unknown_task(&name)) }),
         }
+    }
+
+    fn submit(self: Arc<Self>, scope: Scope, calls: Vec<(String, String)>) -> Result<Vec<Start>, Failure> {
+        if let Some(halt) = self.halt_reason("`submit`") {
+            return Err(halt);
+        }
+        // Refused as a whole, before anything is created or held per call.
+        self.reserve_tasks(calls.len() as u64, &format!("a `submit` of {} calls", calls.len()))?;
+        let bytes = calls.iter().map(|(name, input)| (name.len() + input.len() + PENDING_CALL_OVERHEAD) as u64).sum();
+        let reserved = Arc::new(self.reserve_pending(bytes, calls.len())?);
+        let starts = calls.into_iter().map(|(name, input)| -> Start {
+            let reserved = reserved.clone();
+            match self.create_task_run(&scope, &name, &input) {
+                Some(created) => {
+                    let (runner, scope) = (self.clone(), scope.clone());
+                    Box::new(move || {
+                        Box::pin(async move {
+                            let outcome = runner.task_run(scope, created, name, input).await;
+                            drop(reserved);
+                            outcome
+                        })
+                    })
+                }
+                None => Box::new(move || Box::pin(async move { Err(unknown_task(&name)) })),
+            }
+        });
+        Ok(starts.collect())
+    }
+
+    fn submit_concurrency(&self) -> usize {
+        // A quarter of the instance limit: one `submit` alone never reaches it,
+        // and a few at once (or tasks that submit) leave room for each other.
+        (self.settings.max_live_instances / 4).max(1)
     }
 
     fn run_subflow(self: Arc<Self>, scope: Scope, name: String, parameters: String) -> Outcome {
@@ -463,10 +551,11 @@ impl RunHost for Runner {
     }
 
     fn log(&self, scope: &Scope, level: LogLevel, message: &str) {
+        let message = crate::sandbox::stdio::cap_line(message);
         let limit = self.settings.max_log_bytes;
         let before = self.log_bytes.fetch_add(message.len() as u64, Ordering::Relaxed);
         let message = if before + message.len() as u64 <= limit {
-            message.to_string()
+            message.into_owned()
         } else if before <= limit {
             format!("[log limit of {} MiB reached: further lines of this run are dropped]", limit >> 20)
         } else {
@@ -502,6 +591,37 @@ impl RunHost for Runner {
     }
 }
 
+/// Bytes of names and inputs of submitted calls a flow run may hold at once
+/// (waiting to run or running), so a guest cannot make the host hold its
+/// calls without bound.
+const MAX_PENDING_BYTES: u64 = 256 << 20;
+
+/// What one pending call costs the host beyond its name and input: its task
+/// run's record, its start and its result channel.
+const PENDING_CALL_OVERHEAD: usize = 256;
+
+/// Bytes of submitted calls held until the last of them ends.
+struct PendingBytes {
+    counter: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Drop for PendingBytes {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+fn unknown_task(name: &str) -> Failure {
+    Failure::new(FailureKind::Unknown, format!("no task named `{name}` in this component"))
+}
+
+/// `result of \`task\` exceeds the payload limit of 16 MiB`.
+fn over_payload_limit(what: &str, owner: &str, limit: usize) -> String {
+    let limit = if limit % (1 << 20) == 0 { format!("{} MiB", limit >> 20) } else { format!("{limit} bytes") };
+    format!("{what} of `{owner}` exceeds the payload limit of {limit}")
+}
+
 /// One live instance of a run, counted until dropped.
 struct InstanceSlot<'a>(&'a AtomicUsize);
 
@@ -520,13 +640,26 @@ fn words(delay: Duration) -> String {
     }
 }
 
-/// The outcome of a guest call, as a result or a failure.
+/// The outcome of a guest call of the `kind` (flow or task) `name`, as a
+/// result or a failure.
 fn settle(
     outcome: Result<wasmtime::Result<Result<String, crate::sandbox::bindings::RunError>>, Interrupt>,
     store: &wasmtime::Store<crate::sandbox::instance::InstanceState>,
-    what: &str,
+    kind: &str,
+    name: &str,
+    payload_limit: usize,
 ) -> Result<String, Failure> {
+    let what = &format!("{kind} `{name}`");
     match outcome {
+        // wasmtime refuses to copy more than its per-call budget out of the guest: for
+        // what the guest returned, that is the payload limit speaking.
+        Ok(Err(trap)) if store.data().returned && is_hostcall_fuel(&trap) => {
+            Err(Failure::new(FailureKind::Failed, over_payload_limit("result", name, payload_limit)))
+        }
+        Ok(Err(trap)) if is_hostcall_fuel(&trap) => Err(Failure::new(
+            FailureKind::Failed,
+            format!("{what} passed more data to one host call than the host copies at once (128 MiB)"),
+        )),
         Err(Interrupt::TimedOut(limit)) => {
             Err(Failure::new(FailureKind::TimedOut, format!("{what} exceeded its timeout of {limit:?}")))
         }
@@ -537,6 +670,10 @@ fn settle(
         Ok(Ok(Err(error))) => Err(guest_error(error)),
         Ok(Ok(Ok(json))) => Ok(json),
     }
+}
+
+fn is_hostcall_fuel(trap: &wasmtime::Error) -> bool {
+    trap.chain().any(|cause| cause.to_string().contains("fuel allocated for hostcalls has been exhausted"))
 }
 
 /// An error the guest returned. A guest passing on a task's timeout or crash
@@ -565,11 +702,13 @@ struct Tracker {
     kind: RunKind,
     current: Option<StateType>,
     attempt: u32,
+    // Whether dropping it before it ends records an end (`Cancelled`).
+    ends_on_drop: bool,
 }
 
 impl Tracker {
     fn new(runner: Arc<Runner>, run: RunId, kind: RunKind) -> Self {
-        Self { runner, run, kind, current: None, attempt: 1 }
+        Self { runner, run, kind, current: None, attempt: 1, ends_on_drop: false }
     }
 
     fn go(&mut self, state: StateType, message: Option<String>, result: Option<Arc<str>>) {
@@ -597,5 +736,27 @@ impl Tracker {
     fn fail<T>(&mut self, failure: Failure) -> Result<T, Failure> {
         self.go(failure.end_state(), Some(failure.message.clone()), None);
         Err(failure)
+    }
+}
+
+impl Drop for Tracker {
+    /// A task run (or subflow run) dropped before it ended, because the
+    /// instance that started it ended without waiting for it or the run was
+    /// stopped, still gets a final state: no run is left in no final state.
+    fn drop(&mut self) {
+        if !self.ends_on_drop || self.current.is_some_and(StateType::is_terminal) {
+            return;
+        }
+        if self.current.is_none() {
+            self.go(StateType::Pending, None, None);
+        }
+        let message = if self.runner.cancel.is_cancelled() {
+            "the run was cancelled".to_string()
+        } else if let Some(halt) = self.runner.halted.get() {
+            format!("stopped with its flow run: {}", halt.message)
+        } else {
+            "stopped before it ended: the flow or task that started it ended without waiting for it".to_string()
+        };
+        self.go(StateType::Cancelled, Some(message), None);
     }
 }

@@ -63,6 +63,15 @@ impl TryFrom<ComponentInfo> for ComponentDescription {
     type Error = String;
 
     fn try_from(info: ComponentInfo) -> Result<Self, String> {
+        let size = description_size(&info);
+        let limit = crate::core::describe_check::MAX_DESCRIPTION_BYTES;
+        if size > limit {
+            return Err(format!(
+                "`describe` returned {} KiB of names, descriptions and schemas; the limit is {} KiB",
+                size >> 10,
+                limit >> 10
+            ));
+        }
         let schema = |what: &str, name: &str, text: &str| {
             serde_json::from_str::<serde_json::Value>(text)
                 .map_err(|e| format!("`describe` returned a schema for {what} `{name}` that is not JSON: {e}"))
@@ -92,4 +101,11 @@ impl TryFrom<ComponentInfo> for ComponentDescription {
             .collect::<Result<Vec<_>, String>>()?;
         Ok(ComponentDescription { version: info.version, flows, tasks })
     }
+}
+
+/// Bytes of text in a description, each flow and task counted 64 bytes more.
+fn description_size(info: &ComponentInfo) -> usize {
+    let flows = info.flows.iter().map(|f| 64 + f.name.len() + f.description.len() + f.parameters_schema.len());
+    let tasks = info.tasks.iter().map(|t| 64 + t.name.len() + t.description.len() + t.input_schema.len());
+    info.version.len() + flows.chain(tasks).sum::<usize>()
 }

@@ -2,7 +2,7 @@
 //! deployment grants), its memory and CPU limits, and the `sluice:flow/host`
 //! imports, which it forwards to the runner that owns the run.
 
-use crate::core::failure::{Failure, FailureKind};
+use crate::core::failure::Failure;
 use crate::core::ids::RunId;
 use crate::core::record::LogLevel;
 use crate::sandbox::bindings::{self, RunContext, RunError, TaskCall};
@@ -10,12 +10,11 @@ use crate::sandbox::capabilities::{HttpPolicy, InstanceGrants};
 use crate::sandbox::cpu::{CpuMeter, RunCpu};
 use crate::sandbox::limiter::InstanceLimiter;
 use crate::sandbox::stdio::{LineSink, LogStream};
-use std::collections::HashMap;
+use crate::sandbox::submitted::{Start, Submitted};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -38,6 +37,22 @@ pub struct Scope {
 pub trait RunHost: Send + Sync + 'static {
     /// Runs a task with its policy (retries, timeout, cache) in fresh instances.
     fn run_task(self: Arc<Self>, scope: Scope, name: String, input: String) -> Outcome;
+    /// A `submit` of `calls` (name, input): checked as a whole against the
+    /// run's limits, refused as a whole (the guest traps) past one, else one
+    /// start per call, in order. By default each start is a `run_task`.
+    fn submit(self: Arc<Self>, scope: Scope, calls: Vec<(String, String)>) -> Result<Vec<Start>, Failure> {
+        Ok(calls
+            .into_iter()
+            .map(|(name, input)| {
+                let (host, scope) = (self.clone(), scope.clone());
+                Box::new(move || host.run_task(scope, name, input)) as Start
+            })
+            .collect())
+    }
+    /// How many calls of one `submit` run at once.
+    fn submit_concurrency(&self) -> usize {
+        16
+    }
     /// Runs a subflow in a fresh instance.
     fn run_subflow(self: Arc<Self>, scope: Scope, name: String, parameters: String) -> Outcome;
     /// Adds a line to the run's log.
@@ -80,8 +95,10 @@ pub struct InstanceState {
     pub(crate) cpu: CpuMeter,
     host: Arc<dyn RunHost>,
     scope: Scope,
-    submitted: HashMap<u64, JoinHandle<Result<String, Failure>>>,
-    next_handle: u64,
+    pub(crate) submitted: Submitted,
+    /// Set when the guest's export returned: a trap after it is the host
+    /// lifting what it returned.
+    pub(crate) returned: bool,
 }
 
 impl InstanceState {
@@ -110,8 +127,8 @@ impl InstanceState {
             cpu: CpuMeter::new(config.cpu_limit, config.run_cpu.clone()),
             host,
             scope,
-            submitted: HashMap::new(),
-            next_handle: 1,
+            submitted: Submitted::default(),
+            returned: false,
         }
     }
 }
@@ -122,16 +139,6 @@ fn log_sink(host: &Arc<dyn RunHost>, scope: &Scope, level: LogLevel) -> LineSink
         host.log(&scope, level, line);
         !host.log_full()
     })
-}
-
-impl Drop for InstanceState {
-    fn drop(&mut self) {
-        // Tasks submitted by an instance that is gone (timed out, cancelled)
-        // must not run on unobserved.
-        for (_, handle) in self.submitted.drain() {
-            handle.abort();
-        }
-    }
 }
 
 impl WasiView for InstanceState {
@@ -155,30 +162,23 @@ impl bindings::sluice::flow::host::Host for InstanceState {
     }
 
     async fn submit(&mut self, calls: Vec<TaskCall>) -> wasmtime::Result<Vec<u64>> {
-        let mut handles = Vec::with_capacity(calls.len());
-        for call in calls {
-            let future = self.host.clone().run_task(self.scope.clone(), call.name, call.input);
-            let handle = self.next_handle;
-            self.next_handle += 1;
-            self.submitted.insert(handle, tokio::spawn(future));
-            handles.push(handle);
-        }
-        Ok(handles)
+        let calls = calls.into_iter().map(|call| (call.name, call.input)).collect();
+        // Past a run limit the whole call is refused: the guest traps and the run stops with the reason.
+        let starts = self.host.clone().submit(self.scope.clone(), calls).map_err(|f| wasmtime::Error::msg(f.message))?;
+        Ok(self.submitted.start(starts, self.host.submit_concurrency()))
     }
 
     async fn wait(&mut self, handles: Vec<u64>) -> wasmtime::Result<Vec<Result<String, RunError>>> {
+        // A handle is waited on once: more handles than pending calls can only be a guest flooding the host.
+        if handles.len() > self.submitted.len().max(1024) {
+            let (given, pending) = (handles.len(), self.submitted.len());
+            return Err(wasmtime::Error::msg(format!(
+                "`wait` was given {given} handles but only {pending} submitted tasks are pending"
+            )));
+        }
         let mut results = Vec::with_capacity(handles.len());
         for handle in handles {
-            let outcome = match self.submitted.remove(&handle) {
-                Some(join) => match join.await {
-                    Ok(outcome) => outcome,
-                    Err(err) => {
-                        Err(Failure::new(FailureKind::Crashed, format!("the task's host thread failed: {err}")))
-                    }
-                },
-                None => Err(Failure::new(FailureKind::Unknown, format!("no pending task with handle {handle}"))),
-            };
-            results.push(outcome.map_err(RunError::from));
+            results.push(self.submitted.collect(handle).await.map_err(RunError::from));
         }
         Ok(results)
     }

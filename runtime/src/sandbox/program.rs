@@ -98,8 +98,10 @@ impl Sandbox {
             engine: self.engine.clone(),
             pre,
             memory_limit: self.memory_limit,
+            task_inputs: std::collections::HashMap::new(),
         };
         program.description = program.describe().await?;
+        program.task_inputs = program.description.check().map_err(LoadError::Describe)?;
         Ok(program)
     }
 }
@@ -128,6 +130,8 @@ pub struct Program {
     engine: Engine,
     pre: FlowPre<InstanceState>,
     memory_limit: usize,
+    // Each task's input schema, compiled once.
+    task_inputs: std::collections::HashMap<String, jsonschema::Validator>,
 }
 
 /// A live instance and its store.
@@ -142,6 +146,14 @@ impl Program {
     /// The wasmtime engine it was compiled for.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Checks the JSON `input` of `task` against the task's input schema.
+    pub fn check_task_input(&self, task: &str, input: &str) -> Result<(), String> {
+        match self.task_inputs.get(task) {
+            Some(validator) => crate::core::describe_check::check_input(task, validator, input),
+            None => Ok(()),
+        }
     }
 
     /// The sandbox's memory limit of each instance, in bytes.
@@ -203,6 +215,11 @@ fn meter_cpu(store: &mut Store<InstanceState>) {
         }
     });
     store.call_hook(|mut context, hook| {
+        match hook {
+            CallHook::CallingWasm => context.data_mut().returned = false,
+            CallHook::ReturningFromWasm => context.data_mut().returned = true,
+            CallHook::CallingHost | CallHook::ReturningFromHost => {}
+        }
         let meter = &mut context.data_mut().cpu;
         match hook {
             CallHook::CallingWasm | CallHook::ReturningFromHost => meter.resume(),

@@ -4,6 +4,7 @@
 //! gigabytes costs the host a copy, not a scan.
 
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
@@ -13,6 +14,19 @@ pub type LineSink = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Longest line kept; longer lines are cut with a marker.
 const MAX_LINE_BYTES: usize = 16 << 10;
+
+/// `line` as the log keeps it: a line longer than stdout's is cut (at a
+/// character boundary) and says so.
+pub fn cap_line(line: &str) -> Cow<'_, str> {
+    if line.len() <= MAX_LINE_BYTES {
+        return Cow::Borrowed(line);
+    }
+    let mut end = MAX_LINE_BYTES;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{} [line cut at 16 KiB]", &line[..end]))
+}
 
 /// One guest output stream (stdout or stderr) of one instance.
 #[derive(Clone)]
@@ -172,6 +186,15 @@ mod tests {
         let (mut stream, lines) = collecting();
         stream.write(Bytes::from_static(b"one\ntwo\nthree\nfour\nfive\n")).unwrap();
         assert_eq!(*lines.lock().unwrap(), vec!["one", "two", "three"]);
+    }
+
+    #[test]
+    fn a_log_line_is_cut_like_an_output_line_at_a_character_boundary() {
+        assert_eq!(cap_line("short"), "short");
+        let long = format!("a{}", "é".repeat(MAX_LINE_BYTES));
+        let cut = cap_line(&long);
+        assert!(cut.ends_with("é [line cut at 16 KiB]"), "{}", &cut[cut.len() - 40..]);
+        assert!(cut.len() <= MAX_LINE_BYTES + " [line cut at 16 KiB]".len());
     }
 
     #[test]
