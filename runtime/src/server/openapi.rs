@@ -124,9 +124,46 @@ pub fn add_common_responses(document: &mut Document) {
     }
 }
 
-/// A route serving `document` as JSON, serialized once.
-pub fn serve<S: Clone + Send + Sync + 'static>(document: &Document) -> MethodRouter<S> {
-    let json = Bytes::from(document.to_json().expect("the OpenAPI document serializes"));
+/// The document as served: `document` as JSON, with the range of every
+/// `int32`/`int64` integer written out as its `maximum` where none is set.
+/// Unsigned fields are documented with those formats, so without it a
+/// `u32` would be documented up to 2^31-1 yet read up to 2^32-1; with it,
+/// the request check ([`super::api`]'s contract) refuses what the format
+/// cannot hold, as the document says.
+pub fn finish(document: &Document) -> serde_json::Value {
+    let mut json = serde_json::to_value(document).expect("the OpenAPI document serializes");
+    write_integer_ranges(&mut json);
+    json
+}
+
+/// Writes the `maximum` of every `int32`/`int64` integer schema in `value` (see [`finish`]).
+pub(super) fn write_integer_ranges(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let is_integer = match map.get("type") {
+                Some(Value::String(kind)) => kind == "integer",
+                Some(Value::Array(kinds)) => kinds.iter().any(|k| k == "integer"),
+                _ => false,
+            };
+            let most = match map.get("format").and_then(Value::as_str) {
+                Some("int32") => Some(i64::from(i32::MAX)),
+                Some("int64") => Some(i64::MAX),
+                _ => None,
+            };
+            if is_integer && let Some(most) = most {
+                map.entry("maximum").or_insert(most.into());
+            }
+            map.values_mut().for_each(write_integer_ranges);
+        }
+        Value::Array(items) => items.iter_mut().for_each(write_integer_ranges),
+        _ => {}
+    }
+}
+
+/// A route serving the finished `document`, serialized once.
+pub fn serve<S: Clone + Send + Sync + 'static>(document: &serde_json::Value) -> MethodRouter<S> {
+    let json = Bytes::from(serde_json::to_vec(document).expect("the OpenAPI document serializes"));
     get(move || {
         let json = json.clone();
         async move { ([(header::CONTENT_TYPE, "application/json")], json) }

@@ -8,6 +8,7 @@ mod push;
 mod runs;
 mod schedule;
 mod secrets;
+mod sessions;
 mod tenants;
 
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared, check_name};
@@ -15,6 +16,7 @@ pub use pools::QueueRequest;
 pub use push::Pushed;
 pub use runs::{execute, record_unstarted_failure};
 pub use schedule::{LATE_AFTER, SchedulerPass};
+pub use sessions::{NewSession, SESSION_LIFETIME};
 pub use tenants::{AuthError, TokenRequest};
 
 use crate::artifact::{ArtifactStore, Digest};

@@ -119,6 +119,8 @@ impl Service {
     /// Revokes a token of `tenant` (of any tenant when `None`) at once.
     pub fn revoke_token(&self, tenant: Option<&str>, id: &str) -> Result<(), ServiceError> {
         if self.store.revoke_token(tenant, id, Utc::now())? {
+            // Its web UI sessions end with it (each is also checked against its token on use).
+            self.store.delete_sessions_of_token(id)?;
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("no active token `{id}`; `sluice token ls` lists them")))

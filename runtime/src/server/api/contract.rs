@@ -14,7 +14,6 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use utoipa::PartialSchema;
-use utoipa::openapi::OpenApi as Document;
 
 /// `{"components": {"schemas": …}}` of the served document.
 static COMPONENTS: OnceLock<Value> = OnceLock::new();
@@ -24,11 +23,8 @@ type Validators = HashMap<TypeId, Arc<jsonschema::Validator>>;
 static VALIDATORS: Mutex<Option<Validators>> = Mutex::new(None);
 
 /// Takes the component schemas of the document the router serves.
-pub fn install(document: &Document) {
-    COMPONENTS.get_or_init(|| {
-        let document = serde_json::to_value(document).expect("the OpenAPI document serializes");
-        json!({ "components": { "schemas": document["components"]["schemas"] } })
-    });
+pub fn install(document: &Value) {
+    COMPONENTS.get_or_init(|| json!({ "components": { "schemas": document["components"]["schemas"] } }));
 }
 
 /// The validator of `T`'s documented schema, compiled on first use.
@@ -39,7 +35,10 @@ fn validator<T: PartialSchema + 'static>() -> Result<Arc<jsonschema::Validator>,
         return Ok(found.clone());
     }
     let mut root = COMPONENTS.get().cloned().unwrap_or_else(|| json!({}));
-    let own = serde_json::to_value(T::schema()).map_err(|e| format!("the body's schema does not serialize: {e}"))?;
+    let mut own =
+        serde_json::to_value(T::schema()).map_err(|e| format!("the body's schema does not serialize: {e}"))?;
+    // As in the served document (its components already are).
+    super::super::openapi::write_integer_ranges(&mut own);
     let Value::Object(own) = own else { return Err("the body's schema is not an object".into()) };
     let root_object = root.as_object_mut().expect("an object");
     root_object.extend(own);

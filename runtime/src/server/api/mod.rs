@@ -163,7 +163,8 @@ fn documented<T: serde::de::DeserializeOwned + utoipa::PartialSchema + 'static>(
     contract::check::<T>(&value).map_err(|problems| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the body does not fit the API's schema: {problems}"))
     })?;
-    serde_json::from_value(value).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid body: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid body: {e}")))
 }
 
 /// Any error answered under `/api` in the API's JSON shape: axum's own
@@ -212,6 +213,7 @@ pub fn router(dispatch: Arc<Dispatch>) -> Router {
     let (router, mut document) =
         OpenApiRouter::with_openapi(super::openapi::base()).nest("/api/v1", api_routes()).split_for_parts();
     super::openapi::add_common_responses(&mut document);
+    let document = super::openapi::finish(&document);
     contract::install(&document);
     router
         .route(super::openapi::DOCUMENT_PATH, super::openapi::serve(&document))
