@@ -153,3 +153,153 @@ fn the_server_serves_an_openapi_document_of_every_route() {
         deploy["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
     assert!(["artifact", "flow", "name"].iter().all(|f| required.contains(f)), "{deploy}");
 }
+
+/// One raw request: status, lower-cased header lines, body. The body is
+/// sent only once the server asks for it (`Expect: 100-continue`), so a
+/// refusal by size arrives whole instead of racing a reset connection.
+fn raw(address: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let expect = if body.is_empty() { "" } else { "Expect: 100-continue\r\n" };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}{expect}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    if !body.is_empty() {
+        let mut byte = [0u8; 1];
+        while !response.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+            response.push(byte[0]);
+        }
+        if response.starts_with(b"HTTP/1.1 100") {
+            response.clear();
+            stream.write_all(body).unwrap();
+        }
+    }
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// The largest value the document allows for an integer property: its
+/// `maximum`, else what its `format` can hold.
+fn documented_maximum(property: &Value) -> u128 {
+    if let Some(maximum) = property["maximum"].as_u64() {
+        return maximum.into();
+    }
+    match property["format"].as_str() {
+        Some("int32") => i32::MAX as u128,
+        Some("uint32") => u32::MAX as u128,
+        Some("int64") => i64::MAX as u128,
+        Some("uint64") => u64::MAX as u128,
+        other => panic!("an integer without a documented range ({other:?}): {property}"),
+    }
+}
+
+#[test]
+fn the_server_refuses_what_its_document_refuses_in_the_documented_shape() {
+    let sluice = Sluice::new();
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    let token = sluice.admin_token();
+    let (_, document) = get(&address, "/api/openapi.json");
+    let schemas = &document["components"]["schemas"];
+
+    // Integers one past the documented maximum are refused with the error body.
+    let cases = [
+        ("TenantPolicy", "max_timeout_seconds", "PUT", "/api/v1/tenants/default/policy", serde_json::json!({})),
+        (
+            "QueueRequest",
+            "concurrency_limit",
+            "POST",
+            "/api/v1/work-pools/default/queues",
+            serde_json::json!({"name": "q"}),
+        ),
+        ("ClaimBody", "wait_ms", "POST", "/api/v1/workers/w/claim", serde_json::json!({"limit": 1})),
+    ];
+    for (schema, field, method, path, mut body) in cases {
+        let maximum = documented_maximum(&schemas[schema]["properties"][field]);
+        body[field] = serde_json::from_str(&(maximum + 1).to_string()).unwrap();
+        let (status, answer) = request(&address, method, path, Some(body.to_string().as_bytes()));
+        assert_eq!(status, 422, "{field} = {} (documented maximum {maximum}) was not refused: {answer}", maximum + 1);
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| m.contains(field)), "{answer}");
+    }
+
+    // A JSON array where the document says object: refused, top level or nested.
+    for (method, path, body) in [
+        ("POST", "/api/v1/workers/w/claim", r#"[1, 0, "default", []]"#),
+        ("POST", "/api/v1/work-pools", r#"["arrays"]"#),
+        ("POST", "/api/v1/tenants", r#"{"name": "t", "policy": [[], null, 60, null]}"#),
+        ("POST", "/api/v1/deployments/no/such/runs", r#"[{}]"#),
+    ] {
+        let (status, answer) = request(&address, method, path, Some(body.as_bytes()));
+        assert_eq!(status, 422, "{method} {path} {body}: {answer}");
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| m.contains("object")), "{answer}");
+    }
+    let (status, answer) = get(&address, "/api/v1/tenants");
+    assert_eq!(status, 200);
+    assert!(answer.as_array().unwrap().iter().all(|t| t["name"] != "t"), "the array-shaped policy made a tenant");
+
+    // Every refusal axum makes itself is the JSON error body too, with a documented status.
+    let big = vec![b' '; (4 << 20) + 16];
+    let refusals: [(&str, &str, &str, &[u8], u16); 6] = [
+        ("GET", "/api/v1/flow-runs?bogus=1", "/api/v1/flow-runs", b"", 400),
+        ("GET", "/api/v1/flow-runs?limit=-1", "/api/v1/flow-runs", b"", 400),
+        ("GET", "/api/v1/tokens?tenant=a&x=1", "/api/v1/tokens", b"", 400),
+        ("POST", "/api/v1/deployments/hello/leo/runs", "/api/v1/deployments/{flow}/{name}/runs", &big, 413),
+        ("POST", "/api/v1/tenants", "/api/v1/tenants", &big, 413),
+        ("GET", "/api/v1/flow-runs/%FF", "/api/v1/flow-runs/{id}", b"", 400),
+    ];
+    for (method, path, template, body, expected) in refusals {
+        let (status, head, text) = raw(&address, method, path, Some(&token), body);
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        assert!(head.contains("content-type: application/json"), "{method} {path} answered {head}\n{text}");
+        let answer: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
+        assert_eq!(answer["error"]["status"], expected, "{answer}");
+        let responses = &document["paths"][template][method.to_lowercase()]["responses"];
+        assert!(responses[expected.to_string()].is_object(), "{method} {template} does not document {expected}");
+    }
+
+    // Paths that are not the UI's carry the UI's security headers too.
+    for path in ["/nope", "/api/v1/nope", "/api/v1/health"] {
+        let (_, head, _) = raw(&address, "GET", path, None, b"");
+        for header in ["content-security-policy:", "x-frame-options: deny", "x-content-type-options: nosniff"] {
+            assert!(head.contains(header), "{path} has no {header}: {head}");
+        }
+    }
+}
+
+#[test]
+fn every_response_of_the_document_is_described_and_every_schema_is_an_object() {
+    let sluice = Sluice::new();
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    let (_, document) = get(&address, "/api/openapi.json");
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let described = response["description"].as_str().is_some_and(|d| !d.is_empty());
+                assert!(described, "{method} {path} {status} has no description: {response}");
+            }
+        }
+    }
+    // Generators refuse boolean schemas (`items: false`): none anywhere.
+    fn no_boolean_schema(at: &str, value: &Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    let schema_keyword = ["items", "not", "contains"].contains(&key.as_str());
+                    assert!(!(schema_keyword && inner.is_boolean()), "a boolean schema at {at}/{key}");
+                    no_boolean_schema(&format!("{at}/{key}"), inner);
+                }
+            }
+            Value::Array(items) => {
+                items.iter().enumerate().for_each(|(i, v)| no_boolean_schema(&format!("{at}/{i}"), v))
+            }
+            _ => {}
+        }
+    }
+    no_boolean_schema("#", &document);
+}

@@ -57,12 +57,18 @@ fn bad_requests_get_a_clear_4xx_body_and_the_server_stays_up() {
         ("POST", "/api/v1/deployments/hello/nope/runs", None, 404, "no deployment `hello/nope`"),
         ("POST", "/api/v1/deployments/hello/leo/runs", Some("{\"parameters\":"), 422, "invalid run request"),
         ("POST", "/api/v1/deployments/hello/leo/runs", Some(r#"{"parameters": {"name": 7}}"#), 422, "parameter `name`"),
-        ("POST", "/api/v1/deployments/hello/leo/runs", Some(r#"{"colour": 1}"#), 422, "unknown field"),
+        ("POST", "/api/v1/deployments/hello/leo/runs", Some(r#"{"colour": 1}"#), 422, "'colour' was unexpected"),
         ("GET", "/api/v1/flow-runs/no-such-run", None, 404, "no flow run"),
         ("GET", "/api/v1/flow-runs?state=Done", None, 400, "not a state"),
         ("GET", "/api/v1/artifacts/sha256:12", None, 422, "not a digest"),
         ("POST", "/api/v1/workers/w/claim", Some("[]"), 422, ""),
-        ("POST", "/api/v1/deployments", Some(r#"{"artifact": "sha256:00", "flow": "x"}"#), 422, "missing field"),
+        (
+            "POST",
+            "/api/v1/deployments",
+            Some(r#"{"artifact": "sha256:00", "flow": "x"}"#),
+            422,
+            "\"name\" is a required property",
+        ),
         ("GET", "/nowhere", None, 404, "/api/v1"),
     ];
     for (method, path, body, expected_status, expected_text) in cases {

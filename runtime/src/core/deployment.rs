@@ -28,7 +28,8 @@ pub struct ArtifactMeta {
 pub struct Limits {
     /// Memory per instance, in MiB.
     pub memory_mib: Option<u32>,
-    /// Wall-clock limit of a flow run, in seconds.
+    /// Wall-clock limit of a flow run, in seconds (at most 366 days).
+    #[schema(maximum = 31_622_400)]
     pub timeout_seconds: Option<u64>,
     /// Runs of this deployment allowed at once.
     pub concurrency: Option<u32>,

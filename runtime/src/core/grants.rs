@@ -140,8 +140,9 @@ pub struct ResolvedGrants {
     /// Hosts outbound HTTP may reach.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
-    /// Environment variables of the guest: the granted secrets, `(name, value)`.
+    /// Environment variables of the guest: the granted secrets, each a `[name, value]` pair.
     #[serde(default)]
+    #[schema(value_type = Vec<Vec<String>>)]
     pub env: Vec<(String, String)>,
 }
 

@@ -117,7 +117,8 @@ pub struct TenantPolicy {
     pub allow_hosts: Vec<String>,
     /// Most memory per instance a deployment may ask for, in MiB.
     pub max_memory_mib: Option<u32>,
-    /// Longest flow-run timeout a deployment may ask for, in seconds.
+    /// Longest flow-run timeout a deployment may ask for, in seconds (at most 366 days).
+    #[schema(maximum = 31_622_400)]
     pub max_timeout_seconds: Option<u64>,
     /// Flow runs of the tenant running at once; more wait their turn.
     pub max_concurrent_runs: Option<u32>,

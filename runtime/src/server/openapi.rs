@@ -55,10 +55,14 @@ pub fn base() -> Document {
     ApiDoc::openapi()
 }
 
-/// Adds what authentication answers to every operation of `document`: 401
-/// (no valid token) and 403 (the role may not); the health check needs no
-/// token at all.
-pub fn add_auth_responses(document: &mut Document) {
+/// Adds to every operation of `document` what any route may answer besides
+/// its own outcomes, so every status the server can send is documented:
+/// 401 (no valid token) and 403 (the role may not) where a token is needed
+/// (the health check needs none), 500 (a store failed), 400 where a path or
+/// query parameter can be malformed, and 400/413/415/422 where a JSON body
+/// is read (413 for any body). A response left without a description gets
+/// its status's reason phrase (OpenAPI requires one).
+pub fn add_common_responses(document: &mut Document) {
     use utoipa::openapi::{RefOr, ResponseBuilder, content::Content, security::SecurityRequirement};
     let error = |description: &str| {
         RefOr::T(
@@ -80,23 +84,86 @@ pub fn add_auth_responses(document: &mut Document) {
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
+            let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let body_types: Vec<String> = match &operation.request_body {
+                Some(RefOr::T(body)) => body.content.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            let responses = &mut operation.responses.responses;
+            let mut add = |status: &str, description: &str| {
+                responses.entry(status.into()).or_insert_with(|| error(description));
+            };
+            if !path.ends_with("/health") {
+                add("401", "No valid token");
+                add("403", "The token's role may not do this");
+                add("500", "A store failed");
+            }
+            if has_parameters {
+                add("400", "A malformed path or query parameter");
+            }
+            if !body_types.is_empty() {
+                add("413", "Body too large");
+            }
+            if body_types.iter().any(|t| t == "application/json") {
+                add("400", "Malformed JSON");
+                add("415", "Not `application/json`");
+                add("422", "The body does not fit its schema");
+            }
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && response.description.is_empty()
+                {
+                    let reason = status.parse().ok().and_then(|s| axum::http::StatusCode::from_u16(s).ok());
+                    response.description = reason.and_then(|s| s.canonical_reason()).unwrap_or("The answer").into();
+                }
+            }
             if path.ends_with("/health") {
                 operation.security = Some(vec![SecurityRequirement::default()]);
-                continue;
             }
-            operation.responses.responses.entry("401".into()).or_insert_with(|| error("No valid token"));
-            operation
-                .responses
-                .responses
-                .entry("403".into())
-                .or_insert_with(|| error("The token's role may not do this"));
         }
     }
 }
 
-/// A route serving `document` as JSON, serialized once.
-pub fn serve<S: Clone + Send + Sync + 'static>(document: &Document) -> MethodRouter<S> {
-    let json = Bytes::from(document.to_json().expect("the OpenAPI document serializes"));
+/// The document as served: `document` as JSON, with the range of every
+/// `int32`/`int64` integer written out as its `maximum` where none is set.
+/// Unsigned fields are documented with those formats, so without it a
+/// `u32` would be documented up to 2^31-1 yet read up to 2^32-1; with it,
+/// the request check ([`super::api`]'s contract) refuses what the format
+/// cannot hold, as the document says.
+pub fn finish(document: &Document) -> serde_json::Value {
+    let mut json = serde_json::to_value(document).expect("the OpenAPI document serializes");
+    write_integer_ranges(&mut json);
+    json
+}
+
+/// Writes the `maximum` of every `int32`/`int64` integer schema in `value` (see [`finish`]).
+pub(super) fn write_integer_ranges(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let is_integer = match map.get("type") {
+                Some(Value::String(kind)) => kind == "integer",
+                Some(Value::Array(kinds)) => kinds.iter().any(|k| k == "integer"),
+                _ => false,
+            };
+            let most = match map.get("format").and_then(Value::as_str) {
+                Some("int32") => Some(i64::from(i32::MAX)),
+                Some("int64") => Some(i64::MAX),
+                _ => None,
+            };
+            if is_integer && let Some(most) = most {
+                map.entry("maximum").or_insert(most.into());
+            }
+            map.values_mut().for_each(write_integer_ranges);
+        }
+        Value::Array(items) => items.iter_mut().for_each(write_integer_ranges),
+        _ => {}
+    }
+}
+
+/// A route serving the finished `document`, serialized once.
+pub fn serve<S: Clone + Send + Sync + 'static>(document: &serde_json::Value) -> MethodRouter<S> {
+    let json = Bytes::from(serde_json::to_vec(document).expect("the OpenAPI document serializes"));
     get(move || {
         let json = json.clone();
         async move { ([(header::CONTENT_TYPE, "application/json")], json) }

@@ -9,6 +9,7 @@ mod reports;
 mod runs;
 mod schedule;
 mod secrets;
+mod sessions;
 mod tenants;
 
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared, check_name};
@@ -17,6 +18,7 @@ pub use push::Pushed;
 pub use reports::{Refusal, check_report};
 pub use runs::{execute, record_unstarted_failure};
 pub use schedule::{LATE_AFTER, SchedulerPass};
+pub use sessions::{NewSession, SESSION_LIFETIME};
 pub use tenants::{AuthError, TokenRequest};
 
 use crate::artifact::{ArtifactStore, Digest};

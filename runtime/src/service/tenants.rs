@@ -134,6 +134,8 @@ impl Service {
             )));
         }
         if self.store.revoke_token(tenant, id, now)? {
+            // Its web UI sessions end with it (each is also checked against its token on use).
+            self.store.delete_sessions_of_token(id)?;
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("no active token `{id}`; `sluice token ls` lists them")))

@@ -227,6 +227,17 @@ CREATE TABLE leases (
     expires     TEXT NOT NULL
 );
 "#,
+    // Web UI sessions (`store/sessions.rs`): the cookie holds a random id,
+    // this table its sha256, the token that signed in and when it ends.
+    r#"
+CREATE TABLE ui_sessions (
+    hash        BLOB PRIMARY KEY,
+    token       TEXT NOT NULL,
+    created     TEXT NOT NULL,
+    expires     TEXT NOT NULL
+);
+CREATE INDEX ui_sessions_by_token ON ui_sessions (token);
+"#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -7,6 +7,7 @@ mod claim;
 mod fold;
 mod migrations;
 mod secrets;
+mod sessions;
 mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -14,6 +15,7 @@ mod tenants;
 mod writer;
 
 pub use secrets::SecretInfo;
+pub use sessions::StoredSession;
 pub use sqlite::SqliteStore;
 
 use crate::core::deployment::{ArtifactMeta, Deployment};

@@ -32,7 +32,7 @@ pub(super) async fn list_artifacts(State(d): State<AppState>, p: Principal) -> A
         (status = 201, description = "Stored", body = Pushed),
         (status = 200, description = "The same bytes were already stored", body = Pushed),
         (status = 409, description = "The stored object is corrupt", body = ErrorBody),
-        (status = 413, description = "Larger than the artifact limit (axum's plain-text rejection)", body = String, content_type = "text/plain"),
+        (status = 413, description = "Larger than the artifact limit", body = ErrorBody),
         (status = 422, description = "Not a flow component, or too large", body = ErrorBody),
         (status = 500, description = "A store failed", body = ErrorBody),
     )

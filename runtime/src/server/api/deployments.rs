@@ -249,7 +249,7 @@ pub(in crate::server) struct RunBody {
         (status = 201, description = "Created (`Scheduled`)", body = FlowRunRow),
         (status = 404, description = "No such deployment, or its artifact is gone", body = ErrorBody),
         (status = 409, description = "The stored artifact is corrupt", body = ErrorBody),
-        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Invalid run request or parameters, or not a deployment name", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )
@@ -265,8 +265,9 @@ pub(super) async fn create_run(
     let RunBody { parameters, start } = if body.iter().all(u8::is_ascii_whitespace) {
         RunBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid run request: {e}")))?
+        let value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid run request: {e}")))?;
+        documented::<RunBody>(value)?
     };
     let run = d.service.create_run(&p.tenant, &format!("{flow}/{name}"), parameters, start).await?;
     d.work_available();

@@ -9,6 +9,7 @@
 //! if it did not exist) and its role what it may change (403).
 
 mod artifacts;
+mod contract;
 mod deployments;
 mod pools;
 mod runs;
@@ -142,18 +143,58 @@ pub struct ErrorDetail {
     status: u16,
 }
 
-/// A JSON body whose rejections use the API's error shape.
+/// A JSON body, checked against its documented schema before it is read,
+/// whose rejections use the API's error shape.
 pub struct Body<T>(T);
 
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+impl<T: serde::de::DeserializeOwned + utoipa::PartialSchema + 'static, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
+        match Json::<Value>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(documented(value)?)),
             Err(rejection) => Err(ApiError::new(rejection_status(&rejection), rejection.body_text())),
         }
     }
+}
+
+/// Reads `value` as `T` once it fits `T`'s documented schema (422 otherwise).
+fn documented<T: serde::de::DeserializeOwned + utoipa::PartialSchema + 'static>(value: Value) -> ApiResult<T> {
+    contract::check::<T>(&value).map_err(|problems| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the body does not fit the API's schema: {problems}"))
+    })?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid body: {e}")))
+}
+
+/// Any error answered under `/api` in the API's JSON shape: axum's own
+/// rejections (a malformed path or query string, a body over its limit,
+/// a method the route does not serve) are plain text otherwise.
+async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => parts.status.canonical_reason().unwrap_or("error").to_string(),
+        text => text.to_string(),
+    };
+    let mut json = ApiError::new(status, message).into_response();
+    // Keep what the rejection said besides its body (`Allow` on a 405).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 fn rejection_status(rejection: &JsonRejection) -> StatusCode {
@@ -171,12 +212,16 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router(dispatch: Arc<Dispatch>) -> Router {
     let (router, mut document) =
         OpenApiRouter::with_openapi(super::openapi::base()).nest("/api/v1", api_routes()).split_for_parts();
-    super::openapi::add_auth_responses(&mut document);
+    super::openapi::add_common_responses(&mut document);
+    let document = super::openapi::finish(&document);
+    contract::install(&document);
     router
         .route(super::openapi::DOCUMENT_PATH, super::openapi::serve(&document))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; the API lives under /api/v1") })
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(dispatch.clone())
         .merge(super::ui::router(dispatch))
+        .layer(axum::middleware::from_fn(super::ui::security_headers))
 }
 
 /// The routes under `/api/v1`; a `routes!` groups the handlers of one path.

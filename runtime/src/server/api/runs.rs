@@ -26,10 +26,7 @@ pub(super) struct RunQuery {
     params(RunQuery),
     responses(
         (status = 200, body = Vec<FlowRunRow>),
-        (status = 400, description = "Not a state (the API's error body), or a malformed or unknown query parameter (axum's plain-text rejection)", content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 400, description = "Not a state, or a malformed or unknown query parameter", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )
 )]
@@ -91,7 +88,7 @@ pub(super) struct LogQuery {
     params(("id" = String, Path, description = "The run's id or name"), LogQuery),
     responses(
         (status = 200, body = Vec<LogRow>),
-        (status = 400, description = "A malformed or unknown query parameter (axum's plain-text rejection)", body = String, content_type = "text/plain"),
+        (status = 400, description = "A malformed or unknown query parameter", body = ErrorBody),
         (status = 404, description = "No such flow run", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )

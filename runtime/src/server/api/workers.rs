@@ -7,10 +7,12 @@ use crate::service::Refusal;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ClaimBody {
-    /// At most this many runs (at least 1, at most 100).
+    /// At most this many runs (at least 1; more than 100 is served as 100).
+    #[schema(minimum = 1)]
     limit: usize,
     /// How long to wait for a run when none is due, in ms (at most 30 s).
     #[serde(default)]
+    #[schema(maximum = 30000)]
     wait_ms: u64,
     /// The pool to take runs from.
     #[serde(default = "default_pool")]

@@ -12,7 +12,6 @@ use crate::core::record::{Event, LogLevel};
 use crate::core::state::StateType;
 use crate::core::tenant::Denied;
 use crate::server::dispatch::Dispatch;
-use crate::service::AuthError;
 use crate::store::{CancelOutcome, FlowRunRow, LogRow, StateRow, StateStore, TaskRunRow};
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{OptionalExtension, params_from_iter};
@@ -20,15 +19,6 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::broadcast;
-
-/// Who a raw token is, or `None` when it is not valid (unknown, revoked, expired).
-pub fn authenticate(d: &Dispatch, token: &str) -> UiResult<Option<Principal>> {
-    match d.service.authenticate(token.trim()) {
-        Ok(principal) => Ok(Some(principal)),
-        Err(AuthError::Store(err)) => Err(err.into()),
-        Err(_) => Ok(None),
-    }
-}
 
 impl From<Denied> for UiError {
     fn from(err: Denied) -> Self {

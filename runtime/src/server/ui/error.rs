@@ -16,6 +16,8 @@ pub enum UiError {
     NotFound(String),
     /// The request is wrong; the message says how.
     Invalid(String),
+    /// The request cannot be read as asked (400); the message says why.
+    BadRequest(String),
     /// The signed-in token may not do this.
     Forbidden(String),
     /// A store or the service failed.
@@ -27,6 +29,7 @@ impl UiError {
         match self {
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             UiError::Forbidden(_) => StatusCode::FORBIDDEN,
             UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -35,7 +38,11 @@ impl UiError {
     /// The message, for people.
     pub fn message(&self) -> &str {
         match self {
-            UiError::NotFound(m) | UiError::Invalid(m) | UiError::Forbidden(m) | UiError::Internal(m) => m,
+            UiError::NotFound(m)
+            | UiError::Invalid(m)
+            | UiError::BadRequest(m)
+            | UiError::Forbidden(m)
+            | UiError::Internal(m) => m,
         }
     }
 }
@@ -63,6 +70,7 @@ impl IntoResponse for UiError {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::FORBIDDEN => "Not allowed",
             StatusCode::UNPROCESSABLE_ENTITY => "Refused",
+            StatusCode::BAD_REQUEST => "Bad request",
             _ => "Something went wrong",
         };
         let body = html! {

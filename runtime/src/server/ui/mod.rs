@@ -17,7 +17,7 @@ use super::dispatch::Dispatch;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub struct Ui {
     dispatch: Arc<Dispatch>,
 }
 
-/// The UI's routes, with its security headers.
+/// The UI's routes; the server wraps them, and everything else it answers, in [`security_headers`].
 pub fn router(dispatch: Arc<Dispatch>) -> Router {
     Router::new()
         .route("/", get(pages::dashboard::page))
@@ -53,7 +53,6 @@ pub fn router(dispatch: Arc<Dispatch>) -> Router {
         .route("/work-pools/{pool}/queues/{queue}/resume", post(pages::pools::resume_queue))
         .route("/ui/events", get(sse::changes))
         .route("/ui/assets/{file}", get(assets::serve))
-        .layer(middleware::from_fn(security_headers))
         .with_state(Ui { dispatch })
 }
 
@@ -62,7 +61,9 @@ pub fn router(dispatch: Arc<Dispatch>) -> Router {
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-async fn security_headers(request: Request, next: Next) -> Response {
+/// Adds the headers above to a response: every response of the server, the
+/// API's and its 404s included, so no page of this origin goes without them.
+pub(super) async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));

@@ -1,14 +1,21 @@
-//! Signing in: a token typed into the sign-in form becomes a session cookie
-//! (HttpOnly, SameSite=Strict), checked on every request. Every request
-//! that changes something carries a CSRF token derived from the session's
-//! token, which another site can neither read nor compute.
+//! Signing in: a token typed into the sign-in form starts a server-side
+//! session (`service::sessions`); the cookie (HttpOnly, SameSite=Strict)
+//! holds only the session's random id, never the token, and the session
+//! ends on sign-out, after at most 12 hours, or when its token is revoked.
+//! Every request that changes something carries a CSRF token derived from
+//! the session id, which another site can neither read nor compute.
+//!
+//! Where to go after signing in (`next`) must be a path of this site: one
+//! `/` then neither `/` nor `\`, with no control characters or spaces
+//! (browsers drop tabs and newlines, which would turn `/\t/evil` into
+//! `//evil`, another site); anything else is refused with 400.
 
 use super::Ui;
-use super::data;
 use super::error::UiError;
 use super::layout;
 use super::words::url_encode;
 pub use crate::core::tenant::{Principal, Role};
+use crate::service::AuthError;
 use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -43,19 +50,21 @@ impl Session {
     }
 }
 
-fn csrf_for(token: &str) -> String {
-    let digest = Sha256::new().chain_update(b"sluice-ui-csrf\0").chain_update(token.as_bytes()).finalize();
+fn csrf_for(session_id: &str) -> String {
+    let digest = Sha256::new().chain_update(b"sluice-ui-csrf\0").chain_update(session_id.as_bytes()).finalize();
     hex::encode(&digest[..16])
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+/// The session id the request's cookie carries.
+fn cookie_session_id(headers: &HeaderMap) -> Option<String> {
     let cookies = headers.get_all(header::COOKIE);
     for value in cookies.iter().filter_map(|v| v.to_str().ok()) {
         for pair in value.split(';') {
-            if let Some((name, hexed)) = pair.trim().split_once('=')
+            if let Some((name, id)) = pair.trim().split_once('=')
                 && name == COOKIE
+                && !id.is_empty()
             {
-                return hex::decode(hexed).ok().and_then(|bytes| String::from_utf8(bytes).ok());
+                return Some(id.to_string());
             }
         }
     }
@@ -64,8 +73,8 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 
 /// The session of a request, if it has a valid one.
 fn session_of(ui: &Ui, headers: &HeaderMap) -> Result<Option<Session>, UiError> {
-    let Some(token) = cookie_token(headers) else { return Ok(None) };
-    Ok(data::authenticate(&ui.dispatch, &token)?.map(|principal| Session { principal, csrf: csrf_for(&token) }))
+    let Some(id) = cookie_session_id(headers) else { return Ok(None) };
+    Ok(ui.dispatch.service.session(&id)?.map(|principal| Session { principal, csrf: csrf_for(&id) }))
 }
 
 impl FromRequestParts<Ui> for Session {
@@ -152,12 +161,32 @@ pub struct Next {
     next: Option<String>,
 }
 
-/// Only paths on this site, so the sign-in form cannot redirect elsewhere.
-fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path,
-        _ => "/",
+/// Where to go after signing in: a path of this site, `/` when absent.
+/// Refused (with what is wrong) unless it is one `/` followed by neither
+/// `/` nor `\\`, with no control character, space or `\\` anywhere: a
+/// browser drops tabs and newlines before it reads a URL, so anything
+/// looser can turn into `//other.site`.
+fn safe_next(next: Option<&str>) -> Result<&str, UiError> {
+    let Some(path) = next else { return Ok("/") };
+    let refused = |why: &str| {
+        Err(UiError::BadRequest(format!(
+            "`next` must be a path of this site such as `/runs` ({why}); open /signin without it to go to the dashboard"
+        )))
+    };
+    if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return refused("it holds a control character or a space");
     }
+    if path.contains('\\') {
+        return refused("it holds a `\\`");
+    }
+    let mut chars = path.chars();
+    if chars.next() != Some('/') {
+        return refused("it does not start with `/`");
+    }
+    if chars.next() == Some('/') {
+        return refused("it starts with `//`, which names another site");
+    }
+    Ok(path)
 }
 
 fn signin_form(next: &str, error: Option<&str>) -> Markup {
@@ -173,7 +202,7 @@ fn signin_form(next: &str, error: Option<&str>) -> Markup {
                 @if let Some(error) = error {
                     p.field-error.error-message role="alert" { (error) }
                 }
-                p #token-help .hint { "The token you use with the CLI (" code { "SLUICE_TOKEN" } "). It is kept in an HttpOnly cookie." }
+                p #token-help .hint { "The token you use with the CLI (" code { "SLUICE_TOKEN" } "). It is not stored in the browser: signing in starts a session of at most 12 hours." }
                 button type="submit" { "Sign in" }
             }
         },
@@ -181,8 +210,8 @@ fn signin_form(next: &str, error: Option<&str>) -> Markup {
 }
 
 /// The sign-in form.
-pub async fn signin_page(Query(next): Query<Next>) -> Markup {
-    signin_form(safe_next(next.next.as_deref()), None)
+pub async fn signin_page(Query(next): Query<Next>) -> Result<Markup, UiError> {
+    Ok(signin_form(safe_next(next.next.as_deref())?, None))
 }
 
 /// The sign-in form's fields.
@@ -192,26 +221,34 @@ pub struct SignIn {
     next: Option<String>,
 }
 
-/// Checks the token and sets the session cookie.
+/// Checks the token, starts a session and sets its cookie.
 pub async fn sign_in(State(ui): State<Ui>, Form(form): Form<SignIn>) -> Response {
-    let next = safe_next(form.next.as_deref()).to_string();
-    let token = form.token.trim();
-    match data::authenticate(&ui.dispatch, token) {
-        Ok(Some(_)) => {
-            let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000", hex::encode(token));
+    let next = match safe_next(form.next.as_deref()) {
+        Ok(next) => next.to_string(),
+        Err(err) => return err.into_response(),
+    };
+    match ui.dispatch.service.start_session(form.token.trim()) {
+        Ok(session) => {
+            let lifetime = crate::service::SESSION_LIFETIME.num_seconds();
+            let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={lifetime}", session.id);
             ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
         }
-        Ok(None) => (
+        Err(AuthError::Store(err)) => UiError::from(err).into_response(),
+        Err(_) => (
             StatusCode::UNAUTHORIZED,
             signin_form(&next, Some("That token is not valid here. Check it and try again.")),
         )
             .into_response(),
-        Err(err) => err.into_response(),
     }
 }
 
-/// Forgets the session cookie.
-pub async fn sign_out(_form: SignedForm) -> Response {
+/// Ends the session and forgets its cookie.
+pub async fn sign_out(State(ui): State<Ui>, headers: HeaderMap, _form: SignedForm) -> Response {
+    if let Some(id) = cookie_session_id(&headers)
+        && let Err(err) = ui.dispatch.service.end_session(&id)
+    {
+        return UiError::from(err).into_response();
+    }
     let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/signin")).into_response()
 }
