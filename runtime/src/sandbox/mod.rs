@@ -10,3 +10,4 @@ pub mod instance;
 pub mod limiter;
 pub mod program;
 pub mod stdio;
+pub mod thread_clock;
