@@ -172,10 +172,8 @@ fn a_tenant_cannot_see_or_touch_another_tenants_objects() {
     assert_eq!(acme_runs.as_array().unwrap().len(), 1);
     let (_, globex_runs) = call(&address, &globex, "GET", "/api/v1/flow-runs", None);
     assert_eq!(globex_runs.as_array().unwrap().len(), 0);
-    // A tenant's worker takes only its own tenant's runs, under a name prefixed with its tenant.
-    let (status, claimed) =
-        call(&address, &globex, "POST", "/api/v1/workers/w/claim", Some(r#"{"limit": 5, "wait_ms": 0}"#));
-    assert_eq!((status, claimed), (200, json!([])));
+    // Claims across tenants are tested on runs that wait to be taken, in
+    // a_worker_cannot_report_on_another_tenants_runs_or_move_them.
 }
 
 #[test]
@@ -227,16 +225,33 @@ fn revoked_and_expired_tokens_are_refused_at_once() {
     assert_eq!(status, 401);
     assert!(body["error"]["message"].as_str().unwrap().contains("revoked"), "{body}");
 
-    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
-    let body = json!({ "role": "viewer", "expires": soon }).to_string();
+    let expires = chrono::Utc::now() + chrono::Duration::milliseconds(2000);
+    let body = json!({ "role": "viewer", "expires": expires.to_rfc3339() }).to_string();
     let (status, made) = call(&address, &admin, "POST", "/api/v1/tokens", Some(&body));
     assert_eq!(status, 201, "{made}");
     let brief = made["token"].as_str().unwrap();
-    assert_eq!(call(&address, brief, "GET", "/api/v1/deployments", None).0, 200);
-    std::thread::sleep(std::time::Duration::from_millis(1700));
-    let (status, body) = call(&address, brief, "GET", "/api/v1/deployments", None);
-    assert_eq!(status, 401);
-    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+    // Polled until refused: every answer must match the clock around it,
+    // accepted only if asked before the expiry, refused only once past it.
+    let mut accepted = 0;
+    let refusal = eventually(30, "the brief token to expire", || {
+        let asked = chrono::Utc::now();
+        let (status, body) = call(&address, brief, "GET", "/api/v1/deployments", None);
+        let answered = chrono::Utc::now();
+        match status {
+            200 => {
+                assert!(asked < expires, "accepted when asked at {asked}, after its expiry at {expires}");
+                accepted += 1;
+                None
+            }
+            401 => {
+                assert!(answered >= expires, "refused at {answered}, before its expiry at {expires}: {body}");
+                Some(body)
+            }
+            other => panic!("unexpected answer {other}: {body}"),
+        }
+    });
+    assert!(accepted > 0, "the token was never accepted before its expiry");
+    assert!(refusal["error"]["message"].as_str().unwrap().contains("expired"), "{refusal}");
     let past = json!({ "role": "viewer", "expires": "2001-01-01T00:00:00Z" }).to_string();
     assert_eq!(call(&address, &admin, "POST", "/api/v1/tokens", Some(&past)).0, 422);
 }
@@ -344,9 +359,26 @@ fn a_worker_cannot_report_on_another_tenants_runs_or_move_them() {
     deploy(&address, &acme, &digest);
     let (_, run) = call(&address, &acme, "POST", "/api/v1/deployments/hello/leo/runs", Some(""));
     let id = run["id"].as_str().unwrap();
-    // globex's worker, even one named like the operator's, cannot claim or write acme's run.
-    let (_, claimed) = call(&address, &globex, "POST", "/api/v1/workers/w/claim", Some(r#"{"limit": 5}"#));
-    assert_eq!(claimed, json!([]));
+    let globex_digest = push(&address, &globex, "hello_flow").1["artifact"]["digest"].as_str().unwrap().to_string();
+    deploy(&address, &globex, &globex_digest);
+    let (_, globex_run) = call(&address, &globex, "POST", "/api/v1/deployments/hello/leo/runs", Some(""));
+    let globex_id = globex_run["id"].as_str().unwrap();
+    // Both runs are due and nobody else claims (no embedded workers). globex's
+    // worker, even one named like the operator's, takes its own run only, and
+    // holds it under a name prefixed with its tenant.
+    let claim = r#"{"limit": 5, "wait_ms": 0}"#;
+    let (status, claimed) = call(&address, &globex, "POST", "/api/v1/workers/w/claim", Some(claim));
+    assert_eq!(status, 200, "{claimed}");
+    let taken: Vec<&str> = claimed.as_array().unwrap().iter().map(|c| c["run"]["id"].as_str().unwrap()).collect();
+    assert_eq!(taken, [globex_id], "{claimed}");
+    let (_, held) = call(&address, &globex, "GET", &format!("/api/v1/flow-runs/{globex_id}"), None);
+    assert_eq!(held["flow_run"]["claimed_by"], "globex:w", "{held}");
+    let (_, untouched) = call(&address, &acme, "GET", &format!("/api/v1/flow-runs/{id}"), None);
+    assert_eq!(
+        (&untouched["flow_run"]["state"], &untouched["flow_run"]["claimed_by"]),
+        (&json!("Scheduled"), &Value::Null)
+    );
+    // globex cannot write acme's run either.
     let forged = json!([{ "Log": { "flow_run": id, "task_run": null, "level": "Info",
         "message": "forged", "time": chrono::Utc::now() } }]);
     let (status, _) = call(&address, &globex, "POST", "/api/v1/workers/w/events", Some(&forged.to_string()));
@@ -357,6 +389,10 @@ fn a_worker_cannot_report_on_another_tenants_runs_or_move_them() {
     assert_eq!(after["flow_run"]["tenant"], "acme");
     // The operator's token reads its own tenant: acme's run is not there either.
     assert_eq!(request(&address, "GET", &format!("/api/v1/flow-runs/{id}"), None).0, 404);
+    // The run globex could not take was there to be taken: acme's worker takes it.
+    let (_, claimed) = call(&address, &acme, "POST", "/api/v1/workers/w/claim", Some(claim));
+    let taken: Vec<&str> = claimed.as_array().unwrap().iter().map(|c| c["run"]["id"].as_str().unwrap()).collect();
+    assert_eq!(taken, [id], "{claimed}");
 }
 
 #[test]

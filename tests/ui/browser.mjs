@@ -102,7 +102,7 @@ const scenarios = {
     const { context, page } = await signIn(browser, token);
     const list = await context.newPage();
     await list.goto(base + "/runs");
-    await list.waitForLoadState("networkidle").catch(() => {});
+    await list.waitForSelector("[data-live][data-connected]");
     const listNavigations = countNavigations(list);
     const id = await quickRun(page, "slow/steps");
     await list.waitForSelector(`tr[data-run="${id}"]`, { timeout: 10000 });
@@ -190,8 +190,9 @@ const scenarios = {
     check(lines.includes(`<img src=x onerror="window.__pwned = 'img'">`), "the img line is text");
     check(lines.includes("task says <b>bold</b>"), "a task's markup is text");
     check((await page.textContent("#result + pre")).includes("<script>window.__pwned = 'result'</script>"), "the result is text");
-    await page.reload();
-    await page.waitForTimeout(300);
+    // Inline scripts run, and images fail (firing onerror), before "load".
+    await page.reload({ waitUntil: "load" });
+    check(await page.evaluate(() => document.readyState) === "complete", "the page finished loading");
     check(await page.evaluate(() => window.__pwned) === undefined, "no injected script ran");
     check(await page.locator("#logs img, #logs script, #logs b, pre img, pre script").count() === 0, "no element was created");
     check(dialogs.length === 0, "no dialog");

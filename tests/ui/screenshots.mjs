@@ -34,7 +34,8 @@ try {
   for (const [name, path] of shots) {
     const response = await page.goto(base + path);
     if (!response || response.status() !== 200) throw new Error(`${path} answered ${response && response.status()}`);
-    await page.waitForLoadState("networkidle").catch(() => {});
+    // A page that follows changes is shot once it follows them.
+    if (await page.locator("[data-live]").count() > 0) await page.waitForSelector("[data-live][data-connected]");
     await page.screenshot({ path: `${out}/${name}.png`, fullPage: true });
     console.log(`wrote ${out}/${name}.png`);
   }

@@ -11,3 +11,4 @@ pub mod limiter;
 pub mod program;
 pub mod stdio;
 pub mod submitted;
+pub mod thread_clock;

@@ -101,7 +101,18 @@ fn chatter() {
     eprintln!("to stderr");
 }
 
+/// Well-behaved: computes for `rounds` million steps without calling the
+/// host, then returns. CPU-time accounting is tested with it.
+#[flow]
+fn crunch(rounds: u64) -> u64 {
+    let mut x: u64 = 1;
+    for _ in 0..rounds.saturating_mul(1_000_000) {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407));
+    }
+    x
+}
+
 sluice_sdk::export_flows! {
-    flows: [spin, spin_flow, trap, hog, deep, snoop, chatter],
+    flows: [spin, spin_flow, trap, hog, deep, snoop, chatter, crunch],
     tasks: [spin_forever, explode, allocate, recurse],
 }

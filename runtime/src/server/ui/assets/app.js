@@ -136,6 +136,14 @@
     }
     const source = new EventSource("/ui/events");
     source.addEventListener("change", refresh);
+    // Says whether the region follows changes right now (the server subscribes
+    // before it answers, so nothing after "open" is missed).
+    source.addEventListener("open", function () {
+      region.setAttribute("data-connected", "");
+    });
+    source.addEventListener("error", function () {
+      region.removeAttribute("data-connected");
+    });
   }
 
   function start() {
