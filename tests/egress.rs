@@ -228,7 +228,8 @@ fn a_grant_without_a_port_covers_only_ports_80_and_443() {
     let output = sluice
         .remote(&address)
         .env("SLUICE_API_TOKEN", token)
-        .args(["deploy", path.to_str().unwrap(), "--flow", "fetch", "--name", "x", "--allow-host", &grant])
+        .args(["deploy", path.to_str().unwrap(), "--flow", "fetch", "--name", "x", "--param", "url=http://-"])
+        .args(["--allow-host", &grant])
         .output()
         .unwrap();
     let stderr = texts(&output).1;
@@ -273,7 +274,9 @@ fn https_reaches_a_server_whose_certificate_the_operator_trusts() {
     let (code, stdout, stderr) = exec(&[]);
     assert_eq!(code, Some(0), "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report["result"], json!({ "error": "ErrorCode::TlsCertificateError" }), "{report}");
+    assert_eq!(report["flow_run"]["result"], json!({ "error": "ErrorCode::TlsCertificateError" }), "{report}");
+    let warning = report["logs"][0]["message"].as_str().unwrap();
+    assert!(warning.contains("certificate is not trusted") && warning.contains("SLUICE_EXTRA_CA_CERTS"), "{warning}");
     assert_eq!(origin.count(), 2);
     let (code, _, stderr) = exec(&[("SLUICE_EXTRA_CA_CERTS", ca_file.as_os_str())]);
     assert_eq!(code, Some(0), "{stderr}");

@@ -117,6 +117,10 @@ impl CliError {
 
 impl From<anyhow::Error> for CliError {
     fn from(err: anyhow::Error) -> Self {
+        // An unusable operator setting is bad input, like a bad flag.
+        if err.downcast_ref::<crate::sandbox::egress::TlsConfigError>().is_some() {
+            return Self::usage(format!("{err:#}"));
+        }
         Self::failure(format!("{err:#}"))
     }
 }
@@ -129,6 +133,8 @@ pub fn read_component(path: &PathBuf) -> Result<Vec<u8>, CliError> {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any TLS: two crypto providers are compiled in, so rustls cannot choose one by itself.
+    crate::sandbox::egress::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -9,6 +9,7 @@ use crate::core::record::LogLevel;
 use crate::sandbox::bindings::{Flow, FlowPre, RunContext};
 use crate::sandbox::compile_cache::{CompileCache, CompileSource};
 use crate::sandbox::cpu::CpuExceeded;
+use crate::sandbox::egress::{Egress, install_crypto_provider};
 use crate::sandbox::engine::EngineSettings;
 use crate::sandbox::instance::{InstanceConfig, InstanceState, Outcome, RunHost, Scope};
 use std::sync::Arc;
@@ -49,18 +50,23 @@ pub struct Sandbox {
     linker: Linker<InstanceState>,
     cache: CompileCache,
     memory_limit: usize,
+    egress: Egress,
 }
 
 impl Sandbox {
-    /// A sandbox with these engine settings and compile cache.
+    /// A sandbox with these engine settings and compile cache. Guests' https
+    /// trusts the CAs of `SLUICE_EXTRA_CA_CERTS` besides the built-in roots;
+    /// a file that cannot be used is an error here, before anything runs.
     pub fn new(settings: &EngineSettings, cache: CompileCache) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let egress = Egress::from_env()?;
         let engine = settings.build()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // Linked for every guest; only a deployment's allow_hosts grant lets a request out.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Flow::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |state| state)?;
-        Ok(Self { engine, linker, cache, memory_limit: DEFAULT_MEMORY_LIMIT })
+        Ok(Self { engine, linker, cache, memory_limit: DEFAULT_MEMORY_LIMIT, egress })
     }
 
     /// Sets the memory limit of every instance of programs loaded from now on.
@@ -98,6 +104,7 @@ impl Sandbox {
             engine: self.engine.clone(),
             pre,
             memory_limit: self.memory_limit,
+            egress: self.egress.clone(),
         };
         program.description = program.describe().await?;
         Ok(program)
@@ -128,6 +135,7 @@ pub struct Program {
     engine: Engine,
     pre: FlowPre<InstanceState>,
     memory_limit: usize,
+    egress: Egress,
 }
 
 /// A live instance and its store.
@@ -162,7 +170,8 @@ impl Program {
         scope: Scope,
         config: &InstanceConfig,
     ) -> Result<Live, Failure> {
-        let mut store = Store::new(&self.engine, InstanceState::new(host, scope, config));
+        let state = InstanceState::new(host, scope, config, self.egress.clone());
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         meter_cpu(&mut store);
         match self.pre.instantiate_async(&mut store).await {
