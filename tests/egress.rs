@@ -219,7 +219,11 @@ fn a_grant_without_a_port_covers_only_ports_80_and_443() {
     assert_eq!(origin.count(), 1);
 
     // A tenant policy entry without a port does not cover a grant of another port.
-    let (_, _) = post(&address, "/api/v1/tenants", &json!({ "name": "acme", "policy": { "allow_hosts": ["127.0.0.1"] } }).to_string());
+    let (_, _) = post(
+        &address,
+        "/api/v1/tenants",
+        &json!({ "name": "acme", "policy": { "allow_hosts": ["127.0.0.1"] } }).to_string(),
+    );
     let (status, token) = post(&address, "/api/v1/tokens", &json!({ "tenant": "acme", "role": "admin" }).to_string());
     assert_eq!(status, 201, "{token}");
     let token = token["token"].as_str().unwrap();
@@ -318,8 +322,7 @@ fn a_host_call_that_never_returns_ends_at_the_timeout_and_on_cancel() {
 fn a_panic_in_a_host_task_serving_a_guest_ends_the_run_crashed() {
     let sluice = Sluice::new();
     let origin = Origin::plain("never reached");
-    let (_server, address) =
-        sluice.server_with_env(&[], &[("SLUICE_TEST_PANIC_IN_OUTBOUND_HTTP", OsStr::new("1"))]);
+    let (_server, address) = sluice.server_with_env(&[], &[("SLUICE_TEST_PANIC_IN_OUTBOUND_HTTP", OsStr::new("1"))]);
     deploy_fetch(&sluice, &address, "panics", &[&format!("127.0.0.1:{}", origin.port)], &[]);
     let id = start(&address, "panics", &format!("http://127.0.0.1:{}/", origin.port));
     let run = ended(&address, &id, 60);

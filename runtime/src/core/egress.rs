@@ -15,7 +15,8 @@ pub fn check_request(grants: &[HostPattern], host: &str, port: u16) -> Result<()
     if grants.iter().any(|grant| grant.allows(host, port)) {
         return Ok(());
     }
-    let mut warning = format!("outbound HTTP to `{host}:{port}` denied: it is not in this deployment's allow_hosts grant");
+    let mut warning =
+        format!("outbound HTTP to `{host}:{port}` denied: it is not in this deployment's allow_hosts grant");
     if grants.iter().any(|grant| grant.names(host) && grant.web_ports_only()) {
         warning.push_str(&format!(
             " (an entry without a port covers ports 80 and 443 only; grant `{host}:{port}` or `{host}:*`)"

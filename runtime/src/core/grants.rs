@@ -123,9 +123,9 @@ impl HostPattern {
         let ports = match port {
             None => Ports::Web,
             Some("*") => Ports::Any,
-            Some(port) => {
-                Ports::One(port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| refuse("the port is not 1-65535"))?)
-            }
+            Some(port) => Ports::One(
+                port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| refuse("the port is not 1-65535"))?,
+            ),
         };
         if let Some(network) = Network::parse(host) {
             return Ok(Self { target: Target::Network(network.map_err(|why| refuse(&why))?), ports });

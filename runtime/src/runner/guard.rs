@@ -30,7 +30,8 @@ pub async fn guard<T>(
     timeout: Option<Duration>,
     cancel: &CancellationToken,
 ) -> Result<T, Interrupt> {
-    let call = async { AssertUnwindSafe(call).catch_unwind().await.map_err(|panic| Interrupt::Panicked(message_of(&*panic))) };
+    let call =
+        async { AssertUnwindSafe(call).catch_unwind().await.map_err(|panic| Interrupt::Panicked(message_of(&*panic))) };
     let bounded = async {
         match timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or(Err(Interrupt::TimedOut(limit))),

@@ -458,7 +458,7 @@ impl RunHost for Runner {
         match self.create_task_run(&scope, &name, &input) {
             Some(created) => Box::pin(async move {
                 let (id, what) = (created.0, format!("task `{name}`"));
-                self.clone().contained(id, RunKind::Task, &what, self.clone().task_run(scope, created, name, input)).await
+                self.contained(id, RunKind::Task, &what, self.clone().task_run(scope, created, name, input)).await
             }),
             None => Box::pin(async move {
                 Err(Failure::new(FailureKind::Unknown, format!("no task named `{name}` in this component")))

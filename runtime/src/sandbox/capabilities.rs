@@ -61,7 +61,8 @@ impl WasiHttpHooks for HttpPolicy {
             (self.warn)(&warning);
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
-        let outbound = Outbound { request, options, destination, grants: self.allow_hosts.clone(), warn: self.warn.clone() };
+        let outbound =
+            Outbound { request, options, destination, grants: self.allow_hosts.clone(), warn: self.warn.clone() };
         let egress = self.egress.clone();
         Box::new(async move { egress.send(outbound).await })
     }

@@ -191,10 +191,9 @@ fn tls_failure(err: std::io::Error, authority: &str, warn: &LineSink) -> HttpErr
             ));
             HttpError::TlsCertificateError
         }
-        Some(rustls::Error::AlertReceived(alert)) => HttpError::TlsAlertReceived {
-            alert_id: Some(u8::from(*alert)),
-            alert_message: Some(format!("{alert:?}")),
-        },
+        Some(rustls::Error::AlertReceived(alert)) => {
+            HttpError::TlsAlertReceived { alert_id: Some(u8::from(*alert)), alert_message: Some(format!("{alert:?}")) }
+        }
         _ => HttpError::Tls(err),
     }
 }

@@ -35,7 +35,8 @@ where
             .map_err(|_| HttpError::ConnectionTimeout)??;
     // The request line carries the path only: scheme and authority are for proxies.
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    *request.uri_mut() = http::Uri::builder().path_and_query(path).build().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    *request.uri_mut() =
+        http::Uri::builder().path_and_query(path).build().map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
     let mut connection = Some(connection);
     let mut sending = Box::pin(tokio::time::timeout(first_byte, sender.send_request(request)));
@@ -64,9 +65,9 @@ where
     let rest = async move {
         match connection {
             None => Ok(()),
-            Some(connection) => connection.await.map_err(|err| {
-                if err.is_timeout() { HttpError::HttpResponseTimeout } else { HttpError::from(err) }
-            }),
+            Some(connection) => connection
+                .await
+                .map_err(|err| if err.is_timeout() { HttpError::HttpResponseTimeout } else { HttpError::from(err) }),
         }
     };
     Ok((response, Box::new(rest)))
