@@ -140,7 +140,8 @@ fn every_hostile_guest_is_contained_while_another_tenants_flow_completes_beside_
 
     let (_server, address) = sluice.server(&["--workers", "20"]);
     let operator = Api::operator(&sluice, &address);
-    let mallory = operator.tenant("mallory", json!({ "allow_hosts": ["127.0.0.1"] }));
+    // Every port of the loopback address: the grants below name ports other than 80 and 443.
+    let mallory = operator.tenant("mallory", json!({ "allow_hosts": ["127.0.0.1:*"] }));
     let alice = operator.tenant("alice", json!({}));
     mallory.cli(&sluice, &["secret", "set", "HOSTILE_TOKEN", "--value", "s3cr3t-value"]);
 
@@ -274,7 +275,7 @@ fn what_is_not_granted_or_beyond_the_tenants_policy_is_refused_at_deploy_time() 
 
     // The same through the API, as a tenant whose policy allows one host.
     let (_server, address) = sluice.server(&["--workers", "0"]);
-    let acme = Api::operator(&sluice, &address).tenant("acme", json!({ "allow_hosts": ["*.example.com"] }));
+    let acme = Api::operator(&sluice, &address).tenant("acme", json!({ "allow_hosts": ["*.example.com:*"] }));
     let pushed = acme.cli(&sluice, &["push", path.to_str().unwrap()]);
     let digest = texts(&pushed).0.split_whitespace().find(|w| w.starts_with("sha256:")).unwrap().to_string();
     let deploy = |name: &str, grants: Value| {

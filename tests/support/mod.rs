@@ -225,9 +225,15 @@ impl Drop for Process {
 impl Sluice {
     /// Starts `sluice server --port 0 …` and returns it with its address.
     pub fn server(&self, extra: &[&str]) -> (Process, String) {
+        self.server_with_env(extra, &[])
+    }
+
+    /// [`Sluice::server`] with these environment variables set.
+    pub fn server_with_env(&self, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> (Process, String) {
         use std::io::BufRead;
         let mut child = self
             .command()
+            .envs(env.iter().copied())
             .args(["server", "--port", "0"])
             .args(extra)
             .stdout(std::process::Stdio::piped())

@@ -81,7 +81,9 @@ pub struct DeployArgs {
     /// Largest parameters, task input or result, in MiB (default 16).
     #[arg(long, value_name = "MIB")]
     payload_limit: Option<u32>,
-    /// Grant outbound HTTP (wasi:http) to this host: api.example.com, host:8443 or *.example.com. Repeatable.
+    /// Grant outbound HTTP (wasi:http) to this host: api.example.com (ports 80 and 443), host:8443, host:* (every
+    /// port), *.example.com, or an address or network (127.0.0.1:8080, 10.0.0.0/8:*), which loopback and private
+    /// addresses need. Repeatable.
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
     /// Grant this secret (`sluice secret set NAME`) as an environment variable of the same name. Repeatable.

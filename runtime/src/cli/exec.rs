@@ -47,7 +47,9 @@ pub struct ExecArgs {
     /// CPU time the whole flow run may use, its tasks and subflows included (default 30m).
     #[arg(long, value_name = "DURATION")]
     run_cpu_limit: Option<String>,
-    /// Allow outbound HTTP (wasi:http) to this host: api.example.com, host:8443 or *.example.com. Repeatable.
+    /// Allow outbound HTTP (wasi:http) to this host: api.example.com (ports 80 and 443), host:8443, host:* (every
+    /// port), *.example.com, or an address or network (127.0.0.1:8080, 10.0.0.0/8:*), which loopback and private
+    /// addresses need. Repeatable.
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
 }

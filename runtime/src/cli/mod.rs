@@ -119,6 +119,10 @@ impl CliError {
 
 impl From<anyhow::Error> for CliError {
     fn from(err: anyhow::Error) -> Self {
+        // An unusable operator setting is bad input, like a bad flag.
+        if err.downcast_ref::<crate::sandbox::egress::TlsConfigError>().is_some() {
+            return Self::usage(format!("{err:#}"));
+        }
         Self::failure(format!("{err:#}"))
     }
 }
@@ -147,6 +151,8 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, Command::Server(_) | Command::Worker(_) | Command::Serve(_)) {
         closed_pipe::exit_quietly_on_closed_stdout();
     }
+    // Before any TLS: two crypto providers are compiled in, so rustls cannot choose one by itself.
+    crate::sandbox::egress::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -13,7 +13,8 @@ use std::process::ExitCode;
 /// What a tenant's deployments may ask for.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PolicyArgs {
-    /// A host its deployments may be granted outbound HTTP to (`*.example.com` for subdomains). Repeatable.
+    /// A host its deployments may be granted outbound HTTP to, written as for `deploy --allow-host`
+    /// (`*.example.com` for subdomains, `:*` for every port, 10.0.0.0/8 for a network). Repeatable.
     #[arg(long = "allow-host")]
     allow_hosts: Vec<String>,
     /// Most memory per instance a deployment may ask for, in MiB.

@@ -18,6 +18,9 @@ pub enum FailureKind {
     TimedOut,
     /// The run was cancelled.
     Cancelled,
+    /// The host failed while serving the instance (a host task panicked):
+    /// the run ends `Crashed`, as when its worker dies.
+    HostFault,
 }
 
 /// A failure with its reason.
@@ -44,6 +47,7 @@ impl Failure {
         match self.kind {
             FailureKind::TimedOut => StateType::TimedOut,
             FailureKind::Cancelled => StateType::Cancelled,
+            FailureKind::HostFault => StateType::Crashed,
             FailureKind::Crashed | FailureKind::Failed | FailureKind::InvalidInput | FailureKind::Unknown => {
                 StateType::Failed
             }

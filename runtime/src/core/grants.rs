@@ -8,14 +8,18 @@
 //! mounted) and `sockets` (every call refused). `wasi:http/*` needs an
 //! `allow_hosts` grant; anything else is refused.
 
+use crate::core::address::Network;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// Capabilities granted to a deployment's runs; none by default.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
-    /// Hosts the guest may call through outbound HTTP (`wasi:http`): `api.example.com` (any
-    /// port), `api.example.com:8443` (that port only) or `*.example.com` (its subdomains).
+    /// Hosts the guest may call through outbound HTTP (`wasi:http`): `api.example.com` (ports 80
+    /// and 443), `api.example.com:8443` (that port only), `api.example.com:*` (every port),
+    /// `*.example.com` (its subdomains), or an IP address or network (`10.0.0.0/8:8080`), which
+    /// is what it takes to reach loopback, private or link-local addresses.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
     /// Names of secrets (`sluice secret set NAME`) exposed to the guest as environment
@@ -47,73 +51,169 @@ impl Grants {
     }
 }
 
-/// One entry of `allow_hosts`: a host name or IP, optionally `*.` for its
-/// subdomains, optionally a port.
+/// One entry of `allow_hosts`: what a request may name (a host name, all
+/// subdomains of one, or an IP address or network) and on which ports.
+///
+/// A name reaches only the public addresses it resolves to (see
+/// [`crate::core::address`]); loopback, private, link-local and other
+/// special addresses are reached only through an entry naming the address
+/// or its network. Without a port an entry covers the web ports 80 and 443;
+/// `:PORT` names one port and `:*` every port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostPattern {
-    host: String,
-    subdomains: bool,
-    port: Option<u16>,
+    target: Target,
+    ports: Ports,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    /// A host name, or with `subdomains` every name below it.
+    Name { host: String, subdomains: bool },
+    /// An IP address or network.
+    Network(Network),
+}
+
+/// The ports an entry covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ports {
+    /// No port written: 80 and 443.
+    Web,
+    /// `:PORT`.
+    One(u16),
+    /// `:*`.
+    Any,
+}
+
+impl Ports {
+    fn allow(self, port: u16) -> bool {
+        match self {
+            Ports::Web => port == 80 || port == 443,
+            Ports::One(one) => one == port,
+            Ports::Any => true,
+        }
+    }
+
+    fn cover(self, other: Ports) -> bool {
+        match (self, other) {
+            (Ports::Any, _) => true,
+            (Ports::Web, Ports::Web) => true,
+            (_, Ports::One(port)) => self.allow(port),
+            _ => false,
+        }
+    }
 }
 
 impl HostPattern {
-    /// Parses `host`, `host:port` or `*.domain[:port]`.
+    /// Parses `host`, `*.domain`, an IPv4 or IPv6 address, or a network
+    /// (`10.0.0.0/8`), each optionally with `:PORT` or `:*` (an IPv6 address
+    /// with a port in brackets: `[fd00::1]:8080`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let refuse = |why: &str| {
             format!(
-                "`{text}` is not an allowed host: {why}; write a host name or IP with an optional port, \
-                 such as api.example.com, 127.0.0.1:8080 or *.example.com"
+                "`{text}` is not an allowed host: {why}; write a host name, `*.` and a domain, or an IP address \
+                 or network, each with an optional `:PORT` or `:*` (none means ports 80 and 443), such as \
+                 api.example.com, *.example.com, 127.0.0.1:8080, 10.0.0.0/8:* or [fd00::1]:443"
             )
         };
         let trimmed = text.trim().to_ascii_lowercase();
-        if trimmed.contains("://") || trimmed.contains('/') {
+        if trimmed.contains("://") {
             return Err(refuse("give the host only, without scheme or path"));
         }
-        let (rest, subdomains) = match trimmed.strip_prefix("*.") {
-            Some(rest) => (rest.to_string(), true),
-            None => (trimmed.clone(), false),
+        let (host, port) = split_port(&trimmed).map_err(|why| refuse(&why))?;
+        let ports = match port {
+            None => Ports::Web,
+            Some("*") => Ports::Any,
+            Some(port) => Ports::One(
+                port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| refuse("the port is not 1-65535"))?,
+            ),
         };
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => {
-                let port =
-                    port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| refuse("the port is not 1-65535"))?;
-                (host.to_string(), Some(port))
-            }
-            _ => (rest, None),
+        if let Some(network) = Network::parse(host) {
+            return Ok(Self { target: Target::Network(network.map_err(|why| refuse(&why))?), ports });
+        }
+        if host.contains('/') {
+            return Err(refuse("give the host only, without scheme or path"));
+        }
+        let (host, subdomains) = match host.strip_prefix("*.") {
+            Some(rest) => (rest, true),
+            None => (host, false),
         };
         let valid = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
         if !valid {
-            return Err(refuse("a host has letters, digits, `.` and `-` only"));
+            return Err(refuse("a host name has letters, digits, `.` and `-` only"));
         }
-        Ok(Self { host, subdomains, port })
+        Ok(Self { target: Target::Name { host: host.to_string(), subdomains }, ports })
     }
 
     /// Whether every request `other` allows is also allowed by this entry
     /// (a tenant policy's entry covering a deployment's grant): the same
-    /// host or a subdomain of a `*.` entry, and this entry's port if it has one.
+    /// name or a subdomain of a `*.` entry, or an address or network inside
+    /// this network; and ports this entry covers.
     pub fn covers(&self, other: &HostPattern) -> bool {
-        let port = self.port.is_none() || self.port == other.port;
-        let below = |host: &str| host.strip_suffix(&self.host).is_some_and(|prefix| prefix.ends_with('.'));
-        let host = match (self.subdomains, other.subdomains) {
-            // `*.example.com` covers `*.example.com` and `*.api.example.com`.
-            (true, true) => other.host == self.host || below(&other.host),
-            (true, false) => below(&other.host),
-            (false, false) => other.host == self.host,
-            (false, true) => false,
+        let target = match (&self.target, &other.target) {
+            (Target::Name { host, subdomains }, Target::Name { host: other, subdomains: other_subdomains }) => {
+                let below = |name: &str| name.strip_suffix(host.as_str()).is_some_and(|prefix| prefix.ends_with('.'));
+                match (subdomains, other_subdomains) {
+                    // `*.example.com` covers `*.example.com` and `*.api.example.com`.
+                    (true, true) => other == host || below(other),
+                    (true, false) => below(other),
+                    (false, false) => other == host,
+                    (false, true) => false,
+                }
+            }
+            (Target::Network(network), Target::Network(other)) => network.contains_network(other),
+            _ => false,
         };
-        port && host
+        target && self.ports.cover(other.ports)
     }
 
-    /// Whether a request to `host` on `port` is allowed by this entry.
+    /// Whether a request naming `host` (a name or an IP address, as in the
+    /// URL) on `port` is allowed by this entry. Where it may connect is
+    /// decided by [`HostPattern::reaches_address`] once the name is resolved.
     pub fn allows(&self, host: &str, port: u16) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let host_matches = if self.subdomains {
-            host.strip_suffix(&self.host).is_some_and(|prefix| prefix.ends_with('.'))
-        } else {
-            host == self.host
-        };
-        host_matches && self.port.is_none_or(|p| p == port)
+        self.names(host) && self.ports.allow(port)
     }
+
+    /// Whether this entry names `host` at all, whatever the port.
+    pub fn names(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+        match &self.target {
+            Target::Name { host: name, subdomains: true } => {
+                host.strip_suffix(name.as_str()).is_some_and(|prefix| prefix.ends_with('.'))
+            }
+            Target::Name { host: name, subdomains: false } => host == *name,
+            Target::Network(network) => host.parse::<IpAddr>().is_ok_and(|ip| network.contains(ip)),
+        }
+    }
+
+    /// Whether this entry names `ip` itself (an address or network entry
+    /// holding it) on `port`: what it takes to reach a special address.
+    pub fn reaches_address(&self, ip: IpAddr, port: u16) -> bool {
+        matches!(&self.target, Target::Network(network) if network.contains(ip)) && self.ports.allow(port)
+    }
+
+    /// Whether the entry covers ports 80 and 443 only (it was written without a port).
+    pub fn web_ports_only(&self) -> bool {
+        self.ports == Ports::Web
+    }
+}
+
+/// Splits `host[:port]`, `[v6][:port]` or a bare IPv6 address (no port).
+fn split_port(text: &str) -> Result<(&str, Option<&str>), String> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("a `[` has no closing `]`")?;
+        return match after {
+            "" => Ok((host, None)),
+            _ => after.strip_prefix(':').map(|port| (host, Some(port))).ok_or_else(|| "after `]` comes `:PORT`".into()),
+        };
+    }
+    if text.matches(':').count() > 1 {
+        // An IPv6 address without brackets cannot carry a port.
+        return Ok((text, None));
+    }
+    Ok(match text.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (text, None),
+    })
 }
 
 /// Secret names are environment variable names: a letter or `_`, then letters, digits, `_`.
@@ -192,12 +292,13 @@ mod tests {
     #[test]
     fn host_patterns_match_hosts_ports_and_subdomains() {
         let exact = HostPattern::parse("API.example.com").unwrap();
-        assert!(exact.allows("api.example.com", 443));
+        assert!(exact.allows("api.example.com", 443) && exact.allows("api.example.com.", 80));
         assert!(!exact.allows("evil.com", 443));
         assert!(!exact.allows("x.api.example.com", 443));
         let port = HostPattern::parse("127.0.0.1:8080").unwrap();
         assert!(port.allows("127.0.0.1", 8080));
         assert!(!port.allows("127.0.0.1", 8081));
+        assert!(!port.allows("localhost", 8080), "an address entry does not name a host name");
         let wild = HostPattern::parse("*.example.com").unwrap();
         assert!(wild.allows("a.example.com", 80));
         assert!(!wild.allows("example.com", 80));
@@ -205,13 +306,47 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_without_a_port_covers_the_web_ports_only() {
+        let web = HostPattern::parse("api.example.com").unwrap();
+        assert!(web.allows("api.example.com", 80) && web.allows("api.example.com", 443));
+        assert!(!web.allows("api.example.com", 8080) && !web.allows("api.example.com", 22));
+        assert!(web.web_ports_only());
+        let every = HostPattern::parse("api.example.com:*").unwrap();
+        assert!(every.allows("api.example.com", 8080) && every.allows("api.example.com", 1));
+        assert!(!every.web_ports_only());
+        let loopback = HostPattern::parse("127.0.0.1").unwrap();
+        assert!(loopback.allows("127.0.0.1", 443) && !loopback.allows("127.0.0.1", 4200));
+    }
+
+    #[test]
+    fn address_and_network_entries_name_addresses() {
+        let network = HostPattern::parse("10.0.0.0/8:*").unwrap();
+        assert!(network.allows("10.1.2.3", 5432));
+        assert!(network.reaches_address("10.1.2.3".parse().unwrap(), 5432));
+        assert!(!network.reaches_address("11.0.0.1".parse().unwrap(), 5432));
+        let v6 = HostPattern::parse("[fd00::1]:8443").unwrap();
+        assert!(v6.allows("[fd00::1]", 8443) && !v6.allows("[fd00::1]", 443));
+        assert!(v6.reaches_address("fd00::1".parse().unwrap(), 8443));
+        let bare_v6 = HostPattern::parse("::1").unwrap();
+        assert!(bare_v6.allows("[::1]", 443));
+        let mapped = HostPattern::parse("127.0.0.1:*").unwrap();
+        assert!(mapped.reaches_address("::ffff:127.0.0.1".parse().unwrap(), 9), "v4-mapped is the IPv4 address");
+        let name = HostPattern::parse("localhost:*").unwrap();
+        assert!(!name.reaches_address("127.0.0.1".parse().unwrap(), 80), "a name never reaches a special address");
+    }
+
+    #[test]
     fn a_policy_entry_covers_the_grants_inside_it() {
         let covers =
             |policy: &str, grant: &str| HostPattern::parse(policy).unwrap().covers(&HostPattern::parse(grant).unwrap());
         assert!(covers("api.example.com", "API.example.com"));
-        assert!(covers("api.example.com", "api.example.com:8443"));
+        assert!(covers("api.example.com", "api.example.com:443"));
+        assert!(!covers("api.example.com", "api.example.com:8443"), "no port means 80 and 443");
+        assert!(covers("api.example.com:*", "api.example.com:8443"));
+        assert!(covers("api.example.com:*", "api.example.com"));
         assert!(covers("api.example.com:8443", "api.example.com:8443"));
-        assert!(!covers("api.example.com:8443", "api.example.com"), "any port is more than one port");
+        assert!(!covers("api.example.com:8443", "api.example.com"), "two ports are more than one");
+        assert!(!covers("api.example.com:443", "api.example.com:*"));
         assert!(!covers("api.example.com", "example.com"));
         assert!(covers("*.example.com", "a.b.example.com"));
         assert!(covers("*.example.com", "*.example.com"));
@@ -219,14 +354,33 @@ mod tests {
         assert!(!covers("*.example.com", "example.com"));
         assert!(!covers("*.example.com", "evilexample.com"));
         assert!(!covers("api.example.com", "*.api.example.com"));
+        assert!(covers("10.0.0.0/8:*", "10.1.0.0/16:5432"));
+        assert!(covers("127.0.0.1:*", "127.0.0.1:8080"));
+        assert!(!covers("127.0.0.1", "127.0.0.1:8080"));
+        assert!(!covers("10.1.0.0/16:*", "10.0.0.0/8:*"));
+        assert!(!covers("localhost:*", "127.0.0.1:*"), "a name does not cover an address");
+        assert!(!covers("127.0.0.1:*", "localhost:*"), "an address does not cover a name");
     }
 
     #[test]
     fn bad_hosts_and_secret_names_are_refused_with_an_example() {
-        for bad in ["https://example.com", "example.com/path", "", "host:0", "host:99999", "a b"] {
+        for bad in [
+            "https://example.com",
+            "example.com/path",
+            "",
+            "host:0",
+            "host:99999",
+            "host:x",
+            "a b",
+            "10.0.0.1/8",
+            "10.0.0.0/40",
+            "[fd00::1",
+            "[fd00::1]8080",
+        ] {
             let err = HostPattern::parse(bad).unwrap_err();
             assert!(err.contains("such as api.example.com"), "{bad}: {err}");
         }
+        assert!(HostPattern::parse("10.0.0.1/8").unwrap_err().contains("bits set past its /8 prefix"));
         assert!(check_secret_name("API_TOKEN").is_ok());
         assert!(check_secret_name("1TOKEN").unwrap_err().contains("such as API_TOKEN"));
         assert!(check_secret_name("A-B").is_err());

@@ -1,10 +1,12 @@
 //! The pure core: ids and names, the run state machine, task policies and
 //! failures. No I/O and no wasmtime here; everything else depends on it.
 
+pub mod address;
 pub mod deployment;
 pub mod describe;
 pub mod describe_check;
 pub mod duration;
+pub mod egress;
 pub mod failure;
 pub mod grants;
 pub mod ids;

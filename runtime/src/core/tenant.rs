@@ -112,7 +112,9 @@ pub struct Denied(pub String);
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPolicy {
-    /// Hosts its deployments may be granted outbound HTTP to (`*.example.com` matches subdomains).
+    /// Hosts its deployments may be granted outbound HTTP to, written as grants are: an entry
+    /// covers the grants inside it (`*.example.com` its subdomains, `host:*` every port of it,
+    /// `10.0.0.0/8:*` the addresses of that network; no port means 80 and 443).
     #[serde(default)]
     pub allow_hosts: Vec<String>,
     /// Most memory per instance a deployment may ask for, in MiB.

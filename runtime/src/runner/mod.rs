@@ -21,9 +21,11 @@ use crate::sandbox::instance::{InstanceConfig, Outcome, RunHost, Scope};
 use crate::sandbox::program::{Program, cpu_failure, crash};
 use crate::sandbox::submitted::Start;
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use guard::{Interrupt, guard};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -169,7 +171,8 @@ impl Runner {
         parameters: &serde_json::Value,
     ) -> FlowOutcome {
         let parameters = parameters.to_string();
-        let outcome = self.clone().flow_run(id, name.clone(), None, flow.to_string(), parameters).await;
+        let flow_run = self.clone().flow_run(id, name.clone(), None, flow.to_string(), parameters);
+        let outcome = self.contained(id, RunKind::Flow, &format!("flow `{flow}`"), flow_run).await;
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
         }
@@ -184,6 +187,33 @@ impl Runner {
             message: outcome.as_ref().err().map(|f| f.message.clone()),
             result: outcome.ok().map(Arc::from),
         }
+    }
+
+    /// Runs `run` (the flow or task run `id`); should the host panic
+    /// anywhere in it, the run ends `Crashed` with the panic's message
+    /// instead of staying where it was forever.
+    async fn contained(
+        &self,
+        id: RunId,
+        kind: RunKind,
+        what: &str,
+        run: impl Future<Output = Result<String, Failure>>,
+    ) -> Result<String, Failure> {
+        let panic = match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(outcome) => return outcome,
+            Err(panic) => panic,
+        };
+        let failure = host_fault(what, &guard::message_of(&*panic));
+        self.record(Event::State(StateRecord {
+            run: id,
+            kind,
+            state: failure.end_state(),
+            message: Some(failure.message.clone()),
+            attempt: 1,
+            result: None,
+            time: Utc::now(),
+        }));
+        Err(failure)
     }
 
     fn record(&self, event: Event) {
@@ -502,7 +532,10 @@ impl RunHost for Runner {
             return Box::pin(async move { Err(failure) });
         }
         match self.create_task_run(&scope, &name, &input) {
-            Some(created) => Box::pin(self.task_run(scope, created, name, input)),
+            Some(created) => Box::pin(async move {
+                let (id, what) = (created.0.run, format!("task `{name}`"));
+                self.contained(id, RunKind::Task, &what, self.clone().task_run(scope, created, name, input)).await
+            }),
             None => Box::pin(async move { Err(unknown_task(&name)) }),
         }
     }
@@ -522,7 +555,9 @@ impl RunHost for Runner {
                     let (runner, scope) = (self.clone(), scope.clone());
                     Box::new(move || {
                         Box::pin(async move {
-                            let outcome = runner.task_run(scope, created, name, input).await;
+                            let (id, what) = (created.0.run, format!("task `{name}`"));
+                            let run = runner.clone().task_run(scope, created, name, input);
+                            let outcome = runner.contained(id, RunKind::Task, &what, run).await;
                             drop(reserved);
                             outcome
                         })
@@ -664,6 +699,7 @@ fn settle(
             Err(Failure::new(FailureKind::TimedOut, format!("{what} exceeded its timeout of {limit:?}")))
         }
         Err(Interrupt::Cancelled) => Err(Failure::new(FailureKind::Cancelled, "the run was cancelled")),
+        Err(Interrupt::Panicked(panic)) => Err(host_fault(what, &panic)),
         Ok(Err(trap)) => {
             Err(cpu_failure(store, what).unwrap_or_else(|| crash(store, &trap, &format!("{what} crashed"))))
         }
@@ -676,6 +712,11 @@ fn is_hostcall_fuel(trap: &wasmtime::Error) -> bool {
     trap.chain().any(|cause| cause.to_string().contains("fuel allocated for hostcalls has been exhausted"))
 }
 
+/// `what` ends `Crashed`: the host panicked while serving it.
+fn host_fault(what: &str, panic: &str) -> Failure {
+    Failure::new(FailureKind::HostFault, format!("{what} crashed: the host panicked while serving it: {panic}"))
+}
+
 /// An error the guest returned. A guest passing on a task's timeout or crash
 /// has itself failed: only the host decides that a call timed out, crashed
 /// or was cancelled.
@@ -685,7 +726,7 @@ fn guest_error(error: crate::sandbox::bindings::RunError) -> Failure {
         FailureKind::Failed | FailureKind::InvalidInput | FailureKind::Unknown => return failure,
         FailureKind::TimedOut => "timed out",
         FailureKind::Cancelled => "cancelled",
-        FailureKind::Crashed => "crashed",
+        FailureKind::Crashed | FailureKind::HostFault => "crashed",
     };
     Failure {
         kind: FailureKind::Failed,

@@ -36,7 +36,7 @@ impl From<Failure> for RunError {
         let Failure { kind, message, retryable } = failure;
         match kind {
             FailureKind::Failed => RunError::Failed(WitFailure { message, retryable }),
-            FailureKind::Crashed => RunError::Crashed(WitFailure { message, retryable }),
+            FailureKind::Crashed | FailureKind::HostFault => RunError::Crashed(WitFailure { message, retryable }),
             FailureKind::InvalidInput => RunError::InvalidInput(message),
             FailureKind::Unknown => RunError::Unknown(message),
             FailureKind::TimedOut => RunError::TimedOut(message),

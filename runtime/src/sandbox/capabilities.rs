@@ -1,9 +1,12 @@
 //! What one instance is granted at run time: the hosts it may reach through
 //! outbound HTTP (`wasi:http`) and the environment variables it sees (its
 //! deployment's secrets). A call outside the grant fails inside the guest
-//! with the error WASI defines for it, never in the host.
+//! with the error WASI defines for it, never in the host. Requests the grant
+//! allows are sent by `sandbox::egress`, which checks the addresses too.
 
+use crate::core::egress::check_request;
 use crate::core::grants::HostPattern;
+use crate::sandbox::egress::{Destination, Egress, Outbound, Sent};
 use crate::sandbox::stdio::LineSink;
 use std::sync::Arc;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
@@ -25,50 +28,42 @@ impl std::fmt::Debug for InstanceGrants {
     }
 }
 
-/// Sends an outbound request only to an allowed host; any other request
-/// ends with `HTTP-request-denied` for the guest and a warning in the log.
+/// Sends an outbound request only to an allowed host, and only to the
+/// addresses its grant reaches; any other request ends with
+/// `HTTP-request-denied` (or `destination-IP-prohibited`) for the guest and
+/// a warning in the log.
 pub struct HttpPolicy {
     allow_hosts: Arc<[HostPattern]>,
+    egress: Egress,
     warn: LineSink,
 }
 
 impl HttpPolicy {
-    /// A policy allowing `allow_hosts`, warning through `warn`.
-    pub fn new(allow_hosts: Arc<[HostPattern]>, warn: LineSink) -> Self {
-        Self { allow_hosts, warn }
-    }
-
-    fn allows(&self, uri: &http::Uri) -> bool {
-        let Some(host) = uri.host() else { return false };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
-        self.allow_hosts.iter().any(|pattern| pattern.allows(host, port))
+    /// A policy allowing `allow_hosts`, sending through `egress`, warning through `warn`.
+    pub fn new(allow_hosts: Arc<[HostPattern]>, egress: Egress, warn: LineSink) -> Self {
+        Self { allow_hosts, egress, warn }
     }
 }
 
-type Sent = Box<
-    dyn Future<
-            Output = Result<
-                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
-                HttpError,
-            >,
-        > + Send,
->;
+type Sending = Box<dyn Future<Output = Result<Sent, HttpError>> + Send>;
 
 impl WasiHttpHooks for HttpPolicy {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
-        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-    ) -> Sent {
-        if !self.allows(request.uri()) {
-            let authority = request.uri().authority().map_or_else(String::new, |a| a.to_string());
-            (self.warn)(&format!(
-                "outbound HTTP to `{authority}` denied: it is not in this deployment's allow_hosts grant"
-            ));
+        _request_body_errors: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Sending {
+        let Some(destination) = Destination::of(request.uri()) else {
+            return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
+        };
+        if let Err(warning) = check_request(&self.allow_hosts, &destination.host, destination.port) {
+            (self.warn)(&warning);
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
-        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+        let outbound =
+            Outbound { request, options, destination, grants: self.allow_hosts.clone(), warn: self.warn.clone() };
+        let egress = self.egress.clone();
+        Box::new(async move { egress.send(outbound).await })
     }
 }

@@ -8,6 +8,7 @@ use crate::core::record::LogLevel;
 use crate::sandbox::bindings::{self, RunContext, RunError, TaskCall};
 use crate::sandbox::capabilities::{HttpPolicy, InstanceGrants};
 use crate::sandbox::cpu::{CpuMeter, RunCpu};
+use crate::sandbox::egress::Egress;
 use crate::sandbox::limiter::InstanceLimiter;
 use crate::sandbox::stdio::{LineSink, LogStream};
 use crate::sandbox::submitted::{Start, Submitted};
@@ -105,7 +106,7 @@ impl InstanceState {
     /// A sandboxed instance state: no files, no sockets, no stdin, no
     /// environment but its granted secrets, outbound HTTP to its granted
     /// hosts only; stdout and stderr go to the run's log.
-    pub fn new(host: Arc<dyn RunHost>, scope: Scope, config: &InstanceConfig) -> Self {
+    pub fn new(host: Arc<dyn RunHost>, scope: Scope, config: &InstanceConfig, egress: Egress) -> Self {
         let stdout = LogStream::new(log_sink(&host, &scope, LogLevel::Info));
         let stderr = LogStream::new(log_sink(&host, &scope, LogLevel::Warning));
         let wasi = WasiCtxBuilder::new()
@@ -117,7 +118,7 @@ impl InstanceState {
             .allow_ip_name_lookup(false)
             .build();
         let http_policy =
-            HttpPolicy::new(config.grants.allow_hosts.clone(), log_sink(&host, &scope, LogLevel::Warning));
+            HttpPolicy::new(config.grants.allow_hosts.clone(), egress, log_sink(&host, &scope, LogLevel::Warning));
         Self {
             wasi,
             http: WasiHttpCtx::new(),

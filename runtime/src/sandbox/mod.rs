@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod compile_cache;
 pub mod cpu;
+pub mod egress;
 pub mod engine;
 pub mod instance;
 pub mod limiter;

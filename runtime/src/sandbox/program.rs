@@ -9,6 +9,7 @@ use crate::core::record::LogLevel;
 use crate::sandbox::bindings::{Flow, FlowPre, RunContext};
 use crate::sandbox::compile_cache::{CompileCache, CompileSource};
 use crate::sandbox::cpu::CpuExceeded;
+use crate::sandbox::egress::{Egress, install_crypto_provider};
 use crate::sandbox::engine::EngineSettings;
 use crate::sandbox::instance::{InstanceConfig, InstanceState, Outcome, RunHost, Scope};
 use std::sync::Arc;
@@ -49,18 +50,23 @@ pub struct Sandbox {
     linker: Linker<InstanceState>,
     cache: CompileCache,
     memory_limit: usize,
+    egress: Egress,
 }
 
 impl Sandbox {
-    /// A sandbox with these engine settings and compile cache.
+    /// A sandbox with these engine settings and compile cache. Guests' https
+    /// trusts the CAs of `SLUICE_EXTRA_CA_CERTS` besides the built-in roots;
+    /// a file that cannot be used is an error here, before anything runs.
     pub fn new(settings: &EngineSettings, cache: CompileCache) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let egress = Egress::from_env()?;
         let engine = settings.build()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // Linked for every guest; only a deployment's allow_hosts grant lets a request out.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Flow::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |state| state)?;
-        Ok(Self { engine, linker, cache, memory_limit: DEFAULT_MEMORY_LIMIT })
+        Ok(Self { engine, linker, cache, memory_limit: DEFAULT_MEMORY_LIMIT, egress })
     }
 
     /// Sets the memory limit of every instance of programs loaded from now on.
@@ -99,6 +105,7 @@ impl Sandbox {
             pre,
             memory_limit: self.memory_limit,
             task_inputs: std::collections::HashMap::new(),
+            egress: self.egress.clone(),
         };
         program.description = program.describe().await?;
         program.task_inputs = program.description.check().map_err(LoadError::Describe)?;
@@ -132,6 +139,7 @@ pub struct Program {
     memory_limit: usize,
     // Each task's input schema, compiled once.
     task_inputs: std::collections::HashMap<String, jsonschema::Validator>,
+    egress: Egress,
 }
 
 /// A live instance and its store.
@@ -174,7 +182,8 @@ impl Program {
         scope: Scope,
         config: &InstanceConfig,
     ) -> Result<Live, Failure> {
-        let mut store = Store::new(&self.engine, InstanceState::new(host, scope, config));
+        let state = InstanceState::new(host, scope, config, self.egress.clone());
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         meter_cpu(&mut store);
         match self.pre.instantiate_async(&mut store).await {
