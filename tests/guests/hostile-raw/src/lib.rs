@@ -89,7 +89,7 @@ impl Guest for Hostile {
             // Submits `first` slow tasks and leaves them running, then one batch of `count` calls.
             "fan_out" => {
                 let slow: Vec<TaskCall> = (0..number(&parameters, "first", 0))
-                    .map(|_| TaskCall { name: "slow".into(), input: r#"{"ms":2000}"#.into() })
+                    .map(|_| TaskCall { name: "slow".into(), input: r#"{"ms":60000}"#.into() })
                     .collect();
                 host::submit(&slow);
                 let calls: Vec<TaskCall> = (0..number(&parameters, "count", 1_000_000))
