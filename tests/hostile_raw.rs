@@ -170,7 +170,10 @@ fn hostile_descriptions_are_refused_at_push_with_the_offending_name() {
         ("httpref", "the schema of the input of task `slow` refers to \"http://127.0.0.1:9/s.json\""),
         ("traversal", "`describe` declares a flow named \"../../etc/passwd\", which is not a valid name"),
         ("nulname", "`describe` declares a task named \"evil\\0\\u{1b}[31mname\", which is not a valid name"),
-        ("longname", "… (10240 bytes), which is not a valid name: names must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
+        (
+            "longname",
+            "… (10240 bytes), which is not a valid name: names must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+        ),
     ];
     for (mode, expected) in cases {
         let path = described_as(dir.path(), mode);
