@@ -67,7 +67,7 @@ struct Hostile;
 impl Guest for Hostile {
     fn describe() -> ComponentInfo {
         let mut flows =
-            ["fan_out", "abandon", "log_flood", "big_result", "bad_input"].map(|f| flow(f, OBJECT)).to_vec();
+            ["fan_out", "abandon", "log_flood", "big_result", "bad_input", "wait_flood"].map(|f| flow(f, OBJECT)).to_vec();
         let mut tasks = vec![task("noop", NOOP_INPUT), task("slow", OBJECT), task("big", OBJECT)];
         match mode().as_str() {
             "huge" => flows[0].description = "x".repeat(40 << 20),
@@ -132,6 +132,11 @@ impl Guest for Hostile {
                     });
                 }
                 Ok(serde_json::Value::from(seen).to_string())
+            }
+            // Waits on `count` handles it never got: each answer would cost the host a result.
+            "wait_flood" => {
+                let handles: Vec<u64> = (1..=number(&parameters, "count", 2_000_000)).collect();
+                Ok(host::wait(&handles).len().to_string())
             }
             other => Err(RunError::Unknown(format!("no flow named `{other}`"))),
         }
