@@ -66,8 +66,9 @@ struct Hostile;
 
 impl Guest for Hostile {
     fn describe() -> ComponentInfo {
-        let mut flows =
-            ["fan_out", "abandon", "log_flood", "big_result", "bad_input", "wait_flood"].map(|f| flow(f, OBJECT)).to_vec();
+        let mut flows = ["fan_out", "abandon", "log_flood", "big_result", "bad_input", "wait_flood"]
+            .map(|f| flow(f, OBJECT))
+            .to_vec();
         let mut tasks = vec![task("noop", NOOP_INPUT), task("slow", OBJECT), task("big", OBJECT)];
         match mode().as_str() {
             "huge" => flows[0].description = "x".repeat(40 << 20),
