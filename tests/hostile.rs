@@ -414,7 +414,9 @@ fn a_million_call_submit_is_refused_at_the_call_while_another_tenants_flow_runs(
     let (state, message) = state_and_message(&run);
     assert_eq!(state, "Failed");
     assert!(
-        message.starts_with("task limit reached: a flow run may start at most 100000 task runs, and a `submit` of 1000000"),
+        message.starts_with(
+            "task limit reached: a flow run may start at most 100000 task runs, and a `submit` of 1000000"
+        ),
         "{message}"
     );
     // Only the batch before the refused one was created, and every one of its task runs ended.

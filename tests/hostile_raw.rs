@@ -54,6 +54,14 @@ fn a_million_call_submit_is_refused_at_the_call_and_every_task_run_it_started_en
 }
 
 #[test]
+fn waiting_on_millions_of_handles_never_submitted_is_refused_at_the_call() {
+    let (code, report) = raw("wait_flood", &["--param", "count=2000000"]);
+    assert_eq!(code, 1, "{report:#}");
+    let message = report["flow_run"]["message"].as_str().unwrap();
+    assert!(message.contains("`wait` was given 2000000 handles but only 0 submitted tasks are pending"), "{message}");
+}
+
+#[test]
 fn tasks_a_flow_submits_and_leaves_behind_end_with_it() {
     let (code, report) = raw("abandon", &["--param", "count=30"]);
     assert_eq!(code, 0, "{report:#}");
@@ -170,7 +178,10 @@ fn hostile_descriptions_are_refused_at_push_with_the_offending_name() {
         ("httpref", "the schema of the input of task `slow` refers to \"http://127.0.0.1:9/s.json\""),
         ("traversal", "`describe` declares a flow named \"../../etc/passwd\", which is not a valid name"),
         ("nulname", "`describe` declares a task named \"evil\\0\\u{1b}[31mname\", which is not a valid name"),
-        ("longname", "… (10240 bytes), which is not a valid name: names must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
+        (
+            "longname",
+            "… (10240 bytes), which is not a valid name: names must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+        ),
     ];
     for (mode, expected) in cases {
         let path = described_as(dir.path(), mode);

@@ -18,8 +18,16 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The guest crates the tests run.
-const GUESTS: &[&str] =
-    &["hello-flow", "pipeline-flow", "etl-flow", "hostile-flow", "hostile-io-flow", "hostile-raw-flow", "bench-flow", "ui-fixtures-flow"];
+const GUESTS: &[&str] = &[
+    "hello-flow",
+    "pipeline-flow",
+    "etl-flow",
+    "hostile-flow",
+    "hostile-io-flow",
+    "hostile-raw-flow",
+    "bench-flow",
+    "ui-fixtures-flow",
+];
 
 /// The path of a guest component, e.g. `guest("hello_flow")`, built on first use.
 pub fn guest(name: &str) -> PathBuf {

@@ -82,7 +82,8 @@ pub async fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
             for line in backend.logs(&run, tail).await? {
                 let time = line.time.with_timezone(&chrono::Local).format("%H:%M:%S%.3f");
                 let source = if line.task_run.is_some() { "Task run" } else { "Flow run" };
-                let text = format!("{time} | {:<7} | {source} '{}' - {}", line.level.name(), line.run_name, line.message);
+                let text =
+                    format!("{time} | {:<7} | {source} '{}' - {}", line.level.name(), line.run_name, line.message);
                 println!("{}", printable(&text));
             }
         }

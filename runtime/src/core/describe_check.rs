@@ -139,7 +139,8 @@ mod tests {
             let error = compile_schema("input of task `t`", &schema).unwrap_err();
             assert!(error.contains(target), "{error}");
         }
-        let local = json!({"$defs": {"n": {"type": "integer"}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/n"}}});
+        let local =
+            json!({"$defs": {"n": {"type": "integer"}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/n"}}});
         assert!(compile_schema("input of task `t`", &local).is_ok());
     }
 

@@ -653,7 +653,7 @@ fn unknown_task(name: &str) -> Failure {
 
 /// `result of \`task\` exceeds the payload limit of 16 MiB`.
 fn over_payload_limit(what: &str, owner: &str, limit: usize) -> String {
-    let limit = if limit % (1 << 20) == 0 { format!("{} MiB", limit >> 20) } else { format!("{limit} bytes") };
+    let limit = if limit.is_multiple_of(1 << 20) { format!("{} MiB", limit >> 20) } else { format!("{limit} bytes") };
     format!("{what} of `{owner}` exceeds the payload limit of {limit}")
 }
 

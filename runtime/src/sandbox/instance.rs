@@ -165,7 +165,8 @@ impl bindings::sluice::flow::host::Host for InstanceState {
     async fn submit(&mut self, calls: Vec<TaskCall>) -> wasmtime::Result<Vec<u64>> {
         let calls = calls.into_iter().map(|call| (call.name, call.input)).collect();
         // Past a run limit the whole call is refused: the guest traps and the run stops with the reason.
-        let starts = self.host.clone().submit(self.scope.clone(), calls).map_err(|f| wasmtime::Error::msg(f.message))?;
+        let starts =
+            self.host.clone().submit(self.scope.clone(), calls).map_err(|f| wasmtime::Error::msg(f.message))?;
         Ok(self.submitted.start(starts, self.host.submit_concurrency()))
     }
 

@@ -66,7 +66,9 @@ struct Hostile;
 
 impl Guest for Hostile {
     fn describe() -> ComponentInfo {
-        let mut flows = ["fan_out", "abandon", "log_flood", "big_result", "bad_input"].map(|f| flow(f, OBJECT)).to_vec();
+        let mut flows = ["fan_out", "abandon", "log_flood", "big_result", "bad_input", "wait_flood"]
+            .map(|f| flow(f, OBJECT))
+            .to_vec();
         let mut tasks = vec![task("noop", NOOP_INPUT), task("slow", OBJECT), task("big", OBJECT)];
         match mode().as_str() {
             "huge" => flows[0].description = "x".repeat(40 << 20),
@@ -89,7 +91,7 @@ impl Guest for Hostile {
             // Submits `first` slow tasks and leaves them running, then one batch of `count` calls.
             "fan_out" => {
                 let slow: Vec<TaskCall> = (0..number(&parameters, "first", 0))
-                    .map(|_| TaskCall { name: "slow".into(), input: r#"{"ms":2000}"#.into() })
+                    .map(|_| TaskCall { name: "slow".into(), input: r#"{"ms":60000}"#.into() })
                     .collect();
                 host::submit(&slow);
                 let calls: Vec<TaskCall> = (0..number(&parameters, "count", 1_000_000))
@@ -131,6 +133,11 @@ impl Guest for Hostile {
                     });
                 }
                 Ok(serde_json::Value::from(seen).to_string())
+            }
+            // Waits on `count` handles it never got: each answer would cost the host a result.
+            "wait_flood" => {
+                let handles: Vec<u64> = (1..=number(&parameters, "count", 2_000_000)).collect();
+                Ok(host::wait(&handles).len().to_string())
             }
             other => Err(RunError::Unknown(format!("no flow named `{other}`"))),
         }
