@@ -56,8 +56,10 @@ fn guest(name: &str) -> PathBuf {
 struct Server {
     child: Child,
     address: String,
-    /// An admin token of the default tenant: the UI's cookie and the API's bearer.
+    /// An admin token of the default tenant: signs in to the UI, and the API's bearer.
     token: String,
+    /// The session cookie signing in with `token` set.
+    cookie: String,
     _home: tempfile::TempDir,
 }
 
@@ -146,12 +148,28 @@ fn start(home: tempfile::TempDir, cache: &Path) -> Result<Server> {
     let first = lines.next().context("the server printed nothing")??;
     let address = first.split("http://").nth(1).and_then(|r| r.split(' ').next()).context("no address")?.to_string();
     std::thread::spawn(move || for _ in lines {});
-    Ok(Server { child, address, token, _home: home })
+    let cookie = sign_in(&address, &token)?;
+    Ok(Server { child, address, token, cookie, _home: home })
 }
 
-/// The cookie the sign-in form sets for a token.
-fn cookie(token: &str) -> String {
-    format!("sluice_session={}", hex::encode(token))
+/// Signs in through the form, as a browser does; returns the session cookie it sets.
+fn sign_in(address: &str, token: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let body = format!("token={token}&next=%2F");
+    let mut stream = std::net::TcpStream::connect(address)?;
+    write!(
+        stream,
+        "POST /signin HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let set = answer
+        .lines()
+        .find_map(|line| line.to_ascii_lowercase().starts_with("set-cookie:").then(|| line[11..].trim().to_string()))
+        .with_context(|| format!("signing in set no cookie: {answer}"))?;
+    Ok(set.split(';').next().unwrap_or_default().to_string())
 }
 
 fn median_p90(mut values: Vec<f64>) -> (f64, f64) {
@@ -163,7 +181,7 @@ fn median_p90(mut values: Vec<f64>) -> (f64, f64) {
 async fn fetch(client: &reqwest::Client, server: &Server, path: &str) -> Result<(Duration, String)> {
     let start = Instant::now();
     let response =
-        client.get(format!("http://{}{path}", server.address)).header("cookie", cookie(&server.token)).send().await?;
+        client.get(format!("http://{}{path}", server.address)).header("cookie", &server.cookie).send().await?;
     let status = response.status();
     let body = response.text().await?;
     let elapsed = start.elapsed();
@@ -253,7 +271,7 @@ async fn live(client: &reqwest::Client, server: &Server, options: &Options) -> R
         ensure!(claimed[0]["run"]["id"] == id.as_str(), "claimed something else: {claimed}");
         let mut stream = client
             .get(format!("{base}/runs/{id}/events"))
-            .header("cookie", cookie(&server.token))
+            .header("cookie", &server.cookie)
             .header("accept", "text/event-stream")
             .send()
             .await?;
