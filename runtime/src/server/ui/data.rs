@@ -53,9 +53,8 @@ pub struct DeploymentSummary {
 
 /// Every deployment, with its next and last runs.
 pub fn deployments(d: &Dispatch, p: &Principal) -> UiResult<Vec<DeploymentSummary>> {
-    let store = &d.service.store;
-    let deployments = store.deployments(Some(&p.tenant))?;
-    store
+    let deployments = d.service.store.deployments(Some(&p.tenant))?;
+    sqlite(d)?
         .query(|c| {
             let mut next = c.prepare_cached(
                 "SELECT MIN(scheduled) FROM flow_runs
@@ -194,9 +193,8 @@ pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> 
         sql += &format!(" AND (created, id) < ({c}, {i})");
     }
     sql += &format!(" ORDER BY created DESC, id DESC LIMIT {}", query.limit + 1);
-    let store = &d.service.store;
     let ids: Vec<String> =
-        store.query(|c| c.prepare(&sql)?.query_map(params_from_iter(&values), |r| r.get(0))?.collect())?;
+        sqlite(d)?.query(|c| c.prepare(&sql)?.query_map(params_from_iter(&values), |r| r.get(0))?.collect())?;
     let mut runs = Vec::with_capacity(ids.len());
     for id in ids.iter().take(query.limit) {
         if let Some(run) = run_row(d, p, id)? {
@@ -285,7 +283,7 @@ fn logs_where(d: &Dispatch, p: &Principal, run: &str, order: &str, after: i64, l
          AND EXISTS (SELECT 1 FROM flow_runs WHERE id = ?1 AND tenant = ?4)
          AND {order} LIMIT ?3"
     );
-    let rows = d.service.store.query(|c| {
+    let rows = sqlite(d)?.query(|c| {
         c.prepare_cached(&sql)?
             .query_map(rusqlite::params![run, after, limit as i64, p.tenant], |r| {
                 let time: String = r.get("time")?;
@@ -335,9 +333,8 @@ pub struct Dashboard {
 /// The dashboard's figures.
 pub fn dashboard(d: &Dispatch, p: &Principal) -> UiResult<Dashboard> {
     let now = Utc::now();
-    let store = &d.service.store;
     let since = timestamp(now - Duration::hours(24));
-    let (last_day, late_ids, late_count) = store.query(|c| {
+    let (last_day, late_ids, late_count) = sqlite(d)?.query(|c| {
         let counts = c
             .prepare_cached(
                 "SELECT state, COUNT(*) FROM flow_runs WHERE tenant = ?1 AND created >= ?2 AND +parent IS NULL
@@ -448,7 +445,7 @@ pub struct WorkerRow {
 /// Every worker that ever sent a heartbeat, latest first. Workers serve
 /// every tenant; the runs counted are this tenant's only.
 pub fn workers(d: &Dispatch, p: &Principal) -> UiResult<Vec<WorkerRow>> {
-    let rows = d.service.store.query(|c| {
+    let rows = sqlite(d)?.query(|c| {
         let running: HashMap<String, u64> = c
             .prepare_cached(
                 "SELECT claimed_by, COUNT(*) FROM flow_runs WHERE ended IS NULL AND claimed_by IS NOT NULL
@@ -483,4 +480,12 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 /// The store's text form of a time (RFC 3339, UTC, fixed width so text order is time order).
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The SQLite store, for the pages' own listing, paging and counting queries.
+fn sqlite(d: &Dispatch) -> UiResult<&crate::store::SqliteStore> {
+    d.service
+        .store
+        .sqlite()
+        .ok_or_else(|| UiError::Internal(format!("this page is not available yet on {}", d.service.store.location())))
 }

@@ -1,0 +1,112 @@
+//! The store a service runs on, chosen by `SLUICE_DATABASE_URL`: SQLite in
+//! `SLUICE_HOME` by default, PostgreSQL for a `postgres://` URL. What the
+//! service needs beyond the `StateStore` contract (watching commits,
+//! secrets, waking workers on other servers) is here, so callers never
+//! need to know which database they are on.
+
+use super::postgres::PgStore;
+use super::{SecretInfo, SqliteStore, StateStore, StoreError};
+use crate::core::record::{Barrier, Event, Recorder};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{Notify, broadcast};
+
+/// The variable that names the database.
+pub const DATABASE_URL_VARIABLE: &str = "SLUICE_DATABASE_URL";
+
+/// A state store with what the service needs around the contract.
+pub trait Backend: StateStore {
+    /// Resolves once everything recorded so far is committed.
+    fn flush(&self) -> Barrier {
+        Recorder::barrier(self).unwrap_or_else(|| Box::pin(std::future::ready(())))
+    }
+    /// Committed events as they are committed (for `--watch` and the UI's live updates).
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+    /// Stores a sealed secret value; true when it was new.
+    fn put_secret(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<bool, StoreError>;
+    /// A tenant's secrets, by name.
+    fn secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, StoreError>;
+    /// The sealed value of a secret, if it exists.
+    fn sealed_secret(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes a secret; true when it existed.
+    fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+    /// Tells waiting workers of other servers on the same database that work may be available.
+    fn announce_work(&self) {}
+    /// Wakes `waiter` when another server announces work.
+    fn on_work_announced(&self, _waiter: Arc<Notify>) {}
+    /// The SQLite store underneath, for the web UI's own queries.
+    fn sqlite(&self) -> Option<&SqliteStore> {
+        None
+    }
+    /// Where the state is, for messages.
+    fn location(&self) -> String;
+}
+
+/// Opens the store `SLUICE_DATABASE_URL` names, or the SQLite file in `home`.
+pub fn open(home: &Path) -> Result<Arc<dyn Backend>, StoreError> {
+    match std::env::var(DATABASE_URL_VARIABLE).ok().filter(|url| !url.trim().is_empty()) {
+        Some(url) => open_url(url.trim(), home),
+        None => Ok(Arc::new(SqliteStore::open(&home.join("sluice.db"))?)),
+    }
+}
+
+/// Opens the store at `url`: `postgres://` or `postgresql://` (an
+/// `sqlite:` path is accepted too, for symmetry).
+pub fn open_url(url: &str, home: &Path) -> Result<Arc<dyn Backend>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let path = if path.is_empty() { home.join("sluice.db") } else { path.into() };
+        return Ok(Arc::new(SqliteStore::open(&path)?));
+    }
+    Ok(Arc::new(PgStore::open(url)?))
+}
+
+impl Backend for SqliteStore {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        SqliteStore::subscribe(self)
+    }
+    fn put_secret(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<bool, StoreError> {
+        SqliteStore::put_secret(self, tenant, name, sealed)
+    }
+    fn secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, StoreError> {
+        SqliteStore::secrets(self, tenant)
+    }
+    fn sealed_secret(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        SqliteStore::sealed_secret(self, tenant, name)
+    }
+    fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        SqliteStore::delete_secret(self, tenant, name)
+    }
+    fn sqlite(&self) -> Option<&SqliteStore> {
+        Some(self)
+    }
+    fn location(&self) -> String {
+        "SQLite".into()
+    }
+}
+
+impl Backend for PgStore {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        PgStore::subscribe(self)
+    }
+    fn put_secret(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<bool, StoreError> {
+        PgStore::put_secret(self, tenant, name, sealed)
+    }
+    fn secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, StoreError> {
+        PgStore::secrets(self, tenant)
+    }
+    fn sealed_secret(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        PgStore::sealed_secret(self, tenant, name)
+    }
+    fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        PgStore::delete_secret(self, tenant, name)
+    }
+    fn announce_work(&self) {
+        PgStore::announce_work(self);
+    }
+    fn on_work_announced(&self, waiter: Arc<Notify>) {
+        PgStore::on_work_announced(self, waiter);
+    }
+    fn location(&self) -> String {
+        format!("PostgreSQL at {}", self.server())
+    }
+}

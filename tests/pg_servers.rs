@@ -1,0 +1,110 @@
+//! Two `sluice server` processes on one PostgreSQL database (this test
+//! process's own cluster, `support/pg_cluster.rs`): a run created through
+//! one server reaches an idle worker attached to the other at once (the
+//! other server is woken by `LISTEN`/`NOTIFY`, not by its worker's 10 s
+//! long-poll running out), and bad database URLs stop the binary with a
+//! clear message.
+
+#[path = "support/pg_cluster.rs"]
+mod pg_cluster;
+mod support;
+
+use pg_cluster::Cluster;
+use std::io::BufRead;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::http::{get, post, use_token};
+use support::{Process, Sluice, eventually, guest};
+
+fn server(sluice: &Sluice, url: &str) -> (Process, String) {
+    let mut child = sluice
+        .command()
+        .env("SLUICE_DATABASE_URL", url)
+        .args(["server", "--port", "0", "--workers", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting sluice server");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("the server prints its address").unwrap();
+    let address =
+        first.split("http://").nth(1).and_then(|rest| rest.split(' ').next()).expect("an address").to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (Process { child }, address)
+}
+
+fn run_state(address: &str, id: &str) -> serde_json::Value {
+    get(address, &format!("/api/v1/flow-runs/{id}")).1["flow_run"].clone()
+}
+
+fn create_run(address: &str) -> String {
+    let (status, run) = post(address, "/api/v1/deployments/hello/leo/runs", "");
+    assert!(status < 300, "{status} {run}");
+    run["id"].as_str().or(run["flow_run"]["id"].as_str()).expect("a run id").to_string()
+}
+
+#[test]
+fn a_run_created_through_one_server_reaches_an_idle_worker_of_another_within_milliseconds() {
+    let url = Cluster::shared().new_database();
+    let sluice = Sluice::new();
+    let hello = guest("hello_flow");
+    let deployed = sluice
+        .command()
+        .env("SLUICE_DATABASE_URL", &url)
+        .args(["deploy", hello.to_str().unwrap(), "--flow", "hello", "--name", "leo", "--param", "name=Leo"])
+        .output()
+        .unwrap();
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    let (_one, first) = server(&sluice, &url);
+    let token = sluice.admin_token();
+    let (_two, second) = server(&sluice, &url);
+    use_token(&first, &token);
+    use_token(&second, &token);
+    let _worker = sluice.worker(&second, "w", &[]);
+
+    // A first run proves the worker is attached and idle again once it ends.
+    let warm = create_run(&first);
+    eventually(60, "the first run to complete", || {
+        Some(run_state(&second, &warm)).filter(|r| r["state"] == "Completed")
+    });
+    std::thread::sleep(Duration::from_millis(300)); // Let the worker's next claim start waiting.
+
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let id = create_run(&first);
+        eventually(30, "the run to be taken", || Some(run_state(&first, &id)).filter(|r| r["claimed_by"].is_string()));
+        waits.push(start.elapsed());
+        eventually(30, "the run to complete", || Some(run_state(&first, &id)).filter(|r| r["state"] == "Completed"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("created on one server -> taken by a worker of the other: {waits:?}");
+    // Without the wake-up the worker's long-poll on the other server runs for 10 s.
+    assert!(waits.iter().all(|w| *w < Duration::from_secs(2)), "{waits:?}");
+}
+
+#[test]
+fn an_unreachable_database_stops_the_command_with_the_host_and_the_reason() {
+    let sluice = Sluice::new();
+    let output = sluice
+        .command()
+        .env("SLUICE_DATABASE_URL", "postgres://sluice:hunter2@127.0.0.1:1/sluice")
+        .args(["flow-run", "ls"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_ne!(output.status.code(), Some(101), "it panicked: {stderr}");
+    assert!(stderr.contains("127.0.0.1:1/sluice") && stderr.contains("cannot connect"), "{stderr}");
+    assert!(!stderr.contains("hunter2") && !stderr.contains("panicked"), "{stderr}");
+
+    let output = sluice
+        .command()
+        .env("SLUICE_DATABASE_URL", "mysql://localhost/x")
+        .args(["server", "--port", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && output.status.code() != Some(101), "{stderr}");
+    assert!(stderr.contains("must be a postgres://"), "{stderr}");
+}
