@@ -27,6 +27,11 @@ use tokio_postgres::{Client, Statement};
 /// How long a write nobody waits for may stay uncommitted.
 const BACKGROUND_PERIOD: Duration = Duration::from_millis(5);
 
+/// Writes per transaction: a backlog is committed in transactions of this
+/// size, as PostgreSQL slows down on one huge transaction that updates rows
+/// it inserted itself.
+const MAX_WRITES_PER_TRANSACTION: usize = 500;
+
 /// The longest pause between two attempts to reach a database that went away.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -142,6 +147,7 @@ struct Statements {
 
 impl Statements {
     async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        client.batch_execute("SET plan_cache_mode = force_custom_plan").await?;
         Ok(Self {
             flow_run: client
                 .prepare(
@@ -232,16 +238,37 @@ impl Committer {
 
     /// Commits what is queued, retrying while the database cannot be reached.
     async fn commit_queued(&mut self) {
-        let batch = std::mem::take(&mut *self.shared.queue.lock().expect("queue lock"));
+        let mut batch = std::mem::take(&mut *self.shared.queue.lock().expect("queue lock"));
         let announce = self.shared.announce.swap(false, Ordering::SeqCst);
         if batch.is_empty() && !announce {
             return;
         }
-        let count = batch.len() as u64;
+        loop {
+            let tail = batch.split_off(batch.len().min(MAX_WRITES_PER_TRANSACTION));
+            let chunk = std::mem::replace(&mut batch, tail);
+            let last = batch.is_empty();
+            // The wake-up rides with the last writes, so it never arrives before them.
+            if self.commit_with_retries(&chunk, announce && last).await {
+                for write in &chunk {
+                    if let Write::Event(event) = write {
+                        let _ = self.shared.events.send(Arc::new(event.clone()));
+                    }
+                }
+            }
+            self.shared.committed.send_modify(|total| *total += chunk.len() as u64);
+            if last {
+                return;
+            }
+        }
+    }
+
+    /// Commits `batch`, retrying while the database cannot be reached; false when it was given up on.
+    async fn commit_with_retries(&mut self, batch: &[Write], announce: bool) -> bool {
+        let count = batch.len();
         let mut backoff = Duration::from_millis(50);
-        let committed = loop {
-            match self.commit(&batch, announce).await {
-                Ok(()) => break true,
+        loop {
+            match self.commit(batch, announce).await {
+                Ok(()) => return true,
                 Err(err) if self.client.is_closed() => {
                     eprintln!(
                         "warning: lost the PostgreSQL server at {} while committing {count} writes ({}); retrying",
@@ -257,18 +284,10 @@ impl Committer {
                 }
                 Err(err) => {
                     eprintln!("error: the state store could not record {count} writes: {}", describe(&err));
-                    break false;
-                }
-            }
-        };
-        if committed {
-            for write in batch {
-                if let Write::Event(event) = write {
-                    let _ = self.shared.events.send(Arc::new(event));
+                    return false;
                 }
             }
         }
-        self.shared.committed.send_modify(|total| *total += count);
     }
 
     async fn reconnect(&self) -> Result<(Client, Statements), crate::store::StoreError> {
