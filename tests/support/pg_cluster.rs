@@ -130,6 +130,17 @@ impl Cluster {
         self.url(&name)
     }
 
+    /// Runs `sql` with `psql` on the database at `url`; its output, unaligned and without headers.
+    pub fn psql(&self, url: &str, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-d", url, "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running psql");
+        assert!(output.status.success(), "psql failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
     /// The URL of database `name`.
     pub fn url(&self, name: &str) -> String {
         // The socket folder as the host, percent-encoded: a host that starts with `/` is a socket folder.

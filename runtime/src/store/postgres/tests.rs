@@ -249,4 +249,3 @@ async fn calls_from_a_multi_threaded_runtime_neither_panic_nor_deadlock() {
     }
     assert_eq!(store.flow_runs(&crate::store::RunFilter { limit: 1000, ..Default::default() }).unwrap().len(), 16);
 }
-
