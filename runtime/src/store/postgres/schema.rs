@@ -168,7 +168,7 @@ pub fn latest() -> usize {
 }
 
 /// An arbitrary constant: the advisory lock every migrating server takes.
-const MIGRATION_LOCK: i64 = 0x51_1ce_0001_i64;
+const MIGRATION_LOCK: i64 = 0x5115_ce00_0001_i64;
 
 /// Brings the database up to the newest schema, or refuses one that is newer.
 pub async fn migrate(client: &mut Client, server: &str) -> Result<(), StoreError> {

@@ -54,9 +54,9 @@ fn a_missing_database_is_named_with_the_servers_reason() {
 #[test]
 fn a_database_migrated_by_a_newer_sluice_is_refused() {
     let url = Cluster::shared().new_database();
-    let store = PgStore::open(&url).unwrap();
-    store.read(async |c| Ok(c.execute("UPDATE sluice_schema SET version = 999", &[]).await?)).unwrap();
-    drop(store);
+    drop(PgStore::open(&url).unwrap());
+    assert_eq!(Cluster::shared().psql(&url, "SELECT version FROM sluice_schema"), super::schema::latest().to_string());
+    Cluster::shared().psql(&url, "UPDATE sluice_schema SET version = 999");
     let message = open_error(&url);
     assert!(message.contains("schema version 999"), "{message}");
     assert!(message.contains("newer"), "{message}");

@@ -16,7 +16,6 @@ use crate::store::writer::{Write, timestamp};
 use futures_util::future::{join, join_all, join3};
 use std::collections::HashSet;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -379,15 +378,10 @@ impl Committer {
 
 /// Sends every statement before waiting for the first answer.
 async fn send_all(client: &Client, statements: &[(&Statement, Vec<Param>)]) -> Vec<Result<u64, tokio_postgres::Error>> {
-    let futures: Vec<Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + '_>>> = statements
-        .iter()
-        .map(|(statement, params)| {
-            let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-            let statement: &Statement = statement;
-            Box::pin(async move { client.execute(statement, &params).await })
-                as Pin<Box<dyn Future<Output = _> + Send + '_>>
-        })
-        .collect();
+    let futures = statements.iter().map(|(statement, params)| {
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        async move { client.execute(*statement, &params).await }
+    });
     join_all(futures).await
 }
 
