@@ -76,6 +76,34 @@ fn a_run_created_through_one_server_reaches_an_idle_worker_of_another_within_mil
     let done =
         eventually(60, "the run to complete", || Some(run_state(&second, &id)).filter(|r| r["state"] == "Completed"));
     assert_eq!(done["claimed_by"], "w");
+
+    // The web UI's listings read the same database through either server.
+    for address in [&first, &second] {
+        for (path, shows) in [
+            ("/", "hello/leo"),
+            ("/deployments", "hello/leo"),
+            ("/runs", done["name"].as_str().unwrap()),
+            ("/runs?state=Completed&deployment=hello/leo", done["name"].as_str().unwrap()),
+            (&format!("/runs/{id}"), "Hello Leo"),
+            ("/work-pools", "w"),
+        ] {
+            let (status, page) = page(address, &token, path);
+            assert_eq!(status, 200, "{path} on {address}: {page}");
+            assert!(page.contains(shows), "{path} on {address} does not show {shows}");
+        }
+    }
+}
+
+/// A web UI page, signed in with `token`.
+fn page(address: &str, token: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let cookie = format!("sluice_session={}", hex::encode(token));
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response)
 }
 
 #[test]

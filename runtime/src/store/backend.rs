@@ -5,7 +5,7 @@
 //! need to know which database they are on.
 
 use super::postgres::PgStore;
-use super::{SecretInfo, SqliteStore, StateStore, StoreError};
+use super::{SecretInfo, SqlValue, SqliteStore, StateStore, StoreError};
 use crate::core::record::{Barrier, Event, Recorder};
 use std::path::Path;
 use std::sync::Arc;
@@ -34,10 +34,9 @@ pub trait Backend: StateStore {
     fn announce_work(&self) {}
     /// Wakes `waiter` when another server announces work.
     fn on_work_announced(&self, _waiter: Arc<Notify>) {}
-    /// The SQLite store underneath, for the web UI's own queries.
-    fn sqlite(&self) -> Option<&SqliteStore> {
-        None
-    }
+    /// Runs a read-only listing query of the web UI, written in SQLite's
+    /// dialect (see `listing`); each row's columns in order.
+    fn listing(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError>;
     /// Where the state is, for messages.
     fn location(&self) -> String;
 }
@@ -76,8 +75,8 @@ impl Backend for SqliteStore {
     fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         SqliteStore::delete_secret(self, tenant, name)
     }
-    fn sqlite(&self) -> Option<&SqliteStore> {
-        Some(self)
+    fn listing(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        super::listing::on_sqlite(self, sql, params)
     }
     fn location(&self) -> String {
         "SQLite".into()
@@ -105,6 +104,9 @@ impl Backend for PgStore {
     }
     fn on_work_announced(&self, waiter: Arc<Notify>) {
         PgStore::on_work_announced(self, waiter);
+    }
+    fn listing(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        super::listing::on_postgres(self, sql, params)
     }
     fn location(&self) -> String {
         format!("PostgreSQL at {}", self.server())

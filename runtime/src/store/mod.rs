@@ -6,6 +6,7 @@ mod backend;
 mod checkpoint;
 mod claim;
 mod fold;
+mod listing;
 mod migrations;
 mod postgres;
 mod secrets;
@@ -19,6 +20,7 @@ mod test_cluster;
 mod writer;
 
 pub use backend::{Backend, DATABASE_URL_VARIABLE, open, open_url};
+pub use listing::SqlValue;
 pub use postgres::PgStore;
 pub use secrets::SecretInfo;
 pub use sqlite::SqliteStore;
