@@ -213,13 +213,21 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// A fixed set of connections, each lent to one caller at a time; a
-/// connection the server closed is replaced when it is next lent.
+/// Up to `size` connections, opened as callers need them (a short CLI
+/// command opens one), each lent to one caller at a time; a connection the
+/// server closed is replaced when it is next lent.
 pub struct Pool {
-    idle: Mutex<Vec<Client>>,
+    state: Mutex<PoolState>,
     returned: Condvar,
+    size: usize,
     target: Target,
     runtime: Arc<IoRuntime>,
+}
+
+struct PoolState {
+    idle: Vec<Client>,
+    /// Connections open or being opened, lent or idle.
+    opened: usize,
 }
 
 /// A connection on loan; it goes back to the pool when dropped.
@@ -244,38 +252,48 @@ impl std::ops::DerefMut for Lent<'_> {
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            self.pool.idle.lock().expect("pool lock").push(client);
+            self.pool.state.lock().expect("pool lock").idle.push(client);
             self.pool.returned.notify_one();
         }
     }
 }
 
 impl Pool {
-    /// Opens `size` connections to `target`.
+    /// A pool of up to `size` connections to `target`, with one opened now
+    /// (so a wrong URL fails here).
     pub fn open(target: Target, runtime: Arc<IoRuntime>, size: usize) -> Result<Self, StoreError> {
-        let mut idle = Vec::with_capacity(size);
-        for _ in 0..size {
-            idle.push(target.connect(&runtime)?);
-        }
-        Ok(Self { idle: Mutex::new(idle), returned: Condvar::new(), target, runtime })
+        let first = target.connect(&runtime)?;
+        let state = PoolState { idle: vec![first], opened: 1 };
+        Ok(Self { state: Mutex::new(state), returned: Condvar::new(), size, target, runtime })
     }
 
-    /// Lends a connection, waiting for one to come back if all are out.
+    /// Lends a connection: an idle one, a new one while fewer than `size`
+    /// are open, else the first one to come back.
     pub fn get(&self) -> Result<Lent<'_>, StoreError> {
-        let mut idle = self.idle.lock().expect("pool lock");
-        let client = loop {
-            if let Some(client) = idle.pop() {
-                break client;
+        let mut state = self.state.lock().expect("pool lock");
+        let idle = loop {
+            if let Some(client) = state.idle.pop() {
+                break Some(client);
             }
-            idle = self.returned.wait(idle).expect("pool lock");
+            if state.opened < self.size {
+                state.opened += 1;
+                break None;
+            }
+            state = self.returned.wait(state).expect("pool lock");
         };
-        drop(idle);
-        let mut lent = Lent { client: Some(client), pool: self };
-        if lent.is_closed() {
-            // On failure the closed client goes back, so the pool keeps its size and retries next time.
-            let fresh = self.target.connect(&self.runtime)?;
-            lent.client = Some(fresh);
-        }
-        Ok(lent)
+        drop(state);
+        let client = match idle {
+            Some(client) if !client.is_closed() => client,
+            // Closed by the server (or never opened): a fresh one; on failure its place is given back.
+            _ => match self.target.connect(&self.runtime) {
+                Ok(client) => client,
+                Err(err) => {
+                    self.state.lock().expect("pool lock").opened -= 1;
+                    self.returned.notify_one();
+                    return Err(err);
+                }
+            },
+        };
+        Ok(Lent { client: Some(client), pool: self })
     }
 }
