@@ -10,7 +10,7 @@ SLUICE := target/debug/sluice
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_PYTHON := $(or $(PREFECT_BENCH_VENV),target/prefect-venv)/bin/python
 
-.PHONY: setup guests python-example build demo test lint bench ui-deps openapi-deps screenshots
+.PHONY: setup guests python-example build demo test lint bench ui-deps openapi-deps pg-deps screenshots
 
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -30,6 +30,10 @@ ui-deps:
 # client generator from PyPI, pinned, in their own venv.
 openapi-deps:
 	./tests/openapi/setup.sh
+
+# The store suite's PostgreSQL: Debian's server package (the tests start and stop their own cluster).
+pg-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql)
 
 # docs/screenshots/*.png, from a server with a few runs (tests/ui/screenshots.mjs).
 screenshots: guests ui-deps
@@ -51,7 +55,7 @@ demo: guests build
 	$(SLUICE) deployment ls
 	$(SLUICE) flow-run ls --limit 5
 
-test: guests python-example ui-deps openapi-deps
+test: guests python-example ui-deps openapi-deps pg-deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		SLUICE_EXAMPLES_BUILT=1 $(CARGO) nextest run --no-fail-fast; \
 	else \

@@ -4,6 +4,8 @@
 //! limit, instantiate + call of the task export from the same
 //! `InstancePre` with nothing recorded, on wasmtime's async support as
 //! Sluice runs guests (`wasmtime`) and without it (`wasmtime-sync`).
+//! `SLUICE_DATABASE_URL` set to a `postgres://` URL measures the durable
+//! side on PostgreSQL instead of SQLite.
 
 use crate::sync_baseline::Baseline;
 use anyhow::{Context, Result, bail, ensure};
@@ -16,14 +18,15 @@ use sluice::sandbox::compile_cache::CompileCache;
 use sluice::sandbox::engine::EngineSettings;
 use sluice::sandbox::instance::{Outcome, RunHost, Scope};
 use sluice::sandbox::program::{Program, Sandbox};
-use sluice::store::{SqliteStore, StateStore};
+use sluice::store::Backend;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The loaded bench component, its SQLite store and the sync baseline.
+/// The loaded bench component, its store (SQLite, or the database
+/// `SLUICE_DATABASE_URL` names) and the sync baseline.
 pub struct InProcess {
     program: Arc<Program>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Backend>,
     sync: Baseline,
     _db: tempfile::TempDir,
 }
@@ -56,7 +59,7 @@ impl InProcess {
         let program = Arc::new(sandbox.load(&bytes).await?);
         let sync = Baseline::new(sandbox.engine(), &bytes);
         let db = tempfile::tempdir()?;
-        let store = Arc::new(SqliteStore::open(&db.path().join("sluice.db"))?);
+        let store = sluice::store::open(db.path())?;
         let this = Self { program, store, sync, _db: db };
         this.sequential("sluice-memory", 100).await?;
         Ok(this)

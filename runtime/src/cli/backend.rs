@@ -7,7 +7,7 @@ use crate::client::ApiClient;
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::service::{ArtifactSource, DeployRequest, Deployed, Pushed, QueueRequest, Service, ServiceError};
-use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunFilter, StateStore};
+use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunFilter};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;

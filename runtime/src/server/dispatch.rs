@@ -6,7 +6,7 @@ use crate::core::deployment::Limits;
 use crate::core::grants::ResolvedGrants;
 use crate::core::pool::DEFAULT_POOL;
 use crate::service::{Service, ServiceError};
-use crate::store::{Claim, FlowRunRow, StateStore};
+use crate::store::{Claim, FlowRunRow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -35,7 +35,7 @@ pub struct ClaimedRun {
 pub struct Dispatch {
     /// The service underneath.
     pub service: Arc<Service>,
-    available: Notify,
+    available: Arc<Notify>,
     heartbeat_timeout: Duration,
     // Cancel handles of the runs executing in this process.
     local: Mutex<HashMap<String, CancellationToken>>,
@@ -44,12 +44,16 @@ pub struct Dispatch {
 impl Dispatch {
     /// Dispatch over `service`.
     pub fn new(service: Arc<Service>, heartbeat_timeout: Duration) -> Self {
-        Self { service, available: Notify::new(), heartbeat_timeout, local: Mutex::default() }
+        let available = Arc::new(Notify::new());
+        // Work announced by another server on the same database wakes this one's claims too.
+        service.store.on_work_announced(available.clone());
+        Self { service, available, heartbeat_timeout, local: Mutex::default() }
     }
 
-    /// Wakes every waiting claim.
+    /// Wakes every waiting claim, here and on other servers sharing the database.
     pub fn work_available(&self) {
         self.available.notify_waiters();
+        self.service.store.announce_work();
     }
 
     /// Takes up to `limit` due runs of `pool` (its `queues`, or all) for

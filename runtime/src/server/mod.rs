@@ -11,7 +11,6 @@ pub use dispatch::{ClaimedRun, Dispatch};
 
 use crate::core::tenant::{DEFAULT_TENANT, Role};
 use crate::service::{Service, TokenRequest};
-use crate::store::StateStore;
 use chrono::Utc;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use crate::core::deployment::{Deployment, Grants, Limits, split_full_name};
 use crate::core::grants::check_imports;
 use crate::core::schedule::Schedule;
 use crate::params;
-use crate::store::{Change, StateStore};
+use crate::store::Change;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::PathBuf;

@@ -26,7 +26,7 @@ use crate::core::deployment::ArtifactMeta;
 use crate::sandbox::compile_cache::CompileCache;
 use crate::sandbox::engine::EngineSettings;
 use crate::sandbox::program::{LoadError, Program, ProgramCache, Sandbox};
-use crate::store::{SqliteStore, StateStore, StoreError};
+use crate::store::{Backend, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -82,8 +82,9 @@ pub fn hostname() -> String {
 
 /// Push, deploy, run.
 pub struct Service {
-    /// Run records, deployments and artifact metadata.
-    pub store: Arc<SqliteStore>,
+    /// Run records, deployments and artifact metadata: SQLite in `home`,
+    /// or the PostgreSQL database `SLUICE_DATABASE_URL` names.
+    pub store: Arc<dyn Backend>,
     /// Artifact bytes.
     pub artifacts: ArtifactStore,
     /// The engine that loads and runs components.
@@ -99,7 +100,7 @@ pub struct Service {
 impl Service {
     /// Opens the stores named by `config`.
     pub fn open(config: &Config) -> Result<Self, ServiceError> {
-        let store = SqliteStore::open(&config.home.join("sluice.db"))?;
+        let store = crate::store::open(&config.home)?;
         let url = match &config.store_url {
             Some(url) => url.clone(),
             None => config.home.join("artifacts").display().to_string(),
@@ -109,14 +110,7 @@ impl Service {
             .map_err(|e| ServiceError::Other(format!("cannot start the sandbox: {e:#}")))?;
         let taker = format!("process {} on {}", std::process::id(), hostname());
         let home = config.home.clone();
-        Ok(Self {
-            store: Arc::new(store),
-            artifacts,
-            sandbox: Arc::new(sandbox),
-            taker,
-            programs: Default::default(),
-            home,
-        })
+        Ok(Self { store, artifacts, sandbox: Arc::new(sandbox), taker, programs: Default::default(), home })
     }
 
     /// The data folder (`SLUICE_HOME`).

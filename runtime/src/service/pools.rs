@@ -3,7 +3,6 @@
 use super::deploy::check_name;
 use super::{Service, ServiceError};
 use crate::core::pool::{DEFAULT_POOL, WorkPool, WorkQueue};
-use crate::store::StateStore;
 use chrono::Utc;
 
 /// A queue to create.

@@ -3,7 +3,6 @@
 
 use super::{MAX_ARTIFACT_BYTES, Service, ServiceError};
 use crate::core::deployment::ArtifactMeta;
-use crate::store::StateStore;
 use serde::Serialize;
 
 /// What a push did.

@@ -5,7 +5,7 @@
 
 use super::{Service, ServiceError};
 use crate::params;
-use crate::store::{Claim, FlowRunRow, ScheduledRuns, StateStore};
+use crate::store::{Claim, FlowRunRow, ScheduledRuns};
 use chrono::{DateTime, Utc};
 
 /// Runs created ahead of time per deployment: at least this many...

@@ -7,7 +7,7 @@
 use super::Service;
 use super::tenants::AuthError;
 use crate::core::tenant::{Principal, token_id};
-use crate::store::{StateStore, StoreError};
+use crate::store::StoreError;
 use chrono::{Duration, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};

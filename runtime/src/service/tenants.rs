@@ -8,7 +8,6 @@ use crate::core::tenant::{
     DEFAULT_TENANT, NewToken, Principal, Role, Tenant, TenantPolicy, TokenInfo, generate_token, hashes_equal,
     token_hash, token_id,
 };
-use crate::store::StateStore;
 use chrono::{DateTime, Utc};
 
 /// Why a presented token was refused. The message never says whether a

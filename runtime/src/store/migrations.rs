@@ -252,9 +252,26 @@ pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Refuses a database migrated by a newer Sluice, whose schema this one would misread.
+pub fn refuse_newer(connection: &Connection, path: &std::path::Path) -> Result<(), super::StoreError> {
+    let current: usize = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    super::postgres::refuse_newer(current, MIGRATIONS.len(), &format!("the SQLite database at {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_migrated_by_a_newer_sluice_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        drop(crate::store::SqliteStore::open(&path).unwrap());
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 999).unwrap();
+        let message = crate::store::SqliteStore::open(&path).err().expect("refused").to_string();
+        assert!(message.contains("schema version 999") && message.contains("newer"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
 
     #[test]
     fn migrating_twice_is_harmless_and_reaches_the_latest_version() {

@@ -1,19 +1,28 @@
 //! The state store: artifacts' metadata, deployments, flow runs, task runs,
-//! every state transition, logs and cached results. One trait, so another
-//! database can be added and run through the same test suite; SQLite now.
+//! every state transition, logs and cached results. One trait, two
+//! databases (SQLite, PostgreSQL), one test suite over both.
 
+mod backend;
 mod checkpoint;
 mod claim;
 mod fold;
+mod listing;
 mod migrations;
+mod postgres;
 mod secrets;
 mod sessions;
 mod sqlite;
 #[cfg(test)]
 mod suite;
 mod tenants;
+#[cfg(test)]
+#[path = "../../../tests/support/pg_cluster.rs"]
+mod test_cluster;
 mod writer;
 
+pub use backend::{Backend, DATABASE_URL_VARIABLE, open, open_url};
+pub use listing::SqlValue;
+pub use postgres::PgStore;
 pub use secrets::SecretInfo;
 pub use sessions::StoredSession;
 pub use sqlite::SqliteStore;

@@ -50,6 +50,7 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut write = connect(path)?;
+        migrations::refuse_newer(&write, path)?;
         migrations::migrate(&mut write)?;
         let reader = connect(path)?;
         Ok(Self {

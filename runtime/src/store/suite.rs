@@ -1,5 +1,7 @@
-//! One test suite for every `StateStore` backend (SQLite today): each test
-//! takes a fresh store from `backends()`.
+//! One test suite for every `StateStore` backend: each test runs its body
+//! once per backend that `backends()` returns, SQLite and PostgreSQL (a
+//! fresh database on this test process's own PostgreSQL server, see
+//! `tests/support/pg_cluster.rs`), so a test added here covers both.
 
 use super::*;
 use crate::core::describe::ComponentDescription;
@@ -10,10 +12,23 @@ use crate::store::Claim;
 use serde_json::json;
 use std::sync::Arc;
 
-fn backends() -> Vec<(tempfile::TempDir, Box<dyn Fn() -> SqliteStore>)> {
+/// Opens (again) one backend's store.
+type Open = Box<dyn Fn() -> Box<dyn Backend>>;
+
+fn backends() -> Vec<(tempfile::TempDir, Open)> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.db");
-    vec![(dir, Box::new(move || SqliteStore::open(&path).unwrap()))]
+    let url = super::test_cluster::Cluster::shared().new_database();
+    // Which backend a failure happened on: the harness shows a failing test's output.
+    let sqlite: Open = Box::new(move || {
+        eprintln!("store suite: on SQLite");
+        Box::new(SqliteStore::open(&path).unwrap())
+    });
+    let postgres: Open = Box::new(move || {
+        eprintln!("store suite: on PostgreSQL");
+        Box::new(PgStore::open(&url).unwrap())
+    });
+    vec![(dir, sqlite), (tempfile::tempdir().unwrap(), postgres)]
 }
 
 fn flow_run(id: RunId, name: &str) -> Event {

@@ -35,7 +35,7 @@ use crate::core::schedule::Schedule;
 use crate::core::state::StateType;
 use crate::core::tenant::{Denied, Principal, Role};
 use crate::service::{ArtifactSource, AuthError, DeployRequest, Deployed, Pushed, QueueRequest, ServiceError};
-use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunFilter, StateStore};
+use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunFilter};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};

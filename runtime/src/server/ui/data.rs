@@ -12,9 +12,8 @@ use crate::core::record::{Event, LogLevel};
 use crate::core::state::StateType;
 use crate::core::tenant::Denied;
 use crate::server::dispatch::Dispatch;
-use crate::store::{CancelOutcome, FlowRunRow, LogRow, StateRow, StateStore, TaskRunRow};
+use crate::store::{CancelOutcome, FlowRunRow, LogRow, SqlValue, StateRow, StateStore, TaskRunRow};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{OptionalExtension, params_from_iter};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,30 +44,21 @@ pub struct DeploymentSummary {
 pub fn deployments(d: &Dispatch, p: &Principal) -> UiResult<Vec<DeploymentSummary>> {
     let store = &d.service.store;
     let deployments = store.deployments(Some(&p.tenant))?;
-    store
-        .query(|c| {
-            let mut next = c.prepare_cached(
-                "SELECT MIN(scheduled) FROM flow_runs
-                 WHERE tenant = ?1 AND deployment = ?2 AND state IN ('Scheduled', 'Late') AND claimed_by IS NULL",
-            )?;
-            let mut last = c.prepare_cached(
-                "SELECT id, state FROM flow_runs WHERE deployment = ?2 AND +tenant = ?1 AND +parent IS NULL
-                 AND state NOT IN ('Scheduled', 'Late') ORDER BY created DESC LIMIT 1",
-            )?;
-            deployments
-                .into_iter()
-                .map(|deployment| {
-                    let full = deployment.full_name();
-                    let next_run: Option<String> = next.query_row([&p.tenant, &full], |r| r.get(0))?;
-                    let last_run = last
-                        .query_row([&p.tenant, &full], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))
-                        .optional()?
-                        .map(|(id, state)| (id, state.as_deref().and_then(StateType::parse)));
-                    Ok(DeploymentSummary { next_run: next_run.as_deref().and_then(parse_time), last_run, deployment })
-                })
-                .collect()
-        })
-        .map_err(UiError::from)
+    let next = "SELECT MIN(scheduled) FROM flow_runs
+                WHERE tenant = ?1 AND deployment = ?2 AND state IN ('Scheduled', 'Late') AND claimed_by IS NULL";
+    let last = "SELECT id, state FROM flow_runs WHERE deployment = ?2 AND +tenant = ?1 AND +parent IS NULL
+                AND state NOT IN ('Scheduled', 'Late') ORDER BY created DESC LIMIT 1";
+    let mut summaries = Vec::with_capacity(deployments.len());
+    for deployment in deployments {
+        let params = [SqlValue::from(p.tenant.as_str()), SqlValue::from(deployment.full_name())];
+        let next_run = store.listing(next, &params)?.first().and_then(|row| row[0].text());
+        let last_run = store
+            .listing(last, &params)?
+            .first()
+            .and_then(|row| Some((row[0].text()?, row[1].text().as_deref().and_then(StateType::parse))));
+        summaries.push(DeploymentSummary { next_run: next_run.as_deref().and_then(parse_time), last_run, deployment });
+    }
+    Ok(summaries)
 }
 
 /// One deployment.
@@ -143,9 +133,9 @@ pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> 
     let narrowed = query.flow.is_some() || query.deployment.is_some() || query.state.is_some();
     let tenant = if narrowed { "+tenant" } else { "tenant" };
     let mut sql = format!("SELECT id FROM flow_runs WHERE {tenant} = ?1 AND +parent IS NULL");
-    let mut values: Vec<String> = vec![p.tenant.clone()];
-    let bind = |values: &mut Vec<String>, value: String| {
-        values.push(value);
+    let mut values: Vec<SqlValue> = vec![p.tenant.as_str().into()];
+    let bind = |values: &mut Vec<SqlValue>, value: String| {
+        values.push(value.into());
         format!("?{}", values.len())
     };
     if let Some(state) = query.state {
@@ -184,9 +174,8 @@ pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> 
         sql += &format!(" AND (created, id) < ({c}, {i})");
     }
     sql += &format!(" ORDER BY created DESC, id DESC LIMIT {}", query.limit + 1);
-    let store = &d.service.store;
     let ids: Vec<String> =
-        store.query(|c| c.prepare(&sql)?.query_map(params_from_iter(&values), |r| r.get(0))?.collect())?;
+        d.service.store.listing(&sql, &values)?.into_iter().filter_map(|row| row[0].text()).collect();
     let mut runs = Vec::with_capacity(ids.len());
     for id in ids.iter().take(query.limit) {
         if let Some(run) = run_row(d, p, id)? {
@@ -275,25 +264,18 @@ fn logs_where(d: &Dispatch, p: &Principal, run: &str, order: &str, after: i64, l
          AND EXISTS (SELECT 1 FROM flow_runs WHERE id = ?1 AND tenant = ?4)
          AND {order} LIMIT ?3"
     );
-    let rows = d.service.store.query(|c| {
-        c.prepare_cached(&sql)?
-            .query_map(rusqlite::params![run, after, limit as i64, p.tenant], |r| {
-                let time: String = r.get("time")?;
-                let level: String = r.get("level")?;
-                Ok((r.get::<_, i64>("seq")?, time, level, r.get("task_run")?, r.get("message")?, r.get("run_name")?))
-            })?
-            .collect::<rusqlite::Result<Vec<(i64, String, String, Option<String>, String, Option<String>)>>>()
-    })?;
+    let params = [run.into(), after.into(), (limit as i64).into(), p.tenant.as_str().into()];
+    let rows = d.service.store.listing(&sql, &params)?;
     Ok(rows
         .into_iter()
-        .map(|(seq, time, level, task_run, message, run_name)| LogLine {
-            seq,
+        .map(|row| LogLine {
+            seq: row[0].int(),
             row: LogRow {
-                time: parse_time(&time).unwrap_or_default(),
-                level: LogLevel::parse(&level).unwrap_or(LogLevel::Info),
-                task_run,
-                run_name: run_name.unwrap_or_default(),
-                message,
+                time: row[1].text().as_deref().and_then(parse_time).unwrap_or_default(),
+                level: row[2].text().as_deref().and_then(LogLevel::parse).unwrap_or(LogLevel::Info),
+                task_run: row[3].text(),
+                run_name: row[5].text().unwrap_or_default(),
+                message: row[4].text().unwrap_or_default(),
             },
         })
         .collect())
@@ -325,28 +307,27 @@ pub struct Dashboard {
 /// The dashboard's figures.
 pub fn dashboard(d: &Dispatch, p: &Principal) -> UiResult<Dashboard> {
     let now = Utc::now();
-    let store = &d.service.store;
     let since = timestamp(now - Duration::hours(24));
-    let (last_day, late_ids, late_count) = store.query(|c| {
-        let counts = c
-            .prepare_cached(
-                "SELECT state, COUNT(*) FROM flow_runs WHERE tenant = ?1 AND created >= ?2 AND +parent IS NULL
-                 GROUP BY state",
-            )?
-            .query_map([&p.tenant, &since], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, u64>(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let late: Vec<String> = c
-            .prepare_cached(
-                "SELECT id FROM flow_runs WHERE state = 'Late' AND +tenant = ?1 ORDER BY scheduled LIMIT 10",
-            )?
-            .query_map([&p.tenant], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let late_count: u64 =
-            c.query_row("SELECT COUNT(*) FROM flow_runs WHERE state = 'Late' AND +tenant = ?1", [&p.tenant], |r| {
-                r.get(0)
-            })?;
-        Ok((counts, late, late_count))
-    })?;
+    let store = &d.service.store;
+    let tenant = [SqlValue::from(p.tenant.as_str())];
+    let last_day: Vec<(Option<String>, u64)> = store
+        .listing(
+            "SELECT state, COUNT(*) FROM flow_runs WHERE tenant = ?1 AND created >= ?2 AND +parent IS NULL
+             GROUP BY state",
+            &[p.tenant.as_str().into(), since.into()],
+        )?
+        .into_iter()
+        .map(|row| (row[0].text(), row[1].int() as u64))
+        .collect();
+    let late_ids: Vec<String> = store
+        .listing("SELECT id FROM flow_runs WHERE state = 'Late' AND +tenant = ?1 ORDER BY scheduled LIMIT 10", &tenant)?
+        .into_iter()
+        .filter_map(|row| row[0].text())
+        .collect();
+    let late_count = store
+        .listing("SELECT COUNT(*) FROM flow_runs WHERE state = 'Late' AND +tenant = ?1", &tenant)?
+        .first()
+        .map_or(0, |row| row[0].int() as u64);
     let mut late = Vec::new();
     for id in late_ids {
         late.extend(run_row(d, p, &id)?);
@@ -438,30 +419,27 @@ pub struct WorkerRow {
 /// Every worker that ever sent a heartbeat, latest first. Workers serve
 /// every tenant; the runs counted are this tenant's only.
 pub fn workers(d: &Dispatch, p: &Principal) -> UiResult<Vec<WorkerRow>> {
-    let rows = d.service.store.query(|c| {
-        let running: HashMap<String, u64> = c
-            .prepare_cached(
-                "SELECT claimed_by, COUNT(*) FROM flow_runs WHERE ended IS NULL AND claimed_by IS NOT NULL
-                 AND +tenant = ?1 GROUP BY claimed_by",
-            )?
-            .query_map([&p.tenant], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        c.prepare_cached("SELECT name, started, last_seen FROM workers ORDER BY last_seen DESC")?
-            .query_map([], |r| {
-                let name: String = r.get(0)?;
-                let started: String = r.get(1)?;
-                let last_seen: String = r.get(2)?;
-                Ok((running.get(&name).copied().unwrap_or(0), name, started, last_seen))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-    })?;
+    let store = &d.service.store;
+    let running: HashMap<String, u64> = store
+        .listing(
+            "SELECT claimed_by, COUNT(*) FROM flow_runs WHERE ended IS NULL AND claimed_by IS NOT NULL
+             AND +tenant = ?1 GROUP BY claimed_by",
+            &[p.tenant.as_str().into()],
+        )?
+        .into_iter()
+        .filter_map(|row| Some((row[0].text()?, row[1].int() as u64)))
+        .collect();
+    let rows = store.listing("SELECT name, started, last_seen FROM workers ORDER BY last_seen DESC", &[])?;
     Ok(rows
         .into_iter()
-        .map(|(running, name, started, last_seen)| WorkerRow {
-            name,
-            started: parse_time(&started).unwrap_or_default(),
-            last_seen: parse_time(&last_seen).unwrap_or_default(),
-            running,
+        .map(|row| {
+            let name = row[0].text().unwrap_or_default();
+            WorkerRow {
+                running: running.get(&name).copied().unwrap_or(0),
+                name,
+                started: row[1].text().as_deref().and_then(parse_time).unwrap_or_default(),
+                last_seen: row[2].text().as_deref().and_then(parse_time).unwrap_or_default(),
+            }
         })
         .collect())
 }

@@ -1,0 +1,161 @@
+//! The store a service runs on, chosen by `SLUICE_DATABASE_URL`: SQLite in
+//! `SLUICE_HOME` by default, PostgreSQL for a `postgres://` URL. What the
+//! service needs beyond the `StateStore` contract (watching commits,
+//! secrets, waking workers on other servers) is here, so callers never
+//! need to know which database they are on.
+
+use super::postgres::PgStore;
+use super::sessions::StoredSession;
+use super::{SecretInfo, SqlValue, SqliteStore, StateStore, StoreError};
+use crate::core::record::{Barrier, Event, Recorder};
+use chrono::{DateTime, Utc};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{Notify, broadcast};
+
+/// The variable that names the database.
+pub const DATABASE_URL_VARIABLE: &str = "SLUICE_DATABASE_URL";
+
+/// A state store with what the service needs around the contract.
+pub trait Backend: StateStore {
+    /// Resolves once everything recorded so far is committed.
+    fn flush(&self) -> Barrier {
+        Recorder::barrier(self).unwrap_or_else(|| Box::pin(std::future::ready(())))
+    }
+    /// Committed events as they are committed (for `--watch` and the UI's live updates).
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+    /// Stores a sealed secret value; true when it was new.
+    fn put_secret(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<bool, StoreError>;
+    /// A tenant's secrets, by name.
+    fn secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, StoreError>;
+    /// The sealed value of a secret, if it exists.
+    fn sealed_secret(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes a secret; true when it existed.
+    fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+    /// Tells waiting workers of other servers on the same database that work may be available.
+    fn announce_work(&self) {}
+    /// Wakes `waiter` when another server announces work.
+    fn on_work_announced(&self, _waiter: Arc<Notify>) {}
+    /// Runs a read-only listing query of the web UI, written in SQLite's
+    /// dialect (see `listing`); each row's columns in order.
+    fn listing(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError>;
+    /// Where the state is, for messages.
+    fn location(&self) -> String;
+    /// Records `events` and commits them before returning; an error says they were not recorded.
+    fn record_durably(&self, events: &[Event]) -> Result<(), StoreError>;
+    /// Records a new web UI session (see `store/sessions.rs`).
+    fn create_session(
+        &self,
+        hash: &[u8; 32],
+        token: &str,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The web UI session whose id hashes to `hash`, if there is one.
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<StoredSession>, StoreError>;
+    /// Ends one web UI session; true when it existed.
+    fn delete_session(&self, hash: &[u8; 32]) -> Result<bool, StoreError>;
+    /// Ends every web UI session a token signed in; how many there were.
+    fn delete_sessions_of_token(&self, token: &str) -> Result<usize, StoreError>;
+}
+
+/// The methods both stores have under the same names, delegated.
+macro_rules! shared_methods {
+    ($store:ty) => {
+        fn record_durably(&self, events: &[Event]) -> Result<(), StoreError> {
+            <$store>::record_durably(self, events)
+        }
+        fn create_session(
+            &self,
+            hash: &[u8; 32],
+            token: &str,
+            now: DateTime<Utc>,
+            expires: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            <$store>::create_session(self, hash, token, now, expires)
+        }
+        fn session(&self, hash: &[u8; 32]) -> Result<Option<StoredSession>, StoreError> {
+            <$store>::session(self, hash)
+        }
+        fn delete_session(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
+            <$store>::delete_session(self, hash)
+        }
+        fn delete_sessions_of_token(&self, token: &str) -> Result<usize, StoreError> {
+            <$store>::delete_sessions_of_token(self, token)
+        }
+    };
+}
+
+/// Opens the store `SLUICE_DATABASE_URL` names, or the SQLite file in `home`.
+pub fn open(home: &Path) -> Result<Arc<dyn Backend>, StoreError> {
+    match std::env::var(DATABASE_URL_VARIABLE).ok().filter(|url| !url.trim().is_empty()) {
+        Some(url) => open_url(url.trim(), home),
+        None => Ok(Arc::new(SqliteStore::open(&home.join("sluice.db"))?)),
+    }
+}
+
+/// Opens the store at `url`: `postgres://` or `postgresql://` (an
+/// `sqlite:` path is accepted too, for symmetry).
+pub fn open_url(url: &str, home: &Path) -> Result<Arc<dyn Backend>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let path = if path.is_empty() { home.join("sluice.db") } else { path.into() };
+        return Ok(Arc::new(SqliteStore::open(&path)?));
+    }
+    Ok(Arc::new(PgStore::open(url)?))
+}
+
+impl Backend for SqliteStore {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        SqliteStore::subscribe(self)
+    }
+    fn put_secret(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<bool, StoreError> {
+        SqliteStore::put_secret(self, tenant, name, sealed)
+    }
+    fn secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, StoreError> {
+        SqliteStore::secrets(self, tenant)
+    }
+    fn sealed_secret(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        SqliteStore::sealed_secret(self, tenant, name)
+    }
+    fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        SqliteStore::delete_secret(self, tenant, name)
+    }
+    fn listing(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        super::listing::on_sqlite(self, sql, params)
+    }
+    fn location(&self) -> String {
+        "SQLite".into()
+    }
+    shared_methods!(SqliteStore);
+}
+
+impl Backend for PgStore {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        PgStore::subscribe(self)
+    }
+    fn put_secret(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<bool, StoreError> {
+        PgStore::put_secret(self, tenant, name, sealed)
+    }
+    fn secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, StoreError> {
+        PgStore::secrets(self, tenant)
+    }
+    fn sealed_secret(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        PgStore::sealed_secret(self, tenant, name)
+    }
+    fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        PgStore::delete_secret(self, tenant, name)
+    }
+    fn announce_work(&self) {
+        PgStore::announce_work(self);
+    }
+    fn on_work_announced(&self, waiter: Arc<Notify>) {
+        PgStore::on_work_announced(self, waiter);
+    }
+    fn listing(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        super::listing::on_postgres(self, sql, params)
+    }
+    fn location(&self) -> String {
+        format!("PostgreSQL at {}", self.server())
+    }
+    shared_methods!(PgStore);
+}

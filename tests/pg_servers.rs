@@ -1,0 +1,133 @@
+//! Two `sluice server` processes on one PostgreSQL database (this test
+//! process's own cluster, `support/pg_cluster.rs`): a run created through
+//! one server reaches an idle worker attached to the other at once (the
+//! other server is woken by `LISTEN`/`NOTIFY`, not by its worker's 10 s
+//! long-poll running out), and bad database URLs stop the binary with a
+//! clear message.
+
+#[path = "support/pg_cluster.rs"]
+mod pg_cluster;
+mod support;
+
+use pg_cluster::Cluster;
+use std::io::BufRead;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::http::{get, post, use_token};
+use support::{Process, Sluice, eventually, guest};
+
+fn server(sluice: &Sluice, url: &str) -> (Process, String) {
+    let mut child = sluice
+        .command()
+        .env("SLUICE_DATABASE_URL", url)
+        .args(["server", "--port", "0", "--workers", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting sluice server");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("the server prints its address").unwrap();
+    let address =
+        first.split("http://").nth(1).and_then(|rest| rest.split(' ').next()).expect("an address").to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (Process { child }, address)
+}
+
+fn run_state(address: &str, id: &str) -> serde_json::Value {
+    get(address, &format!("/api/v1/flow-runs/{id}")).1["flow_run"].clone()
+}
+
+fn create_run(address: &str) -> String {
+    let (status, run) = post(address, "/api/v1/deployments/hello/leo/runs", "");
+    assert!(status < 300, "{status} {run}");
+    run["id"].as_str().or(run["flow_run"]["id"].as_str()).expect("a run id").to_string()
+}
+
+#[test]
+fn a_run_created_through_one_server_reaches_an_idle_worker_of_another_within_milliseconds() {
+    let url = Cluster::shared().new_database();
+    let sluice = Sluice::new();
+    let hello = guest("hello_flow");
+    let deployed = sluice
+        .command()
+        .env("SLUICE_DATABASE_URL", &url)
+        .args(["deploy", hello.to_str().unwrap(), "--flow", "hello", "--name", "leo", "--param", "name=Leo"])
+        .output()
+        .unwrap();
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    let (_one, first) = server(&sluice, &url);
+    let token = sluice.admin_token();
+    let (_two, second) = server(&sluice, &url);
+    use_token(&first, &token);
+    use_token(&second, &token);
+    let _worker = sluice.worker(&second, "w", &[]);
+    // A worker's claim records its heartbeat, then waits (10 s when it runs nothing) for work.
+    eventually(30, "the worker's first claim", || {
+        (Cluster::shared().psql(&url, "SELECT count(*) FROM workers WHERE name = 'w'") == "1").then_some(())
+    });
+
+    let start = Instant::now();
+    let id = create_run(&first);
+    eventually(30, "the run to be taken", || Some(run_state(&first, &id)).filter(|r| r["claimed_by"].is_string()));
+    let waited = start.elapsed();
+    eprintln!("created on one server -> taken by a worker of the other: {waited:?}");
+    // Without the wake-up, the worker's long-poll on the other server runs for its 10 s.
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    let done =
+        eventually(60, "the run to complete", || Some(run_state(&second, &id)).filter(|r| r["state"] == "Completed"));
+    assert_eq!(done["claimed_by"], "w");
+
+    // The web UI's listings read the same database through either server.
+    for address in [&first, &second] {
+        for (path, shows) in [
+            ("/", "hello/leo"),
+            ("/deployments", "hello/leo"),
+            ("/runs", done["name"].as_str().unwrap()),
+            ("/runs?state=Completed&deployment=hello/leo", done["name"].as_str().unwrap()),
+            (&format!("/runs/{id}"), "Hello Leo"),
+            ("/work-pools", "w"),
+        ] {
+            let (status, page) = page(address, &token, path);
+            assert_eq!(status, 200, "{path} on {address}: {page}");
+            assert!(page.contains(shows), "{path} on {address} does not show {shows}");
+        }
+    }
+}
+
+/// A web UI page, signed in with `token`.
+fn page(address: &str, token: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let cookie = format!("sluice_session={}", hex::encode(token));
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response)
+}
+
+#[test]
+fn an_unreachable_database_stops_the_command_with_the_host_and_the_reason() {
+    let sluice = Sluice::new();
+    let output = sluice
+        .command()
+        .env("SLUICE_DATABASE_URL", "postgres://sluice:hunter2@127.0.0.1:1/sluice")
+        .args(["flow-run", "ls"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_ne!(output.status.code(), Some(101), "it panicked: {stderr}");
+    assert!(stderr.contains("127.0.0.1:1/sluice") && stderr.contains("cannot connect"), "{stderr}");
+    assert!(!stderr.contains("hunter2") && !stderr.contains("panicked"), "{stderr}");
+
+    let output = sluice
+        .command()
+        .env("SLUICE_DATABASE_URL", "mysql://localhost/x")
+        .args(["server", "--port", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && output.status.code() != Some(101), "{stderr}");
+    assert!(stderr.contains("must be a postgres://"), "{stderr}");
+}

@@ -1,0 +1,159 @@
+//! A real PostgreSQL server for tests: one cluster per test process,
+//! started on first use (`initdb` + `pg_ctl`) in a fresh temporary folder,
+//! listening only on a unix socket in that folder (no TCP port at all), and
+//! a database per caller. It stops however the process ends: a guard
+//! process holds a pipe from this one, and when the pipe closes (exit,
+//! panic, or kill -9 of the test) it stops the server and deletes the
+//! folder. Shared by the store suite (`runtime/src/store`) and the tests in
+//! `tests/`; it needs only std and tempfile.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A running cluster.
+pub struct Cluster {
+    socket_dir: PathBuf,
+    bin: PathBuf,
+    /// Closing its stdin (when this process ends) stops the server.
+    _guard: Child,
+    databases: AtomicUsize,
+}
+
+const PORT: u16 = 5432;
+const SUPERUSER: &str = "sluice";
+
+/// The PostgreSQL server programs: `SLUICE_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/N/bin` (Debian's layout), else the PATH.
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_PG_BIN") {
+        return dir.into();
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_default()
+}
+
+/// PostgreSQL refuses to run as root: as root, the server runs as `postgres`.
+fn as_server_user(program: PathBuf) -> Command {
+    let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command.stdin(Stdio::null()).output().unwrap_or_else(|e| {
+        panic!("cannot run {what} ({e}): install Debian's `postgresql` package (`make test` does)")
+    });
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new().prefix("sluice-pg-").tempdir().expect("a temporary folder").keep();
+        let data = dir.join("data");
+        let _ = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status();
+        // The guard first, so the folder goes even if starting fails half-way.
+        let stop = format!(
+            "cat >/dev/null; {} -D '{}' -m immediate stop >/dev/null 2>&1; rm -rf '{}'",
+            shell_words(&as_server_user(bin.join("pg_ctl"))),
+            data.display(),
+            dir.display()
+        );
+        let guard = Command::new("sh")
+            .args(["-c", &stop])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the cluster's guard process");
+        let mut initdb = as_server_user(bin.join("initdb"));
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]);
+        run(initdb, "initdb");
+        let mut pg_ctl = as_server_user(bin.join("pg_ctl"));
+        let options = format!(
+            "-c listen_addresses='' -k {} -p {PORT} -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c max_connections=300",
+            dir.display()
+        );
+        pg_ctl
+            .arg("-D")
+            .arg(&data)
+            .args(["-w", "-t", "60", "-o", &options, "-l"])
+            .arg(dir.join("server.log"))
+            .arg("start");
+        run(pg_ctl, "pg_ctl start");
+        Cluster { socket_dir: dir, bin, _guard: guard, databases: AtomicUsize::new(0) }
+    }
+
+    /// The cluster of this process, started on first use.
+    pub fn shared() -> &'static Cluster {
+        static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+        CLUSTER.get_or_init(Cluster::start)
+    }
+
+    /// Creates an empty database and returns its URL.
+    pub fn new_database(&self) -> String {
+        let name = format!("test_{}_{}", std::process::id(), self.databases.fetch_add(1, Ordering::SeqCst));
+        let mut createdb = Command::new(self.bin.join("createdb"));
+        createdb.arg("-h").arg(&self.socket_dir).args(["-p", &PORT.to_string(), "-U", SUPERUSER, &name]);
+        run(createdb, "createdb");
+        self.url(&name)
+    }
+
+    /// Runs `sql` with `psql` on the database at `url`; its output, unaligned and without headers.
+    pub fn psql(&self, url: &str, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-d", url, "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running psql");
+        assert!(output.status.success(), "psql failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// The URL of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        // The socket folder as the host, percent-encoded: a host that starts with `/` is a socket folder.
+        let host = self.socket_dir.display().to_string().replace('/', "%2F");
+        format!("postgresql://{SUPERUSER}@{host}:{PORT}/{name}")
+    }
+}
+
+/// A command line as `sh` reads it (arguments single-quoted).
+fn shell_words(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|word| format!("'{}'", word.to_string_lossy().replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
