@@ -89,26 +89,40 @@ fn a_guest_starved_of_processor_time_is_charged_only_the_cpu_it_used() {
     let sluice = Sluice::new();
     // Unloaded, the flow's wall time bounds the CPU it needs (one thread
     // cannot use more CPU than wall time); twice that is its limit.
-    let alone = crunch(&sluice, false, &[]);
-    assert_eq!(states(&alone["flow_runs"][0]), ["Pending", "Running", "Completed"], "{alone:#}");
-    let limit = wall_time_running(&alone) * 2 + Duration::from_millis(20);
+    // The quickest of three: other work on the host only ever adds wall time.
+    let alone = (0..3)
+        .map(|_| {
+            let alone = crunch(&sluice, false, &[]);
+            assert_eq!(states(&alone["flow_runs"][0]), ["Pending", "Running", "Completed"], "{alone:#}");
+            wall_time_running(&alone)
+        })
+        .min()
+        .unwrap();
+    let limit = alone * 2 + Duration::from_millis(20);
     let limit_flag = format!("{}ms", limit.as_millis());
 
-    let busy = BusyCores::start();
-    let starved = crunch(&sluice, true, &["--run-cpu-limit", &limit_flag]);
-    drop(busy);
-    let waited = wall_time_running(&starved);
-    assert_eq!(
-        states(&starved["flow_runs"][0]),
-        ["Pending", "Running", "Completed"],
-        "a guest that ran {waited:?} of wall time under a {limit:?} CPU limit was stopped: {:#}",
-        starved["flow_run"]
-    );
-    // Without this the test could not tell CPU time from wall time: the
-    // load must have stretched the run past its limit in wall time.
-    assert!(
-        waited > limit,
-        "the busy threads did not slow the guest past its {limit:?} limit (it ran {waited:?}); this check needs a \
+    // Every starved run must complete; at least one must have been stretched
+    // past its limit in wall time, or the test could not tell CPU time from
+    // wall time (the scheduler decides how much a nice 19 process gets).
+    let mut longest = Duration::ZERO;
+    for _ in 0..3 {
+        let busy = BusyCores::start();
+        let starved = crunch(&sluice, true, &["--run-cpu-limit", &limit_flag]);
+        drop(busy);
+        let waited = wall_time_running(&starved);
+        assert_eq!(
+            states(&starved["flow_runs"][0]),
+            ["Pending", "Running", "Completed"],
+            "a guest that ran {waited:?} of wall time under a {limit:?} CPU limit was stopped: {:#}",
+            starved["flow_run"]
+        );
+        longest = longest.max(waited);
+        if waited > limit {
+            return;
+        }
+    }
+    panic!(
+        "the busy threads never slowed the guest past its {limit:?} limit (at most {longest:?}); this check needs a \
          host where a nice 19 process yields to busy threads"
     );
 }

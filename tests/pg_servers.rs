@@ -79,6 +79,7 @@ fn a_run_created_through_one_server_reaches_an_idle_worker_of_another_within_mil
 
     // The web UI's listings read the same database through either server.
     for address in [&first, &second] {
+        let cookie = sign_in(address, &token);
         for (path, shows) in [
             ("/", "hello/leo"),
             ("/deployments", "hello/leo"),
@@ -87,23 +88,46 @@ fn a_run_created_through_one_server_reaches_an_idle_worker_of_another_within_mil
             (&format!("/runs/{id}"), "Hello Leo"),
             ("/work-pools", "w"),
         ] {
-            let (status, page) = page(address, &token, path);
+            let (status, page) = page(address, &cookie, path);
             assert_eq!(status, 200, "{path} on {address}: {page}");
             assert!(page.contains(shows), "{path} on {address} does not show {shows}");
         }
     }
 }
 
-/// A web UI page, signed in with `token`.
-fn page(address: &str, token: &str, path: &str) -> (u16, String) {
+/// Sends one request and returns the status and the whole response.
+fn send(address: &str, head_and_body: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let cookie = format!("sluice_session={}", hex::encode(token));
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").unwrap();
+    stream.write_all(head_and_body.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, response)
+}
+
+/// Signs in to the web UI of `address` with `token`; returns the session cookie.
+fn sign_in(address: &str, token: &str) -> String {
+    let body = format!("token={token}&next=%2F");
+    let (status, response) = send(
+        address,
+        &format!(
+            "POST /signin HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 303, "{response}");
+    let set = response
+        .lines()
+        .find_map(|line| line.to_ascii_lowercase().starts_with("set-cookie:").then(|| line[11..].trim().to_string()))
+        .unwrap_or_else(|| panic!("no session cookie: {response}"));
+    set.split(';').next().unwrap().to_string()
+}
+
+/// A web UI page, with a session `cookie`.
+fn page(address: &str, cookie: &str, path: &str) -> (u16, String) {
+    send(address, &format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"))
 }
 
 #[test]
