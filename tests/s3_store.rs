@@ -25,14 +25,15 @@ use std::sync::Mutex;
 const BUCKET: &str = "sluice-artifacts";
 const PREFIX: &str = "some/prefix";
 
-/// Points the AWS variables, which `ArtifactStore::open` reads, at the server.
+/// Points the AWS variables, which `ArtifactStore::open` reads, at the server,
+/// signing with `secret_access_key`.
 #[allow(unsafe_code)]
-fn point_aws_at(server: &S3Server) {
+fn point_aws_at(server: &S3Server, secret_access_key: &str) {
     let vars = [
         ("AWS_ENDPOINT", server.endpoint.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
         ("AWS_ACCESS_KEY_ID", server.access_key_id.as_str()),
-        ("AWS_SECRET_ACCESS_KEY", server.secret_access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret_access_key),
         ("AWS_REGION", server.region.as_str()),
     ];
     for (name, value) in vars {
@@ -67,11 +68,22 @@ fn component(len: usize, seed: u8) -> Bytes {
 #[test]
 fn the_artifact_store_works_against_s3() {
     let server = S3Server::start(servers::chosen(), BUCKET);
-    point_aws_at(&server);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let store = ArtifactStore::open(&format!("s3://{BUCKET}/{PREFIX}")).unwrap();
+    eprintln!("checking the artifact store against {:?} at {}", server.kind, server.endpoint);
+    let url = format!("s3://{BUCKET}/{PREFIX}");
+    // Both stores are opened (the variables read) before any runtime thread exists.
+    point_aws_at(&server, "not-the-secret-key");
+    let wrongly_signed = ArtifactStore::open(&url).unwrap();
+    point_aws_at(&server, &server.secret_access_key);
+    let store = ArtifactStore::open(&url).unwrap();
     let raw = raw_bucket(&server);
-    let outcome = runtime.block_on(AssertUnwindSafe(every_check(&store, &raw)).catch_unwind());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let checks = AssertUnwindSafe(async {
+        if server.checks_signatures() {
+            bad_signatures_are_refused_with_a_hint(&wrongly_signed).await;
+        }
+        every_check(&store, &raw).await;
+    });
+    let outcome = runtime.block_on(checks.catch_unwind());
     if let Err(failure) = outcome {
         // The assertion alone rarely says why a real server refused a request.
         eprintln!("{:?}'s log:\n{}", server.kind, server.log());
@@ -87,6 +99,15 @@ async fn every_check(store: &ArtifactStore, raw: &impl ObjectStore) {
     truncated_objects_are_refused_then_repaired(store, raw, &digest, &bytes).await;
     let large = large_artifacts_go_up_in_parts(store).await;
     only_the_artifacts_are_in_the_bucket(raw, [digest, large]).await;
+}
+
+/// Only a real server checks signatures (moto accepts any): the operator is told
+/// which variables hold the credentials.
+async fn bad_signatures_are_refused_with_a_hint(wrongly_signed: &ArtifactStore) {
+    let error = wrongly_signed.contains(&Digest::of(b"anything")).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Unreachable { .. }), "{error:?}");
+    assert!(message.contains("403") && message.contains("AWS_SECRET_ACCESS_KEY"), "{message}");
 }
 
 async fn unknown_artifacts_are_not_found(store: &ArtifactStore) {

@@ -97,6 +97,11 @@ impl S3Server {
         server
     }
 
+    /// Whether requests signed with the wrong secret are refused: moto accepts them.
+    pub fn checks_signatures(&self) -> bool {
+        matches!(self.kind, Kind::Garage)
+    }
+
     /// Fails fast, with the server's log, if it dies instead of listening.
     fn wait_until_listening(&self, patience: Duration) {
         let start = Instant::now();

@@ -47,7 +47,7 @@ TOML
 GARAGE_DEFAULT_ACCESS_KEY=$access_key_id \
 GARAGE_DEFAULT_SECRET_KEY=$secret_access_key \
 GARAGE_DEFAULT_BUCKET=$bucket \
-RUST_LOG=${RUST_LOG:-garage=info} \
+RUST_LOG=${RUST_LOG:-garage=info} NO_COLOR=1 \
     "$garage" -c "$dir/garage.toml" server --single-node --default-bucket </dev/null >"$dir/garage.log" 2>&1 &
 
 cat <<OUT
