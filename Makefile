@@ -10,7 +10,7 @@ SLUICE := target/debug/sluice
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_PYTHON := $(or $(PREFECT_BENCH_VENV),target/prefect-venv)/bin/python
 
-.PHONY: setup guests python-example build demo test test-s3-real lint bench ui-deps openapi-deps screenshots
+.PHONY: setup guests python-example build demo test lint bench ui-deps openapi-deps screenshots
 
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -67,6 +67,7 @@ test: guests python-example ui-deps openapi-deps
 # of the moto emulator `make test` uses. Garage is built from crates.io into
 # target/tools the first time, which is too slow for every CI run (README,
 # "Artifact store"); later runs reuse it.
+.PHONY: test-s3-real
 test-s3-real:
 	./tests/s3/install-garage.sh >/dev/null
 	SLUICE_S3_TEST_SERVER=garage $(CARGO) test -p sluice --test s3_store
