@@ -67,6 +67,15 @@ test: guests python-example ui-deps openapi-deps pg-deps
 	$(BENCH_PYTHON) bench/run.py --quick
 	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench server_latency --bench auth_overhead --bench cpu_limit --bench ui_pages -- --quick
 
+# The artifact store against Garage, a real S3-compatible object store, instead
+# of the moto emulator `make test` uses. Garage is built from crates.io into
+# target/tools the first time, which is too slow for every CI run (README,
+# "Artifact store"); later runs reuse it.
+.PHONY: test-s3-real
+test-s3-real:
+	./tests/s3/install-garage.sh >/dev/null
+	SLUICE_S3_TEST_SERVER=garage $(CARGO) test -p sluice --test s3_store
+
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings

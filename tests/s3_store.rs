@@ -1,109 +1,40 @@
-//! The artifact store against a real S3-compatible server: moto, started on
-//! 127.0.0.1 by `tests/s3/start-moto.sh` (which installs it into
-//! `target/moto-venv` on first use). Fails, rather than skips, when moto
-//! cannot be started, so a green run always means S3 was exercised.
+//! The artifact store against an S3-compatible server started on 127.0.0.1
+//! (`tests/s3/servers.rs`): moto, an emulator, by default; Garage, a real
+//! object store, with `SLUICE_S3_TEST_SERVER=garage` (`make test-s3-real`).
+//! Both run the same checks. Fails, rather than skips, when the server cannot
+//! be started, so a green run always means S3 was exercised.
 //!
 //! Keep this the only test in this binary: it sets environment variables,
-//! which is only sound while no other thread reads them.
+//! which is only sound while no other thread reads them. That is why the
+//! server is chosen by a variable rather than by a second test.
+
+#[path = "s3/servers.rs"]
+mod servers;
 
 use bytes::Bytes;
+use futures_util::{FutureExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use servers::S3Server;
 use sluice::artifact::{ArtifactStore, Digest, StoreError};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::Command;
+use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 const BUCKET: &str = "sluice-artifacts";
 const PREFIX: &str = "some/prefix";
 
-/// The moto server; killed when dropped, so a failed assertion does not leave it running.
-struct Moto {
-    pid: String,
-    port: u16,
-}
-
-impl Moto {
-    /// Runs the start script on a free port and waits until the server accepts connections.
-    fn start() -> Self {
-        let port = free_port();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/s3/start-moto.sh");
-        let output = Command::new("bash").arg(script).arg(port.to_string()).output().expect("run start-moto.sh");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "start-moto.sh failed ({}):\n{stderr}", output.status);
-        let pid = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let moto = Self { pid, port };
-        moto.wait_until_listening(Duration::from_secs(60));
-        moto
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Fails fast, with moto's log, if the server dies instead of listening.
-    fn wait_until_listening(&self, patience: Duration) {
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(self.is_alive(), "moto (pid {}) exited on startup:\n{}", self.pid, self.log());
-            assert!(start.elapsed() < patience, "moto did not listen within {patience:?}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn is_alive(&self) -> bool {
-        Command::new("kill").args(["-0", &self.pid]).status().is_ok_and(|status| status.success())
-    }
-
-    fn log(&self) -> String {
-        let path = format!("{}/../target/moto-venv/moto-{}.log", env!("CARGO_MANIFEST_DIR"), self.port);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| format!("(cannot read {path}: {e})"))
-    }
-
-    /// moto accepts unsigned requests, so a bare HTTP PUT creates the bucket
-    /// without pulling in an S3 client just for this.
-    fn create_bucket(&self, bucket: &str) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let request = format!(
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        );
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "creating bucket {bucket}: {response}");
-    }
-}
-
-impl Drop for Moto {
-    /// Waits (briefly) for the port to close too, so the server is gone when the
-    /// test ends. Not `kill -0`: the orphaned server may linger as a zombie.
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(&self.pid).status();
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && start.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Points the AWS variables, which `ArtifactStore::open` reads, at moto.
+/// Points the AWS variables, which `ArtifactStore::open` reads, at the server,
+/// signing with `secret_access_key`.
 #[allow(unsafe_code)]
-fn point_aws_at(endpoint: &str) {
+fn point_aws_at(server: &S3Server, secret_access_key: &str) {
     let vars = [
-        ("AWS_ENDPOINT", endpoint),
+        ("AWS_ENDPOINT", server.endpoint.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", server.access_key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret_access_key),
+        ("AWS_REGION", server.region.as_str()),
     ];
     for (name, value) in vars {
         // SAFETY: this is the binary's only test and no runtime has been started
@@ -113,14 +44,14 @@ fn point_aws_at(endpoint: &str) {
 }
 
 /// The bucket itself, bypassing the artifact store, to tamper with objects.
-fn raw_bucket(endpoint: &str) -> impl ObjectStore {
+fn raw_bucket(server: &S3Server) -> impl ObjectStore {
     AmazonS3Builder::new()
         .with_bucket_name(BUCKET)
-        .with_endpoint(endpoint)
+        .with_endpoint(&server.endpoint)
         .with_allow_http(true)
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_region("us-east-1")
+        .with_access_key_id(&server.access_key_id)
+        .with_secret_access_key(&server.secret_access_key)
+        .with_region(&server.region)
         .build()
         .unwrap()
 }
@@ -136,19 +67,47 @@ fn component(len: usize, seed: u8) -> Bytes {
 
 #[test]
 fn the_artifact_store_works_against_s3() {
-    let moto = Moto::start();
-    moto.create_bucket(BUCKET);
-    point_aws_at(&moto.endpoint());
+    let server = S3Server::start(servers::chosen(), BUCKET);
+    eprintln!("checking the artifact store against {:?} at {}", server.kind, server.endpoint);
+    let url = format!("s3://{BUCKET}/{PREFIX}");
+    // Both stores are opened (the variables read) before any runtime thread exists.
+    point_aws_at(&server, "not-the-secret-key");
+    let wrongly_signed = ArtifactStore::open(&url).unwrap();
+    point_aws_at(&server, &server.secret_access_key);
+    let store = ArtifactStore::open(&url).unwrap();
+    let raw = raw_bucket(&server);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let store = ArtifactStore::open(&format!("s3://{BUCKET}/{PREFIX}")).unwrap();
-        let raw = raw_bucket(&moto.endpoint());
-        unknown_artifacts_are_not_found(&store).await;
-        let bytes = component(100_000, 1);
-        let digest = same_bytes_are_stored_once_under_the_prefix(&store, &raw, &bytes).await;
-        tampered_objects_are_refused_then_repaired(&store, &raw, &digest, &bytes).await;
-        large_artifacts_go_up_in_parts(&store).await;
+    let checks = AssertUnwindSafe(async {
+        if server.checks_signatures() {
+            bad_signatures_are_refused_with_a_hint(&wrongly_signed).await;
+        }
+        every_check(&store, &raw).await;
     });
+    let outcome = runtime.block_on(checks.catch_unwind());
+    if let Err(failure) = outcome {
+        // The assertion alone rarely says why a real server refused a request.
+        eprintln!("{:?}'s log:\n{}", server.kind, server.log());
+        std::panic::resume_unwind(failure);
+    }
+}
+
+async fn every_check(store: &ArtifactStore, raw: &impl ObjectStore) {
+    unknown_artifacts_are_not_found(store).await;
+    let bytes = component(100_000, 1);
+    let digest = same_bytes_are_stored_once_under_the_prefix(store, raw, &bytes).await;
+    tampered_objects_are_refused_then_repaired(store, raw, &digest, &bytes).await;
+    truncated_objects_are_refused_then_repaired(store, raw, &digest, &bytes).await;
+    let large = large_artifacts_go_up_in_parts(store).await;
+    only_the_artifacts_are_in_the_bucket(raw, [digest, large]).await;
+}
+
+/// Only a real server checks signatures (moto accepts any): the operator is told
+/// which variables hold the credentials.
+async fn bad_signatures_are_refused_with_a_hint(wrongly_signed: &ArtifactStore) {
+    let error = wrongly_signed.contains(&Digest::of(b"anything")).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Unreachable { .. }), "{error:?}");
+    assert!(message.contains("403") && message.contains("AWS_SECRET_ACCESS_KEY"), "{message}");
 }
 
 async fn unknown_artifacts_are_not_found(store: &ArtifactStore) {
@@ -189,7 +148,22 @@ async fn tampered_objects_are_refused_then_repaired(
     assert_eq!(store.get(digest).await.unwrap(), bytes);
 }
 
-async fn large_artifacts_go_up_in_parts(store: &ArtifactStore) {
+/// A size mismatch is caught from the object's head alone: repaired without a download.
+async fn truncated_objects_are_refused_then_repaired(
+    store: &ArtifactStore,
+    raw: &impl ObjectStore,
+    digest: &Digest,
+    bytes: &Bytes,
+) {
+    raw.put(&key_of(digest), bytes.slice(..bytes.len() - 1).into()).await.unwrap();
+    assert!(store.contains(digest).await.unwrap(), "the truncated object is still there");
+    let error = store.get(digest).await.unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { size, .. } if size == bytes.len() as u64 - 1), "{error:?}");
+    assert!(store.put(bytes.clone(), None).await.unwrap().newly_stored, "a truncated object is overwritten");
+    assert_eq!(store.get(digest).await.unwrap(), bytes);
+}
+
+async fn large_artifacts_go_up_in_parts(store: &ArtifactStore) -> Digest {
     let total = 20 << 20;
     let bytes = component(total, 2);
     let calls = Mutex::new(Vec::new());
@@ -199,4 +173,16 @@ async fn large_artifacts_go_up_in_parts(store: &ArtifactStore) {
     assert!(calls.len() >= 3, "one progress call per part: {calls:?}");
     assert_eq!(calls.last(), Some(&(total as u64, total as u64)));
     assert_eq!(store.get(&outcome.digest).await.unwrap(), bytes);
+    outcome.digest
+}
+
+/// Listing the whole bucket finds exactly the pushed artifacts, each under the
+/// URL's prefix: nothing stray (parts of a multipart upload, temporary names).
+async fn only_the_artifacts_are_in_the_bucket(raw: &impl ObjectStore, digests: [Digest; 2]) {
+    let listed: BTreeSet<String> = raw.list(None).map_ok(|meta| meta.location.to_string()).try_collect().await.unwrap();
+    let expected: BTreeSet<String> = digests.iter().map(|digest| key_of(digest).to_string()).collect();
+    assert_eq!(listed, expected);
+    let count = |prefix: &'static str| raw.list(Some(&Path::from(prefix))).try_collect::<Vec<_>>();
+    assert_eq!(count(PREFIX).await.unwrap().len(), 2, "listing by the prefix finds both");
+    assert!(count("some/pre").await.unwrap().is_empty(), "a prefix matches whole path segments only");
 }
