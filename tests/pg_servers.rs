@@ -17,6 +17,12 @@ use support::http::{get, post, use_token};
 use support::{Process, Sluice, eventually, guest};
 
 fn server(sluice: &Sluice, url: &str) -> (Process, String) {
+    let (process, address, _lines) = server_with_output(sluice, url);
+    (process, address)
+}
+
+/// A server and the lines it prints after its address.
+fn server_with_output(sluice: &Sluice, url: &str) -> (Process, String, std::sync::mpsc::Receiver<String>) {
     let mut child = sluice
         .command()
         .env("SLUICE_DATABASE_URL", url)
@@ -29,8 +35,44 @@ fn server(sluice: &Sluice, url: &str) -> (Process, String) {
     let first = lines.next().expect("the server prints its address").unwrap();
     let address =
         first.split("http://").nth(1).and_then(|rest| rest.split(' ').next()).expect("an address").to_string();
-    std::thread::spawn(move || for _ in lines {});
-    (Process { child }, address)
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    (Process { child }, address, receive)
+}
+
+/// Whether `lines` say, within `within`, that their server took the scheduler.
+fn says_it_leads(lines: &std::sync::mpsc::Receiver<String>, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains("runs the scheduler and crash detection") => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn one_server_runs_the_scheduler_and_another_takes_over_when_it_dies() {
+    let url = Cluster::shared().new_database();
+    let sluice = Sluice::new();
+    let (first, _, first_lines) = server_with_output(&sluice, &url);
+    assert!(says_it_leads(&first_lines, Duration::from_secs(10)), "the only server takes the lease");
+    let (_second, _, second_lines) = server_with_output(&sluice, &url);
+    assert!(!says_it_leads(&second_lines, Duration::from_secs(3)), "the lease is held: the second server waits");
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let killed = Instant::now();
+    assert!(says_it_leads(&second_lines, Duration::from_secs(15)), "the second server takes over");
+    let took = killed.elapsed();
+    eprintln!("the second server took over {took:?} after the first was killed");
+    assert!(took < Duration::from_secs(8), "{took:?}: a 5 s term and a 1 s tick");
 }
 
 fn run_state(address: &str, id: &str) -> serde_json::Value {

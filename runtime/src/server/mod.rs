@@ -83,16 +83,21 @@ fn first_admin_token(service: &Service, file: &Path) -> anyhow::Result<String> {
 /// The lease naming the one server that runs the scheduler and the crash detector.
 const HOUSEKEEPING_LEASE: &str = "housekeeping";
 
-/// How long the housekeeping lease lasts unrenewed: another server takes
-/// over within this (plus a tick) of the holder's death.
+/// How long the housekeeping lease lasts unrenewed: another server (or the
+/// same one restarted) takes over within this, plus a tick, of the holder's death.
 const HOUSEKEEPING_LEASE_TERM: Duration = Duration::from_secs(5);
 
 /// The scheduler and the crash detector, once a second, by whichever of
 /// the servers on this database holds the housekeeping lease.
 async fn housekeeping(dispatch: Arc<Dispatch>) {
-    // Named by host and home, not process: a server restarted in place takes
-    // its lease back at once instead of waiting out its predecessor's term.
-    let me = format!("server on {} in {}", crate::service::hostname(), dispatch.service.home().display());
+    // Named down to the process: two servers sharing a home (and a database)
+    // must not both think they hold it; a restarted one waits out at most a term.
+    let me = format!(
+        "server {} on {} in {}",
+        std::process::id(),
+        crate::service::hostname(),
+        dispatch.service.home().display()
+    );
     let term = chrono::Duration::from_std(HOUSEKEEPING_LEASE_TERM).expect("a short term");
     let mut leading = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
