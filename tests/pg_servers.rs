@@ -58,6 +58,31 @@ fn says_it_leads(lines: &std::sync::mpsc::Receiver<String>, within: Duration) ->
 }
 
 #[test]
+fn a_server_that_loses_its_database_reports_unhealthy_and_recovers_when_it_returns() {
+    let cluster = Cluster::shared();
+    let url = cluster.new_database();
+    let name = url.rsplit('/').next().unwrap().to_string();
+    let sluice = Sluice::new();
+    let (_server, address) = server(&sluice, &url);
+    let (status, body) = get(&address, "/api/v1/health");
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "{body}");
+
+    // The database refuses new connections and drops the server's.
+    let admin = cluster.url("postgres");
+    cluster.psql(&admin, &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    cluster.psql(&admin, &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"));
+    let (status, body) = eventually(30, "the health check to say the database is gone", || {
+        let (status, body) = get(&address, "/api/v1/health");
+        (status == 503).then_some((status, body))
+    });
+    assert_eq!(body["status"], "unhealthy", "{status} {body}");
+    assert!(body["reason"].as_str().is_some_and(|r| !r.is_empty()), "{body}");
+
+    cluster.psql(&admin, &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    eventually(30, "the health check to recover", || (get(&address, "/api/v1/health").0 == 200).then_some(()));
+}
+
+#[test]
 fn one_server_runs_the_scheduler_and_another_takes_over_when_it_dies() {
     let url = Cluster::shared().new_database();
     let sluice = Sluice::new();

@@ -266,13 +266,34 @@ fn api_routes() -> OpenApiRouter<AppState> {
 /// The server's answer to a health check.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Health {
-    /// Always `ok`.
+    /// `ok`, or `unhealthy` when the state store cannot be read or written.
     #[schema(example = "ok")]
     status: &'static str,
+    /// What is wrong, when unhealthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
-/// Whether the server is up.
-#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Health)))]
-pub(super) async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
+/// Whether the server is up and its state store answers: a read of the
+/// store, and whether its latest commit failed. A load balancer takes a
+/// server that answers 503 out of rotation until it recovers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses(
+        (status = 200, description = "Serving", body = Health),
+        (status = 503, description = "The state store cannot be read or written", body = Health),
+    )
+)]
+pub(super) async fn health(State(d): State<AppState>) -> (StatusCode, Json<Health>) {
+    let store = &d.service.store;
+    let problem = match store.next_due() {
+        Err(err) => Some(err.to_string()),
+        Ok(_) => store.failure(),
+    };
+    match problem {
+        None => (StatusCode::OK, Json(Health { status: "ok", reason: None })),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unhealthy", reason: Some(reason) })),
+    }
 }
