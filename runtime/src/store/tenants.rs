@@ -86,6 +86,11 @@ pub(super) fn tenants(connection: &Connection) -> rusqlite::Result<Vec<Tenant>> 
     connection.prepare_cached("SELECT * FROM tenants ORDER BY name")?.query_map([], tenant_row)?.collect()
 }
 
+/// Tables whose rows carry their tenant, deleted with it (on both backends):
+/// a table missing here outlives its tenant and passes to the next of that name.
+pub(super) const TENANT_OWNED_TABLES: [&str; 8] =
+    ["flow_runs", "deployments", "work_queues", "work_pools", "tenant_artifacts", "tokens", "secrets", "task_cache"];
+
 /// Deletes a tenant and everything it owns (the shared artifact bytes stay); false when there was none.
 pub(super) fn delete_tenant(connection: &Connection, name: &str) -> rusqlite::Result<bool> {
     let runs = "SELECT id FROM flow_runs WHERE tenant = ?1";
@@ -93,17 +98,7 @@ pub(super) fn delete_tenant(connection: &Connection, name: &str) -> rusqlite::Re
     connection.execute(&format!("DELETE FROM states WHERE run IN ({tasks}) OR run IN ({runs})"), [name])?;
     connection.execute(&format!("DELETE FROM logs WHERE flow_run IN ({runs})"), [name])?;
     connection.execute(&format!("DELETE FROM task_runs WHERE flow_run IN ({runs})"), [name])?;
-    let owned = [
-        "flow_runs",
-        "deployments",
-        "work_queues",
-        "work_pools",
-        "tenant_artifacts",
-        "tokens",
-        "secrets",
-        "task_cache",
-    ];
-    for table in owned {
+    for table in TENANT_OWNED_TABLES {
         connection.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [name])?;
     }
     Ok(connection.execute("DELETE FROM tenants WHERE name = ?1", [name])? == 1)

@@ -727,17 +727,7 @@ impl StateStore for PgStore {
             tx.execute(&format!("DELETE FROM states WHERE run IN ({tasks}) OR run IN ({runs})"), &[&name]).await?;
             tx.execute(&format!("DELETE FROM logs WHERE flow_run IN ({runs})"), &[&name]).await?;
             tx.execute(&format!("DELETE FROM task_runs WHERE flow_run IN ({runs})"), &[&name]).await?;
-            let owned = [
-                "flow_runs",
-                "deployments",
-                "work_queues",
-                "work_pools",
-                "tenant_artifacts",
-                "tokens",
-                "secrets",
-                "task_cache",
-            ];
-            for table in owned {
+            for table in crate::store::tenants::TENANT_OWNED_TABLES {
                 tx.execute(&format!("DELETE FROM {table} WHERE tenant = $1"), &[&name]).await?;
             }
             Ok(tx.execute("DELETE FROM tenants WHERE name = $1", &[&name]).await? == 1)
