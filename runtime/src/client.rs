@@ -249,6 +249,11 @@ impl ApiClient {
         serde_json::from_value(answer["outcome"].clone()).map_err(|e| ServiceError::Other(e.to_string()))
     }
 
+    /// Runs an ended, not completed run again as its next attempt.
+    pub async fn retry(&self, id: &str) -> Result<FlowRunRow, ServiceError> {
+        self.send(self.post(&format!("/flow-runs/{id}/retry"))).await
+    }
+
     /// Every work pool.
     pub async fn work_pools(&self) -> Result<Vec<WorkPool>, ServiceError> {
         self.send(self.get("/work-pools")).await

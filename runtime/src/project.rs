@@ -132,6 +132,10 @@ pub struct Limits {
     pub task_cpu: Option<Duration>,
     /// CPU time of a whole flow run.
     pub run_cpu: Option<Duration>,
+    /// Times a failed or crashed flow run runs again, resuming from its journal.
+    pub retries: u32,
+    /// Wait before a flow retry.
+    pub retry_delay: Option<Duration>,
 }
 
 /// Reads, parses and resolves the project file at `path`. Relative paths in it are resolved
@@ -200,6 +204,8 @@ fn resolve(written: ProjectFile, base_dir: &Path, file_name: &str) -> Result<Pro
                 concurrency: limits.concurrency.map(|concurrency| concurrency.0),
                 task_cpu: limits.task_cpu.map(|cpu| cpu.0),
                 run_cpu: limits.run_cpu.map(|cpu| cpu.0),
+                retries: deployment.retries,
+                retry_delay: deployment.retry_delay.map(|delay| delay.0),
             },
             grants: Grants {
                 allow_hosts: grants.allow_hosts.unwrap_or_default().into_iter().map(|host| host.0).collect(),
@@ -308,6 +314,10 @@ struct DeploymentFile {
     queue: Option<Name>,
     limits: Option<LimitsFile>,
     grants: Option<GrantsFile>,
+    /// Flow retries, as Prefect's `@flow(retries=…)`: resumed from the journal.
+    #[serde(default)]
+    retries: u32,
+    retry_delay: Option<Timeout>,
 }
 
 #[derive(Default, Deserialize)]

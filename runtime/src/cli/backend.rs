@@ -34,7 +34,7 @@ pub fn backend() -> std::result::Result<Backend, CliError> {
 }
 
 /// The embedded path acts for the operator, in the default tenant.
-const LOCAL: &str = crate::core::tenant::DEFAULT_TENANT;
+pub(super) const LOCAL: &str = crate::core::tenant::DEFAULT_TENANT;
 
 type Answer<T> = std::result::Result<T, ServiceError>;
 
@@ -184,6 +184,14 @@ impl Backend {
                 Ok(service.store.request_cancel(&run.id, Utc::now())?)
             }
             Backend::Remote(api) => api.cancel(id_or_name).await,
+        }
+    }
+
+    /// Runs an ended, not completed run again as its next attempt.
+    pub async fn retry(&self, id_or_name: &str) -> Answer<FlowRunRow> {
+        match self {
+            Backend::Local(service) => service.retry_by_hand(LOCAL, id_or_name).await,
+            Backend::Remote(api) => api.retry(id_or_name).await,
         }
     }
 

@@ -66,6 +66,16 @@ pub struct DeployArgs {
     /// Seconds before a crashed run is scheduled again.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     retry_delay: u64,
+    /// Times a flow run that failed, timed out or crashed runs again, resuming
+    /// from its journal: tasks it completed are not run again.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    flow_retries: u32,
+    /// Seconds before the first flow retry.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    flow_retry_delay: u64,
+    /// Each later flow retry waits this many times longer (e.g. 2.0).
+    #[arg(long, value_name = "FACTOR")]
+    flow_retry_backoff: Option<f64>,
     /// CPU time one task attempt may use, e.g. 30s (default 5m).
     #[arg(long, value_name = "DURATION")]
     cpu_limit: Option<String>,
@@ -145,6 +155,9 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
             concurrency: args.concurrency_limit,
             crash_retries: args.retries,
             crash_retry_delay_seconds: args.retry_delay,
+            retries: args.flow_retries,
+            retry_delay_seconds: args.flow_retry_delay,
+            retry_backoff: args.flow_retry_backoff,
             task_cpu_ms: task_cpu,
             run_cpu_ms: run_cpu,
             log_mib: args.log_limit,
@@ -186,6 +199,8 @@ fn from_entry(entry: DeploymentEntry) -> DeployRequest {
             concurrency: entry.limits.concurrency,
             task_cpu_ms: entry.limits.task_cpu.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
             run_cpu_ms: entry.limits.run_cpu.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
+            retries: entry.limits.retries,
+            retry_delay_seconds: entry.limits.retry_delay.map_or(0, |d| d.as_secs()),
             ..Limits::default()
         },
         grants: entry.grants,

@@ -1,4 +1,4 @@
-//! `sluice flow-run ls|inspect|logs|cancel`: the history, from the state
+//! `sluice flow-run ls|inspect|logs|cancel|retry`: the history, from the state
 //! store or the server.
 
 use super::terminal::printable;
@@ -46,6 +46,13 @@ pub enum FlowRunCommand {
         /// The run's id or name.
         run: String,
     },
+    /// Runs a failed, timed-out, crashed or cancelled run again as its next
+    /// attempt: it resumes from its journal, so tasks and subflows that
+    /// completed are not run again.
+    Retry {
+        /// The run's id or name.
+        run: String,
+    },
 }
 
 /// Runs `sluice flow-run …`.
@@ -90,6 +97,22 @@ pub async fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
         FlowRunCommand::Cancel { run } => {
             let outcome = backend.cancel(&run).await?;
             println!("{run}: {outcome:?}");
+        }
+        FlowRunCommand::Retry { run } => {
+            let retried = backend.retry(&run).await?;
+            println!(
+                "Flow run '{}' scheduled again as attempt {}: it resumes from its journal",
+                retried.name, retried.attempt
+            );
+            // Without a server nobody else takes it: this process runs it.
+            if let backend::Backend::Local(service) = &backend {
+                let outcome = service.execute_run(&retried, None).await?;
+                let message = outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+                println!("{}", printable(&format!("Flow run '{}' finished in state {}{message}", outcome.name, outcome.state)));
+                if outcome.state != StateType::Completed {
+                    return Ok(ExitCode::from(1));
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -84,6 +84,36 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     }
     let mut committed = service.store.subscribe();
     let console = Console::new(Stream::Stdout);
+    let mut run = run;
+    let outcome = loop {
+        let outcome = attempt(&service, &run, &mut committed, &console, args.watch).await?;
+        // A failed attempt its deployment's flow retries scheduled again runs here too.
+        let current = service.flow_run(backend::LOCAL, &run.id)?;
+        if current.state != Some(StateType::Scheduled) {
+            break outcome;
+        }
+        println!("{}", printable(current.message.as_deref().unwrap_or("Scheduled for a flow retry")));
+        let wait = (current.scheduled.unwrap_or_else(Utc::now) - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        run = current;
+    };
+    let message = outcome.message.as_deref().map(|m| format!("('{m}')")).unwrap_or_else(|| "()".into());
+    println!("{}", printable(&format!("Flow run '{}' finished in state {}{message}", outcome.name, outcome.state)));
+    if let Some(result) = &outcome.result {
+        println!("Result: {}", printable(result));
+    }
+    Ok(if !args.watch || outcome.state == StateType::Completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Runs one attempt of `run` here, printing its events as they commit when `watch`.
+async fn attempt(
+    service: &std::sync::Arc<crate::service::Service>,
+    run: &crate::store::FlowRunRow,
+    committed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::core::record::Event>>,
+    console: &Console,
+    watch: bool,
+) -> Result<crate::runner::FlowOutcome, CliError> {
+    let args_watch = watch;
     let running = {
         let (service, run) = (service.clone(), run.clone());
         tokio::spawn(async move { service.execute_run(&run, None).await })
@@ -91,7 +121,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     tokio::pin!(running);
     let outcome = loop {
         tokio::select! {
-            event = committed.recv(), if args.watch => match event {
+            event = committed.recv(), if args_watch => match event {
                 Ok(event) => console.record(&event),
                 Err(RecvError::Lagged(missed)) => eprintln!("(the watch fell behind: {missed} events not shown)"),
                 Err(RecvError::Closed) => {}
@@ -102,7 +132,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         }
     };
     // execute_run waited for the last commit, so its events are all queued here.
-    if args.watch {
+    if args_watch {
         loop {
             match committed.try_recv() {
                 Ok(event) => console.record(&event),
@@ -111,12 +141,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    let message = outcome.message.as_deref().map(|m| format!("('{m}')")).unwrap_or_else(|| "()".into());
-    println!("{}", printable(&format!("Flow run '{}' finished in state {}{message}", outcome.name, outcome.state)));
-    if let Some(result) = &outcome.result {
-        println!("Result: {}", printable(result));
-    }
-    Ok(if !args.watch || outcome.state == StateType::Completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(outcome)
 }
 
 /// Follows a run on a server: its states, its task runs' ends and its logs,

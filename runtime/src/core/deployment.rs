@@ -39,6 +39,16 @@ pub struct Limits {
     /// Seconds before a crashed run is run again.
     #[serde(default)]
     pub crash_retry_delay_seconds: u64,
+    /// Times a flow run that ended `Failed`, `TimedOut` or `Crashed` runs again as
+    /// its next attempt, replaying from its journal what earlier attempts completed.
+    #[serde(default)]
+    pub retries: u32,
+    /// Seconds before the first flow retry.
+    #[serde(default)]
+    pub retry_delay_seconds: u64,
+    /// Each later flow retry waits this many times longer than the one before (1 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff: Option<f64>,
     /// CPU time one task attempt may use, in milliseconds (the host's default when absent).
     pub task_cpu_ms: Option<u64>,
     /// CPU time a whole flow run may use (its flow, subflows and tasks), in milliseconds

@@ -10,6 +10,7 @@ pub mod egress;
 pub mod failure;
 pub mod grants;
 pub mod ids;
+pub mod journal;
 pub mod policy;
 pub mod pool;
 pub mod record;

@@ -2,6 +2,7 @@
 //! console, SQLite) implements. Records are plain data.
 
 use crate::core::ids::RunId;
+use crate::core::journal::CallPosition;
 use crate::core::state::StateType;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,9 @@ pub struct FlowRunRecord {
     /// tenant whatever this says, so a worker cannot move a run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// Where a subflow's call stands in its parent's calls (the journal's key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallPosition>,
 }
 
 /// A task run as created.
@@ -64,6 +68,9 @@ pub struct TaskRunRecord {
     pub input: String,
     /// When it was created.
     pub created: DateTime<Utc>,
+    /// Where its call stands in its flow run's calls (the journal's key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallPosition>,
 }
 
 /// A move of a run to a new state.

@@ -10,6 +10,7 @@ pub use memory::{MemoryCache, MemoryRecorder};
 
 use crate::core::failure::{Failure, FailureKind};
 use crate::core::ids::RunId;
+use crate::core::journal::{CallPosition, Journal, Replay, input_digest};
 use crate::core::record::{
     Event, FlowRunRecord, LogLevel, LogRecord, Recorder, ResultCache, RunKind, StateRecord, TaskRunRecord,
 };
@@ -17,7 +18,8 @@ use crate::core::state::{StateType, check_transition};
 use crate::sandbox::bindings::RunContext;
 use crate::sandbox::capabilities::InstanceGrants;
 use crate::sandbox::cpu::{CpuExceeded, DEFAULT_RUN_CPU, DEFAULT_TASK_CPU, RunCpu};
-use crate::sandbox::instance::{InstanceConfig, Outcome, RunHost, Scope};
+use crate::sandbox::flow_clock::{FlowClock, FlowDeterminism};
+use crate::sandbox::instance::{Ended, InstanceConfig, Outcome, RunHost, Scope};
 use crate::sandbox::program::{Program, cpu_failure, crash};
 use crate::sandbox::submitted::Start;
 use chrono::{DateTime, Utc};
@@ -63,6 +65,12 @@ pub struct RunSettings {
     /// Instances of the run alive at once (flow, subflows, tasks); past it the run
     /// is halted, so a task that starts tasks without end cannot drain the host's pool.
     pub max_live_instances: usize,
+    /// The flow run's attempt, from 1.
+    pub attempt: u32,
+    /// When the flow run was created: its flow instance's clock starts there.
+    pub created: Option<DateTime<Utc>>,
+    /// What earlier attempts recorded: their completed calls are replayed.
+    pub journal: Arc<Journal>,
 }
 
 impl Default for RunSettings {
@@ -82,6 +90,9 @@ impl Default for RunSettings {
             run_cpu_limit: Some(DEFAULT_RUN_CPU),
             grants: InstanceGrants::default(),
             max_live_instances: 250,
+            attempt: 1,
+            created: None,
+            journal: Arc::default(),
         }
     }
 }
@@ -129,6 +140,9 @@ pub struct Runner {
     flow_runs: Mutex<HashMap<RunId, Arc<FlowRunInfo>>>,
     task_runs: Mutex<HashMap<RunId, Arc<TaskRunInfo>>>,
     task_counters: Mutex<HashMap<(RunId, String), u32>>,
+    // The next call position of each flow run's instance (the journal's key).
+    positions: Mutex<HashMap<RunId, u64>>,
+    replayed: AtomicU64,
 }
 
 impl Runner {
@@ -154,6 +168,8 @@ impl Runner {
             flow_runs: Mutex::default(),
             task_runs: Mutex::default(),
             task_counters: Mutex::default(),
+            positions: Mutex::default(),
+            replayed: AtomicU64::new(0),
         })
     }
 
@@ -171,8 +187,10 @@ impl Runner {
         parameters: &serde_json::Value,
     ) -> FlowOutcome {
         let parameters = parameters.to_string();
-        let flow_run = self.clone().flow_run(id, name.clone(), None, flow.to_string(), parameters);
-        let outcome = self.contained(id, RunKind::Flow, &format!("flow `{flow}`"), flow_run).await;
+        let created = self.settings.created.unwrap_or_else(Utc::now);
+        let call = FlowCall { id, name: name.clone(), parent: None, created, call: None };
+        let flow_run = self.clone().flow_run(call, flow.to_string(), parameters);
+        let outcome = self.contained(id, RunKind::Flow, &format!("flow `{flow}`"), flow_run).await.result;
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
         }
@@ -197,10 +215,10 @@ impl Runner {
         id: RunId,
         kind: RunKind,
         what: &str,
-        run: impl Future<Output = Result<String, Failure>>,
-    ) -> Result<String, Failure> {
+        run: impl Future<Output = Ended>,
+    ) -> Ended {
         let panic = match AssertUnwindSafe(run).catch_unwind().await {
-            Ok(outcome) => return outcome,
+            Ok(ended) => return ended,
             Err(panic) => panic,
         };
         let failure = host_fault(what, &guard::message_of(&*panic));
@@ -213,24 +231,29 @@ impl Runner {
             result: None,
             time: Utc::now(),
         }));
-        Err(failure)
+        Ended::from(Err(failure))
     }
 
     fn record(&self, event: Event) {
         self.recorder.record(&event);
     }
 
-    async fn flow_run(
-        self: Arc<Self>,
-        id: RunId,
-        name: String,
-        parent: Option<RunId>,
+    async fn flow_run(self: Arc<Self>, call: FlowCall, flow: String, parameters: String) -> Ended {
+        let mut state = Tracker::new(self.clone(), call.id, RunKind::Flow);
+        let result = self.flow_run_steps(&mut state, call, flow, parameters).await;
+        Ended { result, at: state.ended_at }
+    }
+
+    async fn flow_run_steps(
+        self: &Arc<Self>,
+        state: &mut Tracker,
+        FlowCall { id, name, parent, created, call }: FlowCall,
         flow: String,
         parameters: String,
     ) -> Result<String, Failure> {
-        let mut state = Tracker::new(self.clone(), id, RunKind::Flow);
         // A subflow dropped with its caller's instance still gets a final state; a top-level run is the service's.
         state.ends_on_drop = parent.is_some();
+        state.attempt = self.settings.attempt;
         self.record(Event::FlowRunCreated(FlowRunRecord {
             id,
             name: name.clone(),
@@ -239,9 +262,10 @@ impl Runner {
             deployment: self.settings.deployment.clone(),
             parameters: serde_json::from_str(&parameters).unwrap_or(serde_json::Value::Null),
             artifact_digest: self.program.digest.to_string(),
-            created: Utc::now(),
+            created,
             scheduled: if parent.is_none() { self.settings.scheduled_time } else { None },
             tenant: None,
+            call,
         }));
         state.go(StateType::Pending, None, None);
         if let Err(failure) = self.check_payload("parameters", &flow, &parameters) {
@@ -251,19 +275,20 @@ impl Runner {
             .lock()
             .expect("runs lock")
             .insert(id, Arc::new(FlowRunInfo { name, flow: flow.clone(), parameters: parameters.clone() }));
-        state.go(StateType::Running, None, None);
+        state.go(StateType::Running, self.resume_message(id), None);
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
         }
         if let Err(failure) = self.check_recorded() {
             return state.fail(failure);
         }
-        let scope = Scope { flow_run: id, task_run: None, attempt: 1 };
+        let scope = Scope { flow_run: id, task_run: None, attempt: self.settings.attempt };
         let _slot = match self.instance_slot() {
             Ok(slot) => slot,
             Err(failure) => return state.fail(failure),
         };
-        let mut live = match self.instantiate(scope).await {
+        let determinism = FlowDeterminism { clock: FlowClock::starting_at(created), seed: seed_of(id) };
+        let mut live = match self.instantiate(scope, Some(determinism)).await {
             Ok(live) => live,
             Err(failure) => return state.fail(failure),
         };
@@ -274,6 +299,9 @@ impl Runner {
         live.store.data_mut().submitted.stop().await;
         drop(live);
         self.flow_runs.lock().expect("runs lock").remove(&id);
+        if parent.is_none() {
+            self.log_replayed(id);
+        }
         // Whatever the guest made of its tasks' failures, a run stopped by a run-wide limit ends on that.
         let result = match (result, self.halt_reason(&format!("flow `{flow}`"))) {
             (Err(_), Some(halt)) => Err(halt),
@@ -292,7 +320,13 @@ impl Runner {
     /// Creates the task run (its id and name) at once, in call order, so
     /// that tasks submitted together are named in the order they were given.
     /// Its tracker ends it (`Cancelled`) if it is dropped before it ends.
-    fn create_task_run(self: &Arc<Self>, parent: &Scope, task: &str, input: &str) -> Option<(Tracker, String)> {
+    fn create_task_run(
+        self: &Arc<Self>,
+        parent: &Scope,
+        task: &str,
+        input: &str,
+        call: Option<CallPosition>,
+    ) -> Option<(Tracker, String)> {
         self.program.description.task(task)?;
         let id = RunId::new();
         let name = self.task_run_name(parent.flow_run, task);
@@ -303,6 +337,7 @@ impl Runner {
             name: name.clone(),
             input: input.to_string(),
             created: Utc::now(),
+            call,
         }));
         let mut tracker = Tracker::new(self.clone(), id, RunKind::Task);
         tracker.ends_on_drop = true;
@@ -351,10 +386,16 @@ impl Runner {
         Err(failure.clone())
     }
 
-    async fn task_run(
-        self: Arc<Self>,
+    async fn task_run(self: Arc<Self>, parent: Scope, (mut state, name): (Tracker, String), task: String, input: String) -> Ended {
+        let result = self.task_run_steps(parent, &mut state, name, task, input).await;
+        Ended { result, at: state.ended_at }
+    }
+
+    async fn task_run_steps(
+        self: &Arc<Self>,
         parent: Scope,
-        (mut state, name): (Tracker, String),
+        state: &mut Tracker,
+        name: String,
         task: String,
         input: String,
     ) -> Result<String, Failure> {
@@ -430,7 +471,7 @@ impl Runner {
         }
         self.check_recorded()?;
         let _slot = self.instance_slot()?;
-        let mut live = self.instantiate(scope).await?;
+        let mut live = self.instantiate(scope, None).await?;
         let call = live.flow.call_run_task(&mut live.store, task, input);
         let outcome = guard(call, timeout, &self.cancel).await;
         let result = settle(outcome, &live.store, "task", task, self.settings.max_payload_bytes);
@@ -442,13 +483,18 @@ impl Runner {
         }
     }
 
-    async fn instantiate(self: &Arc<Self>, scope: Scope) -> Result<crate::sandbox::program::Live, Failure> {
+    async fn instantiate(
+        self: &Arc<Self>,
+        scope: Scope,
+        determinism: Option<FlowDeterminism>,
+    ) -> Result<crate::sandbox::program::Live, Failure> {
         let config = InstanceConfig {
             memory_limit: self.settings.memory_limit.unwrap_or_else(|| self.program.memory_limit()),
             // A task attempt has its own limit; a flow's instance counts against the run's only.
             cpu_limit: if scope.task_run.is_some() { self.settings.task_cpu_limit } else { None },
             run_cpu: self.cpu.clone(),
             grants: self.settings.grants.clone(),
+            determinism,
         };
         self.program.instantiate_with(self.clone(), scope, &config).await
     }
@@ -494,6 +540,81 @@ impl Runner {
         Err(failure.clone())
     }
 
+    /// Takes `count` consecutive call positions of the flow run `scope` serves; none
+    /// for a task's own calls, which are not journaled (the task is, as a whole).
+    fn reserve_positions(&self, scope: &Scope, count: u64) -> Option<u64> {
+        if scope.task_run.is_some() {
+            return None;
+        }
+        let mut positions = self.positions.lock().expect("positions lock");
+        let next = positions.entry(scope.flow_run).or_insert(0);
+        let base = *next;
+        *next += count;
+        Some(base)
+    }
+
+    /// What to do with the call at `base + offset` of a flow: replay what an
+    /// earlier attempt completed, stop the run on a divergence, or run it.
+    fn journaled(
+        &self,
+        scope: &Scope,
+        base: Option<u64>,
+        offset: u64,
+        kind: RunKind,
+        name: &str,
+        input: &str,
+    ) -> Decision {
+        let Some(base) = base else { return Decision::Run(None, None) };
+        let position = base + offset;
+        let call = Some(CallPosition { position, batch: base, flow_attempt: self.settings.attempt });
+        let Some(journal) = self.settings.journal.flow(scope.flow_run) else { return Decision::Run(call, None) };
+        if !journal.covers(position) {
+            return Decision::Run(call, None);
+        }
+        match journal.replay(position, kind, name, &input_digest(kind, input)) {
+            Replay::Fresh => Decision::Run(call, None),
+            Replay::Again(entry) => {
+                let resumed = (kind == RunKind::Flow).then_some((entry.run, entry.created));
+                Decision::Run(call, resumed)
+            }
+            Replay::Completed(_, result, at) => {
+                self.replayed.fetch_add(1, Ordering::Relaxed);
+                if kind == RunKind::Task {
+                    // Later task runs of the same task keep the names they had.
+                    self.task_run_name(scope.flow_run, name);
+                }
+                Decision::Replayed(Ended { result: Ok(result.to_string()), at: Some(at) })
+            }
+            Replay::Diverged(message) => {
+                let failure = Failure { kind: FailureKind::Failed, message, retryable: false };
+                Decision::Diverged(self.halted.get_or_init(|| failure).clone())
+            }
+        }
+    }
+
+    /// The `Running` message of an attempt that resumes from a journal.
+    fn resume_message(&self, flow_run: RunId) -> Option<String> {
+        let journal = self.settings.journal.flow(flow_run)?;
+        Some(format!(
+            "Attempt {}: resuming from the journal ({} completed calls of earlier attempts can be replayed)",
+            self.settings.attempt,
+            journal.replayable()
+        ))
+    }
+
+    /// Says in the run's log how many calls this attempt replayed.
+    fn log_replayed(&self, flow_run: RunId) {
+        let replayed = self.replayed.load(Ordering::Relaxed);
+        if self.settings.attempt > 1 || replayed > 0 {
+            let scope = Scope { flow_run, task_run: None, attempt: self.settings.attempt };
+            let message = format!(
+                "Attempt {} replayed {replayed} calls from the journal instead of running them again",
+                self.settings.attempt
+            );
+            self.log(&scope, LogLevel::Info, &message);
+        }
+    }
+
     fn task_run_name(&self, flow_run: RunId, task: &str) -> String {
         let mut counters = self.task_counters.lock().expect("counters lock");
         let counter = counters.entry((flow_run, task.to_string())).or_insert(0);
@@ -528,15 +649,21 @@ impl Runner {
 
 impl RunHost for Runner {
     fn run_task(self: Arc<Self>, scope: Scope, name: String, input: String) -> Outcome {
+        let base = self.reserve_positions(&scope, 1);
+        let call = match self.journaled(&scope, base, 0, RunKind::Task, &name, &input) {
+            Decision::Replayed(ended) => return Box::pin(std::future::ready(ended)),
+            Decision::Diverged(failure) => return Box::pin(std::future::ready(Ended::from(Err(failure)))),
+            Decision::Run(call, _) => call,
+        };
         if let Err(failure) = self.reserve_tasks(1, &format!("a call of `{name}`")) {
-            return Box::pin(async move { Err(failure) });
+            return Box::pin(std::future::ready(Ended::from(Err(failure))));
         }
-        match self.create_task_run(&scope, &name, &input) {
+        match self.create_task_run(&scope, &name, &input, call) {
             Some(created) => Box::pin(async move {
                 let (id, what) = (created.0.run, format!("task `{name}`"));
                 self.contained(id, RunKind::Task, &what, self.clone().task_run(scope, created, name, input)).await
             }),
-            None => Box::pin(async move { Err(unknown_task(&name)) }),
+            None => Box::pin(std::future::ready(Ended::from(Err(unknown_task(&name))))),
         }
     }
 
@@ -544,13 +671,30 @@ impl RunHost for Runner {
         if let Some(halt) = self.halt_reason("`submit`") {
             return Err(halt);
         }
+        // Calls an earlier attempt completed come back at once; the rest are created and run.
+        let base = self.reserve_positions(&scope, calls.len() as u64);
+        let decisions: Vec<Decision> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (name, input))| self.journaled(&scope, base, i as u64, RunKind::Task, name, input))
+            .collect();
+        if let Some(Decision::Diverged(failure)) = decisions.iter().find(|d| matches!(d, Decision::Diverged(_))) {
+            return Err(failure.clone());
+        }
+        let fresh: Vec<&(String, String)> =
+            calls.iter().zip(&decisions).filter(|(_, d)| matches!(d, Decision::Run(..))).map(|(c, _)| c).collect();
         // Refused as a whole, before anything is created or held per call.
-        self.reserve_tasks(calls.len() as u64, &format!("a `submit` of {} calls", calls.len()))?;
-        let bytes = calls.iter().map(|(name, input)| (name.len() + input.len() + PENDING_CALL_OVERHEAD) as u64).sum();
-        let reserved = Arc::new(self.reserve_pending(bytes, calls.len())?);
-        let starts = calls.into_iter().map(|(name, input)| -> Start {
+        self.reserve_tasks(fresh.len() as u64, &format!("a `submit` of {} calls", fresh.len()))?;
+        let bytes = fresh.iter().map(|(name, input)| (name.len() + input.len() + PENDING_CALL_OVERHEAD) as u64).sum();
+        let reserved = Arc::new(self.reserve_pending(bytes, fresh.len())?);
+        let starts = calls.into_iter().zip(decisions).map(|((name, input), decision)| -> Start {
+            let call = match decision {
+                Decision::Run(call, _) => call,
+                Decision::Replayed(ended) => return Box::new(move || Box::pin(std::future::ready(ended))),
+                Decision::Diverged(_) => unreachable!("refused above"),
+            };
             let reserved = reserved.clone();
-            match self.create_task_run(&scope, &name, &input) {
+            match self.create_task_run(&scope, &name, &input, call) {
                 Some(created) => {
                     let (runner, scope) = (self.clone(), scope.clone());
                     Box::new(move || {
@@ -563,7 +707,7 @@ impl RunHost for Runner {
                         })
                     })
                 }
-                None => Box::new(move || Box::pin(async move { Err(unknown_task(&name)) })),
+                None => Box::new(move || Box::pin(std::future::ready(Ended::from(Err(unknown_task(&name)))))),
             }
         });
         Ok(starts.collect())
@@ -576,12 +720,22 @@ impl RunHost for Runner {
     }
 
     fn run_subflow(self: Arc<Self>, scope: Scope, name: String, parameters: String) -> Outcome {
+        let base = self.reserve_positions(&scope, 1);
+        let (call, resumed) = match self.journaled(&scope, base, 0, RunKind::Flow, &name, &parameters) {
+            Decision::Replayed(ended) => return Box::pin(std::future::ready(ended)),
+            Decision::Diverged(failure) => return Box::pin(std::future::ready(Ended::from(Err(failure)))),
+            Decision::Run(call, resumed) => (call, resumed),
+        };
         Box::pin(async move {
             if self.program.description.flow(Some(&name)).is_err() {
-                return Err(Failure::new(FailureKind::Unknown, format!("no flow named `{name}` in this component")));
+                let unknown = Failure::new(FailureKind::Unknown, format!("no flow named `{name}` in this component"));
+                return Ended::from(Err(unknown));
             }
+            // A subflow an earlier attempt left unfinished resumes under its id, from its own journal.
+            let (id, created) = resumed.unwrap_or_else(|| (RunId::new(), Utc::now()));
             let run_name = crate::core::ids::run_name(&mut rand::rng());
-            self.flow_run(RunId::new(), run_name, Some(scope.flow_run), name, parameters).await
+            let call = FlowCall { id, name: run_name, parent: Some(scope.flow_run), created, call };
+            self.flow_run(call, name, parameters).await
         })
     }
 
@@ -624,6 +778,31 @@ impl RunHost for Runner {
             task_run_name: task.map(|t| t.name.clone()),
         }
     }
+}
+
+/// A flow run (or subflow run) about to run.
+struct FlowCall {
+    id: RunId,
+    name: String,
+    parent: Option<RunId>,
+    created: DateTime<Utc>,
+    call: Option<CallPosition>,
+}
+
+/// What a flow's call turns into under replay.
+enum Decision {
+    /// Run it, recorded at this position; a subflow resumes under the recorded id and creation time.
+    Run(Option<CallPosition>, Option<(RunId, DateTime<Utc>)>),
+    /// An earlier attempt completed it.
+    Replayed(Ended),
+    /// It is not the call the journal holds here: the run stops.
+    Diverged(Failure),
+}
+
+/// The random seed of a flow run's instance: the same on every attempt.
+fn seed_of(id: RunId) -> u64 {
+    let digest = Sha256::digest(id.to_string().as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// Bytes of names and inputs of submitted calls a flow run may hold at once
@@ -745,11 +924,13 @@ struct Tracker {
     attempt: u32,
     // Whether dropping it before it ends records an end (`Cancelled`).
     ends_on_drop: bool,
+    // When it reached its terminal state, as recorded.
+    ended_at: Option<DateTime<Utc>>,
 }
 
 impl Tracker {
     fn new(runner: Arc<Runner>, run: RunId, kind: RunKind) -> Self {
-        Self { runner, run, kind, current: None, attempt: 1, ends_on_drop: false }
+        Self { runner, run, kind, current: None, attempt: 1, ends_on_drop: false, ended_at: None }
     }
 
     fn go(&mut self, state: StateType, message: Option<String>, result: Option<Arc<str>>) {
@@ -763,6 +944,10 @@ impl Tracker {
             );
         }
         self.current = Some(state);
+        let time = Utc::now();
+        if state.is_terminal() {
+            self.ended_at = Some(time);
+        }
         self.runner.record(Event::State(StateRecord {
             run: self.run,
             kind: self.kind,
@@ -770,7 +955,7 @@ impl Tracker {
             message,
             attempt: self.attempt,
             result,
-            time: Utc::now(),
+            time,
         }));
     }
 

@@ -12,6 +12,8 @@ use crate::sandbox::egress::Egress;
 use crate::sandbox::limiter::InstanceLimiter;
 use crate::sandbox::stdio::{LineSink, LogStream};
 use crate::sandbox::submitted::{Start, Submitted};
+use crate::sandbox::flow_clock::{FlowClock, FlowDeterminism};
+use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +23,23 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// A boxed future of a task's or subflow's outcome.
-pub type Outcome = Pin<Box<dyn Future<Output = Result<String, Failure>> + Send>>;
+pub type Outcome = Pin<Box<dyn Future<Output = Ended> + Send>>;
+
+/// How a task or subflow call ended, and when the store recorded it (the
+/// time a flow's clock moves to when the outcome reaches it).
+#[derive(Debug)]
+pub struct Ended {
+    /// Its result as JSON, or why there is none.
+    pub result: Result<String, Failure>,
+    /// When its end was recorded, when it was.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl From<Result<String, Failure>> for Ended {
+    fn from(result: Result<String, Failure>) -> Self {
+        Self { result, at: None }
+    }
+}
 
 /// Which run an instance serves.
 #[derive(Clone, Debug)]
@@ -77,12 +95,20 @@ pub struct InstanceConfig {
     pub run_cpu: Arc<RunCpu>,
     /// What it is granted.
     pub grants: InstanceGrants,
+    /// A flow instance's own clock and random seed (none for a task instance).
+    pub determinism: Option<FlowDeterminism>,
 }
 
 impl InstanceConfig {
     /// No CPU limit and nothing granted, with this memory limit.
     pub fn with_memory(memory_limit: usize) -> Self {
-        Self { memory_limit, cpu_limit: None, run_cpu: RunCpu::new(None), grants: InstanceGrants::default() }
+        Self {
+            memory_limit,
+            cpu_limit: None,
+            run_cpu: RunCpu::new(None),
+            grants: InstanceGrants::default(),
+            determinism: None,
+        }
     }
 }
 
@@ -100,6 +126,7 @@ pub struct InstanceState {
     /// Set when the guest's export returned: a trap after it is the host
     /// lifting what it returned.
     pub(crate) returned: bool,
+    clock: Option<Arc<FlowClock>>,
 }
 
 impl InstanceState {
@@ -109,14 +136,17 @@ impl InstanceState {
     pub fn new(host: Arc<dyn RunHost>, scope: Scope, config: &InstanceConfig, egress: Egress) -> Self {
         let stdout = LogStream::new(log_sink(&host, &scope, LogLevel::Info));
         let stderr = LogStream::new(log_sink(&host, &scope, LogLevel::Warning));
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout)
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout)
             .stderr(stderr)
             .envs(&config.grants.env)
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if let Some(determinism) = &config.determinism {
+            determinism.apply(&mut wasi);
+        }
+        let wasi = wasi.build();
         let http_policy =
             HttpPolicy::new(config.grants.allow_hosts.clone(), egress, log_sink(&host, &scope, LogLevel::Warning));
         Self {
@@ -130,6 +160,7 @@ impl InstanceState {
             scope,
             submitted: Submitted::default(),
             returned: false,
+            clock: config.determinism.as_ref().map(|d| d.clock.clone()),
         }
     }
 }
@@ -140,6 +171,16 @@ fn log_sink(host: &Arc<dyn RunHost>, scope: &Scope, level: LogLevel) -> LineSink
         host.log(&scope, level, line);
         !host.log_full()
     })
+}
+
+impl InstanceState {
+    /// An outcome reaches the guest: a flow's clock moves to when it was recorded.
+    fn deliver(&self, ended: Ended) -> Result<String, RunError> {
+        if let (Some(clock), Some(at)) = (&self.clock, ended.at) {
+            clock.advance(at);
+        }
+        ended.result.map_err(RunError::from)
+    }
 }
 
 impl WasiView for InstanceState {
@@ -158,8 +199,8 @@ impl bindings::sluice::flow::types::Host for InstanceState {}
 
 impl bindings::sluice::flow::host::Host for InstanceState {
     async fn run_task(&mut self, name: String, input: String) -> wasmtime::Result<Result<String, RunError>> {
-        let outcome = self.host.clone().run_task(self.scope.clone(), name, input).await;
-        Ok(outcome.map_err(RunError::from))
+        let ended = self.host.clone().run_task(self.scope.clone(), name, input).await;
+        Ok(self.deliver(ended))
     }
 
     async fn submit(&mut self, calls: Vec<TaskCall>) -> wasmtime::Result<Vec<u64>> {
@@ -180,14 +221,15 @@ impl bindings::sluice::flow::host::Host for InstanceState {
         }
         let mut results = Vec::with_capacity(handles.len());
         for handle in handles {
-            results.push(self.submitted.collect(handle).await.map_err(RunError::from));
+            let ended = self.submitted.collect(handle).await;
+            results.push(self.deliver(ended));
         }
         Ok(results)
     }
 
     async fn run_subflow(&mut self, name: String, parameters: String) -> wasmtime::Result<Result<String, RunError>> {
-        let outcome = self.host.clone().run_subflow(self.scope.clone(), name, parameters).await;
-        Ok(outcome.map_err(RunError::from))
+        let ended = self.host.clone().run_subflow(self.scope.clone(), name, parameters).await;
+        Ok(self.deliver(ended))
     }
 
     async fn log(&mut self, level: bindings::LogLevel, message: String) -> wasmtime::Result<()> {

@@ -7,6 +7,7 @@ pub mod compile_cache;
 pub mod cpu;
 pub mod egress;
 pub mod engine;
+pub mod flow_clock;
 pub mod instance;
 pub mod limiter;
 pub mod program;

@@ -11,7 +11,7 @@ use crate::sandbox::compile_cache::{CompileCache, CompileSource};
 use crate::sandbox::cpu::CpuExceeded;
 use crate::sandbox::egress::{Egress, install_crypto_provider};
 use crate::sandbox::engine::EngineSettings;
-use crate::sandbox::instance::{InstanceConfig, InstanceState, Outcome, RunHost, Scope};
+use crate::sandbox::instance::{Ended, InstanceConfig, InstanceState, Outcome, RunHost, Scope};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
@@ -275,15 +275,15 @@ struct DescribeHost;
 
 impl RunHost for DescribeHost {
     fn run_task(self: Arc<Self>, _: Scope, name: String, _: String) -> Outcome {
-        Box::pin(
-            async move { Err(Failure::new(FailureKind::Failed, format!("cannot run task `{name}` during describe"))) },
-        )
+        Box::pin(async move {
+            Ended::from(Err(Failure::new(FailureKind::Failed, format!("cannot run task `{name}` during describe"))))
+        })
     }
 
     fn run_subflow(self: Arc<Self>, _: Scope, name: String, _: String) -> Outcome {
-        Box::pin(
-            async move { Err(Failure::new(FailureKind::Failed, format!("cannot run flow `{name}` during describe"))) },
-        )
+        Box::pin(async move {
+            Ended::from(Err(Failure::new(FailureKind::Failed, format!("cannot run flow `{name}` during describe"))))
+        })
     }
 
     fn log(&self, _: &Scope, _: LogLevel, _: &str) {}

@@ -7,7 +7,7 @@
 //! per call until collected.
 
 use crate::core::failure::{Failure, FailureKind};
-use crate::sandbox::instance::Outcome;
+use crate::sandbox::instance::{Ended, Outcome};
 use futures_util::StreamExt as _;
 use std::collections::HashMap;
 use tokio::sync::oneshot;
@@ -19,7 +19,7 @@ pub type Start = Box<dyn FnOnce() -> Outcome + Send>;
 /// The submitted calls of one instance.
 #[derive(Default)]
 pub struct Submitted {
-    pending: HashMap<u64, oneshot::Receiver<Result<String, Failure>>>,
+    pending: HashMap<u64, oneshot::Receiver<Ended>>,
     drivers: Vec<JoinHandle<()>>,
     next_handle: u64,
 }
@@ -61,12 +61,15 @@ impl Submitted {
 
     /// The outcome of the call behind `handle`, once it has ended; a handle
     /// is collected once.
-    pub async fn collect(&mut self, handle: u64) -> Result<String, Failure> {
+    pub async fn collect(&mut self, handle: u64) -> Ended {
         match self.pending.remove(&handle) {
             Some(receiver) => receiver.await.unwrap_or_else(|_| {
-                Err(Failure::new(FailureKind::Crashed, "the task stopped before it ended: its host task failed"))
+                Ended::from(Err(Failure::new(
+                    FailureKind::Crashed,
+                    "the task stopped before it ended: its host task failed",
+                )))
             }),
-            None => Err(Failure::new(FailureKind::Unknown, format!("no pending task with handle {handle}"))),
+            None => Ended::from(Err(Failure::new(FailureKind::Unknown, format!("no pending task with handle {handle}")))),
         }
     }
 

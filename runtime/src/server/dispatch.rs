@@ -4,6 +4,7 @@
 
 use crate::core::deployment::Limits;
 use crate::core::grants::ResolvedGrants;
+use crate::core::journal::JournalRow;
 use crate::core::pool::DEFAULT_POOL;
 use crate::service::{Service, ServiceError};
 use crate::store::{Claim, FlowRunRow};
@@ -29,6 +30,9 @@ pub struct ClaimedRun {
     /// Its deployment's grants, secret values included: for the worker's sandbox only.
     #[serde(default)]
     pub grants: ResolvedGrants,
+    /// What earlier attempts recorded, for a retried run to replay (empty on a first attempt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal: Vec<JournalRow>,
 }
 
 /// Shared by the API, the embedded workers and housekeeping.
@@ -93,7 +97,12 @@ impl Dispatch {
                 for run in runs {
                     // A run whose secrets cannot be read ends here, saying why; the others go.
                     match self.service.grants_of(&run) {
-                        Ok(grants) => claimed.push(ClaimedRun { limits: self.service.limits_of(&run)?, grants, run }),
+                        Ok(grants) => claimed.push(ClaimedRun {
+                            limits: self.service.limits_of(&run)?,
+                            grants,
+                            journal: self.service.journal_of(&run)?,
+                            run,
+                        }),
                         Err(err) => self.service.fail_unstarted(&run, &err.to_string()).await,
                     }
                 }
@@ -135,7 +144,21 @@ impl Dispatch {
         let timeout = chrono::Duration::from_std(self.heartbeat_timeout).unwrap_or(chrono::Duration::seconds(30));
         let crashed = self.service.store.crash_orphans(now - timeout, now)?;
         for id in &crashed {
-            if self.service.retry_crashed(id, now)? {
+            if self.service.retry_crashed(id, now)? || self.service.retry_ended(id, now)? {
+                self.work_available();
+            }
+        }
+        Ok(crashed)
+    }
+
+    /// A worker started (again) under `worker`: the runs it held when it
+    /// stopped end `Crashed` now, not after the heartbeat timeout, and are
+    /// retried (resuming from their journals) where their deployments say so.
+    pub fn worker_started(&self, worker: &str) -> Result<Vec<String>, ServiceError> {
+        let now = Utc::now();
+        let crashed = self.service.store.crash_held_by(worker, now)?;
+        for id in &crashed {
+            if self.service.retry_crashed(id, now)? || self.service.retry_ended(id, now)? {
                 self.work_available();
             }
         }

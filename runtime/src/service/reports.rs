@@ -109,6 +109,9 @@ impl<S: StateStore + ?Sized> Check<'_, S> {
                     ));
                 };
                 check_names(run.id, &[("name", &run.name), ("flow", &run.flow)])?;
+                if run.call.is_some() && self.resumes_subflow(run.id, parent)? {
+                    return Ok(Checked::New);
+                }
                 self.new_id(RunKind::Flow, run.id)?;
                 self.flow_run(parent)?;
                 self.live.insert(run.id);
@@ -140,6 +143,20 @@ impl<S: StateStore + ?Sized> Check<'_, S> {
             }
         }
         Ok(Checked::New)
+    }
+
+    /// Whether `id` is a subflow run the store already has under `parent`, which
+    /// a later attempt of the root this worker holds resumes under its id
+    /// (`core/journal.rs`). Its parent, not the batch, decides that it is held.
+    fn resumes_subflow(&mut self, id: RunId, parent: RunId) -> Result<bool, Refusal> {
+        let Some(existing) = self.store.flow_run(None, &id.to_string())? else { return Ok(false) };
+        if existing.id != id.to_string() || existing.parent.as_deref() != Some(parent.to_string().as_str()) {
+            return refuse(format!("flow run {id} already exists: a worker creates runs only with new ids"));
+        }
+        self.flow_run(parent)?;
+        self.live.insert(id);
+        self.ended.remove(&id);
+        Ok(true)
     }
 
     /// Refuses an id that exists in the store or was created earlier in the batch.

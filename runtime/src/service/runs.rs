@@ -5,6 +5,7 @@ use super::{Service, ServiceError};
 use crate::core::deployment::Limits;
 use crate::core::grants::{HostPattern, ResolvedGrants};
 use crate::core::ids::{RunId, run_name};
+use crate::core::journal::{Journal, JournalRow};
 use crate::core::record::{Event, Fanout, FlowRunRecord, Recorder, ResultCache, RunKind, StateRecord};
 use crate::core::state::StateType;
 use crate::params;
@@ -47,6 +48,7 @@ impl Service {
             created: now,
             scheduled: Some(scheduled),
             tenant: Some(deployment.tenant.clone()),
+            call: None,
         }));
         self.store.record(&Event::State(StateRecord {
             run: id,
@@ -89,6 +91,81 @@ impl Service {
         }
         let states = store.states(&row.id)?;
         Ok(json!({ "flow_run": row, "states": states, "task_runs": task_runs, "subflow_runs": subflow_runs }))
+    }
+
+    /// What earlier attempts of a run recorded, for its next attempt to replay
+    /// (nothing for a first attempt).
+    pub fn journal_of(&self, run: &FlowRunRow) -> Result<Vec<JournalRow>, ServiceError> {
+        if run.attempt <= 1 {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.journal(&run.id)?)
+    }
+
+    /// Schedules a top-level run that ended `Failed`, `TimedOut` or `Crashed`
+    /// again as its next attempt, when its deployment's flow retries allow
+    /// one: the attempt replays what earlier ones completed. True when it did.
+    pub fn retry_ended(&self, id: &str, now: DateTime<Utc>) -> Result<bool, ServiceError> {
+        let Some(run) = self.store.flow_run(None, id)? else { return Ok(false) };
+        if run.parent.is_some() || !matches!(run.state, Some(StateType::Failed | StateType::TimedOut | StateType::Crashed)) {
+            return Ok(false);
+        }
+        let limits = match self.limits_of(&run) {
+            Ok(limits) => limits,
+            Err(ServiceError::NotFound(_)) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        let used = run.attempt.saturating_sub(1);
+        if used >= limits.retries {
+            return Ok(false);
+        }
+        let factor = limits.retry_backoff.unwrap_or(1.0).clamp(0.0, 1_000.0).powi(used as i32);
+        let delay = (limits.retry_delay_seconds as f64 * factor).min(86_400.0);
+        let at = now + chrono::Duration::milliseconds((delay * 1_000.0) as i64);
+        let message = format!(
+            "Flow retry {}/{} at {}: attempt {} resumes from the journal",
+            used + 1,
+            limits.retries,
+            at.to_rfc3339(),
+            run.attempt + 1
+        );
+        self.store.reschedule(id, at, &message)?;
+        Ok(true)
+    }
+
+    /// Runs a tenant's ended, not completed, top-level run again now as its
+    /// next attempt, by hand: it replays what earlier attempts completed.
+    pub async fn retry_by_hand(&self, tenant: &str, id_or_name: &str) -> Result<FlowRunRow, ServiceError> {
+        let run = self.flow_run(tenant, id_or_name)?;
+        if run.parent.is_some() {
+            return Err(ServiceError::Invalid(format!(
+                "flow run '{}' is a subflow run; retry its top-level run{}",
+                run.name,
+                run.parent.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+            )));
+        }
+        match run.state {
+            Some(StateType::Failed | StateType::TimedOut | StateType::Crashed | StateType::Cancelled) => {}
+            Some(StateType::Completed | StateType::Cached) => {
+                return Err(ServiceError::Invalid(format!(
+                    "flow run '{}' completed; there is nothing to retry (start a new run with `sluice run`)",
+                    run.name
+                )));
+            }
+            state => {
+                let state = state.map_or("no state", StateType::name);
+                return Err(ServiceError::Invalid(format!(
+                    "flow run '{}' is {state}, not ended; only a failed, timed-out, crashed or cancelled run can be \
+                     retried",
+                    run.name
+                )));
+            }
+        }
+        let now = Utc::now();
+        let message = format!("Retried by hand: attempt {} resumes from the journal", run.attempt + 1);
+        self.store.reschedule(&run.id, now, &message)?;
+        self.store.flush().await;
+        self.flow_run(tenant, &run.id)
     }
 
     /// Schedules a crashed run again if its deployment allows another
@@ -179,8 +256,12 @@ impl Service {
             Some(extra) => Arc::new(Fanout(vec![store, extra])),
             None => store,
         };
-        let outcome = execute(program, run, (&limits, &grants), recorder, self.store.clone(), cancel).await?;
+        let journal = Journal::from_rows(self.journal_of(run)?);
+        let outcome = execute(program, run, (&limits, &grants), recorder, self.store.clone(), cancel, journal).await?;
         self.store.flush().await;
+        if self.retry_ended(&run.id, Utc::now())? {
+            self.store.announce_work();
+        }
         Ok(outcome)
     }
 
@@ -212,8 +293,12 @@ pub async fn execute(
     recorder: Arc<dyn Recorder>,
     cache: Arc<dyn ResultCache>,
     cancel: CancellationToken,
+    journal: Journal,
 ) -> Result<FlowOutcome, ServiceError> {
     let settings = RunSettings {
+        attempt: run.attempt,
+        created: Some(run.created),
+        journal: Arc::new(journal),
         tenant: run.tenant.clone(),
         memory_limit: limits.memory_mib.map(|mib| (mib as usize) << 20),
         deployment: run.deployment.clone(),

@@ -82,6 +82,7 @@ mod tests {
             name: "noop-0".into(),
             input: "{}".into(),
             created: Utc::now(),
+            call: None,
         }))
     }
 

@@ -238,6 +238,17 @@ CREATE TABLE ui_sessions (
 );
 CREATE INDEX ui_sessions_by_token ON ui_sessions (token);
 "#,
+    // The journal (`core/journal.rs`): each call's place in its flow run's
+    // calls, and the attempt a flow run is on.
+    r#"
+ALTER TABLE flow_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE flow_runs ADD COLUMN call_position INTEGER;
+ALTER TABLE flow_runs ADD COLUMN call_batch INTEGER;
+ALTER TABLE flow_runs ADD COLUMN call_attempt INTEGER;
+ALTER TABLE task_runs ADD COLUMN call_position INTEGER;
+ALTER TABLE task_runs ADD COLUMN call_batch INTEGER;
+ALTER TABLE task_runs ADD COLUMN call_attempt INTEGER;
+"#,
 ];
 
 /// Brings the database up to the newest schema.

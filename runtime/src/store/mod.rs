@@ -28,6 +28,7 @@ pub use sessions::StoredSession;
 pub use sqlite::SqliteStore;
 
 use crate::core::deployment::{ArtifactMeta, Deployment};
+use crate::core::journal::{CallPosition, JournalRow};
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{LogLevel, Recorder, ResultCache, RunKind};
 use crate::core::state::StateType;
@@ -114,6 +115,14 @@ pub struct FlowRunRow {
     pub ended: Option<DateTime<Utc>>,
     /// Who took it to run it.
     pub claimed_by: Option<String>,
+    /// Its attempt, from 1: a retry (by hand, by policy, after a crash) runs
+    /// it again, replaying what earlier attempts completed.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// A task run as inspected.
@@ -139,6 +148,9 @@ pub struct TaskRunRow {
     pub created: DateTime<Utc>,
     /// When it reached a terminal state.
     pub ended: Option<DateTime<Utc>>,
+    /// Where its call stands in its flow run's calls, and the flow attempt that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallPosition>,
 }
 
 /// One entry of a run's state history.
@@ -199,6 +211,9 @@ pub trait StateStore: Recorder + ResultCache {
     fn task_runs(&self, flow_run: &str) -> Result<Vec<TaskRunRow>, StoreError>;
     /// A run's state history, oldest first.
     fn states(&self, run: &str) -> Result<Vec<StateRow>, StoreError>;
+    /// The recorded calls of a flow run and of its subflows, every attempt's:
+    /// what a retry replays (`core/journal.rs`).
+    fn journal(&self, flow_run: &str) -> Result<Vec<JournalRow>, StoreError>;
     /// A flow run's logs (its tasks' included), oldest first; the last `tail` when given.
     fn logs(&self, flow_run: &str, tail: Option<usize>) -> Result<Vec<LogRow>, StoreError>;
 
@@ -232,6 +247,9 @@ pub trait StateStore: Recorder + ResultCache {
     /// Ends as `Crashed` every unfinished run taken by a worker last seen
     /// before `cutoff`; returns the runs' ids.
     fn crash_orphans(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+    /// Ends as `Crashed` every unfinished run taken by `worker`, which has
+    /// just started again and so runs none of them; returns the runs' ids.
+    fn crash_held_by(&self, worker: &str, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
     /// Asks a run to stop: a run not yet taken ends `Cancelled` at once, a
     /// taken one moves to `Cancelling` for its runner to stop.
     fn request_cancel(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;

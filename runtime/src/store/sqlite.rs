@@ -9,6 +9,7 @@ use super::{
 };
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::ids::{RunId, run_name};
+use crate::core::journal::{CallPosition, JournalRow, input_digest};
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{Barrier, Event, LogLevel, Recorder, ResultCache, RunKind};
 use crate::core::state::StateType;
@@ -169,7 +170,7 @@ pub(super) fn bad_column(column: &str, value: &str) -> rusqlite::Error {
 }
 
 const FLOW_RUN_COLUMNS: &str = "id, tenant, name, flow, deployment, parent, artifact, parameters, state, message, result, created, \
-     scheduled, started, ended, claimed_by";
+     scheduled, started, ended, claimed_by, attempt";
 
 fn flow_run_row(row: &Row<'_>) -> rusqlite::Result<FlowRunRow> {
     Ok(FlowRunRow {
@@ -189,6 +190,7 @@ fn flow_run_row(row: &Row<'_>) -> rusqlite::Result<FlowRunRow> {
         started: optional_time(row, "started")?,
         ended: optional_time(row, "ended")?,
         claimed_by: row.get("claimed_by")?,
+        attempt: row.get("attempt")?,
     })
 }
 
@@ -204,6 +206,46 @@ fn task_run_row(row: &Row<'_>) -> rusqlite::Result<TaskRunRow> {
         attempts: row.get("attempts")?,
         created: time_column(row, "created")?,
         ended: optional_time(row, "ended")?,
+        call: call_column(row)?,
+    })
+}
+
+/// The call position columns (`call_position`, `call_batch`, `call_attempt`), when set.
+pub(super) fn call_column(row: &Row<'_>) -> rusqlite::Result<Option<CallPosition>> {
+    let position: Option<i64> = row.get("call_position")?;
+    let batch: Option<i64> = row.get("call_batch")?;
+    let attempt: Option<u32> = row.get("call_attempt")?;
+    Ok(position.map(|position| CallPosition {
+        position: position as u64,
+        batch: batch.unwrap_or(position) as u64,
+        flow_attempt: attempt.unwrap_or(1),
+    }))
+}
+
+/// The calls of a run tree with a call position: its task runs and its subflow runs.
+pub(super) const JOURNAL_QUERY: &str = "WITH RECURSIVE tree(id) AS
+     (SELECT ?1 UNION ALL SELECT f.id FROM flow_runs f JOIN tree ON f.parent = tree.id)
+     SELECT 'task' AS kind, flow_run, id, task AS name, input, call_position, call_batch, call_attempt, state, result,
+            ended, created
+       FROM task_runs WHERE flow_run IN tree AND call_position IS NOT NULL
+     UNION ALL
+     SELECT 'flow', parent, id, flow, parameters, call_position, call_batch, call_attempt, state, result, ended, created
+       FROM flow_runs WHERE parent IN tree AND call_position IS NOT NULL";
+
+fn journal_row(row: &Row<'_>) -> rusqlite::Result<JournalRow> {
+    let kind = if row.get::<_, String>("kind")? == "flow" { RunKind::Flow } else { RunKind::Task };
+    let input: String = row.get("input")?;
+    Ok(JournalRow {
+        flow_run: row.get("flow_run")?,
+        run: row.get("id")?,
+        kind,
+        name: row.get("name")?,
+        digest: input_digest(kind, &input),
+        call: call_column(row)?.expect("selected with a call position"),
+        state: state_column(row, "state")?,
+        result: row.get("result")?,
+        ended: optional_time(row, "ended")?,
+        created: time_column(row, "created")?,
     })
 }
 
@@ -362,6 +404,10 @@ impl StateStore for SqliteStore {
                 .query_map([flow_run], task_run_row)?
                 .collect()
         })
+    }
+
+    fn journal(&self, flow_run: &str) -> Result<Vec<JournalRow>, StoreError> {
+        self.read(|c| c.prepare_cached(JOURNAL_QUERY)?.query_map([flow_run], journal_row)?.collect())
     }
 
     fn states(&self, run: &str) -> Result<Vec<StateRow>, StoreError> {
@@ -558,6 +604,22 @@ impl StateStore for SqliteStore {
         })?)
     }
 
+    fn crash_held_by(&self, worker: &str, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let now = timestamp(now);
+        Ok(self.writer.transaction(|tx| {
+            let held: Vec<String> = tx
+                .prepare_cached("SELECT id FROM flow_runs WHERE claimed_by = ?1 AND ended IS NULL")?
+                .query_map([worker], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let message = format!("worker `{worker}` started again while it ran this flow run");
+            for id in &held {
+                end_run(tx, id, "Crashed", &message, &now)?;
+                crash_unfinished_parts(tx, id, &message, &now)?;
+            }
+            Ok(held)
+        })?)
+    }
+
     fn request_cancel(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
         let now = timestamp(now);
         Ok(self.writer.transaction(|tx| {
@@ -586,7 +648,8 @@ impl StateStore for SqliteStore {
         let now = timestamp(Utc::now());
         self.writer.transaction(|tx| {
             tx.execute(
-                "UPDATE flow_runs SET claimed_by = NULL, queue = NULL, ended = NULL, scheduled = ?2 WHERE id = ?1",
+                "UPDATE flow_runs SET claimed_by = NULL, queue = NULL, ended = NULL, scheduled = ?2, attempt = attempt + 1
+                 WHERE id = ?1",
                 params![id, timestamp(at)],
             )?;
             record_state(tx, id, "Scheduled", message, &now)

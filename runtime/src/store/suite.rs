@@ -43,6 +43,7 @@ fn flow_run(id: RunId, name: &str) -> Event {
         created: Utc::now(),
         scheduled: None,
         tenant: None,
+        call: None,
     })
 }
 
@@ -74,6 +75,7 @@ async fn a_recorded_run_reads_back_with_its_history_tasks_and_logs() {
             name: "say_hello-0".into(),
             input: "{}".into(),
             created: Utc::now(),
+            call: None,
         }));
         store.record(&state(task, RunKind::Task, StateType::Running, None));
         store.record(&Event::Log(LogRecord {
@@ -219,6 +221,7 @@ fn due_run(tenant: &str, scheduled: chrono::DateTime<Utc>) -> Vec<Event> {
             created: scheduled,
             scheduled: Some(scheduled),
             tenant: Some(tenant.into()),
+            call: None,
         }),
         state(id, RunKind::Flow, StateType::Scheduled, None),
     ]
@@ -321,6 +324,7 @@ async fn a_crashed_run_ends_its_unfinished_subflows_and_task_runs_crashed() {
                 name: format!("work-{task}"),
                 input: "{}".into(),
                 created: Utc::now(),
+                call: None,
             }));
             store.record(&state(task, RunKind::Task, StateType::Running, None));
         }
@@ -368,5 +372,77 @@ fn a_lease_has_one_holder_until_it_expires_then_another_takes_it() {
         let expired = later + ttl + chrono::Duration::milliseconds(1);
         assert!(store.hold_lease("housekeeping", "b", expired, expired + ttl).unwrap(), "a stopped renewing");
         assert!(!store.hold_lease("housekeeping", "a", expired, expired + ttl).unwrap(), "b holds it now");
+    }
+}
+
+#[tokio::test]
+async fn the_journal_holds_every_positioned_call_of_a_run_tree_and_a_retry_reopens_its_subflow() {
+    use crate::core::journal::{CallPosition, input_digest};
+    for (_dir, open) in backends() {
+        let store = open();
+        let (root, subflow, first, second, nested, unpositioned) =
+            (RunId::new(), RunId::new(), RunId::new(), RunId::new(), RunId::new(), RunId::new());
+        let at = |position, flow_attempt| Some(CallPosition { position, batch: position, flow_attempt });
+        store.record(&flow_run(root, "journal-root"));
+        store.record(&state(root, RunKind::Flow, StateType::Scheduled, None));
+        store.flush().await;
+        assert!(store.claim_run(&root.to_string(), "w").unwrap());
+        let task = |id: RunId, flow: RunId, input: &str, call| TaskRunRecord {
+            id,
+            flow_run: flow,
+            task: "step".into(),
+            name: format!("step-{id}"),
+            input: input.into(),
+            created: Utc::now(),
+            call,
+        };
+        store.record(&Event::TaskRunCreated(task(first, root, "{\"i\":0}", at(0, 1))));
+        store.record(&state(first, RunKind::Task, StateType::Completed, Some("0")));
+        store.record(&Event::TaskRunCreated(task(second, root, "{\"i\":1}", at(1, 1))));
+        store.record(&state(second, RunKind::Task, StateType::Failed, None));
+        store.record(&Event::TaskRunCreated(task(unpositioned, root, "{}", None)));
+        let Event::FlowRunCreated(mut child) = flow_run(subflow, "journal-child") else { unreachable!() };
+        (child.parent, child.call, child.parameters) = (Some(root), at(2, 1), json!({"b": 1, "a": [2]}));
+        store.record(&Event::FlowRunCreated(child.clone()));
+        store.record(&Event::TaskRunCreated(task(nested, subflow, "{\"i\":100}", at(0, 1))));
+        store.record(&state(nested, RunKind::Task, StateType::Completed, Some("200")));
+        store.record(&state(subflow, RunKind::Flow, StateType::Failed, None));
+        store.record(&state(root, RunKind::Flow, StateType::Failed, None));
+        store.flush().await;
+
+        let mut rows = store.journal(&root.to_string()).unwrap();
+        rows.sort_by_key(|row| (row.flow_run.clone(), row.call.position));
+        assert_eq!(rows.len(), 4, "positioned calls of the root and its subflow: {rows:?}");
+        let row = |id: RunId| rows.iter().find(|row| row.run == id.to_string()).unwrap();
+        assert_eq!(row(first).result.as_deref(), Some("0"));
+        assert_eq!(row(first).digest, input_digest(RunKind::Task, "{\"i\":0}"));
+        assert_eq!(row(second).state, Some(StateType::Failed));
+        assert_eq!(row(nested).flow_run, subflow.to_string());
+        let sub = row(subflow);
+        assert_eq!((sub.kind, sub.flow_run.clone(), sub.call.position), (RunKind::Flow, root.to_string(), 2));
+        assert_eq!(sub.digest, input_digest(RunKind::Flow, "{\"a\":[2],\"b\":1}"), "parameters compare as JSON");
+
+        // A retry: the root's next attempt, and its subflow resumed under its id.
+        store.reschedule(&root.to_string(), Utc::now(), "retry").unwrap();
+        assert_eq!(store.flow_run(None, &root.to_string()).unwrap().unwrap().attempt, 2);
+        store.record(&Event::FlowRunCreated(child.clone()));
+        store.flush().await;
+        assert!(store.flow_run(None, &subflow.to_string()).unwrap().unwrap().ended.is_some(), "same attempt: kept");
+        child.call = at(2, 2);
+        store.record(&Event::FlowRunCreated(child));
+        store.record(&state(subflow, RunKind::Flow, StateType::Running, None));
+        store.flush().await;
+        let reopened = store.flow_run(None, &subflow.to_string()).unwrap().unwrap();
+        assert_eq!((reopened.state, reopened.ended), (Some(StateType::Running), None), "a later attempt reopens it");
+
+        // A worker that starts again holds nothing: its runs end Crashed at once.
+        assert!(store.claim_run(&root.to_string(), "restarted").unwrap());
+        store.record(&state(root, RunKind::Flow, StateType::Running, None));
+        store.flush().await;
+        assert_eq!(store.crash_held_by("restarted", Utc::now()).unwrap(), [root.to_string()]);
+        let crashed = store.flow_run(None, &root.to_string()).unwrap().unwrap();
+        assert_eq!(crashed.state, Some(StateType::Crashed));
+        assert!(crashed.message.unwrap().contains("started again"));
+        assert_eq!(store.flow_run(None, &subflow.to_string()).unwrap().unwrap().state, Some(StateType::Crashed));
     }
 }

@@ -264,7 +264,8 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO task_runs (id, flow_run, task, name, input, created, state, message, result, attempts,
-             ended) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             ended, call_position, call_batch, call_attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+             ?13, ?14)",
         )?
         .execute(params![
             run.id.to_string(),
@@ -278,6 +279,9 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
             row.result.as_deref(),
             row.attempts,
             row.ended.map(timestamp),
+            run.call.map(|c| c.position as i64),
+            run.call.map(|c| c.batch as i64),
+            run.call.map(|c| c.flow_attempt),
         ])?;
     Ok(inserted == 1)
 }
@@ -304,9 +308,11 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
     match write {
         Write::Event(Event::FlowRunCreated(run)) => {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO flow_runs (id, name, flow, deployment, parent, artifact, parameters, created, scheduled,
-                 tenant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
-                 COALESCE((SELECT tenant FROM flow_runs WHERE id = ?5), ?10, 'default'))",
+                "INSERT INTO flow_runs (id, name, flow, deployment, parent, artifact, parameters, created, scheduled,
+                 tenant, call_position, call_batch, call_attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                 COALESCE((SELECT tenant FROM flow_runs WHERE id = ?5), ?10, 'default'), ?11, ?12, ?13)
+                 ON CONFLICT (id) DO UPDATE SET ended = NULL, call_attempt = excluded.call_attempt
+                 WHERE flow_runs.parent = excluded.parent AND excluded.call_attempt > flow_runs.call_attempt",
             )?
             .execute(params![
                 run.id.to_string(),
@@ -319,11 +325,15 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 timestamp(run.created),
                 run.scheduled.map(timestamp),
                 run.tenant,
+                run.call.map(|c| c.position as i64),
+                run.call.map(|c| c.batch as i64),
+                run.call.map(|c| c.flow_attempt),
             ])?;
         }
         Write::Event(Event::TaskRunCreated(run)) => {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO task_runs (id, flow_run, task, name, input, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO task_runs (id, flow_run, task, name, input, created, call_position, call_batch,
+                 call_attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 run.id.to_string(),
@@ -331,7 +341,10 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 run.task,
                 run.name,
                 run.input,
-                timestamp(run.created)
+                timestamp(run.created),
+                run.call.map(|c| c.position as i64),
+                run.call.map(|c| c.batch as i64),
+                run.call.map(|c| c.flow_attempt),
             ])?;
         }
         Write::Event(Event::State(state)) => {

@@ -66,6 +66,19 @@ impl Client {
         Ok(serde_json::from_value(body["cancel"].clone()).unwrap_or_default())
     }
 
+    /// Says this worker has started: runs held under its name end `Crashed` and
+    /// resume (where their deployments allow) at once; their ids.
+    pub async fn started(&self, worker: &str) -> anyhow::Result<Vec<String>> {
+        let url = format!("{}/workers/{}/started", self.base, worker);
+        let response = self.http.post(url).send().await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            // A server older than this worker: its runs wait for the heartbeat timeout.
+            return Ok(Vec::new());
+        }
+        let body: Value = Self::checked(response).await?.json().await?;
+        Ok(serde_json::from_value(body["crashed"].clone()).unwrap_or_default())
+    }
+
     /// An artifact's bytes (the caller checks the digest).
     pub async fn artifact(&self, digest: &Digest) -> anyhow::Result<bytes::Bytes> {
         let url = format!("{}/artifacts/{}/content", self.base, digest);

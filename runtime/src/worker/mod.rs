@@ -11,6 +11,7 @@ pub use client::Client;
 pub use recorder::HttpRecorder;
 
 use crate::artifact::{ArtifactStore, Digest};
+use crate::core::journal::Journal;
 use crate::core::record::Recorder;
 use crate::runner::MemoryCache;
 use crate::sandbox::program::{ProgramCache, Sandbox};
@@ -54,6 +55,21 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
     let shared = options.store_url.as_deref().map(ArtifactStore::open).transpose()?.map(Arc::new);
     let cache = Arc::new(MemoryCache::bounded(10_000));
     let running: Running = Arc::default();
+    // Runs this name held before a restart resume now, not after the heartbeat timeout.
+    loop {
+        match client.started(&options.name).await {
+            Ok(crashed) => {
+                for id in crashed {
+                    println!("Worker '{}': flow run {id} was running here before a restart; it resumes", options.name);
+                }
+                break;
+            }
+            Err(err) => {
+                eprintln!("worker: cannot reach the server: {err:#}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
     tokio::spawn(heartbeats(client.clone(), options.name.clone(), options.heartbeat, running.clone()));
     println!("Worker '{}' taking runs from pool '{}' of {}", options.name, options.pool, options.api);
     let mut tasks: JoinSet<()> = JoinSet::new();
@@ -127,7 +143,7 @@ async fn run_one(
     cache: Arc<MemoryCache>,
     cancel: CancellationToken,
 ) {
-    let ClaimedRun { run, limits, grants } = claimed;
+    let ClaimedRun { run, limits, grants, journal } = claimed;
     let program = async {
         let digest = Digest::parse(&run.artifact).map_err(anyhow::Error::msg)?;
         if let Some(program) = source.loaded.get(&digest) {
@@ -139,7 +155,7 @@ async fn run_one(
         Ok(program)
     };
     let outcome = match program.await {
-        Ok(program) => execute(program, &run, (&limits, &grants), recorder.clone(), cache, cancel)
+        Ok(program) => execute(program, &run, (&limits, &grants), recorder.clone(), cache, cancel, Journal::from_rows(journal))
             .await
             .map_err(anyhow::Error::from),
         Err(err) => Err(err),

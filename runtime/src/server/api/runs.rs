@@ -132,3 +132,29 @@ pub(super) async fn cancel_run(
     let outcome = d.cancel(&run.id)?;
     Ok(Json(CancelReply { outcome }))
 }
+
+/// Runs an ended, not completed, flow run again as its next attempt: it
+/// resumes from its journal, replaying the tasks and subflows earlier
+/// attempts completed instead of running them again.
+#[utoipa::path(
+    post,
+    path = "/flow-runs/{id}/retry",
+    tag = "flow-runs",
+    params(("id" = String, Path, description = "The run's id or name")),
+    responses(
+        (status = 200, description = "Scheduled again, now", body = FlowRunRow),
+        (status = 404, description = "No such flow run", body = ErrorBody),
+        (status = 422, description = "The run completed, has not ended, or is a subflow run", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn retry_run(
+    State(d): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FlowRunRow>> {
+    p.require(Role::Runner, "retry runs")?;
+    let run = d.service.retry_by_hand(&p.tenant, &id).await?;
+    d.work_available();
+    Ok(Json(run))
+}

@@ -142,9 +142,15 @@ pub(super) async fn record_events(
         Err(Refusal::NotHeld(message)) => return Err(ApiError::new(StatusCode::CONFLICT, message)),
         Err(Refusal::Store(err)) => return Err(err.into()),
     }
-    let ended = events.iter().any(
-        |event| matches!(event, Event::State(s) if s.kind == crate::core::record::RunKind::Flow && s.state.is_terminal()),
-    );
+    let ended: Vec<String> = events
+        .iter()
+        .filter_map(|event| match event {
+            Event::State(s) if s.kind == crate::core::record::RunKind::Flow && s.state.is_terminal() => {
+                Some(s.run.to_string())
+            }
+            _ => None,
+        })
+        .collect();
     // Acknowledged only once committed: the worker sends the batch again otherwise.
     d.service.store.record_durably(&events).map_err(|err| {
         ApiError::new(
@@ -152,9 +158,43 @@ pub(super) async fn record_events(
             format!("{err}; nothing of this batch was recorded, send it again"),
         )
     })?;
-    if ended {
+    if !ended.is_empty() {
+        // A run that failed may be retried by its deployment's flow retries.
+        for id in &ended {
+            d.service.retry_ended(id, chrono::Utc::now())?;
+        }
         // A concurrency slot is free for a waiting run.
         d.work_available();
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a worker's start did to the runs it held before.
+#[derive(Serialize, ToSchema)]
+pub(super) struct StartedReply {
+    /// Runs the worker held when it stopped: now `Crashed`, and scheduled again where their deployments allow.
+    crashed: Vec<String>,
+}
+
+/// Says that worker `name` has (re)started and so runs nothing yet: runs it
+/// held end `Crashed` at once, instead of after the heartbeat timeout, and
+/// are retried from their journals where their deployments say so.
+#[utoipa::path(
+    post,
+    path = "/workers/{name}/started",
+    tag = "workers",
+    params(("name" = String, Path, description = "The worker")),
+    responses(
+        (status = 200, body = StartedReply),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn worker_started(
+    State(d): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<StartedReply>> {
+    p.require(Role::Runner, "start as a worker")?;
+    let worker = worker_name(&p, &name);
+    Ok(Json(StartedReply { crashed: d.worker_started(&worker)? }))
 }

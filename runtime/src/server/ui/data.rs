@@ -288,6 +288,14 @@ pub fn cancel(d: &Dispatch, p: &Principal, id: &str) -> UiResult<CancelOutcome> 
     Ok(d.cancel(&run.id)?)
 }
 
+/// Runs an ended run again as its next attempt, resuming from its journal.
+pub async fn retry(d: &Dispatch, p: &Principal, id: &str) -> UiResult<()> {
+    p.require(Role::Runner, "retry runs")?;
+    d.service.retry_by_hand(&p.tenant, id).await?;
+    d.work_available();
+    Ok(())
+}
+
 /// What the dashboard shows.
 pub struct Dashboard {
     /// Flow runs created in the last 24 h, per state.

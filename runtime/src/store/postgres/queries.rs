@@ -5,6 +5,7 @@ use super::PgStore;
 use super::rows::{self, FLOW_RUN_COLUMNS};
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::ids::{RunId, run_name};
+use crate::core::journal::JournalRow;
 use crate::core::pool::{DEFAULT_POOL, DEFAULT_QUEUE, WorkPool, WorkQueue};
 use crate::core::record::{LogLevel, RunKind};
 use crate::core::tenant::{Tenant, TenantPolicy, TokenInfo};
@@ -18,6 +19,16 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Transaction};
 
 /// Artifacts as a tenant (`$1`, or NULL for every tenant) sees them, with its own push time.
+/// The calls of a run tree with a call position: its task runs and its subflow runs.
+const JOURNAL_QUERY: &str = "WITH RECURSIVE tree(id) AS
+     (SELECT $1::text UNION ALL SELECT f.id FROM flow_runs f JOIN tree ON f.parent = tree.id)
+     SELECT 'task' AS kind, flow_run, id, task AS name, input, call_position, call_batch, call_attempt, state, result,
+            ended, created
+       FROM task_runs WHERE flow_run IN (SELECT id FROM tree) AND call_position IS NOT NULL
+     UNION ALL
+     SELECT 'flow', parent, id, flow, parameters, call_position, call_batch, call_attempt, state, result, ended, created
+       FROM flow_runs WHERE parent IN (SELECT id FROM tree) AND call_position IS NOT NULL";
+
 const ARTIFACT_SELECT: &str = "SELECT a.digest, a.size, a.description, a.imports,
         COALESCE(t.pushed_at, a.pushed_at) AS pushed_at
      FROM artifacts a LEFT JOIN tenant_artifacts t ON t.digest = a.digest AND t.tenant = $1::text
@@ -287,6 +298,13 @@ impl StateStore for PgStore {
         })
     }
 
+    fn journal(&self, flow_run: &str) -> Result<Vec<JournalRow>, StoreError> {
+        self.read(async |c| {
+            let found = c.query(JOURNAL_QUERY, &[&flow_run]).await?;
+            rows::all(found, rows::journal_row)
+        })
+    }
+
     fn states(&self, run: &str) -> Result<Vec<StateRow>, StoreError> {
         self.read(async |c| {
             let found = c
@@ -488,6 +506,24 @@ impl StateStore for PgStore {
         })
     }
 
+    fn crash_held_by(&self, worker: &str, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let now = timestamp(now);
+        self.transaction(async |tx| {
+            let held = tx
+                .query("SELECT id FROM flow_runs WHERE claimed_by = $1 AND ended IS NULL FOR UPDATE", &[&worker])
+                .await?;
+            let message = format!("worker `{worker}` started again while it ran this flow run");
+            let mut ids = Vec::with_capacity(held.len());
+            for row in &held {
+                let id: String = row.get(0);
+                end_run(tx, &id, "Crashed", &message, &now).await?;
+                crash_unfinished_parts(tx, &id, &message, &now).await?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
     fn request_cancel(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
         let now = timestamp(now);
         self.transaction(async |tx| {
@@ -515,7 +551,8 @@ impl StateStore for PgStore {
         let now = timestamp(Utc::now());
         self.transaction(async |tx| {
             tx.execute(
-                "UPDATE flow_runs SET claimed_by = NULL, queue = NULL, ended = NULL, scheduled = $2 WHERE id = $1",
+                "UPDATE flow_runs SET claimed_by = NULL, queue = NULL, ended = NULL, scheduled = $2, attempt = attempt + 1
+                 WHERE id = $1",
                 &[&id, &timestamp(at)],
             )
             .await?;

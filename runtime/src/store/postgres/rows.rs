@@ -2,6 +2,8 @@
 //! `StoreError`.
 
 use crate::core::deployment::{ArtifactMeta, Deployment};
+use crate::core::journal::{CallPosition, JournalRow, input_digest};
+use crate::core::record::RunKind;
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::state::StateType;
 use crate::core::tenant::{Role, Tenant, TokenInfo};
@@ -60,7 +62,7 @@ pub fn state(row: &Row, column: &str) -> Result<Option<StateType>, StoreError> {
 
 /// The columns [`flow_run`] reads.
 pub const FLOW_RUN_COLUMNS: &str = "id, tenant, name, flow, deployment, parent, artifact, parameters, state, message, \
-     result, created, scheduled, started, ended, claimed_by";
+     result, created, scheduled, started, ended, claimed_by, attempt";
 
 /// A flow run.
 pub fn flow_run(row: &Row) -> Result<FlowRunRow, StoreError> {
@@ -81,6 +83,7 @@ pub fn flow_run(row: &Row) -> Result<FlowRunRow, StoreError> {
         started: optional_time(row, "started")?,
         ended: optional_time(row, "ended")?,
         claimed_by: row.try_get("claimed_by")?,
+        attempt: row.try_get::<_, i32>("attempt")? as u32,
     })
 }
 
@@ -97,6 +100,37 @@ pub fn task_run(row: &Row) -> Result<TaskRunRow, StoreError> {
         attempts: row.try_get::<_, i32>("attempts")? as u32,
         created: time(row, "created")?,
         ended: optional_time(row, "ended")?,
+        call: call(row)?,
+    })
+}
+
+/// The call position columns (`call_position`, `call_batch`, `call_attempt`), when set.
+pub fn call(row: &Row) -> Result<Option<CallPosition>, StoreError> {
+    let position: Option<i64> = row.try_get("call_position")?;
+    let batch: Option<i64> = row.try_get("call_batch")?;
+    let attempt: Option<i32> = row.try_get("call_attempt")?;
+    Ok(position.map(|position| CallPosition {
+        position: position as u64,
+        batch: batch.unwrap_or(position) as u64,
+        flow_attempt: attempt.unwrap_or(1) as u32,
+    }))
+}
+
+/// One recorded call (see `queries::JOURNAL_QUERY`).
+pub fn journal_row(row: &Row) -> Result<JournalRow, StoreError> {
+    let kind = if row.try_get::<_, String>("kind")? == "flow" { RunKind::Flow } else { RunKind::Task };
+    let input: String = row.try_get("input")?;
+    Ok(JournalRow {
+        flow_run: row.try_get("flow_run")?,
+        run: row.try_get("id")?,
+        kind,
+        name: row.try_get("name")?,
+        digest: input_digest(kind, &input),
+        call: call(row)?.ok_or_else(|| corrupt("call_position", "NULL"))?,
+        state: state(row, "state")?,
+        result: row.try_get("result")?,
+        ended: optional_time(row, "ended")?,
+        created: time(row, "created")?,
     })
 }
 

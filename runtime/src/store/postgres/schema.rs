@@ -13,7 +13,8 @@ use tokio_postgres::Client;
 
 /// Each entry moves the schema from version `i` to `i + 1`. The first one
 /// is the SQLite schema as its seven migrations leave it.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE artifacts (
     digest      TEXT PRIMARY KEY,
     size        BIGINT NOT NULL,
@@ -174,7 +175,19 @@ CREATE TABLE secrets (
     updated     TEXT NOT NULL,
     PRIMARY KEY (tenant, name)
 );
-"#];
+"#,
+    // The journal (`core/journal.rs`): each call's place in its flow run's
+    // calls, and the attempt a flow run is on.
+    r#"
+ALTER TABLE flow_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE flow_runs ADD COLUMN call_position BIGINT;
+ALTER TABLE flow_runs ADD COLUMN call_batch BIGINT;
+ALTER TABLE flow_runs ADD COLUMN call_attempt INTEGER;
+ALTER TABLE task_runs ADD COLUMN call_position BIGINT;
+ALTER TABLE task_runs ADD COLUMN call_batch BIGINT;
+ALTER TABLE task_runs ADD COLUMN call_attempt INTEGER;
+"#,
+];
 
 /// The schema version this binary writes.
 pub fn latest() -> usize {

@@ -77,6 +77,7 @@ fn due_run(tenant: &str) -> [Event; 2] {
             created: now,
             scheduled: Some(now),
             tenant: Some(tenant.into()),
+            call: None,
         }),
         Event::State(StateRecord {
             run: id,

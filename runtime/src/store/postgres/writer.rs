@@ -198,21 +198,23 @@ impl Statements {
             flow_run: client
                 .prepare(
                     "INSERT INTO flow_runs (id, name, flow, deployment, parent, artifact, parameters, created, scheduled,
-                     tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                     COALESCE((SELECT tenant FROM flow_runs WHERE id = $5), $10, 'default'))
-                     ON CONFLICT DO NOTHING",
+                     tenant, call_position, call_batch, call_attempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                     COALESCE((SELECT tenant FROM flow_runs WHERE id = $5), $10, 'default'), $11, $12, $13)
+                     ON CONFLICT (id) DO UPDATE SET ended = NULL, call_attempt = excluded.call_attempt
+                     WHERE flow_runs.parent = excluded.parent AND excluded.call_attempt > flow_runs.call_attempt",
                 )
                 .await?,
             task_run: client
                 .prepare(
-                    "INSERT INTO task_runs (id, flow_run, task, name, input, created) VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO task_runs (id, flow_run, task, name, input, created, call_position, call_batch,
+                     call_attempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
                 )
                 .await?,
             folded_task_run: client
                 .prepare(
                     "INSERT INTO task_runs (id, flow_run, task, name, input, created, state, message, result, attempts,
-                     ended) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                     ended, call_position, call_batch, call_attempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                     $11, $12, $13, $14) ON CONFLICT DO NOTHING",
                 )
                 .await?,
             // A run that has ended keeps its end: late reports of a lost worker are dropped,
@@ -383,6 +385,9 @@ impl Committer {
                         Box::new(row.result.as_deref().map(str::to_string)),
                         Box::new(row.attempts as i32),
                         Box::new(row.ended.map(timestamp)),
+                        Box::new(run.call.map(|c| c.position as i64)),
+                        Box::new(run.call.map(|c| c.batch as i64)),
+                        Box::new(run.call.map(|c| c.flow_attempt as i32)),
                     ],
                 ));
             }
@@ -479,6 +484,9 @@ fn statement<'s>(s: &'s Statements, write: &Write) -> (&'s Statement, Vec<Param>
                 Box::new(timestamp(run.created)),
                 Box::new(run.scheduled.map(timestamp)),
                 Box::new(run.tenant.clone()),
+                Box::new(run.call.map(|c| c.position as i64)),
+                Box::new(run.call.map(|c| c.batch as i64)),
+                Box::new(run.call.map(|c| c.flow_attempt as i32)),
             ],
         ),
         Write::Event(Event::TaskRunCreated(run)) => (
@@ -490,6 +498,9 @@ fn statement<'s>(s: &'s Statements, write: &Write) -> (&'s Statement, Vec<Param>
                 Box::new(run.name.clone()),
                 Box::new(run.input.clone()),
                 Box::new(timestamp(run.created)),
+                Box::new(run.call.map(|c| c.position as i64)),
+                Box::new(run.call.map(|c| c.batch as i64)),
+                Box::new(run.call.map(|c| c.flow_attempt as i32)),
             ],
         ),
         Write::Event(Event::State(state)) => {

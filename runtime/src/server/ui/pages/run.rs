@@ -75,6 +75,11 @@ fn cancellable(state: Option<StateType>) -> bool {
     state.is_some_and(|s| !s.is_terminal() && s != StateType::Cancelling)
 }
 
+fn retryable(run: &FlowRunRow) -> bool {
+    run.parent.is_none()
+        && matches!(run.state, Some(StateType::Failed | StateType::TimedOut | StateType::Crashed | StateType::Cancelled))
+}
+
 /// The parts of the page that change while the run runs.
 pub fn panels(session: &Session, detail: &RunDetail) -> Markup {
     let run = &detail.run;
@@ -88,8 +93,12 @@ pub fn panels(session: &Session, detail: &RunDetail) -> Markup {
                 (Some(start), None) => { "Running for " (words::duration(start, now)) }
                 _ => { @if let Some(at) = run.scheduled { "Due " (words::ago(at, now)) } }
             } }
+            @if run.attempt > 1 { p { "Attempt " (run.attempt) ": tasks and subflows earlier attempts completed were replayed from the journal, not run again." } }
             @if cancellable(run.state) {
                 (layout::action(session, Role::Runner, &format!("/runs/{}/cancel", run.id), "Cancel run", "danger"))
+            }
+            @if retryable(run) {
+                (layout::action(session, Role::Runner, &format!("/runs/{}/retry", run.id), "Retry from the journal", "run"))
             }
         }
         @if let Some(result) = &run.result {
@@ -146,18 +155,28 @@ fn task_table(detail: &RunDetail) -> Markup {
     html! {
         @if rows.is_empty() { (layout::empty("No task runs.")) } @else {
             div.table-wrap { table #task-runs {
-                thead { tr { th scope="col" { "Task run" } th scope="col" { "In" } th scope="col" { "State" } th scope="col" { "Attempts" } th scope="col" .hide-narrow { "Message" } } }
+                thead { tr { th scope="col" { "Task run" } th scope="col" { "In" } th scope="col" { "State" } th scope="col" { "Attempts" } th scope="col" { "Run by" } th scope="col" .hide-narrow { "Message" } } }
                 tbody { @for (owner, task) in rows {
                     tr data-task=(task.task.name) {
                         td { (task.task.name) }
                         td { (owner) }
                         td { (layout::badge(task.task.state)) }
                         td { (task.task.attempts) @if task.task.attempts > 1 { " " span.retries { "(retried)" } } }
+                        td { (run_by(detail.run.attempt, task.task.call.as_ref())) }
                         td.hide-narrow { @if let Some(m) = &task.task.message { (m) } }
                     }
                 } }
             } }
         }
+    }
+}
+
+/// Which flow attempt ran a task run, and whether later attempts replayed it.
+fn run_by(flow_attempt: u32, call: Option<&crate::core::journal::CallPosition>) -> Markup {
+    let Some(call) = call else { return html! { span.muted { "-" } } };
+    html! {
+        "attempt " (call.flow_attempt)
+        @if call.flow_attempt < flow_attempt { " " span.muted.replayed { "(replayed after)" } }
     }
 }
 
@@ -248,6 +267,21 @@ fn timeline(detail: &RunDetail, now: DateTime<Utc>) -> Markup {
             }
         }
     }
+}
+
+/// `POST /runs/{id}/retry`.
+pub async fn retry(
+    State(ui): State<Ui>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    change: Change,
+) -> UiResult<Response> {
+    data::retry(&ui.dispatch, &change.session.principal, &id).await?;
+    if super::from_script(&headers) {
+        let detail = data::run(&ui.dispatch, &change.session.principal, &id)?;
+        return Ok(panels(&change.session, &detail).into_response());
+    }
+    Ok(Redirect::to(&format!("/runs/{id}")).into_response())
 }
 
 /// `POST /runs/{id}/cancel`.
