@@ -50,10 +50,8 @@ impl Counter {
                         }
                         None => "0".to_string(),
                     };
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+                    let answer =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
                     let _ = (&stream).write_all(answer.as_bytes());
                 });
             }
@@ -117,15 +115,15 @@ fn steps_total(count: u64) -> u64 {
 fn a_flow_that_fails_at_task_500_replays_tasks_1_to_499_on_its_retry() {
     let sluice = Sluice::new();
     let counter = Counter::start();
-    deploy(&sluice, &counter, "steps", "halfway", &["--param", "count=1000", "--param", "fail_at=500"]);
-    deploy(&sluice, &counter, "steps", "halfway-retried", &[
-        "--param",
-        "count=1000",
-        "--param",
-        "fail_at=500",
-        "--flow-retries",
-        "1",
-    ]);
+    let by_hand = Counter::start();
+    deploy(&sluice, &by_hand, "steps", "halfway", &["--param", "count=1000", "--param", "fail_at=500"]);
+    deploy(
+        &sluice,
+        &counter,
+        "steps",
+        "halfway-retried",
+        &["--param", "count=1000", "--param", "fail_at=500", "--flow-retries", "1"],
+    );
     let (_server, address) = sluice.server(&[]);
 
     let id = start(&address, "steps/halfway-retried", "");
@@ -158,8 +156,10 @@ fn a_flow_that_fails_at_task_500_replays_tasks_1_to_499_on_its_retry() {
     assert!(texts(&retry).0.contains("attempt 2"), "{}", texts(&retry).0);
     let run = wait_for_end(&address, &id, 2, 300);
     assert_eq!(run["flow_run"]["state"], "Completed", "{}", run["flow_run"]);
-    assert_eq!(counter.count("step-0"), 2, "one execution per run: the retry replayed it");
-    assert_eq!(counter.count("step-500"), 4, "each run's step 500 ran twice");
+    for i in 0..1000 {
+        let expected = if i == 500 { 2 } else { 1 };
+        assert_eq!(by_hand.count(&format!("step-{i}")), expected, "executions of step {i} retried by hand");
+    }
 
     let again = sluice.remote(&address).args(["flow-run", "retry", &id]).output().unwrap();
     assert!(!again.status.success(), "a completed run cannot be retried");
@@ -183,7 +183,10 @@ fn a_worker_killed_in_a_2000_task_sequence_resumes_on_another_worker_without_red
     let run = wait_for_end(&address, &id, 2, 600);
     assert_eq!(run["flow_run"]["state"], "Completed", "{}", run["flow_run"]);
     assert_eq!(run["flow_run"]["result"], steps_total(2000));
-    assert_eq!((run["flow_run"]["attempt"].as_u64(), run["flow_run"]["claimed_by"].as_str()), (Some(2), Some("second")));
+    assert_eq!(
+        (run["flow_run"]["attempt"].as_u64(), run["flow_run"]["claimed_by"].as_str()),
+        (Some(2), Some("second"))
+    );
     let mut twice = Vec::new();
     for i in 0..2000 {
         match counter.count(&format!("step-{i}")) {

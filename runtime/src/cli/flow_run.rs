@@ -108,7 +108,10 @@ pub async fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
             if let backend::Backend::Local(service) = &backend {
                 let outcome = service.execute_run(&retried, None).await?;
                 let message = outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
-                println!("{}", printable(&format!("Flow run '{}' finished in state {}{message}", outcome.name, outcome.state)));
+                println!(
+                    "{}",
+                    printable(&format!("Flow run '{}' finished in state {}{message}", outcome.name, outcome.state))
+                );
                 if outcome.state != StateType::Completed {
                     return Ok(ExitCode::from(1));
                 }

@@ -136,9 +136,8 @@ impl FlowJournal {
     /// The first position not replayed: past the first call that did not
     /// complete (or was never recorded), rounded up to the end of its batch.
     fn valid_prefix(&self) -> u64 {
-        let mut expected = 0;
         let mut first_open = None;
-        for (&position, entry) in &self.entries {
+        for (expected, (&position, entry)) in (0u64..).zip(&self.entries) {
             if position != expected {
                 first_open = Some((expected, None));
                 break;
@@ -147,7 +146,6 @@ impl FlowJournal {
                 first_open = Some((position, Some(entry.batch)));
                 break;
             }
-            expected += 1;
         }
         match first_open {
             None => u64::MAX,

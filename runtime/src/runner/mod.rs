@@ -210,13 +210,7 @@ impl Runner {
     /// Runs `run` (the flow or task run `id`); should the host panic
     /// anywhere in it, the run ends `Crashed` with the panic's message
     /// instead of staying where it was forever.
-    async fn contained(
-        &self,
-        id: RunId,
-        kind: RunKind,
-        what: &str,
-        run: impl Future<Output = Ended>,
-    ) -> Ended {
+    async fn contained(&self, id: RunId, kind: RunKind, what: &str, run: impl Future<Output = Ended>) -> Ended {
         let panic = match AssertUnwindSafe(run).catch_unwind().await {
             Ok(ended) => return ended,
             Err(panic) => panic,
@@ -386,7 +380,13 @@ impl Runner {
         Err(failure.clone())
     }
 
-    async fn task_run(self: Arc<Self>, parent: Scope, (mut state, name): (Tracker, String), task: String, input: String) -> Ended {
+    async fn task_run(
+        self: Arc<Self>,
+        parent: Scope,
+        (mut state, name): (Tracker, String),
+        task: String,
+        input: String,
+    ) -> Ended {
         let result = self.task_run_steps(parent, &mut state, name, task, input).await;
         Ended { result, at: state.ended_at }
     }

@@ -69,7 +69,9 @@ impl Submitted {
                     "the task stopped before it ended: its host task failed",
                 )))
             }),
-            None => Ended::from(Err(Failure::new(FailureKind::Unknown, format!("no pending task with handle {handle}")))),
+            None => {
+                Ended::from(Err(Failure::new(FailureKind::Unknown, format!("no pending task with handle {handle}"))))
+            }
         }
     }
 

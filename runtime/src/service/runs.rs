@@ -107,7 +107,9 @@ impl Service {
     /// one: the attempt replays what earlier ones completed. True when it did.
     pub fn retry_ended(&self, id: &str, now: DateTime<Utc>) -> Result<bool, ServiceError> {
         let Some(run) = self.store.flow_run(None, id)? else { return Ok(false) };
-        if run.parent.is_some() || !matches!(run.state, Some(StateType::Failed | StateType::TimedOut | StateType::Crashed)) {
+        if run.parent.is_some()
+            || !matches!(run.state, Some(StateType::Failed | StateType::TimedOut | StateType::Crashed))
+        {
             return Ok(false);
         }
         let limits = match self.limits_of(&run) {

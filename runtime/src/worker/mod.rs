@@ -155,9 +155,11 @@ async fn run_one(
         Ok(program)
     };
     let outcome = match program.await {
-        Ok(program) => execute(program, &run, (&limits, &grants), recorder.clone(), cache, cancel, Journal::from_rows(journal))
-            .await
-            .map_err(anyhow::Error::from),
+        Ok(program) => {
+            execute(program, &run, (&limits, &grants), recorder.clone(), cache, cancel, Journal::from_rows(journal))
+                .await
+                .map_err(anyhow::Error::from)
+        }
         Err(err) => Err(err),
     };
     if let Err(err) = outcome {

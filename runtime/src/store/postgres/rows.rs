@@ -3,8 +3,8 @@
 
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::journal::{CallPosition, JournalRow, input_digest};
-use crate::core::record::RunKind;
 use crate::core::pool::{WorkPool, WorkQueue};
+use crate::core::record::RunKind;
 use crate::core::state::StateType;
 use crate::core::tenant::{Role, Tenant, TokenInfo};
 use crate::store::{FlowRunRow, StoreError, TaskRunRow};

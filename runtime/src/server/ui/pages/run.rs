@@ -77,7 +77,10 @@ fn cancellable(state: Option<StateType>) -> bool {
 
 fn retryable(run: &FlowRunRow) -> bool {
     run.parent.is_none()
-        && matches!(run.state, Some(StateType::Failed | StateType::TimedOut | StateType::Crashed | StateType::Cancelled))
+        && matches!(
+            run.state,
+            Some(StateType::Failed | StateType::TimedOut | StateType::Crashed | StateType::Cancelled)
+        )
 }
 
 /// The parts of the page that change while the run runs.
