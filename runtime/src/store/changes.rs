@@ -9,7 +9,7 @@
 
 use crate::core::ids::RunId;
 use crate::core::record::{Event, RunKind};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// The shortest time between two announcements of one server: the changes
@@ -62,7 +62,7 @@ impl RunsChanged {
 /// The runs committed events touched since the last announcement.
 #[derive(Default)]
 pub struct Gatherer {
-    runs: BTreeSet<String>,
+    runs: HashSet<RunId>,
     anything: bool,
     /// The flow run of each task run not yet ended, so a task's states name its flow run.
     parents: HashMap<RunId, RunId>,
@@ -106,7 +106,7 @@ impl Gatherer {
 
     fn name(&mut self, run: RunId) {
         if !self.anything {
-            self.runs.insert(run.to_string());
+            self.runs.insert(run);
         }
     }
 
@@ -116,6 +116,8 @@ impl Gatherer {
         if std::mem::take(&mut self.anything) {
             return vec![format!("{origin} *")];
         }
+        let mut runs: Vec<String> = runs.iter().map(RunId::to_string).collect();
+        runs.sort_unstable();
         let mut payloads: Vec<String> = Vec::new();
         for run in runs {
             if let Some(payload) = payloads.last_mut().filter(|p| p.len() + 1 + run.len() <= PAYLOAD_LIMIT) {
