@@ -10,7 +10,7 @@ SLUICE := target/debug/sluice
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_PYTHON := $(or $(PREFECT_BENCH_VENV),target/prefect-venv)/bin/python
 
-.PHONY: setup guests python-example build demo test lint bench ui-deps openapi-deps pg-deps screenshots
+.PHONY: setup guests python-example build demo test lint bench ui-deps openapi-deps pg-deps deploy-deps screenshots
 
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -30,6 +30,11 @@ ui-deps:
 # client generator from PyPI, pinned, in their own venv.
 openapi-deps:
 	./tests/openapi/setup.sh
+
+# deploy/'s linters (deploy/check.sh): check-jsonschema for the Compose file and
+# kubernetes-validate for the manifests, from PyPI, pinned, in their own venv.
+deploy-deps:
+	./deploy/setup.sh
 
 # The store suite's PostgreSQL: Debian's server package (the tests start and stop their own cluster).
 pg-deps:
@@ -55,13 +60,16 @@ demo: guests build
 	$(SLUICE) deployment ls
 	$(SLUICE) flow-run ls --limit 5
 
-test: guests python-example ui-deps openapi-deps pg-deps
+test: guests python-example ui-deps openapi-deps pg-deps deploy-deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		SLUICE_EXAMPLES_BUILT=1 $(CARGO) nextest run --no-fail-fast; \
 	else \
 		SLUICE_EXAMPLES_BUILT=1 $(CARGO) test --no-fail-fast; \
 	fi
 	$(CARGO) test --doc
+	# deploy/: the Compose file and Kubernetes manifests, linted (and the linters shown to fail on broken copies).
+	$(CARGO) build -p sluice
+	./deploy/check.sh
 	# The benchmarks' smoke mode: every workload once, small, so they cannot rot.
 	./bench/prefect/setup.sh
 	$(BENCH_PYTHON) bench/run.py --quick

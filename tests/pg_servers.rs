@@ -13,7 +13,7 @@ use pg_cluster::Cluster;
 use std::io::BufRead;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::http::{get, post, use_token};
+use support::http::{get, post, request_as, use_token};
 use support::{Process, Sluice, eventually, guest};
 
 fn server(sluice: &Sluice, url: &str) -> (Process, String) {
@@ -221,4 +221,180 @@ fn an_unreachable_database_stops_the_command_with_the_host_and_the_reason() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && output.status.code() != Some(101), "{stderr}");
     assert!(stderr.contains("must be a postgres://"), "{stderr}");
+}
+
+/// A web UI event stream (`text/event-stream`), read on a thread of its own.
+struct EventStream {
+    events: std::sync::mpsc::Receiver<(String, String)>,
+    /// Every event received so far: its name and data.
+    seen: Vec<(String, String)>,
+}
+
+impl EventStream {
+    /// Opens `path` on `address` with a session `cookie`; panics unless it answers 200 with an event stream.
+    fn open(address: &str, cookie: &str, path: &str) -> EventStream {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            let before = head.len();
+            reader.read_line(&mut head).unwrap();
+            assert!(head.len() > before, "the stream {path} closed before its head: {head}");
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{path}: {head}");
+        let (send, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // The body is chunked: a hexadecimal size line, that many bytes, CRLF.
+            let mut text = String::new();
+            loop {
+                let mut size = String::new();
+                if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                    return;
+                }
+                let Ok(size) = usize::from_str_radix(size.trim(), 16) else { return };
+                if size == 0 {
+                    return;
+                }
+                let mut chunk = vec![0; size + 2];
+                if reader.read_exact(&mut chunk).is_err() {
+                    return;
+                }
+                text.push_str(&String::from_utf8_lossy(&chunk[..size]));
+                while let Some(end) = text.find("\n\n") {
+                    let block: String = text.drain(..end + 2).collect();
+                    let field = |name: &str| {
+                        block
+                            .lines()
+                            .filter_map(|line| line.strip_prefix(name).map(|v| v.strip_prefix(' ').unwrap_or(v)))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    };
+                    let (event, data) = (field("event:"), field("data:"));
+                    // Keep-alive comments have neither.
+                    if (!event.is_empty() || !data.is_empty()) && send.send((event, data)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        EventStream { events, seen: Vec::new() }
+    }
+
+    /// Waits until `deadline` for an event `wanted` accepts; returns when it came.
+    fn wait_for(&mut self, deadline: Instant, mut wanted: impl FnMut(&str, &str) -> bool) -> Option<Instant> {
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok((event, data)) = self.events.recv_timeout(left) else { return None };
+            let hit = wanted(&event, &data);
+            self.seen.push((event, data));
+            if hit {
+                return Some(Instant::now());
+            }
+        }
+        None
+    }
+
+    /// Takes in whatever has arrived by now.
+    fn drain(&mut self) {
+        self.seen.extend(self.events.try_iter());
+    }
+}
+
+/// The list pages' stream refreshes by itself at least this often (`CHANGE_TICK` in `server/ui/sse.rs`).
+const UI_CHANGE_TICK: Duration = Duration::from_secs(5);
+
+#[test]
+fn the_web_ui_of_one_server_follows_runs_made_through_another_and_shows_a_tenant_only_its_own() {
+    let url = Cluster::shared().new_database();
+    let sluice = Sluice::new();
+    let hello = guest("hello_flow");
+    let deployed = sluice
+        .command()
+        .env("SLUICE_DATABASE_URL", &url)
+        .args(["deploy", hello.to_str().unwrap(), "--flow", "hello", "--name", "leo", "--param", "name=Leo"])
+        .output()
+        .unwrap();
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    let (_one, first) = server(&sluice, &url);
+    let token = sluice.admin_token();
+    let (_two, second) = server(&sluice, &url);
+    use_token(&first, &token);
+    use_token(&second, &token);
+
+    // Another tenant, with a run of its own that waits far in the future.
+    let (status, body) = post(&first, "/api/v1/tenants", r#"{"name": "globex"}"#);
+    assert_eq!(status, 201, "{body}");
+    let (status, made) = post(&first, "/api/v1/tokens", r#"{"tenant": "globex", "role": "admin"}"#);
+    assert_eq!(status, 201, "{made}");
+    let globex = made["token"].as_str().unwrap().to_string();
+    let bytes = std::fs::read(&hello).unwrap();
+    let (status, pushed) = request_as(&first, Some(&globex), "POST", "/api/v1/artifacts", Some(&bytes));
+    assert!(status < 300, "{pushed}");
+    let digest = pushed["digest"].as_str().or(pushed["artifact"]["digest"].as_str()).expect("a digest").to_string();
+    let deploy =
+        format!(r#"{{"artifact": "{digest}", "flow": "hello", "name": "leo", "parameters": {{"name": "Globex"}}}}"#);
+    let (status, body) = request_as(&first, Some(&globex), "POST", "/api/v1/deployments", Some(deploy.as_bytes()));
+    assert!(status < 300, "{body}");
+    let later = br#"{"start": "2099-01-01T00:00:00Z"}"#;
+    let (status, waiting) =
+        request_as(&first, Some(&globex), "POST", "/api/v1/deployments/hello/leo/runs", Some(later));
+    assert!(status < 300, "{waiting}");
+    let globex_run = waiting["id"].as_str().or(waiting["flow_run"]["id"].as_str()).expect("a run id").to_string();
+
+    // Both tenants watch server one's list pages; the other tenant also its own run.
+    let operator_cookie = sign_in(&first, &token);
+    let globex_cookie = sign_in(&first, &globex);
+    let mut operator_changes = EventStream::open(&first, &operator_cookie, "/ui/events");
+    let opened = Instant::now();
+    let mut globex_changes = EventStream::open(&first, &globex_cookie, "/ui/events");
+    let mut globex_follows = EventStream::open(&first, &globex_cookie, &format!("/runs/{globex_run}/events"));
+    assert!(
+        globex_follows
+            .wait_for(Instant::now() + Duration::from_secs(10), |e, d| e == "panels" && d.contains("Scheduled"))
+            .is_some(),
+        "the other tenant's run page shows its own waiting run: {:?}",
+        globex_follows.seen
+    );
+
+    // A run made and run through server two only: its worker is attached there.
+    let _worker = sluice.worker(&second, "w", &[]);
+    let created = Instant::now();
+    let id = create_run(&second);
+    let changed = operator_changes.wait_for(opened + UI_CHANGE_TICK - Duration::from_millis(500), |e, _| e == "change");
+    let changed = changed.unwrap_or_else(|| {
+        panic!(
+            "server one's list pages were not told of a run created through server two before their own {UI_CHANGE_TICK:?} \
+             refresh: {:?}",
+            operator_changes.seen
+        )
+    });
+    eprintln!("created through server two -> `change` on server one: {:?}", changed - created);
+
+    // Server one's page of that run follows it to its end, logs included.
+    let mut follows = EventStream::open(&first, &operator_cookie, &format!("/runs/{id}/events"));
+    let ended = follows.wait_for(Instant::now() + Duration::from_secs(60), |e, _| e == "end");
+    assert!(ended.is_some(), "server one's run page did not see the run end: {:?}", follows.seen);
+    let done = run_state(&second, &id);
+    assert_eq!(done["state"], "Completed", "{done}");
+    assert!(follows.seen.iter().any(|(e, d)| e == "panels" && d.contains("Completed")), "{:?}", follows.seen);
+    assert!(follows.seen.iter().any(|(e, d)| e == "logs" && d.contains("Hello Leo")), "{:?}", follows.seen);
+
+    // The other tenant cannot follow that run, and its streams never carried it.
+    let (status, _) = page(&first, &globex_cookie, &format!("/runs/{id}/events"));
+    assert_eq!(status, 404, "another tenant's run stream is not found");
+    let name = done["name"].as_str().unwrap();
+    globex_changes.drain();
+    globex_follows.drain();
+    for (event, data) in globex_changes.seen.iter().chain(&globex_follows.seen) {
+        assert!(
+            !data.contains(&id) && !data.contains(name),
+            "the other tenant's stream carried the run: {event} {data}"
+        );
+        assert!(!data.contains("Hello Leo"), "the other tenant's stream carried the run's logs: {event} {data}");
+    }
+    assert!(globex_changes.seen.iter().all(|(e, d)| e == "change" && d == "change"), "{:?}", globex_changes.seen);
 }

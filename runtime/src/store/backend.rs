@@ -1,12 +1,12 @@
 //! The store a service runs on, chosen by `SLUICE_DATABASE_URL`: SQLite in
 //! `SLUICE_HOME` by default, PostgreSQL for a `postgres://` URL. What the
-//! service needs beyond the `StateStore` contract (watching commits,
-//! secrets, waking workers on other servers) is here, so callers never
-//! need to know which database they are on.
+//! service needs beyond the `StateStore` contract (watching commits, its
+//! own and other servers', secrets, waking workers on other servers) is
+//! here, so callers never need to know which database they are on.
 
 use super::postgres::PgStore;
 use super::sessions::StoredSession;
-use super::{SecretInfo, SqlValue, SqliteStore, StateStore, StoreError};
+use super::{RunsChanged, SecretInfo, SqlValue, SqliteStore, StateStore, StoreError};
 use crate::core::record::{Barrier, Event, Recorder};
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -24,6 +24,11 @@ pub trait Backend: StateStore {
     }
     /// Committed events as they are committed (for `--watch` and the UI's live updates).
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+    /// The runs other servers sharing the database change, as they announce
+    /// them (`None` for a database only this server uses: SQLite).
+    fn subscribe_other_servers(&self) -> Option<broadcast::Receiver<Arc<RunsChanged>>> {
+        None
+    }
     /// Stores a sealed secret value; true when it was new.
     fn put_secret(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<bool, StoreError>;
     /// A tenant's secrets, by name.
@@ -132,6 +137,9 @@ impl Backend for SqliteStore {
 impl Backend for PgStore {
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         PgStore::subscribe(self)
+    }
+    fn subscribe_other_servers(&self) -> Option<broadcast::Receiver<Arc<RunsChanged>>> {
+        Some(PgStore::subscribe_other_servers(self))
     }
     fn put_secret(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<bool, StoreError> {
         PgStore::put_secret(self, tenant, name, sealed)

@@ -3,6 +3,7 @@
 //! databases (SQLite, PostgreSQL), one test suite over both.
 
 mod backend;
+mod changes;
 mod checkpoint;
 mod claim;
 mod fold;
@@ -21,6 +22,7 @@ mod test_cluster;
 mod writer;
 
 pub use backend::{Backend, DATABASE_URL_VARIABLE, open, open_url};
+pub use changes::RunsChanged;
 pub use listing::SqlValue;
 pub use postgres::PgStore;
 pub use secrets::SecretInfo;

@@ -12,7 +12,7 @@ use crate::core::record::{Event, LogLevel};
 use crate::core::state::StateType;
 use crate::core::tenant::Denied;
 use crate::server::dispatch::Dispatch;
-use crate::store::{CancelOutcome, FlowRunRow, LogRow, SqlValue, StateRow, StateStore, TaskRunRow};
+use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunsChanged, SqlValue, StateRow, StateStore, TaskRunRow};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -28,6 +28,11 @@ impl From<Denied> for UiError {
 /// Committed run records as they are committed.
 pub fn subscribe(d: &Dispatch) -> broadcast::Receiver<Arc<Event>> {
     d.service.store.subscribe()
+}
+
+/// The runs other servers sharing the database change (`None` when no other server can: SQLite).
+pub fn subscribe_other_servers(d: &Dispatch) -> Option<broadcast::Receiver<Arc<RunsChanged>>> {
+    d.service.store.subscribe_other_servers()
 }
 
 /// A deployment with what the list shows about its runs.

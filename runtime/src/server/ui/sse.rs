@@ -1,10 +1,15 @@
 //! Live updates over Server-Sent Events. A run's stream sends its panels
 //! (state, history, timeline, tasks) when they change and its new log lines
-//! as they are committed, woken by the store's commit broadcast, with a
-//! slow tick as a safety net for changes made outside it (cancels, the
-//! scheduler). Log events carry their sequence number as the event id, so
-//! a reconnecting browser resumes where it stopped. The `changes` stream
-//! tells list pages when to refresh.
+//! as they are committed, woken by the store's commit broadcast and, on
+//! PostgreSQL, by other servers' announcements of the runs they changed
+//! (`store/changes.rs`), with a slow tick as a safety net for changes made
+//! outside both (cancels, the scheduler). Log events carry their sequence
+//! number as the event id, so a reconnecting browser resumes where it
+//! stopped. The `changes` stream tells list pages when to refresh.
+//!
+//! Whatever wakes a stream, what it sends is read from the store through
+//! the session's tenant: a wake-up names runs at most, and never reaches
+//! the page.
 
 use super::Ui;
 use super::data::{self, RunDetail};
@@ -12,6 +17,7 @@ use super::error::UiError;
 use super::pages::run::{log_rows, panels};
 use super::session::Session;
 use crate::core::record::Event as Record;
+use crate::store::RunsChanged;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
@@ -19,8 +25,9 @@ use futures_util::Stream;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 
 /// How often a stream looks again when nothing woke it.
@@ -72,6 +79,20 @@ fn ids_of(detail: &RunDetail, into: &mut HashSet<String>) {
     }
 }
 
+/// The next change another server announces; never resolves where there
+/// are no other servers (SQLite) or once they can no longer be heard.
+async fn other_servers_change(other_servers: &mut Option<broadcast::Receiver<Arc<RunsChanged>>>) -> Arc<RunsChanged> {
+    let Some(receiver) = other_servers.as_mut() else { return std::future::pending().await };
+    match receiver.recv().await {
+        Ok(change) => change,
+        Err(RecvError::Lagged(_)) => Arc::new(RunsChanged::Anything),
+        Err(RecvError::Closed) => {
+            *other_servers = None;
+            std::future::pending().await
+        }
+    }
+}
+
 /// Whether a committed record concerns the followed run; learns its new task runs and subflows.
 fn concerns(record: &Record, known: &mut HashSet<String>) -> bool {
     match record {
@@ -96,6 +117,7 @@ fn concerns(record: &Record, known: &mut HashSet<String>) -> bool {
 
 async fn follow(ui: Ui, session: Session, first: RunDetail, mut after: i64, tx: mpsc::Sender<Event>) {
     let mut records = data::subscribe(&ui.dispatch);
+    let mut other_servers = data::subscribe_other_servers(&ui.dispatch);
     let mut known = HashSet::new();
     ids_of(&first, &mut known);
     let run_id = first.run.id.clone();
@@ -137,7 +159,7 @@ async fn follow(ui: Ui, session: Session, first: RunDetail, mut after: i64, tx: 
             let _ = tx.send(Event::default().event("end").data("end")).await;
             return;
         }
-        // Sleep until a record about this run is committed, or the tick.
+        // Sleep until a record about this run is committed (here or by another server), or the tick.
         let deadline = tokio::time::Instant::now() + TICK;
         loop {
             tokio::select! {
@@ -147,6 +169,7 @@ async fn follow(ui: Ui, session: Session, first: RunDetail, mut after: i64, tx: 
                     Err(RecvError::Lagged(_)) => break,
                     Err(RecvError::Closed) => { tokio::time::sleep_until(deadline).await; break }
                 },
+                change = other_servers_change(&mut other_servers) => if change.concerns(&known) { break },
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = tx.closed() => return,
             }
@@ -159,21 +182,28 @@ async fn failed(tx: &mpsc::Sender<Event>, err: UiError) {
     let _ = tx.send(Event::default().event("failure").data(err.message())).await;
 }
 
-/// `GET /ui/events`: a `change` event whenever runs change (at most every 300 ms).
+/// `GET /ui/events`: a `change` event whenever runs change, through this
+/// server or another (at most every 300 ms). It carries nothing else: the
+/// page reloads its list through its session.
 pub async fn changes(State(ui): State<Ui>, _session: Session) -> EventStream {
     let (tx, rx) = mpsc::channel(4);
     let mut records = data::subscribe(&ui.dispatch);
+    let mut other_servers = data::subscribe_other_servers(&ui.dispatch);
     tokio::spawn(async move {
         loop {
             let tick = tokio::time::sleep(CHANGE_TICK);
             tokio::select! {
                 received = records.recv() => if let Err(RecvError::Closed) = received { return },
+                _ = other_servers_change(&mut other_servers) => {},
                 _ = tick => {},
                 _ = tx.closed() => return,
             }
             // Let a burst of records settle into one refresh.
             tokio::time::sleep(CHANGE_GAP).await;
             while records.try_recv().is_ok() {}
+            if let Some(other_servers) = other_servers.as_mut() {
+                while other_servers.try_recv().is_ok() {}
+            }
             if tx.send(Event::default().event("change").data("change")).await.is_err() {
                 return;
             }

@@ -7,7 +7,8 @@
 //! panics nor stalls a tokio worker), while recording, the hot path, is
 //! queued and committed by a background task in groups (`writer`).
 //! Workers claim with `FOR UPDATE SKIP LOCKED` (`claim`), and a commit that
-//! makes work available wakes idle workers on every server (`notify`).
+//! makes work available wakes idle workers on every server (`notify`),
+//! which also tells the other servers' web UI streams which runs changed.
 
 mod claim;
 mod conn;
@@ -23,13 +24,14 @@ mod tests;
 
 use crate::core::record::{Barrier, Event, Recorder, ResultCache};
 use crate::runner::MemoryCache;
+use crate::store::changes::RunsChanged;
 use crate::store::writer::{Write, timestamp};
 use crate::store::{SecretInfo, StoreError};
 use chrono::{DateTime, Utc};
 use conn::{IoRuntime, Pool, Target, wait};
-use notify::Waiters;
+use notify::{Listening, Waiters};
 use std::sync::Arc;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_postgres::{Client, Transaction};
 use writer::PgWriter;
 
@@ -40,6 +42,8 @@ pub struct PgStore {
     writer: PgWriter,
     pool: Pool,
     waiters: Arc<Waiters>,
+    /// What other servers say they changed.
+    changes: broadcast::Sender<Arc<RunsChanged>>,
     // Results put but maybe not yet committed, so the next task sees them.
     recent_cache: MemoryCache,
     /// Where it is, for messages (`host:port/database`, never a password).
@@ -61,11 +65,16 @@ impl PgStore {
         let writer = PgWriter::start(&target, &runtime, origin.clone())?;
         let pool = Pool::open(target.clone(), runtime.clone(), conn::POOL_SIZE)?;
         let waiters = Arc::new(Waiters::default());
-        runtime.handle().spawn(notify::listen(target.clone(), origin, waiters.clone()));
+        let (changes, _) = broadcast::channel(1_024);
+        let (announce, outgoing) = mpsc::channel(notify::OUTGOING);
+        runtime.handle().spawn(notify::gather(writer.subscribe(), origin.clone(), announce));
+        let listening = Listening { waiters: waiters.clone(), changes: changes.clone(), outgoing };
+        runtime.handle().spawn(notify::listen(target.clone(), origin, listening));
         Ok(Self {
             writer,
             pool,
             waiters,
+            changes,
             recent_cache: MemoryCache::bounded(10_000),
             server: target.name,
             _runtime: runtime,
@@ -85,6 +94,11 @@ impl PgStore {
     /// Committed events as they are committed.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.writer.subscribe()
+    }
+
+    /// The runs other servers sharing this database change, as they announce them.
+    pub fn subscribe_other_servers(&self) -> broadcast::Receiver<Arc<RunsChanged>> {
+        self.changes.subscribe()
     }
 
     /// Tells idle workers of every server sharing this database that work
