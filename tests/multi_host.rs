@@ -25,6 +25,8 @@ mod fleet;
 mod history;
 #[path = "support/hosts.rs"]
 mod hosts;
+#[path = "support/lossy_proxy.rs"]
+mod lossy_proxy;
 #[path = "support/pg_cluster.rs"]
 mod pg_cluster;
 mod support;
@@ -510,4 +512,37 @@ fn a_run_ends_when_its_worker_outlives_a_long_server_outage() {
         Some(serde_json::json!("Completed")),
         "30 s after the server returned, the run is still Running: its end was dropped by the worker"
     );
+}
+
+/// A worker's report that reached the server, whose answer was lost on the
+/// way back (the server died after committing it, or the connection broke),
+/// is sent again; it must be recorded once.
+#[test]
+fn a_report_sent_again_after_its_answer_was_lost_is_recorded_once() {
+    use support::http::{get, post};
+    use support::{Sluice, eventually};
+
+    let sluice = Sluice::new();
+    let hold = guest("bench_flow");
+    let deployed =
+        sluice.run(&["deploy", hold.to_str().unwrap(), "--flow", "hold", "--name", "short", "--param", "ms=500"]);
+    assert!(deployed.status.success(), "{}", support::texts(&deployed).1);
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    // The worker's first report of a run (its Pending and Running) goes through, its answer does not.
+    let proxy = lossy_proxy::lose_one_answer(address.parse().unwrap(), "POST /api/v1/workers/w/events");
+    let worker = sluice
+        .remote(&address)
+        .args(["worker", "--api", &format!("http://{proxy}"), "--name", "w"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _worker = support::Process { child: worker };
+    let (status, run) = post(&address, "/api/v1/deployments/hold/short/runs", "");
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let done = eventually(60, "the run to complete", || {
+        Some(get(&address, &format!("/api/v1/flow-runs/{id}")).1).filter(|r| r["flow_run"]["state"] == "Completed")
+    });
+    let states = support::states(&done);
+    assert_eq!(states, ["Scheduled", "Pending", "Running", "Completed"], "the history of run {id}");
 }
