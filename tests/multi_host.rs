@@ -7,7 +7,11 @@
 //! Under load (3,000 runs of a flow with a task, created by the clients
 //! through both servers) the server holding the housekeeping lease and a
 //! worker are killed with SIGKILL; the killed server's supervisor restarts
-//! it once the other has taken over, so its worker gets back in. Then every
+//! it once the other has taken over. The workers take their runs from the
+//! other server: a worker whose own server dies mid-request meets two known
+//! faults, each pinned by a test of its own below
+//! (`a_report_sent_again_after_its_answer_was_lost_is_recorded_once`,
+//! `runs_claimed_by_a_request_whose_answer_was_lost_still_run`). Then every
 //! run must end exactly once (a `Crashed` end may be followed by a retry and
 //! a later end), the killed worker's runs end `Crashed` and are retried as
 //! their deployment says, no run runs twice at once or changes holder but
@@ -174,11 +178,11 @@ fn runs_survive_a_killed_server_and_worker_on_a_network_of_hosts() {
     deploy(&b.url, &scheduled);
 
     let mut workers: BTreeMap<&str, support::Process> = BTreeMap::new();
-    for (name, server) in [("w1", &a.url), ("w2", &b.url), ("w3", &b.url)] {
+    for name in ["w1", "w2", "w3"] {
         let on = host(&format!("worker-{}", &name[1..]));
-        workers.insert(name, installation.worker(on, home(name), name, server, &token));
+        workers.insert(name, installation.worker(on, home(name), name, &b.url, &token));
     }
-    phase("three workers started (w1 on server A, w2 and w3 on server B)");
+    phase("three workers started, taking runs from server B");
 
     let clients: Vec<&hosts::Host> = (1..=CLIENTS).map(|i| host(&format!("client-{i}"))).collect();
     let mut load = Load::start(&clients, &[a.url.clone(), b.url.clone()], &token, "hello/load", RUNS / CLIENTS);
@@ -225,9 +229,19 @@ fn runs_survive_a_killed_server_and_worker_on_a_network_of_hosts() {
         .unwrap();
     assert!(paused.status.success(), "{}", support::texts(&paused).1);
 
-    wait_for(300, "every run to end", || {
-        (count(cluster, &db, "SELECT count(*) FROM flow_runs WHERE ended IS NULL") == 0).then_some(())
-    });
+    let open = "SELECT count(*) FROM flow_runs WHERE ended IS NULL";
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(300, "every run to end", || (count(cluster, &db, open) == 0).then_some(()))
+    }));
+    if let Err(timed_out) = waited {
+        let left = cluster.psql(
+            &db,
+            "SELECT state, coalesce(claimed_by, '-'), count(*) FROM flow_runs WHERE ended IS NULL GROUP BY 1, 2",
+        );
+        let workers = cluster.psql(&db, "SELECT name, last_seen FROM workers ORDER BY name");
+        eprintln!("runs not ended, by state and holder:\n{left}\nworkers last seen:\n{workers}");
+        std::panic::resume_unwind(timed_out);
+    }
     phase("every run ended");
     drop(a);
 
@@ -303,21 +317,17 @@ fn runs_survive_a_killed_server_and_worker_on_a_network_of_hosts() {
         runs.iter().filter(|r| r.parent.is_none()).count()
     );
     assert!(killed_worker_runs >= 1, "the killed worker had runs going; they must end Crashed and be retried");
-    // Only workers that died or lost their server (w1 was cut off while A was down) crash.
-    assert!(crashed_by.keys().all(|w| w == "w3" || w == "w1"), "{crashed_by:?}");
+    // Only the killed worker's runs crash.
+    assert!(crashed_by.keys().all(|w| w == "w3"), "{crashed_by:?}");
     let task_runs_open = count(cluster, &db, "SELECT count(*) FROM task_runs WHERE ended IS NULL");
     assert_eq!(task_runs_open, 0, "task runs left without an end");
-    // A worker's report re-sent after its answer was lost (its server died
-    // between committing and answering) is applied twice: a known fault,
-    // pinned by `a_report_sent_again_after_its_answer_was_lost_is_recorded_once`.
-    // Here it only depends on when the kill lands, so it is said, not failed.
-    if let Some((id, seqs, history)) = repeated.first() {
-        eprintln!(
-            "KNOWN FAULT: {} runs have states recorded twice (a report applied twice); run {id}, states {seqs:?}: \
-             {history:#?}",
-            repeated.len()
-        );
-    }
+    // Checked last, so a run that hits it does not hide the checks above.
+    assert!(
+        repeated.is_empty(),
+        "{} runs have states recorded twice (same state, time and holder: a report applied twice); the first: {:#?}",
+        repeated.len(),
+        repeated.first()
+    );
     phase("checked");
 }
 
@@ -529,7 +539,7 @@ fn a_report_sent_again_after_its_answer_was_lost_is_recorded_once() {
     assert!(deployed.status.success(), "{}", support::texts(&deployed).1);
     let (_server, address) = sluice.server(&["--workers", "0"]);
     // The worker's first report of a run (its Pending and Running) goes through, its answer does not.
-    let proxy = lossy_proxy::lose_one_answer(address.parse().unwrap(), "POST /api/v1/workers/w/events");
+    let proxy = lossy_proxy::lose_one_answer(address.parse().unwrap(), "POST /api/v1/workers/w/events", "");
     let worker = sluice
         .remote(&address)
         .args(["worker", "--api", &format!("http://{proxy}"), "--name", "w"])
@@ -545,4 +555,51 @@ fn a_report_sent_again_after_its_answer_was_lost_is_recorded_once() {
     });
     let states = support::states(&done);
     assert_eq!(states, ["Scheduled", "Pending", "Running", "Completed"], "the history of run {id}");
+}
+
+/// A claim the server committed but whose answer the worker never got (the
+/// server died before answering, or the connection broke) hands runs to a
+/// worker that does not know it has them: they must still run (be handed
+/// out again, or crash and be retried), not wait for ever under a worker
+/// that heartbeats.
+#[test]
+fn runs_claimed_by_a_request_whose_answer_was_lost_still_run() {
+    use support::http::{get, post};
+    use support::{Sluice, eventually};
+
+    let sluice = Sluice::new();
+    let hold = guest("bench_flow");
+    let deploy = [hold.to_str().unwrap(), "--flow", "hold", "--name", "short", "--param", "ms=100"];
+    let deployed = sluice.run(&[&["deploy"][..], &deploy, &["--retries", "1", "--retry-delay", "0"]].concat());
+    assert!(deployed.status.success(), "{}", support::texts(&deployed).1);
+    let (_server, address) = sluice.server(&["--workers", "0", "--heartbeat-timeout", "5"]);
+    // The first claim that hands out a run goes through; its answer does not.
+    let proxy = lossy_proxy::lose_one_answer(address.parse().unwrap(), "POST /api/v1/workers/w/claim", "\"artifact\"");
+    let worker = sluice
+        .remote(&address)
+        .args(["worker", "--api", &format!("http://{proxy}"), "--name", "w", "--heartbeat", "1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _worker = support::Process { child: worker };
+    let (status, run) = post(&address, "/api/v1/deployments/hold/short/runs", "");
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let run = |id: &str| get(&address, &format!("/api/v1/flow-runs/{id}")).1["flow_run"].clone();
+    eventually(30, "the run to be claimed", || run(&id)["claimed_by"].is_string().then_some(()));
+    let ended = (0..90).find_map(|_| {
+        let now = run(&id);
+        if !now["ended"].is_null() {
+            return Some(now["state"].clone());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        None
+    });
+    assert_eq!(
+        ended,
+        Some(serde_json::json!("Completed")),
+        "45 s later, run {id} is still {}, claimed by {}: taken by a claim whose answer was lost, it never ran",
+        run(&id)["state"],
+        run(&id)["claimed_by"]
+    );
 }

@@ -1,7 +1,8 @@
 //! A TCP proxy on 127.0.0.1 that loses one answer: it forwards everything
 //! between its clients and a server, except that the first response to a
-//! request whose head contains a given text never reaches the client (the
-//! proxy closes that connection once the server has answered). The server
+//! request whose head contains a given text, and which itself contains
+//! another, never reaches the client (the proxy closes that connection once
+//! the server has answered). The server
 //! did the work; the client only sees its connection drop, as when a server
 //! dies between committing a request and answering it.
 
@@ -10,8 +11,9 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Starts the proxy in front of `server`; returns its address.
-pub fn lose_one_answer(server: SocketAddr, request: &'static str) -> SocketAddr {
+/// Starts the proxy in front of `server`, losing the first answer that
+/// contains `answer` to a request that contains `request`; returns its address.
+pub fn lose_one_answer(server: SocketAddr, request: &'static str, answer: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the proxy");
     let address = listener.local_addr().unwrap();
     let lost = Arc::new(AtomicBool::new(false));
@@ -40,7 +42,10 @@ pub fn lose_one_answer(server: SocketAddr, request: &'static str) -> SocketAddr 
             std::thread::spawn(move || {
                 let mut buffer = vec![0; 64 * 1024];
                 while let Ok(read @ 1..) = from_server.read(&mut buffer) {
-                    if doomed.load(Ordering::SeqCst) && !lost.swap(true, Ordering::SeqCst) {
+                    if doomed.swap(false, Ordering::SeqCst)
+                        && String::from_utf8_lossy(&buffer[..read]).contains(answer)
+                        && !lost.swap(true, Ordering::SeqCst)
+                    {
                         let _ = to_client.shutdown(Shutdown::Both);
                         let _ = from_server.shutdown(Shutdown::Both);
                         return;
