@@ -171,3 +171,110 @@ pub fn check_killed_worker(states: &[State], worker: &str) -> Result<bool, Strin
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The checks catch what they are meant to catch.
+
+    use super::{ClaimChange, State, check_claims, check_killed_worker, check_states};
+
+    fn states(list: &[(&str, &str, Option<&str>)]) -> Vec<State> {
+        list.iter()
+            .enumerate()
+            .map(|(i, (state, message, holder))| State {
+                run: "r".into(),
+                seq: i as i64,
+                state: state.to_string(),
+                message: message.to_string(),
+                time: chrono::DateTime::from_timestamp(1_000 + i as i64, 0).unwrap(),
+                holder: holder.map(str::to_string),
+            })
+            .collect()
+    }
+
+    fn claims(list: &[(Option<&str>, Option<&str>)]) -> Vec<ClaimChange> {
+        list.iter()
+            .enumerate()
+            .map(|(i, (old, new))| ClaimChange {
+                run: "r".into(),
+                seq: i as i64,
+                old: old.map(str::to_string),
+                new: new.map(str::to_string),
+            })
+            .collect()
+    }
+
+    const CRASH: &str = "worker `w3` stopped sending heartbeats while it ran this flow run";
+
+    fn crashed_and_retried() -> Vec<State> {
+        states(&[
+            ("Scheduled", "", None),
+            ("Pending", "", Some("w3")),
+            ("Running", "", Some("w3")),
+            ("Crashed", CRASH, Some("w3")),
+            ("Scheduled", "Retry 1/2 after a crash", None),
+            ("Pending", "", Some("w1")),
+            ("Running", "", Some("w1")),
+            ("Completed", "", Some("w1")),
+        ])
+    }
+
+    #[test]
+    fn a_crash_then_a_retry_is_one_life() {
+        let history = crashed_and_retried();
+        let life = check_states(&history).unwrap();
+        assert_eq!((life.end.as_str(), life.crashed_holders.clone()), ("Completed", vec!["w3".to_string()]));
+        check_claims(&claims(&[(None, Some("w3")), (Some("w3"), None), (None, Some("w1"))]), &life).unwrap();
+        assert_eq!(check_killed_worker(&history, "w3"), Ok(true));
+        assert_eq!(check_killed_worker(&history, "w2"), Ok(false));
+    }
+
+    #[test]
+    fn two_ends_two_executions_or_no_end_are_refused() {
+        let twice =
+            states(&[("Running", "", Some("w1")), ("Completed", "", Some("w1")), ("Completed", "", Some("w2"))]);
+        assert!(check_states(&twice).unwrap_err().contains("after it ended"));
+        let overlapping = states(&[("Running", "", Some("w1")), ("Running", "", Some("w2")), ("Completed", "", None)]);
+        assert!(check_states(&overlapping).unwrap_err().contains("two executions at once"));
+        let stuck = states(&[("Scheduled", "", None), ("Running", "", Some("w1"))]);
+        assert!(check_states(&stuck).unwrap_err().contains("never ended"));
+        let mut early = crashed_and_retried();
+        early[6].time = early[3].time - chrono::Duration::seconds(1);
+        assert!(check_states(&early).unwrap_err().contains("before the crash"));
+        let retry_of_a_completed_run = states(&[
+            ("Running", "", Some("w1")),
+            ("Completed", "", Some("w1")),
+            ("Scheduled", "Retry 1/2 after a crash", None),
+        ]);
+        assert!(check_states(&retry_of_a_completed_run).is_err());
+    }
+
+    #[test]
+    fn a_report_applied_twice_is_told_apart_from_a_second_execution() {
+        let mut history =
+            states(&[("Running", "", Some("w1")), ("Running", "", Some("w1")), ("Completed", "", Some("w1"))]);
+        history[1].time = history[0].time;
+        let life = check_states(&history).unwrap();
+        assert_eq!((life.end.as_str(), life.repeated.clone()), ("Completed", vec![1]));
+        history[1].time += chrono::Duration::milliseconds(1);
+        assert!(check_states(&history).unwrap_err().contains("two executions at once"));
+    }
+
+    #[test]
+    fn a_holder_change_without_a_crash_is_refused() {
+        let done = states(&[("Running", "", Some("w2")), ("Completed", "", Some("w2"))]);
+        let life = check_states(&done).unwrap();
+        let handed_over = claims(&[(None, Some("w1")), (Some("w1"), Some("w2"))]);
+        assert!(check_claims(&handed_over, &life).unwrap_err().contains("changed from"));
+        let let_go = claims(&[(None, Some("w1")), (Some("w1"), None), (None, Some("w2"))]);
+        assert!(check_claims(&let_go, &life).unwrap_err().contains("crashed only 0 times"));
+    }
+
+    #[test]
+    fn a_killed_workers_run_that_did_not_crash_is_refused() {
+        let finished_by_another = states(&[("Running", "", Some("w3")), ("Completed", "", Some("w2"))]);
+        assert!(check_killed_worker(&finished_by_another, "w3").unwrap_err().contains("instead of Crashed"));
+        let left_running = states(&[("Scheduled", "", None), ("Running", "", Some("w3"))]);
+        assert!(check_killed_worker(&left_running, "w3").unwrap_err().contains("nothing after"));
+    }
+}
