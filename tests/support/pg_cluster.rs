@@ -5,7 +5,9 @@
 //! process holds a pipe from this one, and when the pipe closes (exit,
 //! panic, or kill -9 of the test) it stops the server and deletes the
 //! folder. Shared by the store suite (`runtime/src/store`) and the tests in
-//! `tests/`; it needs only std and tempfile.
+//! `tests/`; it needs only std and tempfile. [`Cluster::start_on`] starts
+//! one more cluster that also listens on TCP inside a network namespace, for
+//! the multi-host test.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,6 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct Cluster {
     socket_dir: PathBuf,
     bin: PathBuf,
+    /// The TCP address it also listens on, if any.
+    #[allow(dead_code)] // only the multi-host test listens on TCP
+    tcp: Option<std::net::IpAddr>,
     /// Closing its stdin (when this process ends) stops the server.
     _guard: Child,
     databases: AtomicUsize,
@@ -68,8 +73,38 @@ fn run(mut command: Command, what: &str) {
     );
 }
 
+/// Where a cluster listens on TCP besides its unix socket.
+#[allow(dead_code)] // only the multi-host test listens on TCP
+pub struct Tcp {
+    /// The network namespace its server runs in (`None`: this one).
+    pub netns: Option<String>,
+    /// The address it listens on.
+    pub address: std::net::IpAddr,
+    /// The clients it trusts without a password, as a CIDR (`10.213.0.0/24`).
+    pub clients: String,
+}
+
+/// `command` run inside network namespace `netns` (`ip netns exec`), if any.
+fn in_netns(command: Command, netns: Option<&str>) -> Command {
+    let Some(netns) = netns else { return command };
+    let mut wrapped = Command::new("ip");
+    wrapped.args(["netns", "exec", netns]).arg(command.get_program()).args(command.get_args());
+    wrapped
+}
+
 impl Cluster {
     fn start() -> Cluster {
+        Self::start_with(None)
+    }
+
+    /// A cluster of the caller's own, also listening on TCP as `tcp` says;
+    /// stopped and deleted when dropped (or when this process ends).
+    #[allow(dead_code)] // only the multi-host test listens on TCP
+    pub fn start_on(tcp: Tcp) -> Cluster {
+        Self::start_with(Some(&tcp))
+    }
+
+    fn start_with(tcp: Option<&Tcp>) -> Cluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("sluice-pg-").tempdir().expect("a temporary folder").keep();
         let data = dir.join("data");
@@ -99,10 +134,16 @@ impl Cluster {
             "--locale=C.UTF-8",
         ]);
         run(initdb, "initdb");
+        if let Some(tcp) = tcp {
+            use std::io::Write;
+            let mut hba = std::fs::OpenOptions::new().append(true).open(data.join("pg_hba.conf")).expect("pg_hba.conf");
+            writeln!(hba, "host all all {} trust", tcp.clients).expect("writing pg_hba.conf");
+        }
         let mut pg_ctl = as_server_user(bin.join("pg_ctl"));
+        let listen = tcp.map(|tcp| tcp.address.to_string()).unwrap_or_default();
         let options = format!(
-            "-c listen_addresses='' -k {} -p {PORT} -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c max_connections=300",
+            "-c listen_addresses='{listen}' -k {} -p {PORT} -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=300",
             dir.display()
         );
         pg_ctl
@@ -111,8 +152,9 @@ impl Cluster {
             .args(["-w", "-t", "60", "-o", &options, "-l"])
             .arg(dir.join("server.log"))
             .arg("start");
-        run(pg_ctl, "pg_ctl start");
-        Cluster { socket_dir: dir, bin, _guard: guard, databases: AtomicUsize::new(0) }
+        // The server forks from pg_ctl, so it stays in the namespace pg_ctl ran in.
+        run(in_netns(pg_ctl, tcp.and_then(|tcp| tcp.netns.as_deref())), "pg_ctl start");
+        Cluster { socket_dir: dir, bin, tcp: tcp.map(|tcp| tcp.address), _guard: guard, databases: AtomicUsize::new(0) }
     }
 
     /// The cluster of this process, started on first use.
@@ -146,6 +188,15 @@ impl Cluster {
         // The socket folder as the host, percent-encoded: a host that starts with `/` is a socket folder.
         let host = self.socket_dir.display().to_string().replace('/', "%2F");
         format!("postgresql://{SUPERUSER}@{host}:{PORT}/{name}")
+    }
+}
+
+impl Cluster {
+    /// The URL of database `name` over TCP (for clients on other hosts).
+    #[allow(dead_code)] // only the multi-host test listens on TCP
+    pub fn tcp_url(&self, name: &str) -> String {
+        let address = self.tcp.expect("a cluster started with `start_on`");
+        format!("postgresql://{SUPERUSER}@{address}:{PORT}/{name}")
     }
 }
 

@@ -10,6 +10,9 @@ use std::time::Duration;
 /// How often buffered events are sent when nobody waits for them.
 const FLUSH_PERIOD: Duration = Duration::from_millis(20);
 
+/// The longest wait between two attempts to send a batch.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
 struct Inner {
     client: Client,
     worker: String,
@@ -52,8 +55,13 @@ async fn flush(inner: &Inner) {
     if batch.is_empty() {
         return;
     }
+    // Sent until the server answers: a batch given up while the server is
+    // away would leave its run unended for ever, held by a worker that is
+    // alive (so never `Crashed`) and no longer runs it. If the run was
+    // declared crashed meanwhile, the server refuses the batch when it is back.
     let mut delay = Duration::from_millis(100);
-    for attempt in 1..=8 {
+    let mut said = false;
+    loop {
         match inner.client.events(&inner.worker, &batch).await {
             Ok(()) => return,
             Err(EventsError::Refused(reason)) => {
@@ -61,12 +69,13 @@ async fn flush(inner: &Inner) {
                 eprintln!("worker: the server refused {} events: {reason}", batch.len());
                 return;
             }
-            Err(EventsError::Transient(err)) if attempt == 8 => {
-                eprintln!("worker: {} events could not be sent: {err:#}", batch.len())
-            }
-            Err(EventsError::Transient(_)) => {
+            Err(EventsError::Transient(err)) => {
+                if delay == MAX_RETRY_DELAY && !said {
+                    eprintln!("worker: {} events not sent yet, still trying: {err:#}", batch.len());
+                    said = true;
+                }
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
         }
     }
