@@ -134,7 +134,13 @@ impl Dispatch {
 
     /// Records a heartbeat; returns which of `running` must stop.
     pub fn heartbeat(&self, worker: &str, running: &[String]) -> Result<Vec<String>, ServiceError> {
-        self.service.store.heartbeat(worker, Utc::now())?;
+        let now = Utc::now();
+        self.service.store.heartbeat(worker, now)?;
+        // A claim answer that never arrived: past the heartbeat timeout, the runs go back to the queue.
+        let grace = chrono::Duration::from_std(self.heartbeat_timeout).unwrap_or(chrono::Duration::seconds(30));
+        if !self.service.store.release_unheard(worker, running, now - grace)?.is_empty() {
+            self.work_available();
+        }
         Ok(self.service.store.to_stop(worker, running)?)
     }
 

@@ -10,6 +10,9 @@
 //! of an existing run a worker sends is its echo of the root run it was
 //! given (its runner records every run it starts): that is accepted when the
 //! worker holds that root, and dropped, since the store already has it.
+//! A batch sent again because its answer was lost is recorded once: states
+//! the history already holds (same run, state and time) and task runs
+//! already created under the same flow run are dropped as echoes.
 
 use crate::core::ids::RunId;
 use crate::core::record::{Event, RunKind};
@@ -40,7 +43,7 @@ pub fn check_report<S: StateStore + ?Sized>(
     let mut check = Check { store, worker, tenant, live: HashSet::new(), tasks: HashMap::new(), ended: HashSet::new() };
     let mut echoes = Vec::new();
     for (position, event) in events.iter_mut().enumerate() {
-        if check.event(event)? == Checked::EchoOfHeldRoot {
+        if check.event(event)? != Checked::New {
             echoes.push(position);
         }
     }
@@ -57,6 +60,8 @@ enum Checked {
     New,
     /// The creation of the root run the worker holds: already recorded.
     EchoOfHeldRoot,
+    /// Part of a batch sent again after its answer was lost: already recorded.
+    Resent,
 }
 
 struct Check<'a, S: ?Sized> {
@@ -118,11 +123,21 @@ impl<S: StateStore + ?Sized> Check<'_, S> {
             }
             Event::TaskRunCreated(run) => {
                 check_names(run.id, &[("name", &run.name), ("task", &run.task)])?;
+                if self.store.task_flow_run(&run.id.to_string())?.as_deref() == Some(run.flow_run.to_string().as_str())
+                {
+                    // Already recorded under the same flow run: this batch was sent before.
+                    self.flow_run(run.flow_run)?;
+                    self.tasks.insert(run.id, run.flow_run);
+                    return Ok(Checked::Resent);
+                }
                 self.new_id(RunKind::Task, run.id)?;
                 self.flow_run(run.flow_run)?;
                 self.tasks.insert(run.id, run.flow_run);
             }
             Event::State(state) => {
+                if self.store.has_state(&state.run.to_string(), state.state, state.time)? {
+                    return Ok(Checked::Resent);
+                }
                 match state.kind {
                     RunKind::Flow => self.flow_run(state.run)?,
                     RunKind::Task => {

@@ -152,6 +152,7 @@ mod tests {
             created: Utc::now(),
             scheduled: None,
             tenant: None,
+            call: None,
         }
     }
 
@@ -175,6 +176,7 @@ mod tests {
             name: "t-0".into(),
             input: "{}".into(),
             created: Utc::now(),
+            call: None,
         };
         for event in [
             Event::FlowRunCreated(root.clone()),

@@ -79,11 +79,8 @@ pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Res
             // It waits its turn: it stays due and is taken when a slot frees.
             continue;
         }
-        tx.prepare_cached("UPDATE flow_runs SET claimed_by = ?2, queue = ?3 WHERE id = ?1")?.execute(params![
-            pick.id,
-            claim.taker,
-            pick.queue
-        ])?;
+        tx.prepare_cached("UPDATE flow_runs SET claimed_by = ?2, queue = ?3, claimed_at = ?4 WHERE id = ?1")?
+            .execute(params![pick.id, claim.taker, pick.queue, timestamp(claim.now)])?;
         *running_tenant.entry(pick.tenant.clone()).or_default() += 1;
         if let Some(key) = queue_key {
             *running_queue.entry(key).or_default() += 1;

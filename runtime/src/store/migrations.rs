@@ -248,6 +248,7 @@ ALTER TABLE flow_runs ADD COLUMN call_attempt INTEGER;
 ALTER TABLE task_runs ADD COLUMN call_position INTEGER;
 ALTER TABLE task_runs ADD COLUMN call_batch INTEGER;
 ALTER TABLE task_runs ADD COLUMN call_attempt INTEGER;
+ALTER TABLE flow_runs ADD COLUMN claimed_at TEXT;
 "#,
 ];
 

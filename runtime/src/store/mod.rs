@@ -257,6 +257,15 @@ pub trait StateStore: Recorder + ResultCache {
     fn request_cancel(&self, id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
     /// Schedules a crashed run again at `at` (its history keeps the crash).
     fn reschedule(&self, id: &str, at: DateTime<Utc>, message: &str) -> Result<(), StoreError>;
+    /// Gives back to the queue the runs `worker` took before `before` and
+    /// has not started, which its heartbeat does not list among `running`:
+    /// the answer to the claim that took them never reached it. Their ids.
+    fn release_unheard(
+        &self,
+        worker: &str,
+        running: &[String],
+        before: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
     /// Which of `ids` `taker` must stop: cancelled, ended, or no longer its own.
     fn to_stop(&self, taker: &str, ids: &[String]) -> Result<Vec<String>, StoreError>;
     /// Why `taker` may no longer report on flow run `id` (or its subflows), if it may not.
@@ -264,6 +273,9 @@ pub trait StateStore: Recorder + ResultCache {
 
     /// The flow run a task run belongs to.
     fn task_flow_run(&self, task_run: &str) -> Result<Option<String>, StoreError>;
+    /// Whether run `id`'s history already holds `state` at exactly `time`: a
+    /// report sent again after its answer was lost carries states recorded once.
+    fn has_state(&self, id: &str, state: StateType, time: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Who owns run `id` (a flow run or a task run, by exact id) and whether it has ended.
     fn run_standing(&self, kind: RunKind, id: &str) -> Result<Option<RunStanding>, StoreError>;
 

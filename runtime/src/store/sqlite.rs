@@ -604,6 +604,33 @@ impl StateStore for SqliteStore {
         })?)
     }
 
+    fn release_unheard(
+        &self,
+        worker: &str,
+        running: &[String],
+        before: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let before = timestamp(before);
+        Ok(self.writer.transaction(|tx| {
+            let taken: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM flow_runs WHERE claimed_by = ?1 AND ended IS NULL
+                     AND state IN ('Scheduled', 'Late') AND claimed_at < ?2",
+                )?
+                .query_map(params![worker, before], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut released = Vec::new();
+            for id in taken.into_iter().filter(|id| !running.contains(id)) {
+                tx.prepare_cached(
+                    "UPDATE flow_runs SET claimed_by = NULL, queue = NULL, claimed_at = NULL WHERE id = ?1",
+                )?
+                .execute([&id])?;
+                released.push(id);
+            }
+            Ok(released)
+        })?)
+    }
+
     fn crash_held_by(&self, worker: &str, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let now = timestamp(now);
         Ok(self.writer.transaction(|tx| {
@@ -705,6 +732,15 @@ impl StateStore for SqliteStore {
             c.prepare_cached("SELECT flow_run FROM task_runs WHERE id = ?1")?
                 .query_row([task_run], |row| row.get(0))
                 .optional()
+        })
+    }
+
+    fn has_state(&self, id: &str, state: StateType, time: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1 FROM states WHERE run = ?1 AND state = ?2 AND time = ?3 LIMIT 1")?
+                .query_row(params![id, state.name(), timestamp(time)], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
         })
     }
 

@@ -446,3 +446,32 @@ async fn the_journal_holds_every_positioned_call_of_a_run_tree_and_a_retry_reope
         assert_eq!(store.flow_run(None, &subflow.to_string()).unwrap().unwrap().state, Some(StateType::Crashed));
     }
 }
+
+#[tokio::test]
+async fn runs_a_worker_never_heard_it_took_go_back_to_the_queue_and_a_resent_state_is_known() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let (unheard, listed) = (RunId::new(), RunId::new());
+        let now = Utc::now();
+        for id in [unheard, listed] {
+            store.record(&flow_run(id, &format!("run-{id}")));
+            store.record(&state(id, RunKind::Flow, StateType::Scheduled, None));
+        }
+        store.flush().await;
+        let claim = Claim { tenant: None, now, pool: None, queues: &[], deployment: None, limit: 10, taker: "w" };
+        assert_eq!(store.claim_due(&claim).unwrap().len(), 2);
+        let running = [listed.to_string()];
+        assert!(store.release_unheard("w", &running, now - chrono::Duration::seconds(1)).unwrap().is_empty(), "fresh");
+        let released = store.release_unheard("w", &running, now + chrono::Duration::seconds(1)).unwrap();
+        assert_eq!(released, [unheard.to_string()], "only the run the worker does not list");
+        assert_eq!(store.flow_run(None, &unheard.to_string()).unwrap().unwrap().claimed_by, None);
+        assert_eq!(store.flow_run(None, &listed.to_string()).unwrap().unwrap().claimed_by.as_deref(), Some("w"));
+
+        let Event::State(recorded) = state(listed, RunKind::Flow, StateType::Pending, None) else { unreachable!() };
+        store.record(&Event::State(recorded.clone()));
+        store.flush().await;
+        assert!(store.has_state(&listed.to_string(), StateType::Pending, recorded.time).unwrap());
+        let later = recorded.time + chrono::Duration::microseconds(1);
+        assert!(!store.has_state(&listed.to_string(), StateType::Pending, later).unwrap());
+    }
+}

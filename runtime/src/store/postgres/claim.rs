@@ -102,8 +102,8 @@ pub(super) async fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> Result<
             continue;
         }
         tx.execute(
-            "UPDATE flow_runs SET claimed_by = $2, queue = $3 WHERE id = $1",
-            &[&pick.id, &claim.taker, &pick.queue],
+            "UPDATE flow_runs SET claimed_by = $2, queue = $3, claimed_at = $4 WHERE id = $1",
+            &[&pick.id, &claim.taker, &pick.queue, &timestamp(claim.now)],
         )
         .await?;
         *running_tenant.entry(pick.tenant.clone()).or_default() += 1;

@@ -8,6 +8,7 @@ use crate::core::ids::{RunId, run_name};
 use crate::core::journal::JournalRow;
 use crate::core::pool::{DEFAULT_POOL, DEFAULT_QUEUE, WorkPool, WorkQueue};
 use crate::core::record::{LogLevel, RunKind};
+use crate::core::state::StateType;
 use crate::core::tenant::{Tenant, TenantPolicy, TokenInfo};
 use crate::store::writer::timestamp;
 use crate::store::{
@@ -506,6 +507,26 @@ impl StateStore for PgStore {
         })
     }
 
+    fn release_unheard(
+        &self,
+        worker: &str,
+        running: &[String],
+        before: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let before = timestamp(before);
+        self.transaction(async |tx| {
+            let released = tx
+                .query(
+                    "UPDATE flow_runs SET claimed_by = NULL, queue = NULL, claimed_at = NULL
+                     WHERE claimed_by = $1 AND ended IS NULL AND state IN ('Scheduled', 'Late') AND claimed_at < $2
+                       AND NOT (id = ANY($3)) RETURNING id",
+                    &[&worker, &before, &running],
+                )
+                .await?;
+            Ok(released.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
     fn crash_held_by(&self, worker: &str, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let now = timestamp(now);
         self.transaction(async |tx| {
@@ -598,6 +619,19 @@ impl StateStore for PgStore {
                     None
                 }
             }
+        })
+    }
+
+    fn has_state(&self, id: &str, state: StateType, time: DateTime<Utc>) -> Result<bool, StoreError> {
+        let time = timestamp(time);
+        self.read(async |c| {
+            let found = c
+                .query_opt(
+                    "SELECT 1 FROM states WHERE run = $1 AND state = $2 AND time = $3 LIMIT 1",
+                    &[&id, &state.name(), &time],
+                )
+                .await?;
+            Ok(found.is_some())
         })
     }
 

@@ -186,6 +186,7 @@ ALTER TABLE flow_runs ADD COLUMN call_attempt INTEGER;
 ALTER TABLE task_runs ADD COLUMN call_position BIGINT;
 ALTER TABLE task_runs ADD COLUMN call_batch BIGINT;
 ALTER TABLE task_runs ADD COLUMN call_attempt INTEGER;
+ALTER TABLE flow_runs ADD COLUMN claimed_at TEXT;
 "#,
 ];
 
