@@ -84,6 +84,26 @@ fn build_prints_the_path_and_digest_and_the_component_describes_the_decorated_fu
     assert_eq!(square["policy"]["cache_expiration_ms"], 3_600_000, "{square}");
 }
 
+#[test]
+fn flow_dir_bundles_the_modules_a_flow_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("announcer");
+    std::fs::create_dir_all(project.join("words")).unwrap();
+    std::fs::write(project.join("words/__init__.py"), "").unwrap();
+    std::fs::write(project.join("words/loud.py"), "def shout(text: str) -> str:\n    return text.upper() + '!'\n")
+        .unwrap();
+    let flow = "from sluice import flow, task\nfrom words.loud import shout\n\n\n@task\ndef loud(text: str) -> str:\n    \
+                return shout(text)\n\n\n@flow\ndef announce(text: str = \"hello\") -> str:\n    return loud(text)\n";
+    std::fs::write(project.join("flow.py"), flow).unwrap();
+    let out = dir.path().join("announce.wasm");
+    let sluice = Sluice::new();
+    let output = sluice_build(&sluice, &["--flow-dir", project.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", texts(&output).1);
+    let (code, report) = sluice.exec_json(&out, &["--param", "text=ship"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["flow_run"]["result"], "SHIP!");
+}
+
 /// Runs `sluice build` on `source` written to a fresh folder as `name`; returns (exit code, stderr).
 fn build_source(name: &str, source: &str) -> (i32, String, PathBuf) {
     let dir = tempfile::tempdir().unwrap().keep();

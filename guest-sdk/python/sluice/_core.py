@@ -10,6 +10,7 @@ import datetime
 import functools
 import inspect
 import json
+import re
 import typing
 
 from . import _types
@@ -32,6 +33,8 @@ __all__ = [
 class FatalError(Exception):
     """Raise it (or a subclass) when trying again cannot help: no retries."""
 
+    __module__ = "sluice"
+
 
 class TaskRunError(Exception):
     """A task or subflow called from this run did not complete.
@@ -39,6 +42,8 @@ class TaskRunError(Exception):
     `kind` is the host's reason (`failed`, `crashed`, `timed-out`, `cancelled`,
     `invalid-input`, `unknown`); `retryable` whether retrying may help.
     """
+
+    __module__ = "sluice"
 
     def __init__(self, kind: str, message: str, retryable: bool = False):
         super().__init__(message)
@@ -56,6 +61,10 @@ class DefinitionError(Exception):
         super().__init__(f"{where}{message}")
         self.filename = code.co_filename if code else None
         self.lineno = code.co_firstlineno if code else None
+
+
+# What the host accepts as a flow or task name.
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class _Registry:
@@ -105,7 +114,7 @@ def _schema(fn, kind: str) -> dict:
     try:
         return _types.callable_schema(fn, kind)
     except (_types.UnsupportedType, NameError) as e:
-        raise DefinitionError(fn, f"{kind} `{fn.__name__}`: {e}") from None
+        raise DefinitionError(fn, f"{kind} `{fn.__name__}`, {e}") from None
 
 
 def _return_hint(fn):
@@ -127,6 +136,8 @@ class _Callable:
             raise DefinitionError(fn, f"{self.kind} `{fn.__name__}` is async: write it as a plain function (tasks already run in parallel with .submit and .map)")
         self.fn = fn
         self.name = name or fn.__name__
+        if not _NAME.match(self.name):
+            raise DefinitionError(fn, f"{self.kind} name {self.name!r}: use letters, digits, `_`, `.` and `-` (128 at most), starting with a letter, digit or `_`")
         self.description = _description(fn, description)
         self.schema = _schema(fn, self.kind)
         self.signature = inspect.signature(fn)
@@ -210,17 +221,20 @@ class Task(_Callable):
         self.cache_expiration_ms = _seconds_to_ms(cache_expiration, "cache_expiration", fn)
         registry.add(registry.tasks, self)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args, wait_for=None, **kwargs):
+        _wait_for(wait_for)
         if not _Run.active():
             return self.fn(*args, **kwargs)
         return self.convert_result(_Run.host.run_task(self.name, json.dumps(self.bind(args, kwargs))))
 
-    def submit(self, *args, **kwargs) -> "SluiceFuture":
+    def submit(self, *args, wait_for=None, **kwargs) -> "SluiceFuture":
         """Starts the task without waiting; `.result()` on the future waits."""
+        _wait_for(wait_for)
         return self._start([(args, kwargs)])[0]
 
-    def map(self, *args, **kwargs) -> "SluiceFutureList":
+    def map(self, *args, wait_for=None, **kwargs) -> "SluiceFutureList":
         """One task run per item, in parallel; lists and tuples are mapped, `unmapped(x)` is passed to every call."""
+        _wait_for(wait_for)
         return SluiceFutureList(self._start(_expand(self.name, args, kwargs)))
 
     def _start(self, calls):
@@ -229,6 +243,12 @@ class Task(_Callable):
             return [SluiceFuture(self, None, _local=(a, k)) for a, k in calls]
         handles = _Run.host.submit([(self.name, p) for p in payloads])
         return [SluiceFuture(self, h) for h in handles]
+
+
+def _wait_for(futures) -> None:
+    """Prefect's `wait_for=`: the call starts once these futures have ended."""
+    if futures:
+        wait([f for f in futures if isinstance(f, SluiceFuture)])
 
 
 class unmapped:

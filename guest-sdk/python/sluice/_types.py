@@ -119,11 +119,11 @@ def callable_schema(fn, kind: str) -> dict:
     properties, required = {}, []
     for name, param in signature.parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
-            raise UnsupportedType(f"{kind} parameter `{name}`: *args, **kwargs and positional-only parameters have no JSON name")
+            raise UnsupportedType(f"parameter `{name}`: *args, **kwargs and positional-only parameters have no JSON name")
         try:
             schema = dict(schema_of(hints.get(name, inspect.Parameter.empty)))
         except UnsupportedType as e:
-            raise UnsupportedType(f"{kind} parameter `{name}`: {e}") from None
+            raise UnsupportedType(f"parameter `{name}`: {e}") from None
         schema.setdefault("title", name)
         if param.default is inspect.Parameter.empty:
             required.append(name)
@@ -131,7 +131,7 @@ def callable_schema(fn, kind: str) -> dict:
             try:
                 schema["default"] = to_json(param.default)
             except TypeError as e:
-                raise UnsupportedType(f"{kind} parameter `{name}`: its default {e}") from None
+                raise UnsupportedType(f"parameter `{name}`: its default {e}") from None
         properties[name] = schema
     schema = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:

@@ -6,6 +6,7 @@ binding componentize-py generates from `wit/flow.wit`.
 """
 
 import json
+import os
 import sys
 import traceback
 
@@ -111,7 +112,20 @@ _core._Run.host = _Host()
 VERSION = "0.1.0"
 
 
+_SDK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _traceback(e: BaseException) -> str:
+    """The exception's traceback without the SDK's own frames: the user's code is what failed."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith(_SDK_DIR)]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames) + traceback.format_exception_only(type(e), e)
+    return "".join(lines).rstrip()
+
+
 def _describe_error(e: BaseException) -> str:
+    if isinstance(e, MemoryError) and not str(e):
+        return "MemoryError: out of memory (the instance reached its memory limit)"
     text = str(e)
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
@@ -137,7 +151,7 @@ def _invoke(item, text: str) -> str:
         if isinstance(e, _core.TaskRunError):
             retryable = retryable and e.retryable
         # Prefect's wording; the whole traceback is one log line so it reads as one.
-        host.log(LogLevel.ERROR, "Encountered exception during execution:\n" + "".join(traceback.format_exception(e)).rstrip())
+        host.log(LogLevel.ERROR, "Encountered exception during execution:\n" + _traceback(e))
         raise Err(RunError_Failed(Failure(message=_describe_error(e), retryable=retryable)))
     finally:
         _core._Run.depth -= 1
