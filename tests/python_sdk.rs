@@ -75,8 +75,7 @@ fn build_prints_the_path_and_digest_and_the_component_describes_the_decorated_fu
     let flow = &info["flows"][0];
     assert_eq!(flow["name"], "sum_of_squares");
     assert_eq!(flow["description"], "Squares every number in parallel, then adds the squares.");
-    let schema: Value = serde_json::from_str(flow["parameters_schema"].as_str().unwrap_or("null"))
-        .unwrap_or_else(|_| flow["parameters_schema"].clone());
+    let schema = &flow["parameters_schema"];
     assert_eq!(schema["properties"]["numbers"]["items"], json!({ "type": "integer" }));
     assert_eq!(schema["properties"]["numbers"]["default"], json!([1, 2, 3, 4]));
     let square = info["tasks"].as_array().unwrap().iter().find(|t| t["name"] == "square").unwrap();
@@ -218,15 +217,16 @@ fn python_examples_and_sdk_features_run_through_a_server() {
     deploy(&sluice, a, &pipeline, "weather", "default", &[]);
     deploy(&sluice, a, &retries, "scores", "default", &[]);
     deploy(&sluice, a, &map, "sum_of_squares", "default", &[]);
-    for flow in ["typed", "fails", "recovers", "fatal", "cached", "context"] {
+    for flow in ["fails", "recovers", "fatal", "cached", "context"] {
         deploy(&sluice, a, &features, flow, "default", &[]);
     }
-
-    // A wrong type is refused by the generated schema before any run exists.
     let typed = json!({
         "count": 2, "ratio": 1, "name": "n", "loud": true, "tags": ["a"], "weights": {"w": 0.5},
         "nickname": null, "mode": "fast", "color": "green", "origin": {"x": 1}, "options": {"label": "l", "scale": 2}
     });
+    deploy(&sluice, a, &features, "typed", "default", &["--params", &typed.to_string()]);
+
+    // A wrong type is refused by the generated schema before any run exists.
     let mut wrong = typed.clone();
     wrong["count"] = json!("2");
     let (status, error) =
@@ -264,7 +264,7 @@ fn python_examples_and_sdk_features_run_through_a_server() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["flow_run"]["flow_name"].as_str().or(s["flow_name"].as_str()).unwrap_or(""))
+        .map(|s| s["flow_run"]["flow"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(subflows, ["transform", "report"], "{:#}", runs[0]["subflow_runs"]);
     assert!(logs(a, &ids[0]).iter().any(|(_, m)| m == "Read 3 stations"));
