@@ -166,8 +166,11 @@ fn ended(address: &str, id: &str) -> Value {
 }
 
 fn start(address: &str, deployment: &str, parameters: Value) -> String {
-    let (status, run) =
-        post(address, &format!("/api/v1/deployments/{deployment}/runs"), &json!({ "parameters": parameters }).to_string());
+    let (status, run) = post(
+        address,
+        &format!("/api/v1/deployments/{deployment}/runs"),
+        &json!({ "parameters": parameters }).to_string(),
+    );
     assert_eq!(status, 201, "{deployment}: {run}");
     run["id"].as_str().unwrap().to_string()
 }
@@ -302,7 +305,10 @@ fn python_examples_and_sdk_features_run_through_a_server() {
         .find(|(_, m)| m.contains("Traceback (most recent call last)"))
         .unwrap_or_else(|| panic!("no traceback in {lines:#?}"));
     assert_eq!(traceback.0, "Error");
-    assert!(traceback.1.contains("in _check_reading") && traceback.1.contains("ValueError: reading 42"), "{traceback:?}");
+    assert!(
+        traceback.1.contains("in _check_reading") && traceback.1.contains("ValueError: reading 42"),
+        "{traceback:?}"
+    );
     // A flow may catch a task's failure and carry on.
     assert_eq!(runs[5]["flow_run"]["result"], "caught failed");
     // A fatal error opts out of the task's three retries.
@@ -320,12 +326,16 @@ fn python_examples_and_sdk_features_run_through_a_server() {
     let result = &runs[8]["flow_run"]["result"];
     assert_eq!(result["flow_run"], run_name);
     assert_eq!(result["flow_name"], "context");
-    assert_eq!(result["tasks"], json!([
-        { "task_run": "whoami-0", "flow_run": run_name },
-        { "task_run": "whoami-1", "flow_run": run_name }
-    ]));
+    assert_eq!(
+        result["tasks"],
+        json!([
+            { "task_run": "whoami-0", "flow_run": run_name },
+            { "task_run": "whoami-1", "flow_run": run_name }
+        ])
+    );
     let lines = logs(a, &ids[8]);
-    for expected in [("Info", "info from the logger"), ("Warning", "warning from the logger"), ("Info", "printed line")] {
+    for expected in [("Info", "info from the logger"), ("Warning", "warning from the logger"), ("Info", "printed line")]
+    {
         assert!(lines.iter().any(|(l, m)| (l.as_str(), m.as_str()) == expected), "{expected:?} not in {lines:#?}");
     }
 

@@ -142,7 +142,10 @@ fn main() -> Result<()> {
             }
             per_call.push(start.elapsed().as_secs_f64() * 1e3 / 100.0);
         }
-        println!("python task, fresh instance, raw instantiate + call: {:.3} ms (median of 10 x 100)", median(per_call));
+        println!(
+            "python task, fresh instance, raw instantiate + call: {:.3} ms (median of 10 x 100)",
+            median(per_call)
+        );
         flow_wall(&program, 100).await?;
         let mut per_task = Vec::new();
         for _ in 0..5 {
@@ -150,7 +153,10 @@ fn main() -> Result<()> {
             let full = flow_wall(&program, 200).await?;
             per_task.push((full.as_secs_f64() - empty.as_secs_f64()) * 1e3 / 200.0);
         }
-        println!("python task through the runner (records in memory): {:.3} ms per task (median of 5 x 200)", median(per_task));
+        println!(
+            "python task through the runner (records in memory): {:.3} ms per task (median of 5 x 200)",
+            median(per_task)
+        );
         anyhow::Ok(())
     })?;
 

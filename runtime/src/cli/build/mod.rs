@@ -46,7 +46,9 @@ fn project(args: &BuildArgs) -> Result<Project, CliError> {
         (Some(file), Some(dir)) if file.is_relative() && !file.starts_with(dir) => dir.join(file),
         (Some(file), _) => file.clone(),
         (None, Some(dir)) => dir.join("flow.py"),
-        (None, None) => return Err(CliError::usage("name the flow module: `sluice build flow.py` (or --flow-dir DIR)")),
+        (None, None) => {
+            return Err(CliError::usage("name the flow module: `sluice build flow.py` (or --flow-dir DIR)"));
+        }
     };
     match file.extension().and_then(|e| e.to_str()) {
         Some("py") => {}
@@ -126,7 +128,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode, CliError> {
     let user_root = project.dir.clone().unwrap_or_else(|| project.file.parent().unwrap_or(Path::new("")).to_path_buf());
     let shown = |text: &str| {
         let prefix = format!("{}/", app.display());
-        let replacement = if user_root.as_os_str().is_empty() { String::new() } else { format!("{}/", user_root.display()) };
+        let replacement =
+            if user_root.as_os_str().is_empty() { String::new() } else { format!("{}/", user_root.display()) };
         text.replace(&prefix, &replacement)
     };
 
@@ -189,7 +192,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode, CliError> {
         std::fs::create_dir_all(parent)
             .map_err(|e| CliError::failure(format!("cannot create `{}`: {e}", parent.display())))?;
     }
-    let bytes = std::fs::read(&cached).map_err(|e| CliError::failure(format!("cannot read `{}`: {e}", cached.display())))?;
+    let bytes =
+        std::fs::read(&cached).map_err(|e| CliError::failure(format!("cannot read `{}`: {e}", cached.display())))?;
     // Written beside and renamed: a reader of `output` never sees half a component.
     let partial = output.with_extension(format!("wasm.{}.partial", std::process::id()));
     std::fs::write(&partial, &bytes)

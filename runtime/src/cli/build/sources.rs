@@ -91,8 +91,8 @@ pub fn stage(stage: &Path, files: &[(PathBuf, PathBuf)], module: &str, toolchain
         write(&app.join("sluice").join(name), text.as_bytes())?;
     }
     for (relative, source) in files {
-        let bytes = std::fs::read(source)
-            .map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", source.display())))?;
+        let bytes =
+            std::fs::read(source).map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", source.display())))?;
         feed(&format!("user/{}", relative.display()), &bytes);
         write(&app.join(relative), &bytes)?;
     }
