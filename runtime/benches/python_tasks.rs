@@ -62,13 +62,19 @@ impl RunHost for NullHost {
     }
 }
 
-async fn raw_call(program: &Program, i: u32) -> Result<()> {
+/// One fresh instance and one call of `noop`; returns (instantiate, call, drop) times.
+async fn raw_call(program: &Program, i: u32) -> Result<[Duration; 3]> {
     let scope = Scope { flow_run: RunId::new(), task_run: None, attempt: 1 };
+    let start = Instant::now();
     let mut live = program.instantiate(Arc::new(NullHost), scope).await.map_err(|f| anyhow::anyhow!(f.message))?;
+    let instantiated = start.elapsed();
     let out = live.flow.call_run_task(&mut live.store, "noop", &format!("{{\"i\":{i}}}")).await?;
+    let called = start.elapsed();
+    drop(live);
+    let dropped = start.elapsed();
     let out = out.ok().context("noop failed")?;
     ensure!(out == i.to_string(), "noop returned {out}, not {i}");
-    Ok(())
+    Ok([instantiated, called - instantiated, dropped - called])
 }
 
 async fn flow_wall(program: &Arc<Program>, count: u32) -> Result<Duration> {
@@ -135,10 +141,14 @@ fn main() -> Result<()> {
             raw_call(&program, i).await?;
         }
         let mut per_call = Vec::new();
+        let mut parts = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..10 {
             let start = Instant::now();
             for i in 0..100 {
-                raw_call(&program, i).await?;
+                let split = raw_call(&program, i).await?;
+                for (part, time) in parts.iter_mut().zip(split) {
+                    part.push(time.as_secs_f64() * 1e3);
+                }
             }
             per_call.push(start.elapsed().as_secs_f64() * 1e3 / 100.0);
         }
@@ -146,6 +156,8 @@ fn main() -> Result<()> {
             "python task, fresh instance, raw instantiate + call: {:.3} ms (median of 10 x 100)",
             median(per_call)
         );
+        let [instantiate, call, teardown] = parts.map(median);
+        println!("  of which instantiate {instantiate:.3} ms, call {call:.3} ms, drop {teardown:.3} ms (medians)");
         flow_wall(&program, 100).await?;
         let mut per_task = Vec::new();
         for _ in 0..5 {
