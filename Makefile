@@ -18,6 +18,10 @@ setup:
 guests: setup
 	$(CARGO) build --profile guest --target wasm32-wasip2 $(GUESTS)
 
+# The Python SDK's flows (examples/python-*, tests/guests/python-*) need no
+# step here: tests/python_sdk.rs builds them with the real `sluice build`, which
+# installs componentize-py into target/sluice-toolchains on first use and
+# copies a build whose sources did not change from its content-addressed cache.
 python-example:
 	./examples/python-greet/build.sh
 

@@ -1,6 +1,7 @@
 //! The `sluice` command line: parsing, and one module per command.
 
 mod backend;
+mod build;
 mod closed_pipe;
 mod console;
 mod context;
@@ -35,6 +36,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Builds a component from a Python flow module (componentize-py, installed on first use).
+    Build(build::BuildArgs),
     /// Runs one flow of a component locally, with no server.
     Exec(exec::ExecArgs),
     /// Shows what a component declares: flows, parameter schemas, tasks and their policies, imports.
@@ -162,6 +165,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Build(args) => build::run(args),
             Command::Exec(args) => exec::run(args).await,
             Command::Inspect(args) => inspect::run(args).await,
             Command::Push(args) => push::push(args).await,
