@@ -84,13 +84,18 @@ flow(
 );
 
 flow(
-  async function many(n = 100) {
-    const futures = [];
-    for (let i = 0; i < n; i++) futures.push(square.submit(i));
-    return futures.map((f) => f.result()).reduce((a, b) => a + b, 0);
+  function many(n = 100, parallel = true) {
+    if (!parallel) return Array.from({ length: n }, (_, i) => square(i)).reduce((a, b) => a + b, 0);
+    return square
+      .map(Array.from({ length: n }, (_, i) => i))
+      .result()
+      .reduce((a, b) => a + b, 0);
   },
   {
-    description: 'Submits n square tasks and adds their results (for timing).',
-    parameters: { n: { type: 'integer', minimum: 0, maximum: 10000, default: 100 } },
+    description: 'Runs n square tasks, in parallel (map) or one after the other, and adds their results (for timing).',
+    parameters: {
+      n: { type: 'integer', minimum: 0, maximum: 10000, default: 100 },
+      parallel: { type: 'boolean', default: true },
+    },
   },
 );

@@ -17,6 +17,9 @@ let version = '0.1.0';
 // Set while an export runs: host imports may only be called then (never
 // during `describe` or while the module is pre-initialised at build time).
 let inRun = false;
+// Futures this run started: the flow waits for those it left uncollected
+// before it returns, as Prefect does, instead of the host cancelling them.
+const started = [];
 
 /** A failure that retrying cannot fix: the task fails without retries. */
 export class FatalError extends Error {
@@ -84,11 +87,14 @@ export function task(fn, options = {}) {
   const submitAll = (argLists) => {
     requireRun(def, 'submitted');
     const calls = argLists.map((args) => ({ name: def.name, input: encodeArgs(def, args) }));
-    const handles = calls.length ? host.submit(calls) : [];
-    return handles.map((handle) => new TaskFuture(def.name, handle));
+    // `submit` gives a BigUint64Array: make plain futures of it.
+    const handles = calls.length ? Array.from(host.submit(calls)) : [];
+    const futures = handles.map((handle) => new TaskFuture(def.name, handle));
+    started.push(...futures);
+    return futures;
   };
   const submit = (...args) => submitAll([args])[0];
-  const map = (items) => FutureList.from(submitAll([...items].map((item) => (Array.isArray(item) ? item : [item]))));
+  const map = (items) => futureList(submitAll([...items].map((item) => (Array.isArray(item) ? item : [item]))));
   return Object.assign(call, { taskName: def.name, fn, submit, map });
 }
 
@@ -102,32 +108,35 @@ export class TaskFuture {
 
   /** The task's result; throws a `RunError` when it did not complete. */
   result() {
-    if (this.outcome === undefined) this.outcome = host.wait([this.handle])[0];
+    waitFor([this]);
     return decode(unwrap(this.outcome, `task ${this.taskName}`));
   }
 
   /** Waits without throwing; true when the task completed. */
   wait() {
-    if (this.outcome === undefined) this.outcome = host.wait([this.handle])[0];
+    waitFor([this]);
     return this.outcome.tag === 'ok';
   }
 }
 
-/** What `task.map` returns: futures, with `result()` collecting them all at once. */
-export class FutureList extends Array {
-  /** Every result in order; throws at the first that did not complete. */
-  result() {
-    const pending = this.filter((f) => f.outcome === undefined);
-    if (pending.length) {
-      host.wait(pending.map((f) => f.handle)).forEach((outcome, i) => {
-        pending[i].outcome = outcome;
-      });
-    }
-    return this.map((f) => f.result());
-  }
+/** What `task.map` returns: an array of futures whose `result()` collects them all at once. */
+function futureList(futures) {
+  return Object.defineProperty(futures, 'result', {
+    value() {
+      waitFor(futures);
+      return futures.map((f) => f.result());
+    },
+  });
 }
-// `FutureList.prototype.map` must stay a plain Array (not a FutureList of values).
-Object.defineProperty(FutureList, Symbol.species, { get: () => Array });
+
+// Collects the outcomes of futures not collected yet, in one host call.
+function waitFor(futures) {
+  const pending = futures.filter((f) => f.outcome === undefined);
+  if (!pending.length) return;
+  host.wait(BigUint64Array.from(pending.map((f) => f.handle))).forEach((outcome, i) => {
+    pending[i].outcome = outcome;
+  });
+}
 
 /** A logger whose lines reach the run's log: `debug`, `info`, `warning`, `error`. */
 export function getRunLogger() {
@@ -221,6 +230,7 @@ function runExport(def, kind, name, json) {
 }
 
 function ok(value, kind, name) {
+  waitFor(started);
   try {
     return { tag: 'ok', val: JSON.stringify(value === undefined ? null : value) ?? 'null' };
   } catch (e) {
@@ -229,13 +239,20 @@ function ok(value, kind, name) {
 }
 
 function failure(kind, name, e) {
+  waitFor(started);
   const retryable = e instanceof RunError ? e.retryable : !(e instanceof FatalError);
   // The stack goes to the log one line per frame (log lines are single-line);
   // the failure message, shown in the final state, stays one line.
-  const message = e instanceof Error ? `${e.name}: ${e.message}` : errorText(e);
+  const message = e instanceof RunError ? e.message : e instanceof Error ? `${e.name}: ${e.message}` : errorText(e);
   host.log('error', `${kind} ${name} failed: ${message}`);
   if (e instanceof Error && e.stack && !(e instanceof RunError)) {
-    for (const frame of e.stack.trimEnd().split('\n')) host.log('error', `  at ${frame}`);
+    for (const line of e.stack.split('\n')) {
+      const frame = line.trim();
+      // Frames of the engine's generated bindings and of the SDK's error
+      // constructors say nothing about the flow.
+      if (!frame || frame.startsWith(message) || /initializer\.js:|^(FatalError|RunError)@/.test(frame)) continue;
+      host.log('error', `  ${frame.startsWith('at ') ? frame : `at ${frame}`}`);
+    }
   }
   return err('failed', { message, retryable });
 }
@@ -369,9 +386,9 @@ function errorText(e) {
     return e.stack ? `${head}\n${e.stack.trimEnd()}` : head;
   }
   try {
-    return `thrown: ${JSON.stringify(e)}`;
+    return `thrown ${e?.constructor?.name ?? typeof e}: ${String(e)} ${JSON.stringify(e)}`;
   } catch {
-    return `thrown: ${String(e)}`;
+    return `thrown ${typeof e}: ${String(e)}`;
   }
 }
 
