@@ -2,7 +2,7 @@
 //! guest-sdk/js/build.mjs from examples/js-hello and run through the real
 //! binary and a server: tasks through the host, retries, a failing task's
 //! stack in the log, map, a subflow, FatalError, and parameters checked
-//! against the schema the SDK exports.
+//! against the schema the SDK exports (given explicitly or read from JSDoc).
 
 mod support;
 
@@ -78,6 +78,11 @@ fn parameters_of_the_wrong_type_are_refused_before_the_run() {
     assert_eq!(output.status.code(), Some(2), "unknown parameters are refused: {stderr}");
     assert!(stderr.contains("shoe_size"), "{stderr}");
     assert!(!stdout.contains("Created flow run"), "refused before any run: {stdout}");
+    // `fails` has no `parameters` option: its schema comes from its JSDoc (`@param {string} [message]`).
+    let output = sluice.run(&["exec", component.to_str().unwrap(), "--flow", "fails", "--param", "message=5"]);
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("parameter `message`") && stderr.contains("string"), "{stderr}");
 }
 
 #[test]

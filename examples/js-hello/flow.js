@@ -3,14 +3,17 @@
 // `make js-example` (or `node guest-sdk/js/build.mjs examples/js-hello/flow.js OUT.wasm`).
 import { FatalError, flow, getRunContext, getRunLogger, task } from 'sluice-sdk';
 
-const sayHello = task(
-  function say_hello(name, greeting = 'Hello') {
-    const message = `${greeting} ${name}!`;
-    getRunLogger().info(message);
-    return message;
-  },
-  { description: 'Returns a greeting and logs it.' },
-);
+// The JSDoc gives the description and the input schema (no `parameters` option).
+/**
+ * Returns a greeting and logs it.
+ * @param {string} name - who to greet
+ * @param {string} [greeting="Hello"] - the word to greet with
+ */
+const sayHello = task(function say_hello(name, greeting = 'Hello') {
+  const message = `${greeting} ${name}!`;
+  getRunLogger().info(message);
+  return message;
+});
 
 // Fails on its first attempt, succeeds on the retry the host schedules.
 const flakyLength = task(
@@ -69,12 +72,13 @@ const total = flow(
   },
 );
 
-flow(
-  function fails(message = 'boom') {
-    return explode(message);
-  },
-  { description: 'Calls a task that always throws: the run fails with its stack in the log.' },
-);
+/**
+ * Calls a task that always throws: the run fails with its stack in the log.
+ * @param {string} [message="boom"] - what the task throws
+ */
+flow(function fails(message = 'boom') {
+  return explode(message);
+});
 
 flow(
   function fatal(message = 'no point retrying') {

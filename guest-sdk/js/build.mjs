@@ -107,9 +107,11 @@ function stage(work) {
   cpSync(join(HERE, 'src', 'index.js'), sdk);
   rewriteSdkImports(work, sdk);
   const entry = join(work, '__sluice__', 'entry.js');
+  const docs = JSON.stringify(readJsDocs(work));
   writeFileSync(
     entry,
-    `import '../${basename(flowPath)}';\nexport { describe, runFlow, runTask } from './sluice-sdk.js';\n`,
+    `import '../${basename(flowPath)}';\nimport { __applyJsDoc } from './sluice-sdk.js';\n__applyJsDoc(${docs});\n` +
+      `export { describe, runFlow, runTask } from './sluice-sdk.js';\n`,
   );
   return entry;
 }
@@ -135,4 +137,55 @@ function rewriteSdkImports(dir, sdkPath) {
       writeFileSync(path, text.replace(SDK_SPECIFIER, (_, pre, q) => `${pre}${q}${sdk.startsWith('.') ? sdk : './' + sdk}${q}`));
     }
   }
+}
+
+// JSDoc blocks right above `function NAME(` or `x = flow(function NAME(`:
+// { NAME: { description, params: { p: { type, description, optional, default } } } }.
+function readJsDocs(dir, docs = {}) {
+  const pattern =
+    /\/\*\*([\s\S]*?)\*\/\s*(?:export\s+)?(?:(?:const|let|var)\s+[\w$]+\s*=\s*)?(?:(?:flow|task)\s*\(\s*)?(?:async\s+)?function\s*\*?\s*([\w$]+)\s*\(/g;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (entry.name !== '__sluice__') readJsDocs(path, docs);
+      continue;
+    }
+    if (!/\.m?js$/.test(entry.name)) continue;
+    for (const [, body, name] of readFileSync(path, 'utf8').matchAll(pattern)) docs[name] = parseJsDoc(body);
+  }
+  return docs;
+}
+
+function parseJsDoc(body) {
+  const lines = body.split('\n').map((l) => l.replace(/^\s*\*\s?/, '').trimEnd());
+  const description = [];
+  const params = {};
+  let inTags = false;
+  for (const line of lines) {
+    if (line.trim().startsWith('@')) inTags = true;
+    if (!inTags) {
+      if (line.trim()) description.push(line.trim());
+      continue;
+    }
+    const tag = /^\s*@param\s+(?:\{([^}]*)\}\s*)?(\[(?:[^\[\]]|\[[^\]]*\])+\]|[\w$]+)\s*(?:-\s*)?(.*)$/.exec(line);
+    if (!tag) continue;
+    let [, type = '', target, text] = tag;
+    let optional = type.trim().endsWith('=');
+    if (optional) type = type.trim().slice(0, -1);
+    let value;
+    if (target.startsWith('[')) {
+      optional = true;
+      const [n, ...rest] = target.slice(1, -1).split('=');
+      target = n.trim();
+      if (rest.length) {
+        try {
+          value = JSON.parse(rest.join('=').trim().replace(/^'(.*)'$/, '"$1"'));
+        } catch {
+          value = undefined;
+        }
+      }
+    }
+    params[target] = { type, description: text.trim(), optional, ...(value !== undefined ? { default: value } : {}) };
+  }
+  return { description: description.join(' '), params };
 }

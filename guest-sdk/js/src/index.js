@@ -262,6 +262,59 @@ function err(tag, val) {
   return { tag: 'err', val: { tag, val } };
 }
 
+// ---- JSDoc (read by build.mjs from the sources) ----
+
+/**
+ * Applies the JSDoc build.mjs found above each function, keyed by function
+ * name: the description when none was given, and the parameters' schema
+ * from `@param {type} name` when no `parameters` option was given.
+ */
+export function __applyJsDoc(docs) {
+  for (const def of [...flows.values(), ...tasks.values()]) {
+    const doc = docs[def.fn.name];
+    if (!doc) continue;
+    if (!def.description) def.description = doc.description;
+    if (def.explicitSchema || def.objectParam) continue;
+    const properties = {};
+    const required = [];
+    for (const p of def.params) {
+      const tag = doc.params[p.name];
+      properties[p.name] = tag ? { ...jsDocType(tag.type), ...(tag.description ? { description: tag.description } : {}) } : {};
+      if (tag && tag.default !== undefined) properties[p.name].default = tag.default;
+      if (!p.hasDefault && !(tag && (tag.optional || tag.default !== undefined))) required.push(p.name);
+    }
+    def.schema = { type: 'object', properties, ...(required.length ? { required } : {}), additionalProperties: false };
+  }
+}
+
+// A JSDoc type as JSON Schema; what it cannot express accepts any value.
+function jsDocType(type) {
+  const t = (type || '').trim().replace(/^\((.*)\)$/, '$1');
+  if (!t || t === '*' || t === 'any') return {};
+  if (t.includes('|')) return { anyOf: t.split('|').map(jsDocType) };
+  const literal = /^'(.*)'$|^"(.*)"$/.exec(t);
+  if (literal) return { const: literal[1] ?? literal[2] };
+  const array = /^Array\.?<(.+)>$/.exec(t) || /^(.+)\[\]$/.exec(t);
+  if (array) return { type: 'array', items: jsDocType(array[1]) };
+  const simple = {
+    string: 'string',
+    String: 'string',
+    number: 'number',
+    Number: 'number',
+    integer: 'integer',
+    int: 'integer',
+    boolean: 'boolean',
+    Boolean: 'boolean',
+    bool: 'boolean',
+    object: 'object',
+    Object: 'object',
+    Array: 'array',
+    array: 'array',
+    null: 'null',
+  }[t];
+  return simple ? { type: simple } : {};
+}
+
 // ---- definitions ----
 
 function define(kind, fn, options) {
@@ -277,6 +330,7 @@ function define(kind, fn, options) {
     params,
     objectParam,
     description: options.description ?? '',
+    explicitSchema: Boolean(options.parameters),
     schema: schemaOf(params, objectParam, options.parameters),
   };
 }
