@@ -110,7 +110,8 @@ function stage(work) {
   const docs = JSON.stringify(readJsDocs(work));
   writeFileSync(
     entry,
-    `import '../${basename(flowPath)}';\nimport { __applyJsDoc } from './sluice-sdk.js';\n__applyJsDoc(${docs});\n` +
+    `import '../${basename(flowPath)}';\nimport { __applyJsDoc, __requireFlows } from './sluice-sdk.js';\n` +
+      `__requireFlows(${JSON.stringify(basename(flowPath))});\n__applyJsDoc(${docs});\n` +
       `export { describe, runFlow, runTask } from './sluice-sdk.js';\n`,
   );
   return entry;

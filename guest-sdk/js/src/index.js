@@ -262,6 +262,11 @@ function err(tag, val) {
   return { tag: 'err', val: { tag, val } };
 }
 
+/** Run by build.mjs after the flow file loaded: a component needs a flow. */
+export function __requireFlows(file) {
+  if (!flows.size) throw new Error(`${file} registers no flow: wrap a function with flow(fn) from 'sluice-sdk'`);
+}
+
 // ---- JSDoc (read by build.mjs from the sources) ----
 
 /**
