@@ -119,16 +119,8 @@ fn a_hundred_mapped_tasks_each_run_in_an_instance_of_their_own() {
 fn a_deployed_javascript_flow_runs_on_a_server_worker() {
     let sluice = Sluice::new();
     let component = js_hello();
-    let output = sluice.run(&[
-        "deploy",
-        component.to_str().unwrap(),
-        "--flow",
-        "hello",
-        "--name",
-        "js",
-        "--param",
-        "name=Leo",
-    ]);
+    let output =
+        sluice.run(&["deploy", component.to_str().unwrap(), "--flow", "hello", "--name", "js", "--param", "name=Leo"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let (_server, address) = sluice.server(&[]);
     let (status, run) = post(&address, "/api/v1/deployments/hello/js/runs", r#"{"parameters": {"count": 2}}"#);
