@@ -67,8 +67,9 @@ export function flow(fn, options = {}) {
 /**
  * Registers a task. Calling the returned function runs the task in a fresh
  * instance through the host and returns its result; `.submit(...args)`
- * starts it without waiting and returns a future; `.map(items)` starts one
- * run per item (an item that is an array is spread as the arguments).
+ * starts it without waiting and returns a future; `.map(xs, ys, ...)`
+ * starts one run per position, as Prefect's: iterables are zipped, other
+ * values and `unmapped(value)` are passed to every run.
  * Options: `name`, `description`, `parameters`, `retries`,
  * `retryDelaySeconds`, `backoff`, `jitter`, `timeoutSeconds`, `cache`,
  * `cacheExpiration` (seconds).
@@ -94,8 +95,31 @@ export function task(fn, options = {}) {
     return futures;
   };
   const submit = (...args) => submitAll([args])[0];
-  const map = (items) => futureList(submitAll([...items].map((item) => (Array.isArray(item) ? item : [item]))));
+  const map = (...iterables) => futureList(submitAll(zipArguments(def.name, iterables)));
   return Object.assign(call, { taskName: def.name, fn, submit, map });
+}
+
+/** Marks a `map` argument to pass as it is to every run (an array included). */
+export function unmapped(value) {
+  return new Unmapped(value);
+}
+
+class Unmapped {
+  constructor(value) {
+    this.value = value;
+  }
+}
+
+// `map`'s arguments as one argument list per run.
+function zipArguments(name, args) {
+  const isMapped = (a) => !(a instanceof Unmapped) && typeof a !== 'string' && a != null && typeof a[Symbol.iterator] === 'function';
+  const columns = args.map((a) => (isMapped(a) ? [...a] : null));
+  const lengths = [...new Set(columns.filter(Boolean).map((c) => c.length))];
+  if (lengths.length === 0) throw new TypeError(`${name}.map() needs at least one array (or iterable) argument`);
+  if (lengths.length > 1) throw new TypeError(`${name}.map(): the arrays have different lengths (${lengths.join(', ')})`);
+  return Array.from({ length: lengths[0] }, (_, i) =>
+    args.map((a, j) => (columns[j] ? columns[j][i] : a instanceof Unmapped ? a.value : a)),
+  );
 }
 
 /** A task started with `submit`: `result()` blocks until it ends. */
