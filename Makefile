@@ -10,7 +10,7 @@ SLUICE := target/debug/sluice
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_PYTHON := $(or $(PREFECT_BENCH_VENV),target/prefect-venv)/bin/python
 
-.PHONY: setup guests python-example build demo test lint bench ui-deps openapi-deps pg-deps deploy-deps screenshots
+.PHONY: setup guests python-example js-example build demo test lint bench ui-deps openapi-deps pg-deps deploy-deps screenshots
 
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -24,6 +24,15 @@ guests: setup
 # copies a build whose sources did not change from its content-addressed cache.
 python-example:
 	./examples/python-greet/build.sh
+
+# The JavaScript example (sluice-sdk): build.mjs installs the pinned jco and
+# componentize-js with `npm ci` from guest-sdk/js/toolchain/package-lock.json
+# into target/js-toolchain on first use; rebuilt only when a source changed.
+JS_HELLO := $(GUEST_DIR)/js_hello.wasm
+js-example: $(JS_HELLO)
+
+$(JS_HELLO): examples/js-hello/flow.js guest-sdk/js/src/index.js guest-sdk/js/build.mjs guest-sdk/js/toolchain/package-lock.json wit/flow.wit
+	node guest-sdk/js/build.mjs examples/js-hello/flow.js $@
 
 # The web UI's browser tests: Debian's chromium and playwright-core (no browser download).
 ui-deps:
@@ -64,7 +73,7 @@ demo: guests build
 	$(SLUICE) deployment ls
 	$(SLUICE) flow-run ls --limit 5
 
-test: guests python-example ui-deps openapi-deps pg-deps deploy-deps
+test: guests python-example js-example ui-deps openapi-deps pg-deps deploy-deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		SLUICE_EXAMPLES_BUILT=1 $(CARGO) nextest run --no-fail-fast; \
 	else \
