@@ -136,3 +136,29 @@ fn a_deployed_javascript_flow_runs_on_a_server_worker() {
     let messages: Vec<&str> = logs.as_array().unwrap().iter().filter_map(|l| l["message"].as_str()).collect();
     assert!(messages.contains(&"Hello Leo!"), "{messages:#?}");
 }
+
+#[test]
+fn sluice_build_builds_a_javascript_flow_and_prints_its_digest() {
+    let sluice = Sluice::new();
+    let out = tempfile::tempdir().unwrap();
+    let wasm = out.path().join("hello.wasm");
+    let flow = repo().join("examples/js-hello/flow.js");
+    let output = sluice
+        .command()
+        // Its js-toolchain is the one `make js-example` installed: not installed again per test.
+        .env("SLUICE_TOOLCHAIN_DIR", target_dir())
+        .args(["build", flow.to_str().unwrap(), "-o", wasm.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = support::texts(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let bytes = std::fs::read(&wasm).unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert!(stdout.contains(&digest), "the digest is printed: {stdout}");
+    let (code, report) = sluice.exec_json(&wasm, &["--flow", "total", "--param", "numbers=[1,2,3]"]);
+    assert_eq!(code, 0, "{report:#}");
+
+    let missing = sluice.command().args(["build", "no-such-flow.js"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(support::texts(&missing).1.contains("does not exist"), "{}", support::texts(&missing).1);
+}

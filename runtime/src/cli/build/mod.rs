@@ -1,4 +1,5 @@
-//! `sluice build flow.py [--flow-dir DIR]`: a Python flow module to a component.
+//! `sluice build flow.py [--flow-dir DIR]`: a Python flow module to a
+//! component (`sluice build flow.js`: a JavaScript one, see `javascript.rs`).
 //!
 //! The flow's files and the embedded SDK and WIT are staged in a scratch
 //! folder; the SDK's check (a native Python importing the module) reports a
@@ -7,6 +8,7 @@
 //! Builds are cached by the sha256 of everything that goes in, so building
 //! unchanged sources again only copies the earlier result.
 
+mod javascript;
 mod sources;
 mod toolchain;
 
@@ -52,13 +54,19 @@ fn project(args: &BuildArgs) -> Result<Project, CliError> {
     };
     match file.extension().and_then(|e| e.to_str()) {
         Some("py") => {}
-        Some("js" | "mjs" | "ts") => {
+        Some("js" | "mjs") => return Ok(Project { file, dir: args.flow_dir.clone(), module: String::new() }),
+        Some("ts") => {
             return Err(CliError::usage(format!(
-                "`{}`: JavaScript flows are not supported by `sluice build` yet; Python (`.py`) is",
+                "`{}`: TypeScript is not built yet; compile it to JavaScript (`tsc`) and build the `.js`",
                 file.display()
             )));
         }
-        _ => return Err(CliError::usage(format!("`{}` is not a Python file (`.py`)", file.display()))),
+        _ => {
+            return Err(CliError::usage(format!(
+                "`{}` is neither a Python (`.py`) nor a JavaScript (`.js`) file",
+                file.display()
+            )));
+        }
     }
     if !file.is_file() {
         return Err(CliError::usage(format!("`{}` does not exist", file.display())));
@@ -112,11 +120,16 @@ impl Drop for Scratch {
 /// Runs `sluice build`.
 pub fn run(args: BuildArgs) -> Result<ExitCode, CliError> {
     let project = project(&args)?;
+    let root = toolchain::toolchain_dir();
+    if project.module.is_empty() {
+        let stem = project.file.file_stem().and_then(|s| s.to_str()).unwrap_or("flow");
+        let output = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{stem}.wasm")));
+        return javascript::build(&project.file, &output, &root);
+    }
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = project.module.rsplit('.').next().unwrap_or("flow");
         PathBuf::from(format!("{stem}.wasm"))
     });
-    let root = toolchain::toolchain_dir();
     let tools = toolchain::ensure(&root)?;
     let scratch = Scratch::new(&root)?;
     let single = project.dir.is_none().then_some(project.file.as_path());
