@@ -49,7 +49,7 @@ openapi-deps:
 deploy-deps:
 	./deploy/setup.sh
 
-# The store suite's PostgreSQL: Debian's server package (the tests start and stop their own cluster).
+# PostgreSQL for the store suite and the benchmarks: Debian's server package (the tests and benches start and stop their own cluster).
 pg-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql)
 
@@ -104,7 +104,7 @@ lint:
 
 # Sluice, raw wasmtime and Prefect side by side (bench/run.py; figures in
 # BENCHMARKS.md), then the server's throughput and latency breakdown.
-bench: guests python-example
+bench: guests python-example pg-deps
 	./bench/prefect/setup.sh
 	$(BENCH_PYTHON) bench/run.py
 	$(CARGO) bench -p sluice --bench server_latency

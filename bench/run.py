@@ -2,14 +2,17 @@
 """Sluice's benchmark suite: Sluice, raw wasmtime and Prefect side by side.
 
     make bench                        # = bench/prefect/setup.sh && V/bin/python bench/run.py
-    V/bin/python bench/run.py [--quick] [--only tasks,map,...] [--no-prefect]
+    V/bin/python bench/run.py [--quick] [--only tasks,map,...] [--no-prefect] [--no-postgres]
 
 V is the Prefect virtualenv made by `bench/prefect/setup.sh` (Prefect and
 matplotlib). Three long-lived drivers answer JSON requests on stdin/stdout:
 `sluice_bench` (runtime/benches/sluice_bench: Sluice and raw wasmtime),
 `prefect_bench.py inproc` (flows in-process, Prefect's ephemeral server) and
 `prefect_bench.py remote` (a Prefect server plus `serve`, once at Prefect's
-default polling and once polling every second). Every workload is run as
+default polling and once polling every second). Sluice's durable workloads
+run on SQLite and, beside it, on PostgreSQL (a cluster `sluice_bench`
+starts itself with `initdb`, PostgreSQL's default durability; Debian's
+`postgresql` package). Every workload is run as
 repetitions; within each repetition every system takes its turn, in an
 order that rotates, so drift in the machine's speed hits all alike.
 
@@ -46,7 +49,7 @@ FULL = {
     "map_reps": 5,
     "prefect_map_reps": 3,
     "latency_rounds": 5,
-    "latency_runs": {"sluice": 40, "prefect-poll-1s": 8, "prefect-default": 3},
+    "latency_runs": {"sluice": 40, "sluice-postgres": 40, "prefect-poll-1s": 8, "prefect-default": 3},
     "cold_reps": 3,
     "cold_components": ["bench", "python"],
     "memory_concurrent": {"sluice": 16, "prefect": 4},
@@ -62,17 +65,20 @@ QUICK = {
     "map_reps": 1,
     "prefect_map_reps": 1,
     "latency_rounds": 1,
-    "latency_runs": {"sluice": 3, "prefect-poll-1s": 1},
+    "latency_runs": {"sluice": 3, "sluice-postgres": 3, "prefect-poll-1s": 1},
     "cold_reps": 1,
     "cold_components": ["bench"],
     "memory_concurrent": {"sluice": 2, "prefect": 1},
     "scale": {"task_runs": 2000, "tasks_per_run": 100, "reps": 1},
     "settle_s": 1,
 }
-TASK_SYSTEMS = ["sluice", "sluice-memory", "wasmtime", "wasmtime-sync", "prefect"]
-MAP_SYSTEMS = ["sluice", "sluice-memory", "wasmtime", "prefect"]
+TASK_SYSTEMS = ["sluice", "sluice-postgres", "sluice-postgres-async", "sluice-memory", "wasmtime", "wasmtime-sync",
+                "prefect"]
+MAP_SYSTEMS = ["sluice", "sluice-postgres", "sluice-postgres-async", "sluice-memory", "wasmtime", "prefect"]
 LABELS = {
     "sluice": "Sluice, every state committed to SQLite",
+    "sluice-postgres": "Sluice, every state committed to PostgreSQL",
+    "sluice-postgres-async": "Sluice, every state committed to PostgreSQL, `synchronous_commit=off`",
     "sluice-memory": "Sluice, states recorded in memory",
     "wasmtime": "raw wasmtime, async (as Sluice runs guests)",
     "wasmtime-sync": "raw wasmtime, sync",
@@ -186,13 +192,18 @@ def workload_map(drivers, config, systems):
     return per_task_samples("map", [config["map_n"]], reps, systems, drivers, config)
 
 
-def workload_latency(drivers, config, prefect):
+def workload_latency(drivers, config, prefect, postgres):
     out = {name: {"client_s": [], "server_s": []} for name in config["latency_runs"]
-           if prefect or name == "sluice"}
+           if (prefect or name.startswith("sluice")) and (postgres or name != "sluice-postgres")}
     for rnd in range(config["latency_rounds"]):
         for name in rotated(list(out), rnd):
-            driver = drivers["sluice" if name == "sluice" else name]
-            reply = driver.ask({"op": "latency", "n": config["latency_runs"][name]})
+            request = {"op": "latency", "n": config["latency_runs"][name]}
+            if name.startswith("sluice"):
+                driver = drivers["sluice"]
+                request["backend"] = "postgres" if name == "sluice-postgres" else "sqlite"
+            else:
+                driver = drivers[name]
+            reply = driver.ask(request)
             out[name]["client_s"] += reply["client_s"]
             out[name]["server_s"] += reply["server_s"]
             log(f"latency round {rnd} {name}: median {statistics.median(reply['client_s']) * 1e3:.2f} ms")
@@ -300,7 +311,8 @@ def tables(results, config, meta):
         add("")
         add("| system | runs | median ms | p90 ms | p99 ms | server's record, median ms | ÷ Sluice |")
         add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        names = {"sluice": "Sluice server (embedded worker)",
+        names = {"sluice": "Sluice server on SQLite (embedded worker)",
+                 "sluice-postgres": "Sluice server on PostgreSQL (embedded worker)",
                  "prefect-poll-1s": "Prefect server + `serve`, polling every 1 s",
                  "prefect-default": "Prefect server + `serve`, default polling (10 s)"}
         base = statistics.median(results["latency"]["sluice"]["client_s"])
@@ -372,10 +384,19 @@ def targets(results):
         rec = median_per_task(tasks[n]["sluice"], n, "recorded_s")[0]
         raw = median_per_task(tasks[n]["wasmtime"], n)[0]
         out.append((f"durable per-task cost ≤ 2× raw wasmtime (N={n:,})", f"{rec / raw:.2f}×", rec <= 2 * raw))
+        if tasks[n].get("sluice-postgres"):
+            pg = median_per_task(tasks[n]["sluice-postgres"], n, "recorded_s")[0]
+            out.append((f"durable per-task cost on PostgreSQL ≤ 250 µs (N={n:,})", f"{pg:.1f} µs", pg <= 250))
+        if tasks[n].get("sluice-postgres-async"):
+            pg = median_per_task(tasks[n]["sluice-postgres-async"], n, "recorded_s")[0]
+            out.append((f"the same, `synchronous_commit=off` (N={n:,})", f"{pg:.1f} µs", pg <= 250))
         if tasks[n].get("prefect"):
             pre = median_per_task(tasks[n]["prefect"], n)[0]
             out.append((f"≥ 50× below Prefect's per-task cost (N={n:,})", f"{pre / rec:,.0f}×", pre >= 50 * rec))
     lat = results.get("latency", {})
+    if "sluice-postgres" in lat:
+        m = statistics.median(lat["sluice-postgres"]["client_s"]) * 1e3
+        out.append(("API → `Completed` median on PostgreSQL ≤ 3 ms", f"{m:.2f} ms", m <= 3))
     if "prefect-default" in lat:
         s = statistics.median(lat["sluice"]["client_s"])
         p = statistics.median(lat["prefect-default"]["client_s"])
@@ -426,6 +447,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="every workload once, small, on a debug build")
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
     ap.add_argument("--no-prefect", action="store_true", help="Sluice and raw wasmtime only")
+    ap.add_argument("--no-postgres", action="store_true", help="Sluice on SQLite only (no PostgreSQL cluster)")
     args = ap.parse_args()
     config = QUICK if args.quick else FULL
     only = args.only.split(",")
@@ -460,8 +482,10 @@ def main():
         drivers["sluice"] = Driver("sluice", [build_sluice_bench(args.quick)], ready_line=False)
         if prefect and {"tasks", "map", "cold"} & set(only):
             drivers["prefect-inproc"] = Driver("prefect-inproc", [sys.executable, PREFECT_BENCH, "inproc"], True)
-        task_systems = TASK_SYSTEMS if prefect else TASK_SYSTEMS[:-1]
-        map_systems = MAP_SYSTEMS if prefect else MAP_SYSTEMS[:-1]
+        task_systems = [s for s in TASK_SYSTEMS if (prefect or s != "prefect")
+                        and (not args.no_postgres or not s.startswith("sluice-postgres"))]
+        map_systems = [s for s in MAP_SYSTEMS if (prefect or s != "prefect")
+                       and (not args.no_postgres or not s.startswith("sluice-postgres"))]
         if "tasks" in only:
             results["tasks"] = workload_tasks(drivers, config, task_systems)
         if "map" in only:
@@ -478,7 +502,7 @@ def main():
                     drivers[name] = Driver(name, [sys.executable, PREFECT_BENCH, "remote", "--settle", settle, *poll],
                                            True)
         if "latency" in only:
-            results["latency"] = workload_latency(drivers, config, prefect)
+            results["latency"] = workload_latency(drivers, config, prefect, not args.no_postgres)
         if "memory" in only:
             results["memory"] = workload_memory(drivers, config, prefect)
         for name in ("prefect-poll-1s", "prefect-default"):

@@ -1,36 +1,50 @@
 //! End-to-end cost of `sluice server` as real processes on 127.0.0.1, driven
-//! through the HTTP API with the `bench_flow.wasm` guest (`bench/guest`):
+//! through the HTTP API with the `bench_flow.wasm` guest (`bench/guest`),
+//! with the state on SQLite and, beside it in the same run, on PostgreSQL
+//! (a cluster this process starts with `initdb`, at PostgreSQL's default
+//! durability: every commit flushed before it returns; see
+//! `tests/support/pg_cluster.rs`). A *setup* is one `SLUICE_HOME` (the
+//! artifact folder), one database, one or two `sluice server` processes and
+//! the workers attached to them: the server's embedded worker, or a
+//! `sluice worker` process per server (`--workers 0` on the servers).
 //!
 //! 1. **Deployment run latency**: a run of the `sequential` flow with
-//!    `count=0` (no task) created with `POST /api/v1/deployments/{flow}/{name}/runs`,
-//!    one at a time, on a server with the default embedded worker (4 slots).
-//!    Two views: (a) client-observed, from sending the POST until a
-//!    `GET /api/v1/flow-runs/{id}` (polled every 1 ms) reads `Completed`;
-//!    (b) server-recorded, the run's `ended - created`. Median / p90 / p99 in
-//!    ms, plus the medians of the recorded state steps (created -> Pending
-//!    -> Running -> Completed) to show where the time goes. The same for
-//!    `count=1` (one task). A warm-up run precedes every measurement, and
-//!    the compile cache (`SLUICE_CACHE_DIR`) is shared by the whole bench
-//!    (the first `sluice deploy` fills it); a fresh server's first run is
-//!    reported separately.
+//!    `count=0` (no task), then `count=1` (one task), created with
+//!    `POST /api/v1/deployments/{flow}/{name}/runs`, one at a time. Two
+//!    views: (a) client-observed, from sending the POST until a
+//!    `GET /api/v1/flow-runs/{id}` (polled every 1 ms, on the same server)
+//!    reads `Completed`; (b) server-recorded, the run's `ended - created`.
+//!    Median / p90 / p99 in ms, and the medians of the recorded steps
+//!    (created -> Pending -> Running -> Completed). With two servers, runs
+//!    alternate between them: a run is taken by whichever worker claims it
+//!    first, so half the time the run crosses servers (a `NOTIFY` wakes the
+//!    other's worker). Every setup is alive at once and measured in rounds
+//!    whose order rotates, so the machine's drift hits all alike.
+//!    Then **per task through the server**: a run of 500 tasks (`--quick`: 20) in
+//!    sequence per setup, (Completed - Running) / tasks as recorded.
 //! 2. **Throughput**: N trivial runs created as fast as possible by 8
-//!    concurrent client tasks on a server with `--workers 2`, then with
-//!    `--workers 8`; runs/s = completed runs / (first POST -> last completion
-//!    seen). Completion is detected after the last POST by polling
+//!    concurrent client tasks (with two servers, half of the clients on
+//!    each); runs/s = completed runs / (first POST -> last completion seen).
+//!    Completion is detected after the last POST by polling
 //!    `GET /api/v1/flow-runs?state=X&limit=1` for the non-terminal states in
-//!    lifecycle order every 5 ms (a few cheap indexed queries, no polling
-//!    while the runs are being created). The server-recorded span (first
-//!    POST -> latest `ended`) is printed as a cross-check.
-//! 3. **Memory**: VmRSS (/proc/PID/status) of an idle `sluice server` after
-//!    startup + one warm-up run (and after the latency and throughput runs),
-//!    of a `--workers 0` server, and of an idle
-//!    `sluice worker --api http://ADDR --name w` (and after it ran one run).
+//!    lifecycle order every 5 ms. The server-recorded span (first POST ->
+//!    latest `ended`) is printed as a cross-check. Repeated, setups rotating.
+//! 3. **Memory** (SQLite): VmRSS (/proc/PID/status) of an idle `sluice
+//!    server` after startup + one run, of a `--workers 0` server, and of an
+//!    idle `sluice worker` (and after it ran one run).
 //!
-//! Every server gets its own temporary `SLUICE_HOME`; children are killed on
-//! exit. The client and the server share this machine's CPUs.
+//! Every setup gets its own temporary `SLUICE_HOME` and database; children
+//! are killed on exit. The client, the servers, the workers and PostgreSQL
+//! share this machine's CPUs.
 //!
 //! `make guests && cargo bench -p sluice --bench server_latency [-- --quick]`
-//! (`--quick`: 10 latency runs, 100 throughput runs; a smoke test).
+//! (`--quick`, a smoke test: 10 latency runs on SQLite, PostgreSQL and two
+//! servers on PostgreSQL, 100 throughput runs on SQLite and two servers on
+//! PostgreSQL).
+
+#[path = "../../tests/support/pg_cluster.rs"]
+#[allow(dead_code)] // what the tests use of it
+mod pg_cluster;
 
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Utc};
@@ -50,16 +64,37 @@ const NOT_SUCCESS: [&str; 4] = ["Failed", "TimedOut", "Crashed", "Cancelled"];
 
 struct Options {
     quick: bool,
-    latency_runs: usize,
+    latency_rounds: usize,
+    latency_runs_per_round: usize,
     throughput_runs: usize,
+    throughput_reps: usize,
+    per_task_rounds: usize,
+    /// Tasks of the `many` deployment: per-task cost through the whole process.
+    many_tasks: u32,
 }
 
 fn options() -> Options {
     let quick = std::env::args().any(|a| a == "--quick");
     if quick {
-        Options { quick, latency_runs: 10, throughput_runs: 100 }
+        Options {
+            quick,
+            latency_rounds: 1,
+            latency_runs_per_round: 10,
+            throughput_runs: 100,
+            throughput_reps: 1,
+            per_task_rounds: 1,
+            many_tasks: 20,
+        }
     } else {
-        Options { quick, latency_runs: 200, throughput_runs: 2000 }
+        Options {
+            quick,
+            latency_rounds: 5,
+            latency_runs_per_round: 40,
+            throughput_runs: 2000,
+            throughput_reps: 3,
+            per_task_rounds: 3,
+            many_tasks: 500,
+        }
     }
 }
 
@@ -77,13 +112,9 @@ struct Process {
 }
 
 impl Process {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Resident memory in MB, from /proc/PID/status.
     fn rss_mb(&self) -> Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS line")?;
         let kb: f64 = line.split_whitespace().nth(1).context("VmRSS value")?.parse()?;
         Ok(kb / 1024.0)
@@ -97,17 +128,78 @@ impl Drop for Process {
     }
 }
 
-/// A `sluice server` in a fresh `SLUICE_HOME`. Fields drop in order: the
-/// process dies before its home is removed.
-struct Server {
-    process: Process,
-    address: String,
-    /// The admin token the server made on its first start.
+/// Where a setup keeps its state.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Database {
+    Sqlite,
+    /// Every commit flushed to disk before it returns (PostgreSQL's default).
+    Postgres,
+    /// `synchronous_commit = off` for Sluice's sessions, set in the URL
+    /// (`?options=-c synchronous_commit=off`): a commit returns once it is in
+    /// PostgreSQL's WAL buffers, flushed within 3 × `wal_writer_delay` (0.6 s).
+    PostgresAsyncCommit,
+}
+
+impl Database {
+    /// `SLUICE_DATABASE_URL` for a new database, or none for SQLite.
+    fn new_url(self) -> Option<String> {
+        let url = || pg_cluster::Cluster::durable().new_database();
+        match self {
+            Database::Sqlite => None,
+            Database::Postgres => Some(url()),
+            Database::PostgresAsyncCommit => Some(format!("{}?options=-c%20synchronous_commit%3Doff", url())),
+        }
+    }
+}
+
+/// Who runs the runs.
+#[derive(Clone, Copy)]
+enum Workers {
+    /// Each server's embedded worker with this many slots (`--workers N`).
+    Embedded(usize),
+    /// A `sluice worker --limit N` process attached to each server (`--workers 0`).
+    Attached(usize),
+}
+
+/// What to start: a database, a number of servers, their workers.
+#[derive(Clone, Copy)]
+struct Plan {
+    database: Database,
+    servers: usize,
+    workers: Workers,
+}
+
+impl Plan {
+    fn label(&self) -> String {
+        let database = match self.database {
+            Database::Sqlite => "SQLite",
+            Database::Postgres => "PostgreSQL",
+            Database::PostgresAsyncCommit => "PostgreSQL, `synchronous_commit=off`",
+        };
+        let servers = if self.servers == 1 { "1 server".to_string() } else { format!("{} servers", self.servers) };
+        let workers = match self.workers {
+            Workers::Embedded(slots) => format!("embedded worker ({slots} slots)"),
+            Workers::Attached(limit) if self.servers == 1 => format!("a `sluice worker --limit {limit}`"),
+            Workers::Attached(limit) => format!("a `sluice worker --limit {limit}` on each"),
+        };
+        format!("{database}, {servers}, {workers}")
+    }
+}
+
+/// One setup, running: its processes drop (die) before its home goes.
+struct Setup {
+    label: String,
+    /// `host:port` of each server.
+    addresses: Vec<String>,
+    /// The admin token the first server made.
     token: String,
-    home: tempfile::TempDir,
+    workers: Vec<Process>,
+    servers: Vec<Process>,
+    _home: tempfile::TempDir,
 }
 
 struct Bench {
+    many_tasks: u32,
     binary: PathBuf,
     component: PathBuf,
     cache: tempfile::TempDir,
@@ -115,13 +207,18 @@ struct Bench {
 }
 
 impl Bench {
-    fn command(&self, home: &Path) -> Command {
+    /// A `sluice` command in `home`, its state where `database` says.
+    fn command(&self, home: &Path, database: Option<&str>) -> Command {
         let mut command = Command::new(&self.binary);
         command
             .env("SLUICE_HOME", home)
             .env("SLUICE_CACHE_DIR", self.cache.path())
             .env_remove("SLUICE_API_URL")
-            .env_remove("SLUICE_STORE_URL");
+            .env_remove("SLUICE_STORE_URL")
+            .env_remove(sluice::store::DATABASE_URL_VARIABLE);
+        if let Some(url) = database {
+            command.env(sluice::store::DATABASE_URL_VARIABLE, url);
+        }
         command
     }
 
@@ -129,30 +226,63 @@ impl Bench {
         Ok(Stdio::from(std::fs::File::create(home.join(format!("{name}.stderr")))?))
     }
 
-    /// Deploys `bench_flow.wasm`'s `sequential` as `name` with `count`.
-    fn deploy(&self, home: &Path, name: &str, count: u32) -> Result<()> {
-        let output = self
-            .command(home)
-            .arg("deploy")
-            .arg(&self.component)
-            .args(["--flow", FLOW, "--name", name, "--param", &format!("count={count}")])
-            .output()?;
-        ensure!(output.status.success(), "sluice deploy failed: {}", String::from_utf8_lossy(&output.stderr));
-        Ok(())
+    /// Starts `plan` with the deployments `trivial` (count=0), `one-task`
+    /// (count=1) and `many` (`many_tasks`), and runs `trivial` once through
+    /// each server (not counted).
+    async fn start(&self, plan: Plan) -> Result<Setup> {
+        let home = tempfile::tempdir()?;
+        let database = plan.database.new_url();
+        let database = database.as_deref();
+        for (name, count) in [("trivial", 0), ("one-task", 1), ("many", self.many_tasks)] {
+            let output = self
+                .command(home.path(), database)
+                .arg("deploy")
+                .arg(&self.component)
+                .args(["--flow", FLOW, "--name", name, "--param", &format!("count={count}")])
+                .output()?;
+            ensure!(output.status.success(), "sluice deploy failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let slots = match plan.workers {
+            Workers::Embedded(slots) => slots,
+            Workers::Attached(_) => 0,
+        };
+        let (mut servers, mut addresses) = (Vec::new(), Vec::new());
+        for i in 0..plan.servers {
+            let (process, address) = self.server(home.path(), database, i, slots)?;
+            servers.push(process);
+            addresses.push(address);
+        }
+        let token = std::fs::read_to_string(home.path().join("admin-token")).context("reading the admin token")?;
+        let token = token.trim().to_string();
+        let mut workers = Vec::new();
+        if let Workers::Attached(limit) = plan.workers {
+            for (i, address) in addresses.iter().enumerate() {
+                let child = self
+                    .command(home.path(), database)
+                    .args(["worker", "--api", &format!("http://{address}"), "--name", &format!("w{i}")])
+                    .args(["--limit", &limit.to_string()])
+                    .env("SLUICE_API_TOKEN", &token)
+                    .stdout(Stdio::null())
+                    .stderr(Self::stderr_log(home.path(), &format!("worker{i}"))?)
+                    .spawn()
+                    .context("starting sluice worker")?;
+                workers.push(Process { child });
+            }
+        }
+        let setup = Setup { label: plan.label(), addresses, token, workers, servers, _home: home };
+        for server in 0..plan.servers {
+            self.one_run(&setup, server, "trivial").await?;
+        }
+        Ok(setup)
     }
 
-    /// Starts `sluice server --port 0 …` in a fresh home with `deployments`.
-    fn server(&self, extra: &[&str], deployments: &[(&str, u32)]) -> Result<Server> {
-        let home = tempfile::tempdir()?;
-        for (name, count) in deployments {
-            self.deploy(home.path(), name, *count)?;
-        }
+    /// `sluice server --port 0 --workers SLOTS` in `home`; its process and address.
+    fn server(&self, home: &Path, database: Option<&str>, i: usize, slots: usize) -> Result<(Process, String)> {
         let mut child = self
-            .command(home.path())
-            .args(["server", "--port", "0"])
-            .args(extra)
+            .command(home, database)
+            .args(["server", "--port", "0", "--workers", &slots.to_string()])
             .stdout(Stdio::piped())
-            .stderr(Self::stderr_log(home.path(), "server")?)
+            .stderr(Self::stderr_log(home, &format!("server{i}"))?)
             .spawn()
             .context("starting sluice server")?;
         let stdout = child.stdout.take().unwrap();
@@ -166,35 +296,22 @@ impl Bench {
             .with_context(|| format!("no address in {first:?}"))?
             .to_string();
         std::thread::spawn(move || for _ in lines {});
-        let token = std::fs::read_to_string(home.path().join("admin-token")).context("reading the admin token")?;
-        Ok(Server { process, address, token: token.trim().to_string(), home })
+        Ok((process, address))
     }
 
-    fn worker(&self, server: &Server, name: &str) -> Result<Process> {
-        let child = self
-            .command(server.home.path())
-            .args(["worker", "--api", &format!("http://{}", server.address), "--name", name])
-            .env("SLUICE_API_TOKEN", &server.token)
-            .stdout(Stdio::null())
-            .stderr(Self::stderr_log(server.home.path(), "worker")?)
-            .spawn()
-            .context("starting sluice worker")?;
-        Ok(Process { child })
-    }
-
-    async fn get(&self, server: &Server, path: &str) -> Result<Value> {
-        let url = format!("http://{}/api/v1{path}", server.address);
-        let response = self.client.get(url).bearer_auth(&server.token).send().await?;
+    async fn get(&self, setup: &Setup, server: usize, path: &str) -> Result<Value> {
+        let url = format!("http://{}/api/v1{path}", setup.addresses[server]);
+        let response = self.client.get(url).bearer_auth(&setup.token).send().await?;
         let status = response.status();
         let body: Value = response.json().await?;
         ensure!(status.is_success(), "GET {path}: {status} {body}");
         Ok(body)
     }
 
-    /// Creates a run of deployment `name`; returns its id.
-    async fn create_run(&self, server: &Server, name: &str) -> Result<String> {
-        let url = format!("http://{}/api/v1/deployments/{FLOW}/{name}/runs", server.address);
-        let response = self.client.post(url).bearer_auth(&server.token).send().await?;
+    /// Creates a run of deployment `name` through `server`; returns its id.
+    async fn create_run(&self, setup: &Setup, server: usize, name: &str) -> Result<String> {
+        let url = format!("http://{}/api/v1/deployments/{FLOW}/{name}/runs", setup.addresses[server]);
+        let response = self.client.post(url).bearer_auth(&setup.token).send().await?;
         let status = response.status();
         let body: Value = response.json().await?;
         ensure!(status.as_u16() == 201, "POST run: {status} {body}");
@@ -203,10 +320,10 @@ impl Bench {
 
     /// Polls the run every `LATENCY_POLL` until it is Completed; returns the
     /// last inspection (`{"flow_run", "states", …}`).
-    async fn wait_completed(&self, server: &Server, id: &str) -> Result<Value> {
+    async fn wait_completed(&self, setup: &Setup, server: usize, id: &str) -> Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let run = self.get(server, &format!("/flow-runs/{id}")).await?;
+            let run = self.get(setup, server, &format!("/flow-runs/{id}")).await?;
             match run["flow_run"]["state"].as_str() {
                 Some("Completed") => return Ok(run),
                 Some(state) if NOT_SUCCESS.contains(&state) => bail!("run {id} ended {state}: {run}"),
@@ -217,12 +334,12 @@ impl Bench {
         }
     }
 
-    /// One run, start to end; returns the client-observed time.
-    async fn one_run(&self, server: &Server, name: &str) -> Result<(Duration, Value)> {
+    /// One run through `server`, start to end; returns the client-observed time.
+    async fn one_run(&self, setup: &Setup, server: usize, name: &str) -> Result<Duration> {
         let start = Instant::now();
-        let id = self.create_run(server, name).await?;
-        let run = self.wait_completed(server, &id).await?;
-        Ok((start.elapsed(), run))
+        let id = self.create_run(setup, server, name).await?;
+        self.wait_completed(setup, server, &id).await?;
+        Ok(start.elapsed())
     }
 }
 
@@ -248,11 +365,17 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-fn stats(mut values: Vec<f64>) -> (f64, f64, f64) {
+fn stats(values: &[f64]) -> (f64, f64, f64) {
+    let mut values = values.to_vec();
     values.sort_by(f64::total_cmp);
     (percentile(&values, 0.5), percentile(&values, 0.9), percentile(&values, 0.99))
 }
 
+fn median(values: &[f64]) -> f64 {
+    stats(values).0
+}
+
+#[derive(Default)]
 struct Latency {
     client: Vec<f64>,
     server: Vec<f64>,
@@ -262,20 +385,14 @@ struct Latency {
     to_completed: Vec<f64>,
 }
 
-async fn latency(bench: &Bench, server: &Server, name: &str, runs: usize) -> Result<Latency> {
-    let mut l = Latency {
-        client: vec![],
-        server: vec![],
-        post: vec![],
-        to_pending: vec![],
-        to_running: vec![],
-        to_completed: vec![],
-    };
-    for _ in 0..runs {
+/// `runs` runs of deployment `name`, one at a time, alternating servers.
+async fn latency(bench: &Bench, setup: &Setup, name: &str, runs: usize, l: &mut Latency) -> Result<()> {
+    for i in 0..runs {
+        let server = i % setup.addresses.len();
         let start = Instant::now();
-        let id = bench.create_run(server, name).await?;
+        let id = bench.create_run(setup, server, name).await?;
         l.post.push(start.elapsed().as_secs_f64() * 1e3);
-        let run = bench.wait_completed(server, &id).await?;
+        let run = bench.wait_completed(setup, server, &id).await?;
         l.client.push(start.elapsed().as_secs_f64() * 1e3);
         let created = time_of(&run["flow_run"]["created"])?;
         let ended = time_of(&run["flow_run"]["ended"])?;
@@ -285,26 +402,27 @@ async fn latency(bench: &Bench, server: &Server, name: &str, runs: usize) -> Res
         l.to_running.push(ms(running - pending));
         l.to_completed.push(ms(ended - running));
     }
-    Ok(l)
+    Ok(())
 }
 
 struct Throughput {
-    runs: usize,
     posted_s: f64,
     wall_s: f64,
     server_span_s: f64,
 }
 
-async fn throughput(bench: &Bench, server: &Server, runs: usize) -> Result<Throughput> {
+/// `runs` trivial runs from `CLIENTS` client tasks, client `c` on server `c % servers`.
+async fn throughput(bench: &Bench, setup: &Setup, runs: usize) -> Result<Throughput> {
     let start = Instant::now();
     let start_wall = Utc::now();
     let per_client = runs.div_ceil(CLIENTS);
     let mut posts = Vec::new();
     for c in 0..CLIENTS {
         let n = per_client.min(runs.saturating_sub(c * per_client));
+        let server = c % setup.addresses.len();
         posts.push(async move {
             for _ in 0..n {
-                bench.create_run(server, "trivial").await?;
+                bench.create_run(setup, server, "trivial").await?;
             }
             anyhow::Ok(())
         });
@@ -318,7 +436,7 @@ async fn throughput(bench: &Bench, server: &Server, runs: usize) -> Result<Throu
     let deadline = Instant::now() + Duration::from_secs(600);
     'poll: loop {
         for state in NOT_DONE {
-            let found = bench.get(server, &format!("/flow-runs?state={state}&limit=1")).await?;
+            let found = bench.get(setup, 0, &format!("/flow-runs?state={state}&limit=1")).await?;
             if !found.as_array().context("a list")?.is_empty() {
                 ensure!(Instant::now() < deadline, "runs still {state} after 600 s");
                 tokio::time::sleep(THROUGHPUT_POLL).await;
@@ -329,17 +447,17 @@ async fn throughput(bench: &Bench, server: &Server, runs: usize) -> Result<Throu
     }
     let wall_s = start.elapsed().as_secs_f64();
     for state in NOT_SUCCESS {
-        let found = bench.get(server, &format!("/flow-runs?state={state}&limit=1000")).await?;
+        let found = bench.get(setup, 0, &format!("/flow-runs?state={state}&limit=1000")).await?;
         ensure!(found.as_array().context("a list")?.is_empty(), "some runs ended {state}: {found}");
     }
-    // The newest 1000 runs by creation hold the last to end (runs are taken FIFO).
-    let completed = bench.get(server, "/flow-runs?state=Completed&limit=1000").await?;
+    // None is left unfinished and none failed: every run is Completed. The
+    // newest 1000 by creation hold the last to end (runs are taken FIFO).
+    let completed = bench.get(setup, 0, "/flow-runs?state=Completed&limit=1000").await?;
     let completed = completed.as_array().context("a list")?;
-    // `runs` plus the warm-up run.
-    ensure!(completed.len() == (runs + 1).min(1000), "{} runs Completed of {}", completed.len(), runs + 1);
+    ensure!(completed.len() >= runs.min(1000), "{} runs Completed of {runs}", completed.len());
     let last_end = completed.iter().map(|r| time_of(&r["ended"])).collect::<Result<Vec<_>>>()?.into_iter().max();
     let server_span_s = last_end.map_or(f64::NAN, |end| ms(end - start_wall) / 1e3);
-    Ok(Throughput { runs, posted_s, wall_s, server_span_s })
+    Ok(Throughput { posted_s, wall_s, server_span_s })
 }
 
 /// Awaits futures concurrently on this task (they borrow the bench, so they
@@ -367,8 +485,174 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
+fn rotated<T: Copy>(items: &[T], k: usize) -> Vec<T> {
+    let k = k % items.len().max(1);
+    items[k..].iter().chain(&items[..k]).copied().collect()
+}
+
+const SQLITE: Database = Database::Sqlite;
+const POSTGRES: Database = Database::Postgres;
+const POSTGRES_ASYNC: Database = Database::PostgresAsyncCommit;
+
+fn plan(database: Database, servers: usize, workers: Workers) -> Plan {
+    Plan { database, servers, workers }
+}
+
+fn latency_plans(quick: bool) -> Vec<Plan> {
+    let (embedded, attached) = (Workers::Embedded(4), Workers::Attached(4));
+    if quick {
+        return vec![plan(SQLITE, 1, embedded), plan(POSTGRES, 1, embedded), plan(POSTGRES, 2, attached)];
+    }
+    vec![
+        plan(SQLITE, 1, embedded),
+        plan(POSTGRES, 1, embedded),
+        plan(POSTGRES_ASYNC, 1, embedded),
+        plan(SQLITE, 1, attached),
+        plan(POSTGRES, 1, attached),
+        plan(POSTGRES, 2, attached),
+        plan(POSTGRES_ASYNC, 2, attached),
+    ]
+}
+
+fn throughput_plans(quick: bool) -> Vec<Plan> {
+    let (embedded, attached) = (Workers::Embedded(8), Workers::Attached(8));
+    if quick {
+        return vec![plan(SQLITE, 1, embedded), plan(POSTGRES, 2, attached)];
+    }
+    vec![
+        plan(SQLITE, 1, embedded),
+        plan(POSTGRES, 1, embedded),
+        plan(POSTGRES_ASYNC, 1, embedded),
+        plan(POSTGRES, 2, embedded),
+        plan(POSTGRES_ASYNC, 2, embedded),
+        plan(SQLITE, 1, attached),
+        plan(POSTGRES, 2, attached),
+        plan(POSTGRES_ASYNC, 2, attached),
+    ]
+}
+
+async fn latency_section(bench: &Bench, options: &Options) -> Result<()> {
+    let mut setups = Vec::new();
+    for plan in latency_plans(options.quick) {
+        setups.push(bench.start(plan).await?);
+    }
+    let mut results: Vec<[Latency; 2]> = setups.iter().map(|_| Default::default()).collect();
+    let order: Vec<usize> = (0..setups.len()).collect();
+    for round in 0..options.latency_rounds {
+        for i in rotated(&order, round) {
+            for (flow, name) in ["trivial", "one-task"].into_iter().enumerate() {
+                latency(bench, &setups[i], name, options.latency_runs_per_round, &mut results[i][flow]).await?;
+            }
+        }
+    }
+    // Per task through the whole process: a flow of MANY_TASKS tasks, from its Running to its Completed.
+    let mut per_task: Vec<Vec<f64>> = setups.iter().map(|_| Vec::new()).collect();
+    for round in 0..options.per_task_rounds {
+        for i in rotated(&order, round) {
+            let id = bench.create_run(&setups[i], 0, "many").await?;
+            let run = bench.wait_completed(&setups[i], 0, &id).await?;
+            let running = state_time(&run, "Running")?;
+            let ended = time_of(&run["flow_run"]["ended"])?;
+            per_task[i].push(ms(ended - running) * 1e3 / f64::from(options.many_tasks));
+        }
+    }
+    let n = options.latency_rounds * options.latency_runs_per_round;
+    println!("\n### Deployment run latency: POST until a GET reads `Completed`, one run at a time ({n} runs each)\n");
+    println!(
+        "| setup | flow | median ms | p90 | p99 | server's record, median ms | POST rtt | created→Pending | \
+         Pending→Running | Running→Completed |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (setup, by_flow) in setups.iter().zip(&results) {
+        for (flow, l) in ["count=0", "count=1"].iter().zip(by_flow) {
+            let (p50, p90, p99) = stats(&l.client);
+            println!(
+                "| {} | {flow} | {p50:.2} | {p90:.2} | {p99:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                setup.label,
+                median(&l.server),
+                median(&l.post),
+                median(&l.to_pending),
+                median(&l.to_running),
+                median(&l.to_completed)
+            );
+        }
+    }
+    println!(
+        "\n### Per task through the server: a run of {} trivial tasks in sequence, Running → Completed \
+         as recorded ({} runs each)\n",
+        options.many_tasks, options.per_task_rounds
+    );
+    println!("| setup | median µs/task | each run |\n| --- | ---: | --- |");
+    for (setup, values) in setups.iter().zip(&per_task) {
+        let each = values.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ");
+        println!("| {} | {:.1} | {each} |", setup.label, median(values));
+    }
+    Ok(())
+}
+
+async fn throughput_section(bench: &Bench, options: &Options) -> Result<()> {
+    let mut setups = Vec::new();
+    for plan in throughput_plans(options.quick) {
+        setups.push(bench.start(plan).await?);
+    }
+    let mut results: Vec<Vec<Throughput>> = setups.iter().map(|_| Vec::new()).collect();
+    let order: Vec<usize> = (0..setups.len()).collect();
+    for rep in 0..options.throughput_reps {
+        for i in rotated(&order, rep) {
+            settle().await;
+            let t = throughput(bench, &setups[i], options.throughput_runs).await?;
+            eprintln!(
+                "throughput rep {rep} {}: {:.0} runs/s",
+                setups[i].label,
+                options.throughput_runs as f64 / t.wall_s
+            );
+            results[i].push(t);
+        }
+    }
+    let runs = options.throughput_runs;
+    println!("\n### Throughput: {runs} trivial runs from {CLIENTS} concurrent clients, until all are `Completed`\n");
+    println!(
+        "| setup | reps | runs/s, median | each rep | POSTs done, median s | all Completed, median s | server span, median s | server RSS after, MB |"
+    );
+    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+    for (setup, ts) in setups.iter().zip(&results) {
+        let rates: Vec<f64> = ts.iter().map(|t| runs as f64 / t.wall_s).collect();
+        let each = rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+        let rss = setup.servers.iter().map(|s| s.rss_mb().map(|m| format!("{m:.1}"))).collect::<Result<Vec<_>>>()?;
+        println!(
+            "| {} | {} | {:.0} | {each} | {:.2} | {:.2} | {:.2} | {} |",
+            setup.label,
+            ts.len(),
+            median(&rates),
+            median(&ts.iter().map(|t| t.posted_s).collect::<Vec<_>>()),
+            median(&ts.iter().map(|t| t.wall_s).collect::<Vec<_>>()),
+            median(&ts.iter().map(|t| t.server_span_s).collect::<Vec<_>>()),
+            rss.join(" + ")
+        );
+    }
+    Ok(())
+}
+
+async fn memory_section(bench: &Bench) -> Result<()> {
+    let server = bench.start(plan(SQLITE, 1, Workers::Embedded(4))).await?;
+    settle().await;
+    let rss_server_idle = server.servers[0].rss_mb()?;
+    drop(server);
+    let server = bench.start(plan(SQLITE, 1, Workers::Attached(4))).await?;
+    settle().await;
+    let rss_server_no_worker = server.servers[0].rss_mb()?;
+    let rss_worker_after = server.workers[0].rss_mb()?;
+    println!("\n### Memory (VmRSS, MB; SQLite)\n");
+    println!("| process | MB |\n| --- | ---: |");
+    println!("| `sluice server`, idle after startup + 1 run | {rss_server_idle:.1} |");
+    println!("| `sluice server --workers 0`, idle after 1 run on an attached worker | {rss_server_no_worker:.1} |");
+    println!("| `sluice worker`, idle after 1 run | {rss_worker_after:.1} |");
+    Ok(())
+}
+
 async fn main_async(options: Options) -> Result<()> {
     let bench = Bench {
+        many_tasks: options.many_tasks,
         binary: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
         component: component_path(),
         cache: tempfile::tempdir()?,
@@ -376,92 +660,13 @@ async fn main_async(options: Options) -> Result<()> {
     };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "sluice server bench: bench_flow.wasm `{FLOW}`, {cpus} CPUs shared by client and server{}",
+        "sluice server bench: bench_flow.wasm `{FLOW}`, {cpus} CPUs shared by client, servers, workers and \
+         PostgreSQL{}",
         if options.quick { " (--quick)" } else { "" }
     );
-
-    // 1. Latency, default embedded worker (4 slots).
-    let server = bench.server(&[], &[("trivial", 0), ("one-task", 1)])?;
-    let (cold, _) = bench.one_run(&server, "trivial").await?;
-    settle().await;
-    let rss_server_idle = server.process.rss_mb()?;
-    bench.one_run(&server, "one-task").await?;
-    let trivial = latency(&bench, &server, "trivial", options.latency_runs).await?;
-    let one_task = latency(&bench, &server, "one-task", options.latency_runs).await?;
-    settle().await;
-    let rss_server_after_latency = server.process.rss_mb()?;
-    drop(server);
-
-    // 2. Throughput.
-    let mut throughputs = Vec::new();
-    let mut rss_after_throughput = Vec::new();
-    for workers in ["2", "8"] {
-        let server = bench.server(&["--workers", workers], &[("trivial", 0)])?;
-        bench.one_run(&server, "trivial").await?;
-        let t = throughput(&bench, &server, options.throughput_runs).await?;
-        settle().await;
-        rss_after_throughput.push((workers, server.process.rss_mb()?));
-        throughputs.push((workers, t));
-    }
-
-    // 3. A separate worker process against a server without an embedded one.
-    let server = bench.server(&["--workers", "0"], &[("trivial", 0)])?;
-    let worker = bench.worker(&server, "w")?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let rss_server_no_worker = server.process.rss_mb()?;
-    let rss_worker_idle = worker.rss_mb()?;
-    let (remote, _) = bench.one_run(&server, "trivial").await?;
-    settle().await;
-    let rss_worker_after = worker.rss_mb()?;
-    drop(worker);
-    drop(server);
-
-    // The table.
-    let n = options.latency_runs;
-    println!("\nlatency, one run at a time (ms)              runs   median      p90      p99");
-    for (label, l) in [("count=0", &trivial), ("count=1", &one_task)] {
-        for (view, values) in [("client POST -> GET sees Completed", &l.client), ("server ended - created", &l.server)]
-        {
-            let (p50, p90, p99) = stats(values.clone());
-            println!("  {label} {view:<34} {n:>4} {p50:>8.2} {p90:>8.2} {p99:>8.2}");
-        }
-    }
-    for (label, l) in [("count=0", &trivial), ("count=1", &one_task)] {
-        let med = |v: &Vec<f64>| stats(v.clone()).0;
-        println!(
-            "  {label} medians: POST rtt {:.2} | created->Pending {:.2} | Pending->Running {:.2} | Running->Completed {:.2}",
-            med(&l.post),
-            med(&l.to_pending),
-            med(&l.to_running),
-            med(&l.to_completed)
-        );
-    }
-    println!(
-        "  first run of a fresh server process: {:.1} ms (code already compiled by `sluice deploy`)",
-        cold.as_secs_f64() * 1e3
-    );
-    println!("  one run on a separate `sluice worker`: {:.1} ms (client-observed)", remote.as_secs_f64() * 1e3);
-    println!("\nthroughput, {CLIENTS} client tasks   runs   POSTs done s   all Completed s   runs/s   (server span s)");
-    for (workers, t) in &throughputs {
-        println!(
-            "  --workers {workers:<19} {:>5} {:>14.2} {:>17.2} {:>8.0}   ({:.2})",
-            t.runs,
-            t.posted_s,
-            t.wall_s,
-            t.runs as f64 / t.wall_s,
-            t.server_span_s
-        );
-    }
-    println!("\nmemory (VmRSS, MB)");
-    println!("  sluice server, idle after startup + 1 run   {rss_server_idle:>7.1}");
-    println!("  sluice server, after {:>4} latency runs      {rss_server_after_latency:>7.1}", 2 * n + 2);
-    for (workers, rss) in &rss_after_throughput {
-        println!("  sluice server --workers {workers}, after {:>5} runs {rss:>6.1}", options.throughput_runs + 1);
-    }
-    println!("  sluice server --workers 0, idle              {rss_server_no_worker:>7.1}");
-    println!("  sluice worker, idle                         {rss_worker_idle:>7.1}");
-    println!("  sluice worker, after 1 run                  {rss_worker_after:>7.1}");
-    Ok(())
+    latency_section(&bench, &options).await?;
+    throughput_section(&bench, &options).await?;
+    memory_section(&bench).await
 }
 
 fn main() -> Result<()> {

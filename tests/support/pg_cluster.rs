@@ -4,10 +4,12 @@
 //! a database per caller. It stops however the process ends: a guard
 //! process holds a pipe from this one, and when the pipe closes (exit,
 //! panic, or kill -9 of the test) it stops the server and deletes the
-//! folder. Shared by the store suite (`runtime/src/store`) and the tests in
-//! `tests/`; it needs only std and tempfile. [`Cluster::start_on`] starts
-//! one more cluster that also listens on TCP inside a network namespace, for
-//! the multi-host test.
+//! folder. Shared by the store suite (`runtime/src/store`), the tests in
+//! `tests/` and the benchmarks (`runtime/benches`); it needs only std and
+//! tempfile. Tests run it with nothing waiting for the disk; benchmarks
+//! with PostgreSQL's default durability (`Cluster::durable`).
+//! [`Cluster::start_on`] starts one more cluster that also listens on TCP
+//! inside a network namespace, for the multi-host test.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +26,18 @@ pub struct Cluster {
     /// Closing its stdin (when this process ends) stops the server.
     _guard: Child,
     databases: AtomicUsize,
+}
+
+/// What a commit waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Tests: `fsync`, `synchronous_commit` and full-page writes off; a
+    /// crash of the machine may lose the cluster, which lives for one test
+    /// process anyway.
+    Off,
+    /// Benchmarks: PostgreSQL's defaults, as a real deployment runs it
+    /// (every commit flushed to disk before it returns).
+    Defaults,
 }
 
 const PORT: u16 = 5432;
@@ -93,18 +107,14 @@ fn in_netns(command: Command, netns: Option<&str>) -> Command {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
-        Self::start_with(None)
-    }
-
     /// A cluster of the caller's own, also listening on TCP as `tcp` says;
     /// stopped and deleted when dropped (or when this process ends).
     #[allow(dead_code)] // only the multi-host test listens on TCP
     pub fn start_on(tcp: Tcp) -> Cluster {
-        Self::start_with(Some(&tcp))
+        Self::start_with(Some(&tcp), Durability::Off)
     }
 
-    fn start_with(tcp: Option<&Tcp>) -> Cluster {
+    fn start_with(tcp: Option<&Tcp>, durability: Durability) -> Cluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("sluice-pg-").tempdir().expect("a temporary folder").keep();
         let data = dir.join("data");
@@ -141,9 +151,12 @@ impl Cluster {
         }
         let mut pg_ctl = as_server_user(bin.join("pg_ctl"));
         let listen = tcp.map(|tcp| tcp.address.to_string()).unwrap_or_default();
+        let unsafe_speed = match durability {
+            Durability::Off => "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            Durability::Defaults => "",
+        };
         let options = format!(
-            "-c listen_addresses='{listen}' -k {} -p {PORT} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300",
+            "-c listen_addresses='{listen}' -k {} -p {PORT} {unsafe_speed} -c max_connections=300",
             dir.display()
         );
         pg_ctl
@@ -160,7 +173,15 @@ impl Cluster {
     /// The cluster of this process, started on first use.
     pub fn shared() -> &'static Cluster {
         static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-        CLUSTER.get_or_init(Cluster::start)
+        CLUSTER.get_or_init(|| Cluster::start_with(None, Durability::Off))
+    }
+
+    /// A cluster of this process with PostgreSQL's default durability, for
+    /// benchmarks: started on first use, separate from `shared`'s.
+    #[allow(dead_code)] // the benchmarks' only
+    pub fn durable() -> &'static Cluster {
+        static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+        CLUSTER.get_or_init(|| Cluster::start_with(None, Durability::Defaults))
     }
 
     /// Creates an empty database and returns its URL.

@@ -5,16 +5,20 @@
 //! wasmtime's and Prefect's, repetition by repetition. Nothing else is
 //! written to stdout; a failed request answers `{"error": "…"}`.
 //!
-//! Requests (`system` is `sluice`, `sluice-memory`, `wasmtime` or `wasmtime-sync`):
+//! Requests (`system` is `sluice`, `sluice-postgres`, `sluice-memory`, `wasmtime` or `wasmtime-sync`):
 //! - `{"op": "tasks", "system": S, "n": N}`: one flow calling N trivial tasks in sequence;
 //! - `{"op": "map", "system": S, "n": N}`: N trivial tasks submitted at once;
-//! - `{"op": "latency", "n": K}`: K deployment runs through a `sluice server`'s API, one at a time;
+//! - `{"op": "latency", "n": K, "backend": "sqlite" | "postgres"}`: K deployment runs through a
+//!   `sluice server`'s API, one at a time;
 //! - `{"op": "cold", "component": "bench" | "python"}`: first run on a fresh host, then a warm one;
 //! - `{"op": "memory", "concurrent": K}`: resident memory of idle processes and per running flow;
 //! - `{"op": "scale", "task_runs": N, "tasks_per_run": T, "reps": R}`: history queries on N task runs.
 
 mod cold;
 mod memory;
+#[path = "../../../tests/support/pg_cluster.rs"]
+#[allow(dead_code)] // what the tests use of it
+mod pg_cluster;
 mod processes;
 mod scale;
 mod server;
@@ -47,11 +51,12 @@ fn sluice_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
 
-/// What stays alive between requests: the loaded program and its store, and the server used for latency.
+/// What stays alive between requests: the loaded program and its stores,
+/// and the servers used for latency (SQLite's, PostgreSQL's).
 #[derive(Default)]
 struct Driver {
     in_process: Option<tasks::InProcess>,
-    latency: Option<server::LatencyServer>,
+    latency: [Option<server::LatencyServer>; 2],
 }
 
 impl Driver {
@@ -73,10 +78,16 @@ impl Driver {
                 }
             }
             "latency" => {
-                if self.latency.is_none() {
-                    self.latency = Some(server::LatencyServer::start().await?);
+                let postgres = match request["backend"].as_str().unwrap_or("sqlite") {
+                    "sqlite" => false,
+                    "postgres" => true,
+                    other => bail!("unknown backend {other:?}: sqlite or postgres"),
+                };
+                let server = &mut self.latency[usize::from(postgres)];
+                if server.is_none() {
+                    *server = Some(server::LatencyServer::start(postgres).await?);
                 }
-                self.latency.as_ref().unwrap().runs(number("n")? as usize).await
+                server.as_ref().unwrap().runs(number("n")? as usize).await
             }
             "cold" => cold::cold(request["component"].as_str().unwrap_or("bench")),
             "memory" => memory::memory(number("concurrent")? as usize).await,

@@ -57,6 +57,8 @@ pub struct Server {
     pub process: Process,
     pub url: String,
     pub home: tempfile::TempDir,
+    /// `SLUICE_DATABASE_URL` of the server and its commands, if set.
+    database: Option<String>,
     /// The admin token the server made on its first start: every call sends it.
     token: String,
     client: reqwest::Client,
@@ -65,7 +67,21 @@ pub struct Server {
 impl Server {
     /// Deploys each `(flow, name, parameters)` and starts `sluice server --port 0 EXTRA…`.
     pub fn start(extra: &[&str], deployments: &[(&str, &str, &str)]) -> Result<Self> {
+        Self::start_on(None, extra, deployments)
+    }
+
+    /// As `start`, with its state in the database at `database` (a
+    /// `postgres://` URL), or where the caller's environment says when `None`.
+    pub fn start_on(database: Option<&str>, extra: &[&str], deployments: &[(&str, &str, &str)]) -> Result<Self> {
         let home = tempfile::tempdir()?;
+        let database = database.map(str::to_string);
+        let sluice = |home: &Path| {
+            let mut command = sluice(home);
+            if let Some(url) = &database {
+                command.env(sluice::store::DATABASE_URL_VARIABLE, url);
+            }
+            command
+        };
         let component = crate::component("bench_flow.wasm")?;
         for (flow, name, params) in deployments {
             run(sluice(home.path())
@@ -96,13 +112,17 @@ impl Server {
         let token = token.trim().to_string();
         let headers = sluice::client::bearer_headers(Some(&token))?;
         let client = reqwest::Client::builder().no_proxy().default_headers(headers).build()?;
-        Ok(Self { process, url, home, token, client })
+        Ok(Self { process, url, home, database, token, client })
     }
 
     /// A `sluice worker` against this server.
     pub fn worker(&self, extra: &[&str]) -> Result<Process> {
         let stderr = std::fs::File::create(self.home.path().join("worker.stderr"))?;
-        let child = sluice(self.home.path())
+        let mut command = sluice(self.home.path());
+        if let Some(url) = &self.database {
+            command.env(sluice::store::DATABASE_URL_VARIABLE, url);
+        }
+        let child = command
             .args(["worker", "--api", &self.url, "--name", "bench-worker"])
             .env("SLUICE_API_TOKEN", &self.token)
             .args(extra)

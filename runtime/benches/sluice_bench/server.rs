@@ -1,8 +1,9 @@
 //! Deployment run latency: a trivial run (the `sequential` flow with no
 //! task) created through `sluice server`'s API, timed from the POST until a
 //! GET reads `Completed`, one run at a time, on a server with its default
-//! embedded worker. The server lives across requests, so the orchestrator
-//! can interleave blocks of runs with Prefect's.
+//! embedded worker, its state in SQLite or in PostgreSQL (a database of
+//! this process's durable cluster). The server lives across requests, so
+//! the orchestrator can interleave blocks of runs with Prefect's.
 
 use crate::processes::Server;
 use anyhow::{Context, Result};
@@ -21,9 +22,10 @@ fn time_of(value: &Value) -> Result<DateTime<Utc>> {
 }
 
 impl LatencyServer {
-    /// Starts the server and runs the deployment once (not counted).
-    pub async fn start() -> Result<Self> {
-        let server = Server::start(&[], &[("sequential", "trivial", r#"{"count": 0}"#)])?;
+    /// Starts the server (on PostgreSQL when `postgres`) and runs the deployment once (not counted).
+    pub async fn start(postgres: bool) -> Result<Self> {
+        let database = postgres.then(|| crate::pg_cluster::Cluster::durable().new_database());
+        let server = Server::start_on(database.as_deref(), &[], &[("sequential", "trivial", r#"{"count": 0}"#)])?;
         let this = Self { server };
         this.runs(1).await?;
         Ok(this)

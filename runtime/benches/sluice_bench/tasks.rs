@@ -1,6 +1,9 @@
 //! Per-task overhead in one process, on the same component
 //! (`bench_flow.wasm`): Sluice's runner with every state committed to
-//! SQLite (`sluice`) or kept in memory (`sluice-memory`), and the physical
+//! SQLite (`sluice`), to PostgreSQL (`sluice-postgres`: a cluster this
+//! process starts, with PostgreSQL's default durability; and
+//! `sluice-postgres-async`: the same with `synchronous_commit=off` in the
+//! URL) or kept in memory (`sluice-memory`), and the physical
 //! limit, instantiate + call of the task export from the same
 //! `InstancePre` with nothing recorded, on wasmtime's async support as
 //! Sluice runs guests (`wasmtime`) and without it (`wasmtime-sync`).
@@ -23,12 +26,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The loaded bench component, its store (SQLite, or the database
-/// `SLUICE_DATABASE_URL` names) and the sync baseline.
+/// `SLUICE_DATABASE_URL` names), its PostgreSQL stores (commits flushed, and
+/// `synchronous_commit=off`; opened on first use) and the sync baseline.
 pub struct InProcess {
     program: Arc<Program>,
     store: Arc<dyn Backend>,
+    postgres: [tokio::sync::OnceCell<Arc<dyn Backend>>; 2],
     sync: Baseline,
-    _db: tempfile::TempDir,
+    db: tempfile::TempDir,
 }
 
 /// A host that records nothing: all that raw instantiate + call needs.
@@ -60,7 +65,7 @@ impl InProcess {
         let sync = Baseline::new(sandbox.engine(), &bytes);
         let db = tempfile::tempdir()?;
         let store = sluice::store::open(db.path())?;
-        let this = Self { program, store, sync, _db: db };
+        let this = Self { program, store, postgres: Default::default(), sync, db };
         this.sequential("sluice-memory", 100).await?;
         Ok(this)
     }
@@ -68,7 +73,9 @@ impl InProcess {
     /// The `sequential` flow with `n` tasks, or `n` plain calls.
     pub async fn sequential(&self, system: &str, n: u32) -> Result<Value> {
         match system {
-            "sluice" => self.durable("sequential", n).await,
+            "sluice" => self.durable(&self.store, "sequential", n).await,
+            "sluice-postgres" => self.durable(self.postgres(false).await?, "sequential", n).await,
+            "sluice-postgres-async" => self.durable(self.postgres(true).await?, "sequential", n).await,
             "sluice-memory" => self.in_memory("sequential", n).await,
             "wasmtime" => {
                 let start = Instant::now();
@@ -78,14 +85,20 @@ impl InProcess {
                 Ok(json!({ "wall_s": seconds(start.elapsed()) }))
             }
             "wasmtime-sync" => Ok(json!({ "wall_s": seconds(self.sync.run(n)) })),
-            other => bail!("unknown system {other:?}: sluice, sluice-memory, wasmtime or wasmtime-sync"),
+            other => {
+                bail!(
+                    "unknown system {other:?}: sluice, sluice-postgres, sluice-postgres-async, sluice-memory, wasmtime or wasmtime-sync"
+                )
+            }
         }
     }
 
     /// The `parallel` flow (`n` tasks submitted at once), or `n` concurrent plain calls.
     pub async fn map(&self, system: &str, n: u32) -> Result<Value> {
         match system {
-            "sluice" => self.durable("parallel", n).await,
+            "sluice" => self.durable(&self.store, "parallel", n).await,
+            "sluice-postgres" => self.durable(self.postgres(false).await?, "parallel", n).await,
+            "sluice-postgres-async" => self.durable(self.postgres(true).await?, "parallel", n).await,
             "sluice-memory" => self.in_memory("parallel", n).await,
             "wasmtime" => {
                 let start = Instant::now();
@@ -100,23 +113,39 @@ impl InProcess {
                 }
                 Ok(json!({ "wall_s": seconds(start.elapsed()) }))
             }
-            other => bail!("unknown system {other:?} for map: sluice, sluice-memory or wasmtime"),
+            other => bail!(
+                "unknown system {other:?} for map: sluice, sluice-postgres, sluice-postgres-async, sluice-memory or wasmtime"
+            ),
         }
     }
 
-    /// Every state committed to SQLite: `wall_s` until the flow returns,
+    /// The store on a database of this process's durable PostgreSQL
+    /// cluster; its sessions with `synchronous_commit=off` if `async_commit`.
+    async fn postgres(&self, async_commit: bool) -> Result<&Arc<dyn Backend>> {
+        self.postgres[usize::from(async_commit)]
+            .get_or_try_init(|| async {
+                let mut url = crate::pg_cluster::Cluster::durable().new_database();
+                if async_commit {
+                    url.push_str("?options=-c%20synchronous_commit%3Doff");
+                }
+                anyhow::Ok(sluice::store::open_url(&url, self.db.path())?)
+            })
+            .await
+    }
+
+    /// Every state committed to `store`: `wall_s` until the flow returns,
     /// `recorded_s` until the last of its records is committed.
-    async fn durable(&self, flow: &str, n: u32) -> Result<Value> {
-        let runner = Runner::new(self.program.clone(), self.store.clone(), self.store.clone(), RunSettings::default());
+    async fn durable(&self, store: &Arc<dyn Backend>, flow: &str, n: u32) -> Result<Value> {
+        let runner = Runner::new(self.program.clone(), store.clone(), store.clone(), RunSettings::default());
         let id = RunId::new();
         let start = Instant::now();
         let outcome = runner.run(id, "bench".into(), flow, &json!({ "count": n })).await;
         let wall = start.elapsed();
-        self.store.flush().await;
+        store.flush().await;
         let recorded = start.elapsed();
         ensure!(outcome.state.is_success(), "the {flow} flow failed: {outcome:?}");
         // Checked after the clock stops: every task run is in the database, finished.
-        let task_runs = self.store.task_runs(&id.to_string())?;
+        let task_runs = store.task_runs(&id.to_string())?;
         ensure!(task_runs.len() == n as usize, "{} task runs recorded, {n} expected", task_runs.len());
         Ok(json!({ "wall_s": seconds(wall), "recorded_s": seconds(recorded) }))
     }
