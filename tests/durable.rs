@@ -259,3 +259,24 @@ fn parallel_cached_and_subflow_calls_replay_and_flow_code_reads_the_same_clock_a
     assert_eq!(seen.len(), 2, "one line per attempt: {seen:?}");
     assert_eq!(seen[0], seen[1], "a replayed flow reads the clock and randomness its first attempt read");
 }
+
+#[test]
+fn sluice_run_without_a_server_follows_the_flow_retries_of_its_deployment() {
+    let sluice = Sluice::new();
+    let counter = Counter::start();
+    deploy(
+        &sluice,
+        &counter,
+        "steps",
+        "local",
+        &["--param", "count=20", "--param", "fail_at=10", "--flow-retries", "1"],
+    );
+    let output = sluice.run(&["run", "steps/local", "--watch"]);
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Flow retry 1/1"), "{stdout}");
+    assert!(stdout.contains("finished in state Completed"), "{stdout}");
+    for i in 0..20 {
+        assert_eq!(counter.count(&format!("step-{i}")), if i == 10 { 2 } else { 1 }, "executions of step {i}");
+    }
+}
