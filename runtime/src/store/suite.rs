@@ -451,13 +451,18 @@ async fn the_journal_holds_every_positioned_call_of_a_run_tree_and_a_retry_reope
 async fn runs_a_worker_never_heard_it_took_go_back_to_the_queue_and_a_resent_state_is_known() {
     for (_dir, open) in backends() {
         let store = open();
-        let (unheard, listed) = (RunId::new(), RunId::new());
         let now = Utc::now();
-        for id in [unheard, listed] {
-            store.record(&flow_run(id, &format!("run-{id}")));
-            store.record(&state(id, RunKind::Flow, StateType::Scheduled, None));
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            for event in due_run("default", now - chrono::Duration::seconds(1)) {
+                if let Event::FlowRunCreated(run) = &event {
+                    ids.push(run.id);
+                }
+                store.record(&event);
+            }
         }
         store.flush().await;
+        let (unheard, listed) = (ids[0], ids[1]);
         let claim = Claim { tenant: None, now, pool: None, queues: &[], deployment: None, limit: 10, taker: "w" };
         assert_eq!(store.claim_due(&claim).unwrap().len(), 2);
         let running = [listed.to_string()];
