@@ -3,6 +3,8 @@
 //! answers how many times `key` was hit), so the test sees from the guest's
 //! side which tasks ran again on a retry and which were replayed.
 
+// The hostile-io guest's plain GET: one copy of the wasi:http client for both guests.
+#[path = "../../hostile-io/src/http.rs"]
 mod http;
 
 use sluice_sdk::{Error, Result, flow, log, task, wait_all};
