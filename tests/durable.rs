@@ -280,3 +280,40 @@ fn sluice_run_without_a_server_follows_the_flow_retries_of_its_deployment() {
         assert_eq!(counter.count(&format!("step-{i}")), if i == 10 { 2 } else { 1 }, "executions of step {i}");
     }
 }
+
+#[test]
+fn a_batched_run_killed_mid_sequence_loses_only_a_contiguous_last_batch_and_resumes() {
+    let sluice = Sluice::new();
+    let counter = Counter::start();
+    let extra = ["--param", "count=1000", "--retries", "1", "--durability", "batched"];
+    deploy(&sluice, &counter, "steps", "batched", &extra);
+    let (_server, address) = sluice.server(&["--workers", "0", "--heartbeat-timeout", "2"]);
+    let (_, deployment) = get(&address, "/api/v1/deployments/steps/batched");
+    assert_eq!(deployment["limits"]["durability"], "batched", "{deployment}");
+    let mut first = sluice.worker(&address, "first", &["--heartbeat", "1"]);
+    let id = start(&address, "steps/batched", "");
+    eventually(300, "a few hundred tasks to run", || (counter.total() >= 300).then_some(()));
+    first.child.kill().unwrap(); // SIGKILL, mid-sequence, records in flight
+    first.child.wait().unwrap();
+    let _second = sluice.worker(&address, "second", &["--heartbeat", "1"]);
+
+    let run = wait_for_end(&address, &id, 2, 600);
+    assert_eq!(run["flow_run"]["state"], "Completed", "{}", run["flow_run"]);
+    assert_eq!(run["flow_run"]["result"], steps_total(1000));
+    let mut twice = Vec::new();
+    for i in 0..1000 {
+        match counter.count(&format!("step-{i}")) {
+            1 => {}
+            2 => twice.push(i),
+            n => panic!("step {i} executed {n} times"),
+        }
+    }
+    // What the crash lost is the tail of the record: a run of consecutive
+    // steps, never a gap before steps that stayed recorded.
+    if let (Some(first), Some(last)) = (twice.first(), twice.last()) {
+        assert_eq!(last - first + 1, twice.len(), "the steps run twice are not consecutive: {twice:?}");
+        assert!(twice.len() <= 300, "a batch is milliseconds of records, not {} tasks", twice.len());
+    }
+    let replayed = logs(&address, &id);
+    assert!(replayed.iter().any(|l| l.contains("Attempt 2 replayed")), "{replayed:?}");
+}

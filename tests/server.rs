@@ -249,3 +249,30 @@ fn a_worker_fetches_from_the_shared_store_when_told_and_checks_the_digest() {
     let done = wait_for_state(&address, run["id"].as_str().unwrap(), "Completed", 30);
     assert_eq!(done["flow_run"]["claimed_by"], "shared");
 }
+
+#[test]
+fn keep_runs_deletes_ended_runs_once_they_are_old_enough_and_keeps_running_ones() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);
+    deploy(&sluice, "hostile_flow", "spin_flow", "forever", &[]);
+    let (_server, address) = sluice.server(&["--keep-runs", "3s"]);
+    let (_, spinning) = post(&address, "/api/v1/deployments/spin_flow/forever/runs", "");
+    let spinning = spinning["id"].as_str().unwrap();
+    wait_for_state(&address, spinning, "Running", 30);
+    let (_, done) = post(&address, "/api/v1/deployments/hello/leo/runs", "");
+    let done = done["id"].as_str().unwrap();
+    let completed = wait_for_state(&address, done, "Completed", 30);
+    let ended = completed["flow_run"]["ended"].as_str().unwrap().to_string();
+    let (_, logs) = get(&address, &format!("/api/v1/flow-runs/{done}/logs"));
+    assert_eq!(logs[0]["message"], "Hello Leo!", "the run is there, with its logs, before it expires");
+    eventually(30, "the ended run to be deleted", || {
+        (get(&address, &format!("/api/v1/flow-runs/{done}")).0 == 404).then_some(())
+    });
+    let gone_at = chrono::Utc::now();
+    let ended = chrono::DateTime::parse_from_rfc3339(&ended).unwrap();
+    assert!(gone_at.signed_duration_since(ended).num_milliseconds() >= 3_000, "deleted before it was 3 s old");
+    assert_eq!(run_state(&address, spinning)["flow_run"]["state"], "Running", "a running run is kept");
+    let (_, listed) = get(&address, "/api/v1/flow-runs?limit=100");
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [spinning], "only the running run is listed");
+}

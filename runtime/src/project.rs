@@ -6,6 +6,7 @@
 //! of the code uses (paths made absolute, names unique).
 
 use crate::artifact::Digest;
+use crate::core::deployment::Durability;
 use crate::core::duration::parse_duration;
 use crate::core::grants::{Grants, HostPattern, check_secret_name};
 use crate::core::schedule::Schedule;
@@ -50,7 +51,7 @@ deployments:
     # paused: false
     # pool: default
     # queue: default
-    # limits: {memory_mib: 64, timeout: 10m, concurrency: 1, task_cpu: 1m, run_cpu: 10m}
+    # limits: {memory_mib: 64, timeout: 10m, concurrency: 1, task_cpu: 1m, run_cpu: 10m, durability: strict}
     # grants: {allow_hosts: [api.example.com], secrets: [API_TOKEN]}
 "#;
 
@@ -136,6 +137,8 @@ pub struct Limits {
     pub retries: u32,
     /// Wait before a flow retry.
     pub retry_delay: Option<Duration>,
+    /// When the runs' records are committed (strict when absent).
+    pub durability: Option<Durability>,
 }
 
 /// Reads, parses and resolves the project file at `path`. Relative paths in it are resolved
@@ -206,6 +209,7 @@ fn resolve(written: ProjectFile, base_dir: &Path, file_name: &str) -> Result<Pro
                 run_cpu: limits.run_cpu.map(|cpu| cpu.0),
                 retries: deployment.retries,
                 retry_delay: deployment.retry_delay.map(|delay| delay.0),
+                durability: limits.durability,
             },
             grants: Grants {
                 allow_hosts: grants.allow_hosts.unwrap_or_default().into_iter().map(|host| host.0).collect(),
@@ -328,6 +332,7 @@ struct LimitsFile {
     concurrency: Option<Concurrency>,
     task_cpu: Option<Timeout>,
     run_cpu: Option<Timeout>,
+    durability: Option<Durability>,
 }
 
 #[derive(Default, Deserialize)]
@@ -588,6 +593,16 @@ deployments:
         assert!(message.contains("not a valid secret name"), "{message}");
         let message = parse_text(&one_deployment("    grants: {files: [/etc]}\n")).unwrap_err();
         assert!(message.contains("unknown field `files`"), "{message}");
+    }
+
+    #[test]
+    fn durability_is_read_and_a_wrong_mode_named() {
+        let entry = &parse_text(&one_deployment("    limits: {durability: batched}\n")).unwrap().deployments[0];
+        assert_eq!(entry.limits.durability, Some(Durability::Batched));
+        let entry = &parse_text(&one_deployment("    limits: {}\n")).unwrap().deployments[0];
+        assert_eq!(entry.limits.durability, None);
+        let message = parse_text(&one_deployment("    limits: {durability: lazy}\n")).unwrap_err();
+        assert!(message.contains("unknown variant `lazy`") && message.contains("batched"), "{message}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! wasmtime's and Prefect's, repetition by repetition. Nothing else is
 //! written to stdout; a failed request answers `{"error": "…"}`.
 //!
-//! Requests (`system` is `sluice`, `sluice-postgres`, `sluice-memory`, `wasmtime` or `wasmtime-sync`):
+//! Requests (`system` is `sluice`, `sluice-batched`, `sluice-postgres`, `sluice-memory`, `wasmtime`,
+//! `wasmtime-raw` or `wasmtime-sync`):
 //! - `{"op": "tasks", "system": S, "n": N}`: one flow calling N trivial tasks in sequence;
 //! - `{"op": "map", "system": S, "n": N}`: N trivial tasks submitted at once;
 //! - `{"op": "latency", "n": K, "backend": "sqlite" | "postgres"}`: K deployment runs through a
@@ -20,6 +21,7 @@ mod memory;
 #[allow(dead_code)] // what the tests use of it
 mod pg_cluster;
 mod processes;
+mod raw_baseline;
 mod scale;
 mod server;
 mod sync_baseline;

@@ -52,11 +52,6 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// Compiles `bytes` and links them.
-    pub fn new(engine: &Engine, bytes: &[u8]) -> Self {
-        Self::from_component(engine, &Component::new(engine, bytes).unwrap())
-    }
-
     /// Links a compiled component.
     pub fn from_component(engine: &Engine, component: &Component) -> Self {
         let mut linker = Linker::new(engine);

@@ -1,18 +1,24 @@
 //! Per-task overhead in one process, on the same component
 //! (`bench_flow.wasm`): Sluice's runner with every state committed to
-//! SQLite (`sluice`), to PostgreSQL (`sluice-postgres`: a cluster this
+//! SQLite (`sluice`; `sluice-batched`: the same with the deployment's
+//! `batched` durability, records committed in the background), to PostgreSQL (`sluice-postgres`: a cluster this
 //! process starts, with PostgreSQL's default durability; and
 //! `sluice-postgres-async`: the same with `synchronous_commit=off` in the
 //! URL) or kept in memory (`sluice-memory`), and the physical
-//! limit, instantiate + call of the task export from the same
-//! `InstancePre` with nothing recorded, on wasmtime's async support as
-//! Sluice runs guests (`wasmtime`) and without it (`wasmtime-sync`).
+//! limit: instantiate + call of the task export on a bare linker
+//! (`wasmtime-raw`, see `raw_baseline.rs`; `wasmtime-sync` without
+//! wasmtime's async support), and the same through Sluice's sandbox
+//! (`Program::instantiate`, nothing recorded: `wasmtime`). Every reply
+//! carries `cpu_s`, the process's CPU time over the request: ÷ `wall_s`,
+//! how many cores it kept busy.
 //! `SLUICE_DATABASE_URL` set to a `postgres://` URL measures the durable
 //! side on PostgreSQL instead of SQLite.
 
+use crate::raw_baseline::RawAsync;
 use crate::sync_baseline::Baseline;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
+use sluice::core::deployment::Durability;
 use sluice::core::ids::RunId;
 use sluice::core::record::LogLevel;
 use sluice::runner::{MemoryCache, MemoryRecorder, RunSettings, Runner};
@@ -33,6 +39,7 @@ pub struct InProcess {
     store: Arc<dyn Backend>,
     postgres: [tokio::sync::OnceCell<Arc<dyn Backend>>; 2],
     sync: Baseline,
+    raw: RawAsync,
     db: tempfile::TempDir,
 }
 
@@ -62,18 +69,30 @@ impl InProcess {
         let bytes = std::fs::read(crate::component("bench_flow.wasm")?)?;
         let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::disabled())?;
         let program = Arc::new(sandbox.load(&bytes).await?);
-        let sync = Baseline::new(sandbox.engine(), &bytes);
+        let component = wasmtime::component::Component::new(sandbox.engine(), &bytes)?;
+        let sync = Baseline::from_component(sandbox.engine(), &component);
+        let raw = RawAsync::new(sandbox.engine(), &component)?;
         let db = tempfile::tempdir()?;
         let store = sluice::store::open(db.path())?;
-        let this = Self { program, store, postgres: Default::default(), sync, db };
+        let this = Self { program, store, postgres: Default::default(), sync, raw, db };
         this.sequential("sluice-memory", 100).await?;
         Ok(this)
     }
 
     /// The `sequential` flow with `n` tasks, or `n` plain calls.
     pub async fn sequential(&self, system: &str, n: u32) -> Result<Value> {
+        with_cpu_time(self.sequential_wall(system, n)).await
+    }
+
+    /// The `parallel` flow (`n` tasks submitted at once), or `n` concurrent plain calls.
+    pub async fn map(&self, system: &str, n: u32) -> Result<Value> {
+        with_cpu_time(self.map_wall(system, n)).await
+    }
+
+    async fn sequential_wall(&self, system: &str, n: u32) -> Result<Value> {
         match system {
             "sluice" => self.durable(&self.store, "sequential", n).await,
+            "sluice-batched" => self.durable_as(&self.store, "sequential", n, Durability::Batched).await,
             "sluice-postgres" => self.durable(self.postgres(false).await?, "sequential", n).await,
             "sluice-postgres-async" => self.durable(self.postgres(true).await?, "sequential", n).await,
             "sluice-memory" => self.in_memory("sequential", n).await,
@@ -84,19 +103,20 @@ impl InProcess {
                 }
                 Ok(json!({ "wall_s": seconds(start.elapsed()) }))
             }
+            "wasmtime-raw" => Ok(json!({ "wall_s": seconds(self.raw.sequential(n).await?) })),
             "wasmtime-sync" => Ok(json!({ "wall_s": seconds(self.sync.run(n)) })),
             other => {
                 bail!(
-                    "unknown system {other:?}: sluice, sluice-postgres, sluice-postgres-async, sluice-memory, wasmtime or wasmtime-sync"
+                    "unknown system {other:?}: sluice, sluice-batched, sluice-postgres, sluice-postgres-async, sluice-memory, wasmtime, wasmtime-raw or wasmtime-sync"
                 )
             }
         }
     }
 
-    /// The `parallel` flow (`n` tasks submitted at once), or `n` concurrent plain calls.
-    pub async fn map(&self, system: &str, n: u32) -> Result<Value> {
+    async fn map_wall(&self, system: &str, n: u32) -> Result<Value> {
         match system {
             "sluice" => self.durable(&self.store, "parallel", n).await,
+            "sluice-batched" => self.durable_as(&self.store, "parallel", n, Durability::Batched).await,
             "sluice-postgres" => self.durable(self.postgres(false).await?, "parallel", n).await,
             "sluice-postgres-async" => self.durable(self.postgres(true).await?, "parallel", n).await,
             "sluice-memory" => self.in_memory("parallel", n).await,
@@ -113,8 +133,9 @@ impl InProcess {
                 }
                 Ok(json!({ "wall_s": seconds(start.elapsed()) }))
             }
+            "wasmtime-raw" => Ok(json!({ "wall_s": seconds(self.raw.parallel(n).await?) })),
             other => bail!(
-                "unknown system {other:?} for map: sluice, sluice-postgres, sluice-postgres-async, sluice-memory or wasmtime"
+                "unknown system {other:?} for map: sluice, sluice-batched, sluice-postgres, sluice-postgres-async, sluice-memory, wasmtime or wasmtime-raw"
             ),
         }
     }
@@ -136,7 +157,12 @@ impl InProcess {
     /// Every state committed to `store`: `wall_s` until the flow returns,
     /// `recorded_s` until the last of its records is committed.
     async fn durable(&self, store: &Arc<dyn Backend>, flow: &str, n: u32) -> Result<Value> {
-        let runner = Runner::new(self.program.clone(), store.clone(), store.clone(), RunSettings::default());
+        self.durable_as(store, flow, n, Durability::Strict).await
+    }
+
+    async fn durable_as(&self, store: &Arc<dyn Backend>, flow: &str, n: u32, durability: Durability) -> Result<Value> {
+        let settings = RunSettings { durability, ..RunSettings::default() };
+        let runner = Runner::new(self.program.clone(), store.clone(), store.clone(), settings);
         let id = RunId::new();
         let start = Instant::now();
         let outcome = runner.run(id, "bench".into(), flow, &json!({ "count": n })).await;
@@ -166,6 +192,19 @@ impl InProcess {
         ensure!(events >= n as usize * 4, "only {events} events recorded for {n} tasks");
         Ok(json!({ "wall_s": seconds(wall) }))
     }
+}
+
+/// `work`'s reply with `cpu_s` added: the CPU time the whole process
+/// (every runtime and store thread) spent while it ran.
+async fn with_cpu_time(work: impl std::future::Future<Output = Result<Value>>) -> Result<Value> {
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    let before = cpu();
+    let mut reply = work.await?;
+    reply["cpu_s"] = json!(seconds(cpu().saturating_sub(before)));
+    Ok(reply)
 }
 
 /// One fresh instance and one call of the `noop` task export.

@@ -2,7 +2,7 @@
 
 use super::shared_args::{ParamArgs, ScheduleArgs};
 use super::{CliError, Output, backend};
-use crate::core::deployment::{Grants, Limits};
+use crate::core::deployment::{Durability, Grants, Limits};
 use crate::core::duration::parse_duration;
 use crate::project::{self, ArtifactRef, DeploymentEntry};
 use crate::service::{ArtifactSource, DeployRequest, Deployed};
@@ -91,6 +91,10 @@ pub struct DeployArgs {
     /// Largest parameters, task input or result, in MiB (default 16).
     #[arg(long, value_name = "MIB")]
     payload_limit: Option<u32>,
+    /// strict (default): each task's start is committed before it runs; batched: records are
+    /// committed in the background every few ms, faster, and a crash re-runs the last batch's tasks.
+    #[arg(long, value_name = "MODE")]
+    durability: Option<Durability>,
     /// Grant outbound HTTP (wasi:http) to this host: api.example.com (ports 80 and 443), host:8443, host:* (every
     /// port), *.example.com, or an address or network (127.0.0.1:8080, 10.0.0.0/8:*), which loopback and private
     /// addresses need. Repeatable.
@@ -163,6 +167,7 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
             log_mib: args.log_limit,
             max_tasks: args.max_tasks,
             payload_mib: args.payload_limit,
+            durability: args.durability,
         },
         grants: Grants { allow_hosts: args.allow_hosts.clone(), secrets: args.secrets.clone() },
     })
@@ -201,6 +206,7 @@ fn from_entry(entry: DeploymentEntry) -> DeployRequest {
             run_cpu_ms: entry.limits.run_cpu.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
             retries: entry.limits.retries,
             retry_delay_seconds: entry.limits.retry_delay.map_or(0, |d| d.as_secs()),
+            durability: entry.limits.durability,
             ..Limits::default()
         },
         grants: entry.grants,

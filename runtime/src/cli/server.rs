@@ -26,6 +26,10 @@ pub struct ServerArgs {
     /// Seconds without a heartbeat after which a worker's runs are marked Crashed.
     #[arg(long, default_value_t = 30)]
     heartbeat_timeout: u64,
+    /// Delete flow runs (with their tasks, subflows, states and logs) this long after they ended,
+    /// for example 30d or 12h; unended runs are kept. Default: keep every run.
+    #[arg(long, env = "SLUICE_KEEP_RUNS", value_parser = crate::core::duration::parse_duration)]
+    keep_runs: Option<Duration>,
 }
 
 /// Arguments of `sluice worker`.
@@ -65,6 +69,7 @@ pub async fn server(args: ServerArgs) -> Result<ExitCode, CliError> {
         workers: args.workers,
         heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout.max(1)),
         admin_token_file: home::data_dir().join("admin-token"),
+        keep_runs: args.keep_runs.filter(|keep| !keep.is_zero()),
     };
     serve(service, options).await.map_err(|e| CliError::failure(format!("the server stopped: {e:#}")))?;
     Ok(ExitCode::SUCCESS)

@@ -23,6 +23,33 @@ pub struct ArtifactMeta {
     pub pushed_at: DateTime<Utc>,
 }
 
+/// When a flow run's records must be committed before the run goes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Each task attempt's `Running` state is committed before its guest code
+    /// runs: after a crash, the journal holds every task that started.
+    #[default]
+    Strict,
+    /// Records are committed in the background in batches, within a few
+    /// milliseconds, and the run does not wait for them; its final state is
+    /// still committed before the run is reported ended. A crash loses at
+    /// most the last batch, whose tasks a retry runs again.
+    Batched,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "strict" => Ok(Durability::Strict),
+            "batched" => Ok(Durability::Batched),
+            other => Err(format!("`{other}` is not a durability: write strict (the default) or batched")),
+        }
+    }
+}
+
 /// Limits a deployment sets on its runs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Limits {
@@ -63,6 +90,9 @@ pub struct Limits {
     /// Largest parameters, task input or result, in MiB (the host's default, 16, when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_mib: Option<u32>,
+    /// When its records are committed (strict when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability: Option<Durability>,
 }
 
 /// `flow/deployment`, with everything needed to start its runs.

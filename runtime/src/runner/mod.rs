@@ -8,6 +8,7 @@ mod memory;
 
 pub use memory::{MemoryCache, MemoryRecorder};
 
+use crate::core::deployment::Durability;
 use crate::core::failure::{Failure, FailureKind};
 use crate::core::ids::RunId;
 use crate::core::journal::{CallPosition, Journal, Replay, input_digest};
@@ -71,6 +72,8 @@ pub struct RunSettings {
     pub created: Option<DateTime<Utc>>,
     /// What earlier attempts recorded: their completed calls are replayed.
     pub journal: Arc<Journal>,
+    /// Whether a task attempt waits for its records to be committed.
+    pub durability: Durability,
 }
 
 impl Default for RunSettings {
@@ -93,6 +96,7 @@ impl Default for RunSettings {
             attempt: 1,
             created: None,
             journal: Arc::default(),
+            durability: Durability::Strict,
         }
     }
 }
@@ -465,8 +469,10 @@ impl Runner {
         input: &str,
         timeout: Option<Duration>,
     ) -> Result<String, Failure> {
-        // The attempt's `Running` state is durable before any guest code runs.
-        if let Some(barrier) = self.recorder.barrier() {
+        // Strict: the attempt's `Running` state is durable before any guest code runs.
+        if self.settings.durability == Durability::Strict
+            && let Some(barrier) = self.recorder.barrier()
+        {
             barrier.await;
         }
         self.check_recorded()?;

@@ -28,6 +28,8 @@ pub struct ServerOptions {
     pub heartbeat_timeout: Duration,
     /// Where the first admin token is written (readable by its owner only).
     pub admin_token_file: PathBuf,
+    /// Flow runs are deleted this long after they ended (`None`: kept for ever).
+    pub keep_runs: Option<Duration>,
 }
 
 /// Serves until the process is stopped; prints the bound address first.
@@ -40,7 +42,7 @@ pub async fn serve(service: Service, options: ServerOptions) -> anyhow::Result<(
     // must not take the server down, so nothing here panics on a closed pipe.
     say(&format!("Sluice server listening on http://{address} (web UI at /, API under /api/v1)"));
     say(&admin_token);
-    tokio::spawn(housekeeping(dispatch.clone()));
+    tokio::spawn(housekeeping(dispatch.clone(), options.keep_runs));
     if options.workers > 0 {
         tokio::spawn(dispatch::embedded_worker(dispatch.clone(), options.workers));
     }
@@ -87,9 +89,9 @@ const HOUSEKEEPING_LEASE: &str = "housekeeping";
 /// same one restarted) takes over within this, plus a tick, of the holder's death.
 const HOUSEKEEPING_LEASE_TERM: Duration = Duration::from_secs(5);
 
-/// The scheduler and the crash detector, once a second, by whichever of
-/// the servers on this database holds the housekeeping lease.
-async fn housekeeping(dispatch: Arc<Dispatch>) {
+/// The scheduler, the crash detector and retention, once a second, by
+/// whichever of the servers on this database holds the housekeeping lease.
+async fn housekeeping(dispatch: Arc<Dispatch>, keep_runs: Option<Duration>) {
     // Named down to the process: two servers sharing a home (and a database)
     // must not both think they hold it; a restarted one waits out at most a term.
     let me = format!(
@@ -132,6 +134,32 @@ async fn housekeeping(dispatch: Arc<Dispatch>) {
         }
         if let Err(err) = dispatch.detect_crashes(now) {
             eprintln!("crash detection: {err}");
+        }
+        if let Some(keep) = keep_runs {
+            purge_expired(&dispatch, now, keep).await;
+        }
+    }
+}
+
+/// How long one tick may spend deleting old runs: a large backlog drains
+/// over several ticks instead of holding up the scheduler.
+const PURGE_TIME_PER_TICK: Duration = Duration::from_millis(250);
+
+/// Deletes runs that ended more than `keep` before `now`, a bounded batch
+/// per transaction, off the async threads, so runs being recorded in the
+/// meantime wait for one batch at most.
+async fn purge_expired(dispatch: &Arc<Dispatch>, now: chrono::DateTime<Utc>, keep: Duration) {
+    let Ok(keep) = chrono::Duration::from_std(keep) else { return };
+    let Some(cutoff) = now.checked_sub_signed(keep) else { return };
+    let started = std::time::Instant::now();
+    while started.elapsed() < PURGE_TIME_PER_TICK {
+        let store = dispatch.service.store.clone();
+        let batch = tokio::task::spawn_blocking(move || store.purge_ended(cutoff, crate::store::PURGE_BATCH)).await;
+        match batch {
+            Ok(Ok(deleted)) if deleted == crate::store::PURGE_BATCH => tokio::task::yield_now().await,
+            Ok(Ok(_)) => return,
+            Ok(Err(err)) => return eprintln!("retention: cannot delete old runs: {err}"),
+            Err(err) => return eprintln!("retention: {err}"),
         }
     }
 }

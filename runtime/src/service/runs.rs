@@ -320,6 +320,7 @@ pub async fn execute(
         max_log_bytes: limits.log_mib.map_or(settings.max_log_bytes, |mib| u64::from(mib) << 20),
         max_tasks_per_run: limits.max_tasks.unwrap_or(settings.max_tasks_per_run),
         max_payload_bytes: limits.payload_mib.map_or(settings.max_payload_bytes, |mib| (mib as usize) << 20),
+        durability: limits.durability.unwrap_or_default(),
         ..settings
     };
     let runner = Runner::new(program, recorder, cache, settings);

@@ -250,6 +250,11 @@ ALTER TABLE task_runs ADD COLUMN call_batch INTEGER;
 ALTER TABLE task_runs ADD COLUMN call_attempt INTEGER;
 ALTER TABLE flow_runs ADD COLUMN claimed_at TEXT;
 "#,
+    // Retention (`--keep-runs`): the ended top-level runs, oldest first,
+    // without reading the whole table.
+    r#"
+CREATE INDEX flow_runs_by_ended ON flow_runs (ended) WHERE parent IS NULL AND ended IS NOT NULL;
+"#,
 ];
 
 /// Brings the database up to the newest schema.

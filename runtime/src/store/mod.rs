@@ -10,6 +10,7 @@ mod fold;
 mod listing;
 mod migrations;
 mod postgres;
+mod retention;
 mod secrets;
 mod sessions;
 mod sqlite;
@@ -25,6 +26,7 @@ pub use backend::{Backend, DATABASE_URL_VARIABLE, open, open_url};
 pub use changes::RunsChanged;
 pub use listing::SqlValue;
 pub use postgres::PgStore;
+pub use retention::PURGE_BATCH;
 pub use secrets::SecretInfo;
 pub use sessions::StoredSession;
 pub use sqlite::SqliteStore;
@@ -316,6 +318,11 @@ pub trait StateStore: Recorder + ResultCache {
     fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>, StoreError>;
     /// Revokes a token of `tenant` (`None`: of any tenant); false when there is none.
     fn revoke_token(&self, tenant: Option<&str>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Deletes up to `limit` top-level flow runs that ended before `before`,
+    /// oldest first, with their subflows, task runs, states and logs;
+    /// returns how many top-level runs went. Unended runs are never deleted.
+    fn purge_ended(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError>;
 }
 
 /// Where a run stands, as the store records it.

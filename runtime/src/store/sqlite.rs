@@ -870,6 +870,11 @@ impl StateStore for SqliteStore {
         })?;
         Ok(changed == 1)
     }
+
+    fn purge_ended(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        let before = timestamp(before);
+        Ok(self.writer.transaction(|tx| super::retention::purge_ended(tx, &before, limit))?)
+    }
 }
 
 /// A run's state, holder, end and parent, as a lease check reads them.

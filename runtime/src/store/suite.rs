@@ -480,3 +480,70 @@ async fn runs_a_worker_never_heard_it_took_go_back_to_the_queue_and_a_resent_sta
         assert!(!store.has_state(&listed.to_string(), StateType::Pending, later).unwrap());
     }
 }
+
+#[tokio::test]
+async fn purging_deletes_old_ended_runs_with_their_subflows_tasks_states_and_logs_and_keeps_the_rest() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let long_ago = Utc::now() - chrono::Duration::days(2);
+        let at = |event: Event, time: DateTime<Utc>| match event {
+            Event::State(record) => Event::State(StateRecord { time, ..record }),
+            other => other,
+        };
+        // An old finished run with a subflow, a task in the subflow and logs.
+        let (old, sub, task) = (RunId::new(), RunId::new(), RunId::new());
+        store.record(&flow_run(old, "old-otter"));
+        let Event::FlowRunCreated(sub_record) = flow_run(sub, "old-otter-sub") else { unreachable!() };
+        store.record(&Event::FlowRunCreated(FlowRunRecord { parent: Some(old), ..sub_record }));
+        store.record(&Event::TaskRunCreated(TaskRunRecord {
+            id: task,
+            flow_run: sub,
+            task: "say_hello".into(),
+            name: "say_hello-0".into(),
+            input: "{}".into(),
+            created: long_ago,
+            call: None,
+        }));
+        store.record(&Event::Log(LogRecord {
+            flow_run: sub,
+            task_run: Some(task),
+            level: LogLevel::Info,
+            message: "long ago".into(),
+            time: long_ago,
+        }));
+        for (run, kind) in [(task, RunKind::Task), (sub, RunKind::Flow), (old, RunKind::Flow)] {
+            store.record(&at(state(run, kind, StateType::Running, None), long_ago));
+            store.record(&at(state(run, kind, StateType::Completed, Some("null")), long_ago));
+        }
+        // Two more old finished runs, a recent one, and an old one still running.
+        let more_old = [RunId::new(), RunId::new()];
+        for (i, run) in more_old.iter().enumerate() {
+            store.record(&flow_run(*run, &format!("old-heron-{i}")));
+            store.record(&at(state(*run, RunKind::Flow, StateType::Failed, None), long_ago));
+        }
+        let (recent, running) = (RunId::new(), RunId::new());
+        store.record(&flow_run(recent, "recent-otter"));
+        store.record(&state(recent, RunKind::Flow, StateType::Completed, Some("null")));
+        store.record(&flow_run(running, "running-otter"));
+        store.record(&at(state(running, RunKind::Flow, StateType::Running, None), long_ago));
+        store.flush().await;
+
+        let cutoff = Utc::now() - chrono::Duration::days(1);
+        assert_eq!(store.purge_ended(cutoff, 2).unwrap(), 2, "a batch is bounded");
+        assert_eq!(store.purge_ended(cutoff, 2).unwrap(), 1);
+        assert_eq!(store.purge_ended(cutoff, 2).unwrap(), 0, "nothing old and ended is left");
+
+        for gone in [old, sub, more_old[0], more_old[1]] {
+            assert!(store.flow_run(None, &gone.to_string()).unwrap().is_none(), "{gone} was kept");
+            assert!(store.states(&gone.to_string()).unwrap().is_empty(), "{gone}'s states were kept");
+        }
+        assert!(store.task_runs(&sub.to_string()).unwrap().is_empty());
+        assert!(store.states(&task.to_string()).unwrap().is_empty(), "the task's states were kept");
+        assert!(store.logs(&sub.to_string(), None).unwrap().is_empty());
+        for kept in [recent, running] {
+            let row = store.flow_run(None, &kept.to_string()).unwrap();
+            assert!(row.is_some(), "{kept} was deleted");
+            assert!(!store.states(&kept.to_string()).unwrap().is_empty());
+        }
+    }
+}

@@ -14,6 +14,7 @@ mod claim;
 mod conn;
 mod notify;
 mod queries;
+mod retention;
 mod rows;
 mod schema;
 mod sessions;

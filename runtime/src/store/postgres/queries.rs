@@ -856,4 +856,8 @@ impl StateStore for PgStore {
             Ok(changed == 1)
         })
     }
+
+    fn purge_ended(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        self.purge_ended_runs(&timestamp(before), limit)
+    }
 }
