@@ -2,14 +2,17 @@
 //! guest-sdk/js/build.mjs from examples/js-hello and run through the real
 //! binary and a server: tasks through the host, retries, a failing task's
 //! stack in the log, map, a subflow, FatalError, and parameters checked
-//! against the schema the SDK exports (given explicitly or read from JSDoc).
+//! against the schema the SDK exports (given explicitly or read from JSDoc);
+//! `sluice build` of a TypeScript flow (examples/ts-hello), and JavaScript
+//! guests that loop or allocate without end, contained.
 
 mod support;
 
+use serde_json::Value;
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
 use support::http::{get, post};
 use support::{Sluice, eventually, logs_of, repo, states, target_dir, task_run, texts};
 
@@ -161,4 +164,112 @@ fn sluice_build_builds_a_javascript_flow_and_prints_its_digest() {
     let missing = sluice.command().args(["build", "no-such-flow.js"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(support::texts(&missing).1.contains("does not exist"), "{}", support::texts(&missing).1);
+}
+
+/// `sluice build ARGS…` with the toolchain `make js-example` installed (target/js-toolchain).
+fn sluice_build(sluice: &Sluice, args: &[&str]) -> Output {
+    sluice.command().env("SLUICE_TOOLCHAIN_DIR", target_dir()).arg("build").args(args).output().unwrap()
+}
+
+/// The component of a JavaScript or TypeScript flow (`examples/ts-hello/flow.ts`), built once per test process.
+fn built(source: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(source) {
+        return path.clone();
+    }
+    let name = Path::new(source).parent().unwrap().file_name().unwrap().to_string_lossy().replace('-', "_");
+    let out = target_dir().join("wasm32-wasip2").join("guest").join(format!("{name}.wasm"));
+    let file = repo().join(source);
+    let output = sluice_build(&Sluice::new(), &[file.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "sluice build {source} failed:\n{stdout}\n{stderr}");
+    built.insert(source.to_string(), out.clone());
+    out
+}
+
+#[test]
+fn sluice_build_strips_a_typescript_flow_and_its_typescript_imports() {
+    let component = built("examples/ts-hello/flow.ts");
+    let sluice = Sluice::new();
+    let (code, report) = sluice.exec_json(&component, &["--param", "count=5"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["flow_run"]["flow"], "squares");
+    let line = "5 squares, mean 11 (high)";
+    assert_eq!(report["flow_run"]["result"], json!({ "squares": [1, 4, 9, 16, 25], "line": line }));
+    assert_eq!(logs_of(&report, "report-0"), [line], "the enum and interface of stats.ts were compiled");
+    // The JSDoc above the TypeScript function still gives the schema: a string count is refused.
+    let output = sluice.run(&["exec", component.to_str().unwrap(), "--param", "count=many"]);
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("parameter `count`") && stderr.contains("integer"), "{stderr}");
+}
+
+#[test]
+fn a_typescript_syntax_error_names_the_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.ts");
+    std::fs::write(&flow, "import { flow } from 'sluice-sdk';\nflow(function f(x: number) {\n  return x +;\n});\n")
+        .unwrap();
+    let output =
+        sluice_build(&Sluice::new(), &[flow.to_str().unwrap(), "-o", dir.path().join("f.wasm").to_str().unwrap()]);
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("flow.ts:3:13: Expression expected."), "{stderr}");
+    assert!(!dir.path().join("f.wasm").exists(), "nothing is written for a flow that does not parse");
+}
+
+fn ended(address: &str, id: &str) -> Value {
+    eventually(120, &format!("run {id} to end"), || {
+        let (_, run) = get(address, &format!("/api/v1/flow-runs/{id}"));
+        run["flow_run"]["ended"].is_string().then_some(run)
+    })
+}
+
+fn start(address: &str, deployment: &str, parameters: Value) -> String {
+    let body = json!({ "parameters": parameters }).to_string();
+    let (status, run) = post(address, &format!("/api/v1/deployments/{deployment}/runs"), &body);
+    assert_eq!(status, 201, "{deployment}: {run}");
+    run["id"].as_str().unwrap().to_string()
+}
+
+fn deploy(sluice: &Sluice, address: &str, component: &Path, flow: &str, name: &str, extra: &[&str]) {
+    let output = sluice
+        .remote(address)
+        .args(["deploy", component.to_str().unwrap(), "--flow", flow, "--name", name])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "deploy {flow}/{name}: {}", texts(&output).1);
+}
+
+#[test]
+fn javascript_guests_that_loop_or_allocate_without_end_are_contained() {
+    let hostile = built("tests/guests/js-hostile/flow.js");
+    let good = js_hello();
+    let sluice = Sluice::new();
+    let (_server, address) = sluice.server(&["--workers", "4"]);
+    let a = address.as_str();
+    deploy(&sluice, a, &hostile, "spin", "loop", &[]);
+    deploy(&sluice, a, &hostile, "hog", "mem", &["--memory", "96"]);
+    deploy(&sluice, a, &good, "hello", "good", &[]);
+
+    let spin = start(a, "spin/loop", json!({}));
+    let hog = start(a, "hog/mem", json!({}));
+    let beside = start(a, "hello/good", json!({ "name": "Kim", "count": 2 }));
+
+    // The looping task is stopped at its one-second timeout; the flow passes the failure on.
+    let run = ended(a, &spin);
+    let looped =
+        run["task_runs"].as_array().unwrap().iter().map(|t| &t["task_run"]).find(|t| t["name"] == "loop_forever-0");
+    assert_eq!(looped.expect("the looping task's run")["state"], "TimedOut", "{run:#}");
+    assert_eq!(run["flow_run"]["state"], "Failed", "{run:#}");
+    // Allocating without end ends at the memory limit, recorded, not Completed.
+    let run = ended(a, &hog);
+    let message = run["flow_run"]["message"].as_str().unwrap_or("");
+    assert!(matches!(run["flow_run"]["state"].as_str(), Some("Failed" | "Crashed")), "{run:#}");
+    assert!(message.contains("memory"), "the message names memory: {message}");
+    // A well-behaved JavaScript flow beside them completes intact.
+    let run = ended(a, &beside);
+    assert_eq!(run["flow_run"]["result"], json!({"greeting": "Hello Kim!", "length": 3, "squares": [1, 4], "sum": 5}));
 }

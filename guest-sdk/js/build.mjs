@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-// Builds a JavaScript flow into a Sluice component.
+// Builds a JavaScript or TypeScript flow into a Sluice component.
 //
-//   node guest-sdk/js/build.mjs FLOW.js OUT.wasm
+//   node guest-sdk/js/build.mjs FLOW.js|FLOW.ts OUT.wasm
 //
-// FLOW.js imports from 'sluice-sdk' and registers flows/tasks with flow()/task().
-// Its folder's .js/.mjs files are staged with the SDK into a scratch folder
-// (bare 'sluice-sdk' imports rewritten to the staged copy), and
-// componentize-js builds the world `flow` of the repository's WIT.
+// FLOW imports from 'sluice-sdk' and registers flows/tasks with flow()/task().
+// Its folder's .js/.mjs/.ts/.mts files are staged with the SDK into a scratch
+// folder (TypeScript stripped of its types by the pinned TypeScript compiler,
+// without type checking; bare 'sluice-sdk' imports rewritten to the staged
+// copy), and componentize-js builds the world `flow` of the repository's WIT.
 // Prints the output path and its sha256.
 //
 // Env: SLUICE_JS_TOOLCHAIN  where the pinned toolchain lives (default
@@ -15,6 +16,7 @@
 //      SLUICE_WIT           the WIT folder (default <repo>/wit)
 
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,7 +36,7 @@ function fail(message) {
 }
 
 const [flowArg, outArg] = process.argv.slice(2);
-if (!flowArg || !outArg) fail('usage: node guest-sdk/js/build.mjs FLOW.js OUT.wasm');
+if (!flowArg || !outArg) fail('usage: node guest-sdk/js/build.mjs FLOW.js|FLOW.ts OUT.wasm');
 const flowPath = resolve(flowArg);
 const outPath = resolve(outArg);
 if (!existsSync(flowPath) || !statSync(flowPath).isFile()) fail(`${flowArg}: no such file`);
@@ -102,6 +104,7 @@ function ensureToolchain() {
 function stage(work) {
   // The flow's files at the root, so stack frames read `flow.js:12:5`.
   copySources(dirname(flowPath), work, 0);
+  stripTypes(work, dirname(flowPath));
   const sdk = join(work, '__sluice__', 'sluice-sdk.js');
   mkdirSync(dirname(sdk), { recursive: true });
   cpSync(join(HERE, 'src', 'index.js'), sdk);
@@ -110,8 +113,8 @@ function stage(work) {
   const docs = JSON.stringify(readJsDocs(work));
   writeFileSync(
     entry,
-    `import '../${basename(flowPath)}';\nimport { __applyJsDoc, __requireFlows } from './sluice-sdk.js';\n` +
-      `__requireFlows(${JSON.stringify(basename(flowPath))});\n__applyJsDoc(${docs});\n` +
+    `import '../${jsName(basename(flowPath))}';\nimport { __applyJsDoc, __requireFlows } from './sluice-sdk.js';\n` +
+      `__requireFlows(${JSON.stringify(jsName(basename(flowPath)))});\n__applyJsDoc(${docs});\n` +
       `export { describe, runFlow, runTask } from './sluice-sdk.js';\n`,
   );
   return entry;
@@ -123,7 +126,53 @@ function copySources(from, to, depth) {
     if (entry.name.startsWith('.') || entry.name === 'node_modules') continue;
     const src = join(from, entry.name);
     if (entry.isDirectory() && depth < 8) copySources(src, join(to, entry.name), depth + 1);
-    else if (entry.isFile() && /\.(m?js|json)$/.test(entry.name)) cpSync(src, join(to, entry.name));
+    else if (entry.isFile() && /\.(m?[jt]s|json)$/.test(entry.name) && !/\.d\.m?ts$/.test(entry.name)) {
+      cpSync(src, join(to, entry.name));
+    }
+  }
+}
+
+// `flow.ts` is staged as `flow.js` (and `x.mts` as `x.mjs`).
+function jsName(name) {
+  return name.replace(/\.ts$/, '.js').replace(/\.mts$/, '.mjs');
+}
+
+// Replaces every staged .ts/.mts file by its JavaScript: types stripped
+// (enums and other TypeScript-only syntax compiled), no type checking, and
+// relative imports of `./x.ts` rewritten to `./x.js`. A syntax error names
+// the user's file, line and column.
+function stripTypes(dir, userDir) {
+  let ts;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !/\.m?ts$/.test(entry.name)) continue;
+    const path = join(entry.parentPath ?? entry.path, entry.name);
+    ts ??= createRequire(import.meta.url)(join(TOOLCHAIN, 'node_modules', 'typescript-compiler-api'));
+    const shown = relative(process.cwd(), join(userDir, relative(dir, path))) || entry.name;
+    const { outputText, diagnostics } = ts.transpileModule(readFileSync(path, 'utf8'), {
+      fileName: entry.name,
+      reportDiagnostics: true,
+      compilerOptions: {
+        module: ts.ModuleKind.ESNext,
+        target: ts.ScriptTarget.ES2022,
+        rewriteRelativeImportExtensions: true,
+        removeComments: false,
+      },
+    });
+    const errors = (diagnostics ?? []).filter((d) => d.category === ts.DiagnosticCategory.Error);
+    if (errors.length) {
+      fail(
+        errors
+          .map((d) => {
+            const message = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+            if (!d.file || d.start === undefined) return `${shown}: ${message}`;
+            const { line, character } = d.file.getLineAndCharacterOfPosition(d.start);
+            return `${shown}:${line + 1}:${character + 1}: ${message}`;
+          })
+          .join('\n'),
+      );
+    }
+    rmSync(path);
+    writeFileSync(jsName(path), outputText);
   }
 }
 

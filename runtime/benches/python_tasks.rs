@@ -1,5 +1,6 @@
-//! The Python SDK's costs (`cargo bench -p sluice --bench python_tasks`), on
-//! `bench/python/flow.py` built by `sluice build`:
+//! The Python and JavaScript SDKs' costs (`cargo bench -p sluice --bench
+//! python_tasks`), on `bench/python/flow.py` and `bench/js/flow.js` built by
+//! `sluice build` (the JavaScript figure: the raw one and through the runner):
 //! - a task in a fresh instance: instantiate + call of the `noop` task export
 //!   (raw), and per task of the `sequential` flow through the runner with
 //!   records kept in memory;
@@ -32,13 +33,14 @@ fn target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(Into::into).unwrap_or_else(|| repo().join("target"))
 }
 
-/// `bench/python/flow.py` as a component, built (or copied from the build cache) by `sluice build`.
-fn component() -> Result<PathBuf> {
-    let out = target().join("wasm32-wasip2/guest/python_bench.wasm");
+/// `bench/python/flow.py` (or `bench/js/flow.js`) as a component, built (or
+/// copied from the build cache) by `sluice build` into `NAME.wasm`.
+fn component(source: &str, name: &str) -> Result<PathBuf> {
+    let out = target().join(format!("wasm32-wasip2/guest/{name}.wasm"));
     let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .env("SLUICE_TOOLCHAIN_DIR", target().join("sluice-toolchains"))
         .arg("build")
-        .arg(repo().join("bench/python/flow.py"))
+        .arg(repo().join(source))
         .arg("-o")
         .arg(&out)
         .output()?;
@@ -126,52 +128,60 @@ fn exec_command(component: &Path, home: &Path) -> Command {
     command
 }
 
+/// Loads `component` and prints its raw fresh-instance and through-the-runner task figures.
+async fn task_figures(language: &str, component: &Path) -> Result<()> {
+    let bytes = std::fs::read(component)?;
+    println!("{language} component: {} ({:.1} MB)", component.display(), bytes.len() as f64 / 1e6);
+    let cache = CompileCache::in_dir(target().join("bench-compile-cache"));
+    let sandbox = Sandbox::new(&EngineSettings::default(), cache)?;
+    let started = Instant::now();
+    let program = Arc::new(sandbox.load(&bytes).await?);
+    println!("load (compile or compile cache): {:.2} s", started.elapsed().as_secs_f64());
+    for i in 0..50 {
+        raw_call(&program, i).await?;
+    }
+    let mut per_call = Vec::new();
+    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..10 {
+        let start = Instant::now();
+        for i in 0..100 {
+            let split = raw_call(&program, i).await?;
+            for (part, time) in parts.iter_mut().zip(split) {
+                part.push(time.as_secs_f64() * 1e3);
+            }
+        }
+        per_call.push(start.elapsed().as_secs_f64() * 1e3 / 100.0);
+    }
+    println!(
+        "{language} task, fresh instance, raw instantiate + call: {:.3} ms (median of 10 x 100)",
+        median(per_call)
+    );
+    let [instantiate, call, teardown] = parts.map(median);
+    println!("  of which instantiate {instantiate:.3} ms, call {call:.3} ms, drop {teardown:.3} ms (medians)");
+    flow_wall(&program, 100).await?;
+    let mut per_task = Vec::new();
+    for _ in 0..5 {
+        let empty = flow_wall(&program, 0).await?;
+        let full = flow_wall(&program, 200).await?;
+        per_task.push((full.as_secs_f64() - empty.as_secs_f64()) * 1e3 / 200.0);
+    }
+    println!(
+        "{language} task through the runner (records in memory): {:.3} ms per task (median of 5 x 200)",
+        median(per_task)
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
-    let component = component()?;
-    let bytes = std::fs::read(&component)?;
-    println!("component: {} ({:.1} MB)", component.display(), bytes.len() as f64 / 1e6);
+    let python = component("bench/python/flow.py", "python_bench")?;
+    let js = component("bench/js/flow.js", "js_bench")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let cache = CompileCache::in_dir(target().join("bench-compile-cache"));
-        let sandbox = Sandbox::new(&EngineSettings::default(), cache)?;
-        let started = Instant::now();
-        let program = Arc::new(sandbox.load(&bytes).await?);
-        println!("load (compile or compile cache): {:.2} s", started.elapsed().as_secs_f64());
-        for i in 0..50 {
-            raw_call(&program, i).await?;
-        }
-        let mut per_call = Vec::new();
-        let mut parts = [Vec::new(), Vec::new(), Vec::new()];
-        for _ in 0..10 {
-            let start = Instant::now();
-            for i in 0..100 {
-                let split = raw_call(&program, i).await?;
-                for (part, time) in parts.iter_mut().zip(split) {
-                    part.push(time.as_secs_f64() * 1e3);
-                }
-            }
-            per_call.push(start.elapsed().as_secs_f64() * 1e3 / 100.0);
-        }
-        println!(
-            "python task, fresh instance, raw instantiate + call: {:.3} ms (median of 10 x 100)",
-            median(per_call)
-        );
-        let [instantiate, call, teardown] = parts.map(median);
-        println!("  of which instantiate {instantiate:.3} ms, call {call:.3} ms, drop {teardown:.3} ms (medians)");
-        flow_wall(&program, 100).await?;
-        let mut per_task = Vec::new();
-        for _ in 0..5 {
-            let empty = flow_wall(&program, 0).await?;
-            let full = flow_wall(&program, 200).await?;
-            per_task.push((full.as_secs_f64() - empty.as_secs_f64()) * 1e3 / 200.0);
-        }
-        println!(
-            "python task through the runner (records in memory): {:.3} ms per task (median of 5 x 200)",
-            median(per_task)
-        );
-        anyhow::Ok(())
+        task_figures("python", &python).await?;
+        task_figures("javascript", &js).await
     })?;
 
+    let component = python;
     let home = tempfile::tempdir()?;
     let warm = |count: u32| -> Result<f64> {
         let start = Instant::now();

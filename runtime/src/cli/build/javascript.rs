@@ -1,4 +1,5 @@
-//! `sluice build flow.js`: the JavaScript SDK's builder (`guest-sdk/js`),
+//! `sluice build flow.js` (or `flow.ts`, its types stripped by the pinned
+//! TypeScript compiler): the JavaScript SDK's builder (`guest-sdk/js`),
 //! embedded in the binary and written into the toolchain folder, run with
 //! Node. It installs jco and componentize-js (pinned by its lockfile) into
 //! the toolchain folder on first use and builds the component from the WIT
@@ -44,13 +45,17 @@ fn builder(root: &Path) -> Result<PathBuf, CliError> {
     Ok(dir)
 }
 
-/// Builds the JavaScript flow `file` into `output`.
+/// Builds the JavaScript or TypeScript flow `file` into `output`.
 pub fn build(file: &Path, output: &Path, root: &Path) -> Result<ExitCode, CliError> {
     if !file.is_file() {
         return Err(CliError::usage(format!("`{}` does not exist", file.display())));
     }
     let dir = builder(root)?;
-    eprintln!("Building {} (jco and componentize-js install into {} on first use)…", file.display(), root.display());
+    eprintln!(
+        "Building {} (jco, componentize-js and TypeScript install into {} on first use)…",
+        file.display(),
+        root.display()
+    );
     let status = Command::new("node")
         .arg(dir.join("build.mjs"))
         .arg(file)

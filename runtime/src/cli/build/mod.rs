@@ -1,5 +1,6 @@
 //! `sluice build flow.py [--flow-dir DIR]`: a Python flow module to a
-//! component (`sluice build flow.js`: a JavaScript one, see `javascript.rs`).
+//! component (`sluice build flow.js` or `flow.ts`: a JavaScript or TypeScript
+//! one, see `javascript.rs`).
 //!
 //! The flow's files and the embedded SDK and WIT are staged in a scratch
 //! folder; the SDK's check (a native Python importing the module) reports a
@@ -54,16 +55,12 @@ fn project(args: &BuildArgs) -> Result<Project, CliError> {
     };
     match file.extension().and_then(|e| e.to_str()) {
         Some("py") => {}
-        Some("js" | "mjs") => return Ok(Project { file, dir: args.flow_dir.clone(), module: String::new() }),
-        Some("ts") => {
-            return Err(CliError::usage(format!(
-                "`{}`: TypeScript is not built yet; compile it to JavaScript (`tsc`) and build the `.js`",
-                file.display()
-            )));
+        Some("js" | "mjs" | "ts" | "mts") => {
+            return Ok(Project { file, dir: args.flow_dir.clone(), module: String::new() });
         }
         _ => {
             return Err(CliError::usage(format!(
-                "`{}` is neither a Python (`.py`) nor a JavaScript (`.js`) file",
+                "`{}` is neither a Python (`.py`), a JavaScript (`.js`) nor a TypeScript (`.ts`) file",
                 file.display()
             )));
         }
