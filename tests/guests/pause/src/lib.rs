@@ -52,6 +52,22 @@ fn approval_timeout(counter: String, wait_ms: u64, with_default: bool) -> Result
     Ok(format!("approve={} ({})", answer.approve, answer.note))
 }
 
+/// What the gate asks for: typed fields for the run page's generated form.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+struct Release {
+    /// Whether to release.
+    approve: bool,
+    /// How many copies to ship.
+    copies: u32,
+}
+
+/// Pauses at once for a release decision (no tasks): for the web UI's resume form.
+#[flow]
+fn gate() -> Result<String> {
+    let release: Release = sluice_sdk::pause("Release how many copies?")?;
+    Ok(format!("approve={} copies={}", release.approve, release.copies))
+}
+
 /// Ends at once: shows another run gets a slot while one is paused.
 #[flow]
 fn quick() -> Result<String> {
@@ -91,6 +107,6 @@ fn step(name: String, counter: String) -> Result<u64> {
 }
 
 sluice_sdk::export_flows! {
-    flows: [approval, approval_timeout, quick, pause_in_task, emits],
+    flows: [approval, approval_timeout, gate, quick, pause_in_task, emits],
     tasks: [step, pauses],
 }
