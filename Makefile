@@ -2,7 +2,7 @@
 # `make test` (every test). Both install what they need on a fresh machine.
 
 CARGO ?= cargo
-GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow -p hostile-io-flow -p hostile-raw-flow -p bench-flow -p ui-fixtures-flow -p durable-flow
+GUESTS := -p hello-flow -p pipeline-flow -p etl-flow -p hostile-flow -p hostile-io-flow -p hostile-raw-flow -p bench-flow -p ui-fixtures-flow -p durable-flow -p pause-flow
 GUEST_DIR := target/wasm32-wasip2/guest
 SLUICE := target/debug/sluice
 # The venv bench/prefect/setup.sh makes: Prefect and matplotlib for bench/run.py.

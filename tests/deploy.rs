@@ -53,7 +53,7 @@ fn pushing_the_same_bytes_twice_stores_one_object() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let meta = json(&sluice, &["artifact", "inspect", digest]);
     assert_eq!(meta["description"]["flows"][0]["name"], "hello");
-    assert!(meta["imports"].as_array().unwrap().iter().any(|i| i == "sluice:flow/host@0.1.0"));
+    assert!(meta["imports"].as_array().unwrap().iter().any(|i| i == "sluice:flow/host@0.2.0"));
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

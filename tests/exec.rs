@@ -177,7 +177,8 @@ fn inspect_shows_flows_schemas_policies_and_imports() {
     assert_eq!(flaky["policy"]["retry_delay_ms"], 50);
     assert_eq!(flaky["policy"]["backoff"], 2.0);
     let imports: Vec<&str> = report["imports"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect();
-    assert!(imports.contains(&"sluice:flow/host@0.1.0"), "{imports:?}");
+    assert!(imports.contains(&"sluice:flow/host@0.2.0"), "the SDK builds against the newest contract: {imports:?}");
+    assert_eq!(report["wit"], "0.2.0");
     assert!(report["digest"].as_str().unwrap().starts_with("sha256:"));
 
     let output = sluice.run(&["inspect", guest("etl_flow").to_str().unwrap()]);

@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/flow-runs/{id}/logs", &["get"]),
     ("/api/v1/flow-runs/{id}/cancel", &["post"]),
     ("/api/v1/flow-runs/{id}/retry", &["post"]),
+    ("/api/v1/flow-runs/{id}/resume", &["post"]),
     ("/api/v1/work-pools", &["get", "post"]),
     ("/api/v1/work-pools/{pool}", &["get", "delete"]),
     ("/api/v1/work-pools/{pool}/pause", &["post"]),

@@ -70,6 +70,7 @@ fn every_route_but_health_refuses_a_missing_or_bad_token() {
         ("GET", "/api/v1/flow-runs/x".into()),
         ("GET", "/api/v1/flow-runs/x/logs".into()),
         ("POST", "/api/v1/flow-runs/x/cancel".into()),
+        ("POST", "/api/v1/flow-runs/x/resume".into()),
         ("GET", "/api/v1/work-pools".into()),
         ("POST", "/api/v1/work-pools".into()),
         ("GET", "/api/v1/work-pools/default".into()),
@@ -160,6 +161,9 @@ fn a_tenant_cannot_see_or_touch_another_tenants_objects() {
         let (status, body) = call(&address, &globex, method, path, Some(""));
         assert_eq!(status, 404, "{method} {path}: {body}");
     }
+    let resume = format!("/api/v1/flow-runs/{id}/resume");
+    let (status, body) = call(&address, &globex, "POST", &resume, Some(r#"{"input": {}}"#));
+    assert_eq!(status, 404, "POST {resume}: {body}");
     // Its digest is of no use to globex until globex pushes the bytes itself.
     let (status, refused) = deploy(&address, &globex, &digest);
     assert_eq!(status, 404, "{refused}");

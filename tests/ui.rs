@@ -18,6 +18,7 @@ const DEPLOYMENTS: &[(&str, &str, &str, &[&str])] = &[
     ("ui_fixtures_flow", "xss", "markup", &[]),
     ("ui_fixtures_flow", "typed", "form", &["--param", "name=Ada"]),
     ("ui_fixtures_flow", "slow", "steps", &["--param", "steps=5", "--param", "interval_ms=300"]),
+    ("pause_flow", "gate", "release", &["--allow-host", "127.0.0.1:9"]),
 ];
 
 /// Tokens made for a test: the default tenant's admin and viewer, and another tenant's admin.
@@ -118,6 +119,11 @@ fn custom_run_refuses_wrong_types_inline_and_creates_nothing() {
 #[test]
 fn the_pipeline_timeline_shows_subflows_and_retries() {
     scenario("pipeline");
+}
+
+#[test]
+fn a_paused_run_resumes_from_the_form_its_schema_generates() {
+    scenario("resume");
 }
 
 #[test]

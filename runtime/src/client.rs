@@ -254,6 +254,11 @@ impl ApiClient {
         self.send(self.post(&format!("/flow-runs/{id}/retry"))).await
     }
 
+    /// Resumes a run paused for input with `input`.
+    pub async fn resume(&self, id: &str, input: &Value) -> Result<FlowRunRow, ServiceError> {
+        self.send(self.post(&format!("/flow-runs/{id}/resume")).json(&json!({ "input": input }))).await
+    }
+
     /// Every work pool.
     pub async fn work_pools(&self) -> Result<Vec<WorkPool>, ServiceError> {
         self.send(self.get("/work-pools")).await

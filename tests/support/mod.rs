@@ -27,6 +27,7 @@ const GUESTS: &[&str] = &[
     "hostile-raw-flow",
     "bench-flow",
     "ui-fixtures-flow",
+    "pause-flow",
 ];
 
 /// The path of a guest component, e.g. `guest("hello_flow")`, built on first use.

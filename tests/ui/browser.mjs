@@ -150,6 +150,32 @@ const scenarios = {
     check(lines.filter((l) => l.startsWith("Loud hello Ada via localhost:9090")).length === 3, "ran with them: " + lines);
   },
 
+  // A run paused for input shows a link to a form generated from the pause's
+  // schema: a wrong type is refused inline (422, the run stays paused), then
+  // the run resumes with the typed input and completes.
+  async resume(browser) {
+    const { page } = await signIn(browser, token);
+    const started = await api("/deployments/gate/release/runs", { method: "POST", body: "{}" });
+    check(started.status === 201, "run started: " + JSON.stringify(started.json));
+    await page.goto(base + "/runs/" + started.json.id);
+    await waitForState(page, "Paused");
+    await Promise.all([page.waitForURL(/\/resume$/), page.click("#resume-link")]);
+    check((await page.textContent("#pause-prompt")).includes("Release how many copies?"), "the prompt is shown");
+    await page.check("#p-approve");
+    await page.fill("#p-copies", "many");
+    const [response] = await Promise.all([page.waitForNavigation(), page.click("form.card button[type=submit]")]);
+    check(response.status() === 422, "refused with 422");
+    const error = await page.textContent(`[data-field="copies"] .field-error`);
+    check(error.includes("copies"), "the error names the field: " + error);
+    check((await api("/flow-runs/" + started.json.id)).json.flow_run.state === "Paused", "still paused");
+
+    await page.fill("#p-copies", "3");
+    await Promise.all([page.waitForURL(/\/runs\/[0-9a-f-]{36}$/), page.click("form.card button[type=submit]")]);
+    await waitForState(page, "Completed");
+    const run = (await api("/flow-runs/" + started.json.id)).json.flow_run;
+    check(run.result === "approve=true copies=3", "resumed with the input: " + JSON.stringify(run.result));
+  },
+
   // The pipeline's timeline shows its subflows and the retried task.
   async pipeline(browser) {
     const { page } = await signIn(browser, token);

@@ -27,11 +27,13 @@
 pub mod bindings;
 mod error;
 mod export;
+mod input;
 pub mod log;
 mod task;
 
 pub use error::{Error, Result};
 pub use export::{FlowDef, TaskDef};
+pub use input::{emit_event, pause, pause_with_timeout};
 pub use sluice_sdk_macros::{flow, task};
 pub use task::{TaskFuture, wait_all};
 

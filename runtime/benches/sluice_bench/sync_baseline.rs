@@ -7,7 +7,8 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod bindings {
-    wasmtime::component::bindgen!({ path: "../wit", world: "sluice:flow/flow" });
+    // The bench guest is built by the SDK, against the newest contract.
+    wasmtime::component::bindgen!({ path: "../wit/v0.2", world: "sluice:flow/flow" });
 }
 
 use bindings::sluice::flow::types::{LogLevel, RunContext, RunError, TaskCall};
@@ -41,6 +42,12 @@ impl bindings::sluice::flow::host::Host for State {
     }
     fn log(&mut self, _: LogLevel, _: String) {}
     fn context(&mut self) -> RunContext {
+        unreachable!()
+    }
+    fn emit_event(&mut self, _: String, _: String) -> Result<(), String> {
+        unreachable!()
+    }
+    fn suspend(&mut self, _: String, _: String, _: Option<u64>, _: Option<String>) -> Result<String, RunError> {
         unreachable!()
     }
 }

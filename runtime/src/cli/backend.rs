@@ -195,6 +195,14 @@ impl Backend {
         }
     }
 
+    /// Resumes a run paused for input with `input`.
+    pub async fn resume(&self, id_or_name: &str, input: serde_json::Value) -> Answer<FlowRunRow> {
+        match self {
+            Backend::Local(service) => service.resume(LOCAL, id_or_name, input).await,
+            Backend::Remote(api) => api.resume(id_or_name, &input).await,
+        }
+    }
+
     /// Every work pool.
     pub async fn work_pools(&self) -> Answer<Vec<WorkPool>> {
         match self {

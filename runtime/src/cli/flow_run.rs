@@ -1,4 +1,4 @@
-//! `sluice flow-run ls|inspect|logs|cancel|retry`: the history, from the state
+//! `sluice flow-run ls|inspect|logs|cancel|retry|resume`: the history, from the state
 //! store or the server.
 
 use super::terminal::printable;
@@ -53,6 +53,16 @@ pub enum FlowRunCommand {
         /// The run's id or name.
         run: String,
     },
+    /// Resumes a run paused for input (`Paused`) with input that fits the
+    /// schema the flow paused with; its next attempt replays the flow from
+    /// its journal and goes on with the input.
+    Resume {
+        /// The run's id or name.
+        run: String,
+        /// The input as a JSON object, e.g. '{"approve": true}'.
+        #[arg(long)]
+        input: String,
+    },
 }
 
 /// Runs `sluice flow-run …`.
@@ -104,19 +114,33 @@ pub async fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
                 "Flow run '{}' scheduled again as attempt {}: it resumes from its journal",
                 retried.name, retried.attempt
             );
-            // Without a server nobody else takes it: this process runs it.
-            if let backend::Backend::Local(service) = &backend {
-                let outcome = service.execute_run(&retried, None).await?;
-                let message = outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
-                println!(
-                    "{}",
-                    printable(&format!("Flow run '{}' finished in state {}{message}", outcome.name, outcome.state))
-                );
-                if outcome.state != StateType::Completed {
-                    return Ok(ExitCode::from(1));
-                }
-            }
+            return run_here(&backend, &retried).await;
+        }
+        FlowRunCommand::Resume { run, input } => {
+            let input: serde_json::Value = serde_json::from_str(&input).map_err(|e| {
+                CliError::usage(format!("--input is not JSON ({e}); pass an object like '{{\"approve\": true}}'"))
+            })?;
+            let resumed = backend.resume(&run, input).await?;
+            println!(
+                "Flow run '{}' resumed: attempt {} replays the flow from its journal and goes on with the input",
+                resumed.name, resumed.attempt
+            );
+            return run_here(&backend, &resumed).await;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Without a server nobody else takes a rescheduled run: this process runs it.
+async fn run_here(backend: &backend::Backend, run: &crate::store::FlowRunRow) -> Result<ExitCode, CliError> {
+    let backend::Backend::Local(service) = backend else { return Ok(ExitCode::SUCCESS) };
+    let outcome = service.execute_run(run, None).await?;
+    let message = outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+    println!("{}", printable(&format!("Flow run '{}' finished in state {}{message}", outcome.name, outcome.state)));
+    // A run that paused again waits for more input: not a failure.
+    Ok(if matches!(outcome.state, StateType::Completed | StateType::Paused) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

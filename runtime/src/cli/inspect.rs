@@ -35,11 +35,18 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
             "flows": description.flows,
             "tasks": description.tasks,
             "imports": program.imports,
+            "wit": program.wit.number(),
         });
         println!("{}", serde_json::to_string_pretty(&report).expect("a report is JSON"));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Component {} ({} KiB, version {})", program.digest, bytes.len().div_ceil(1024), description.version);
+    println!(
+        "Component {} ({} KiB, version {}, built against sluice:flow@{})",
+        program.digest,
+        bytes.len().div_ceil(1024),
+        description.version,
+        program.wit.number()
+    );
     println!("\nFlows:");
     for flow in &description.flows {
         println!("  {}{}", flow.name, dash(&flow.description));

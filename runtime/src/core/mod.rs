@@ -11,6 +11,7 @@ pub mod failure;
 pub mod grants;
 pub mod ids;
 pub mod journal;
+pub mod pause;
 pub mod policy;
 pub mod pool;
 pub mod record;

@@ -18,6 +18,8 @@ pub enum StateType {
     AwaitingRetry,
     /// Running a later attempt.
     Retrying,
+    /// Waiting for a person's input (a flow's `suspend`): no instance, no worker slot.
+    Paused,
     /// Ended with a result.
     Completed,
     /// Ended with a result reused from an earlier run.
@@ -37,13 +39,14 @@ pub enum StateType {
 use StateType::*;
 
 /// Every state, in lifecycle order.
-pub const ALL_STATES: [StateType; 13] = [
+pub const ALL_STATES: [StateType; 14] = [
     Scheduled,
     Late,
     Pending,
     Running,
     AwaitingRetry,
     Retrying,
+    Paused,
     Completed,
     Cached,
     Failed,
@@ -78,6 +81,7 @@ impl StateType {
             Running => "Running",
             AwaitingRetry => "AwaitingRetry",
             Retrying => "Retrying",
+            Paused => "Paused",
             Completed => "Completed",
             Cached => "Cached",
             Failed => "Failed",
@@ -109,6 +113,10 @@ impl StateType {
             (Pending, Running | Cached | Failed) => true,
             (Running | Retrying, Completed | Failed | TimedOut | AwaitingRetry) => true,
             (AwaitingRetry, Retrying) => true,
+            // A flow run pauses for input and is scheduled again when resumed; the
+            // pause's own task run waits in `Paused` and completes with the input.
+            (Running | Retrying | Pending, Paused) => true,
+            (Paused, Scheduled | Completed | Failed | TimedOut) => true,
             _ => false,
         }
     }
@@ -196,6 +204,14 @@ mod tests {
         assert_eq!(check_transition(Some(Scheduled), Running), Err(InvalidTransition { from: Scheduled, to: Running }));
         assert!(check_transition(None, Running).is_err());
         assert!(!AwaitingRetry.can_become(Completed));
+    }
+
+    #[test]
+    fn a_running_flow_pauses_and_is_scheduled_again_or_fails() {
+        assert!(Running.can_become(Paused) && Retrying.can_become(Paused));
+        assert!(Paused.can_become(Scheduled) && Paused.can_become(Failed) && Paused.can_become(Cancelled));
+        assert!(!Paused.is_terminal() && !Paused.is_running());
+        assert!(!Scheduled.can_become(Paused) && !Paused.can_become(Running));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::core::deployment::Durability;
 use crate::core::failure::{Failure, FailureKind};
 use crate::core::ids::RunId;
 use crate::core::journal::{CallPosition, Journal, Replay, input_digest};
+use crate::core::pause::{PAUSE_TASK, PauseRequest, Waiting};
 use crate::core::record::{
     Event, FlowRunRecord, LogLevel, LogRecord, Recorder, ResultCache, RunKind, StateRecord, TaskRunRecord,
 };
@@ -20,7 +21,7 @@ use crate::sandbox::bindings::RunContext;
 use crate::sandbox::capabilities::InstanceGrants;
 use crate::sandbox::cpu::{CpuExceeded, DEFAULT_RUN_CPU, DEFAULT_TASK_CPU, RunCpu};
 use crate::sandbox::flow_clock::{FlowClock, FlowDeterminism};
-use crate::sandbox::instance::{Ended, InstanceConfig, Outcome, RunHost, Scope};
+use crate::sandbox::instance::{Ended, InstanceConfig, Outcome, RunHost, Scope, Suspension};
 use crate::sandbox::program::{Program, cpu_failure, crash};
 use crate::sandbox::submitted::Start;
 use chrono::{DateTime, Utc};
@@ -147,6 +148,10 @@ pub struct Runner {
     // The next call position of each flow run's instance (the journal's key).
     positions: Mutex<HashMap<RunId, u64>>,
     replayed: AtomicU64,
+    // The top-level flow run: only its own instance may pause.
+    root: OnceLock<RunId>,
+    // Set when the flow paused for input (the pause's message): the run then ends `Paused`.
+    paused: OnceLock<String>,
 }
 
 impl Runner {
@@ -174,6 +179,8 @@ impl Runner {
             task_counters: Mutex::default(),
             positions: Mutex::default(),
             replayed: AtomicU64::new(0),
+            root: OnceLock::new(),
+            paused: OnceLock::new(),
         })
     }
 
@@ -191,6 +198,7 @@ impl Runner {
         parameters: &serde_json::Value,
     ) -> FlowOutcome {
         let parameters = parameters.to_string();
+        _ = self.root.set(id);
         let created = self.settings.created.unwrap_or_else(Utc::now);
         let call = FlowCall { id, name: name.clone(), parent: None, created, call: None };
         let flow_run = self.clone().flow_run(call, flow.to_string(), parameters);
@@ -200,6 +208,7 @@ impl Runner {
         }
         let state = match &outcome {
             Ok(_) => StateType::Completed,
+            Err(_) if self.paused.get().is_some() => StateType::Paused,
             Err(failure) => failure.end_state(),
         };
         FlowOutcome {
@@ -299,6 +308,13 @@ impl Runner {
         self.flow_runs.lock().expect("runs lock").remove(&id);
         if parent.is_none() {
             self.log_replayed(id);
+        }
+        // The flow paused for input: its instance is gone and the run waits, holding nothing.
+        if parent.is_none()
+            && let Some(message) = self.paused.get()
+        {
+            state.go(StateType::Paused, Some(message.clone()), None);
+            return Err(Failure::new(FailureKind::Cancelled, message.clone()));
         }
         // Whatever the guest made of its tasks' failures, a run stopped by a run-wide limit ends on that.
         let result = match (result, self.halt_reason(&format!("flow `{flow}`"))) {
@@ -767,6 +783,48 @@ impl RunHost for Runner {
 
     fn log_full(&self) -> bool {
         self.log_bytes.load(Ordering::Relaxed) > self.settings.max_log_bytes
+    }
+
+    fn emit_event(&self, _scope: &Scope, _name: String, _payload: serde_json::Value) -> Result<(), String> {
+        Err("emitted events are not recorded yet".into())
+    }
+
+    fn suspend(self: Arc<Self>, scope: Scope, request: PauseRequest) -> Suspension {
+        if scope.task_run.is_some() || self.root.get() != Some(&scope.flow_run) {
+            let failure = Failure::new(
+                FailureKind::Failed,
+                "only a top-level flow can pause for input: `suspend` was called in a task or a subflow",
+            );
+            return Suspension::Returns(Ended::from(Err(failure)));
+        }
+        let input = request.journal_input();
+        let base = self.reserve_positions(&scope, 1);
+        let call = match self.journaled(&scope, base, 0, RunKind::Task, PAUSE_TASK, &input) {
+            // An earlier attempt paused here and was resumed: the call returns its input.
+            Decision::Replayed(ended) => return Suspension::Returns(ended),
+            Decision::Diverged(failure) => return Suspension::Returns(Ended::from(Err(failure))),
+            Decision::Run(call, _) => call,
+        };
+        let id = RunId::new();
+        let name = self.task_run_name(scope.flow_run, PAUSE_TASK).replacen("sluice:", "", 1);
+        let now = Utc::now();
+        self.record(Event::TaskRunCreated(TaskRunRecord {
+            id,
+            flow_run: scope.flow_run,
+            task: PAUSE_TASK.to_string(),
+            name,
+            input,
+            created: now,
+            call,
+        }));
+        let message = format!("Paused for input: {}", request.prompt);
+        let waiting = serde_json::to_string(&Waiting::from(request, now)).expect("a pause serialises");
+        let mut tracker = Tracker::new(self.clone(), id, RunKind::Task);
+        tracker.go(StateType::Pending, None, None);
+        // The pause waits holding its request and deadline; resuming completes it with the input.
+        tracker.go(StateType::Paused, Some(message.clone()), Some(Arc::from(waiting)));
+        _ = self.paused.set(message.clone());
+        Suspension::Paused(message)
     }
 
     fn context(&self, scope: &Scope) -> RunContext {

@@ -1,5 +1,11 @@
-//! The one host-side `bindgen!` of `wit/`, and the conversions between its
-//! types and the domain types in `core`.
+//! The host-side `bindgen!`s of the two versions of the contract, and the
+//! conversions between their types and the domain types in `core`.
+//!
+//! `sluice:flow@0.1.0` (`wit/flow.wit`) is generated at the top of this
+//! module; `sluice:flow@0.2.0` (`wit/v0.2/flow.wit`) in [`v0_2`], with its
+//! `types` interface mapped onto 0.1.0's Rust types (the two are the same
+//! types), so one host implementation serves both versions and a loaded
+//! program of either version calls the same exports.
 
 #![allow(missing_docs)]
 
@@ -13,6 +19,45 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     exports: { default: async },
 });
+
+/// `sluice:flow@0.2.0`: 0.1.0 plus the host imports `emit-event` and `suspend`.
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "sluice:flow/flow",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: { "sluice:flow/types@0.2.0": super::sluice::flow::types },
+    });
+}
+
+/// The version of the contract a component was built against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WitVersion {
+    /// `sluice:flow@0.1.0`.
+    V0_1,
+    /// `sluice:flow@0.2.0`.
+    V0_2,
+}
+
+impl WitVersion {
+    /// The version a component imports the host interface of; 0.1.0 for one that imports none
+    /// (its exports are the same in both versions).
+    pub fn of_imports<'a>(imports: impl IntoIterator<Item = &'a str>) -> Self {
+        match imports.into_iter().any(|name| name.starts_with("sluice:flow/") && name.ends_with("@0.2.0")) {
+            true => WitVersion::V0_2,
+            false => WitVersion::V0_1,
+        }
+    }
+
+    /// `0.1.0` or `0.2.0`.
+    pub fn number(self) -> &'static str {
+        match self {
+            WitVersion::V0_1 => "0.1.0",
+            WitVersion::V0_2 => "0.2.0",
+        }
+    }
+}
 
 pub use self::sluice::flow::types::{
     Failure as WitFailure, LogLevel, RunContext, TaskCall, TaskPolicy as WitTaskPolicy,

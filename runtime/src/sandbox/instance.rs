@@ -4,6 +4,7 @@
 
 use crate::core::failure::Failure;
 use crate::core::ids::RunId;
+use crate::core::pause::PauseRequest;
 use crate::core::record::LogLevel;
 use crate::sandbox::bindings::{self, RunContext, RunError, TaskCall};
 use crate::sandbox::capabilities::{HttpPolicy, InstanceGrants};
@@ -82,6 +83,27 @@ pub trait RunHost: Send + Sync + 'static {
     }
     /// What the instance may know about its run.
     fn context(&self, scope: &Scope) -> RunContext;
+    /// Records an event the guest emitted (its name and payload already checked).
+    fn emit_event(&self, _scope: &Scope, _name: String, _payload: serde_json::Value) -> Result<(), String> {
+        Err("emitted events are not recorded here".into())
+    }
+    /// A flow's `suspend`: the input an earlier attempt's pause was resumed
+    /// with, or the run pauses (the instance is then dropped).
+    fn suspend(self: Arc<Self>, _scope: Scope, _request: PauseRequest) -> Suspension {
+        Suspension::Returns(Ended::from(Err(Failure::new(
+            crate::core::failure::FailureKind::Failed,
+            "this host cannot pause a run",
+        ))))
+    }
+}
+
+/// What a `suspend` call comes to.
+#[derive(Debug)]
+pub enum Suspension {
+    /// The call returns this (the input of a resumed pause, or why not).
+    Returns(Ended),
+    /// The run paused: the instance traps with this message and is dropped.
+    Paused(String),
 }
 
 /// The limits and grants one instance runs under.
@@ -120,8 +142,8 @@ pub struct InstanceState {
     table: ResourceTable,
     pub(crate) limiter: InstanceLimiter,
     pub(crate) cpu: CpuMeter,
-    host: Arc<dyn RunHost>,
-    scope: Scope,
+    pub(crate) host: Arc<dyn RunHost>,
+    pub(crate) scope: Scope,
     pub(crate) submitted: Submitted,
     /// Set when the guest's export returned: a trap after it is the host
     /// lifting what it returned.
@@ -175,7 +197,7 @@ fn log_sink(host: &Arc<dyn RunHost>, scope: &Scope, level: LogLevel) -> LineSink
 
 impl InstanceState {
     /// An outcome reaches the guest: a flow's clock moves to when it was recorded.
-    fn deliver(&self, ended: Ended) -> Result<String, RunError> {
+    pub(crate) fn deliver(&self, ended: Ended) -> Result<String, RunError> {
         if let (Some(clock), Some(at)) = (&self.clock, ended.at) {
             clock.advance(at);
         }

@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod egress;
 pub mod engine;
 pub mod flow_clock;
+pub mod host_v0_2;
 pub mod instance;
 pub mod limiter;
 pub mod program;

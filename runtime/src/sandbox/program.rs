@@ -6,7 +6,7 @@ use crate::artifact::Digest;
 use crate::core::describe::ComponentDescription;
 use crate::core::failure::{Failure, FailureKind};
 use crate::core::record::LogLevel;
-use crate::sandbox::bindings::{Flow, FlowPre, RunContext};
+use crate::sandbox::bindings::{self, Flow, FlowPre, RunContext, RunError, WitVersion, v0_2};
 use crate::sandbox::compile_cache::{CompileCache, CompileSource};
 use crate::sandbox::cpu::CpuExceeded;
 use crate::sandbox::egress::{Egress, install_crypto_provider};
@@ -65,7 +65,11 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // Linked for every guest; only a deployment's allow_hosts grant lets a request out.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        // Both versions of the contract: a component imports one of them.
         Flow::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |state| state)?;
+        v0_2::sluice::flow::host::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |state| state)?;
+        // 0.2.0's `types` holds only types; its Rust types are 0.1.0's, so it is linked by name here.
+        linker.instance("sluice:flow/types@0.2.0")?;
         Ok(Self { engine, linker, cache, memory_limit: DEFAULT_MEMORY_LIMIT, egress })
     }
 
@@ -92,14 +96,21 @@ impl Sandbox {
             component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             LoadError::NotAFlow(format!(
-                "{e:#}; Sluice provides sluice:flow/host, WASI 0.2 (with nothing granted) and wasi:http (to granted hosts)"
+                "{e:#}; Sluice provides sluice:flow/host@0.1.0 and @0.2.0, WASI 0.2 (with nothing granted) and \
+                 wasi:http (to granted hosts)"
             ))
         })?;
-        let pre = FlowPre::new(instance_pre).map_err(|e| LoadError::NotAFlow(format!("{e:#}")))?;
+        let wit = WitVersion::of_imports(imports.iter().map(String::as_str));
+        let not_a_flow = |e: wasmtime::Error| LoadError::NotAFlow(format!("{e:#}"));
+        let pre = match wit {
+            WitVersion::V0_1 => FlowPrePerVersion::V0_1(FlowPre::new(instance_pre).map_err(not_a_flow)?),
+            WitVersion::V0_2 => FlowPrePerVersion::V0_2(v0_2::FlowPre::new(instance_pre).map_err(not_a_flow)?),
+        };
         let mut program = Program {
             digest,
             description: ComponentDescription { version: String::new(), flows: vec![], tasks: vec![] },
             imports,
+            wit,
             compile_source: source,
             engine: self.engine.clone(),
             pre,
@@ -132,14 +143,22 @@ pub struct Program {
     pub description: ComponentDescription,
     /// Names of the interfaces it imports.
     pub imports: Vec<String>,
+    /// The version of `sluice:flow` it was built against.
+    pub wit: WitVersion,
     /// Whether its machine code came from the cache.
     pub compile_source: CompileSource,
     engine: Engine,
-    pre: FlowPre<InstanceState>,
+    pre: FlowPrePerVersion,
     memory_limit: usize,
     // Each task's input schema, compiled once.
     task_inputs: std::collections::HashMap<String, jsonschema::Validator>,
     egress: Egress,
+}
+
+/// A component linked once, per version of the contract.
+enum FlowPrePerVersion {
+    V0_1(FlowPre<InstanceState>),
+    V0_2(v0_2::FlowPre<InstanceState>),
 }
 
 /// A live instance and its store.
@@ -147,7 +166,52 @@ pub struct Live {
     /// The store holding the instance's state.
     pub store: Store<InstanceState>,
     /// The instance's exports.
-    pub flow: Flow,
+    pub flow: FlowExports,
+}
+
+/// The exports of an instance of either version: the same functions with
+/// the same (0.1.0) Rust types.
+pub enum FlowExports {
+    /// A `sluice:flow@0.1.0` component.
+    V0_1(Flow),
+    /// A `sluice:flow@0.2.0` component.
+    V0_2(v0_2::Flow),
+}
+
+impl FlowExports {
+    /// Calls `describe`.
+    pub async fn call_describe(&self, store: &mut Store<InstanceState>) -> wasmtime::Result<bindings::ComponentInfo> {
+        match self {
+            FlowExports::V0_1(flow) => flow.call_describe(store).await,
+            FlowExports::V0_2(flow) => flow.call_describe(store).await,
+        }
+    }
+
+    /// Calls `run-flow`.
+    pub async fn call_run_flow(
+        &self,
+        store: &mut Store<InstanceState>,
+        name: &str,
+        parameters: &str,
+    ) -> wasmtime::Result<Result<String, RunError>> {
+        match self {
+            FlowExports::V0_1(flow) => flow.call_run_flow(store, name, parameters).await,
+            FlowExports::V0_2(flow) => flow.call_run_flow(store, name, parameters).await,
+        }
+    }
+
+    /// Calls `run-task`.
+    pub async fn call_run_task(
+        &self,
+        store: &mut Store<InstanceState>,
+        name: &str,
+        input: &str,
+    ) -> wasmtime::Result<Result<String, RunError>> {
+        match self {
+            FlowExports::V0_1(flow) => flow.call_run_task(store, name, input).await,
+            FlowExports::V0_2(flow) => flow.call_run_task(store, name, input).await,
+        }
+    }
 }
 
 impl Program {
@@ -186,7 +250,11 @@ impl Program {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         meter_cpu(&mut store);
-        match self.pre.instantiate_async(&mut store).await {
+        let flow = match &self.pre {
+            FlowPrePerVersion::V0_1(pre) => pre.instantiate_async(&mut store).await.map(FlowExports::V0_1),
+            FlowPrePerVersion::V0_2(pre) => pre.instantiate_async(&mut store).await.map(FlowExports::V0_2),
+        };
+        match flow {
             Ok(flow) => Ok(Live { store, flow }),
             Err(err) => Err(crash(&store, &err, "instantiation failed")),
         }

@@ -126,7 +126,7 @@ async fn housekeeping(dispatch: Arc<Dispatch>, keep_runs: Option<Duration>) {
                 for problem in pass.problems {
                     eprintln!("scheduler: {problem}");
                 }
-                if pass.created > 0 || pass.late > 0 {
+                if pass.created > 0 || pass.late > 0 || pass.resumed > 0 {
                     dispatch.work_available();
                 }
             }

@@ -3,6 +3,7 @@
 //! machine; a server would call the same functions behind its API.
 
 mod deploy;
+mod pause;
 mod pools;
 mod push;
 mod reports;

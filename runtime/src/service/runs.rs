@@ -6,6 +6,7 @@ use crate::core::deployment::Limits;
 use crate::core::grants::{HostPattern, ResolvedGrants};
 use crate::core::ids::{RunId, run_name};
 use crate::core::journal::{Journal, JournalRow};
+use crate::core::pause::PAUSE_TASK;
 use crate::core::record::{Event, Fanout, FlowRunRecord, Recorder, ResultCache, RunKind, StateRecord};
 use crate::core::state::StateType;
 use crate::params;
@@ -117,7 +118,14 @@ impl Service {
             Err(ServiceError::NotFound(_)) => return Ok(false),
             Err(err) => return Err(err),
         };
-        let used = run.attempt.saturating_sub(1);
+        // An attempt that began by resuming a pause is not a retry: it does not use one up.
+        let resumed = self
+            .store
+            .task_runs(&run.id)?
+            .iter()
+            .filter(|t| t.task == PAUSE_TASK && t.state == Some(StateType::Completed))
+            .count() as u32;
+        let used = run.attempt.saturating_sub(1 + resumed);
         if used >= limits.retries {
             return Ok(false);
         }

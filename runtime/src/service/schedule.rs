@@ -26,6 +26,8 @@ pub struct SchedulerPass {
     pub late: usize,
     /// Deployments whose runs could not be created, and why.
     pub problems: Vec<String>,
+    /// Paused runs resumed with their flow's default when their timeout passed.
+    pub resumed: usize,
 }
 
 impl Service {
@@ -58,6 +60,7 @@ impl Service {
             })?;
         }
         pass.late = self.store.mark_late(now - LATE_AFTER, now)?;
+        pass.resumed = self.expire_pauses(now)?;
         Ok(pass)
     }
 

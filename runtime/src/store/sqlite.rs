@@ -659,11 +659,16 @@ impl StateStore for SqliteStore {
             if ended.is_some() || state.as_deref() == Some("Cancelling") {
                 return Ok(if ended.is_some() { CancelOutcome::AlreadyEnded } else { CancelOutcome::Cancelling });
             }
-            let waiting = matches!(state.as_deref(), Some("Scheduled" | "Late")) && taker.is_none();
+            // A paused run is held by nobody either: it waits for input, not for a runner.
+            let waiting = matches!(state.as_deref(), Some("Scheduled" | "Late" | "Paused")) && taker.is_none();
             if waiting {
                 // Taken by nobody: no runner will ever see it, so it ends here.
                 tx.execute("UPDATE flow_runs SET claimed_by = 'cancelled' WHERE id = ?1", [id])?;
-                end_run(tx, id, "Cancelled", "Cancelled before it started", &now)?;
+                let message = match state.as_deref() {
+                    Some("Paused") => "Cancelled while it was paused for input",
+                    _ => "Cancelled before it started",
+                };
+                end_run(tx, id, "Cancelled", message, &now)?;
                 return Ok(CancelOutcome::Cancelled);
             }
             record_state(tx, id, "Cancelling", "Cancellation requested", &now)?;

@@ -545,5 +545,33 @@ async fn purging_deletes_old_ended_runs_with_their_subflows_tasks_states_and_log
             assert!(row.is_some(), "{kept} was deleted");
             assert!(!store.states(&kept.to_string()).unwrap().is_empty());
         }
+
+async fn a_paused_run_is_held_by_nobody_and_a_cancel_ends_it_at_once() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let now = Utc::now();
+        let mut id = None;
+        for event in due_run("default", now - chrono::Duration::seconds(1)) {
+            if let Event::FlowRunCreated(run) = &event {
+                id = Some(run.id);
+            }
+            store.record(&event);
+        }
+        store.flush().await;
+        let id = id.expect("a run");
+        let claim = Claim { tenant: None, now, pool: None, queues: &[], deployment: None, limit: 10, taker: "w" };
+        assert_eq!(store.claim_due(&claim).unwrap().len(), 1);
+        for next in [StateType::Pending, StateType::Running, StateType::Paused] {
+            store.record(&state(id, RunKind::Flow, next, None));
+        }
+        store.flush().await;
+        let paused = store.flow_run(None, &id.to_string()).unwrap().unwrap();
+        assert_eq!((paused.state, paused.claimed_by, paused.ended), (Some(StateType::Paused), None, None));
+        assert!(store.claim_due(&claim).unwrap().is_empty(), "a paused run is not due");
+        assert!(store.crash_held_by("w", now).unwrap().is_empty(), "its worker starting again does not crash it");
+        assert_eq!(store.request_cancel(&id.to_string(), now).unwrap(), CancelOutcome::Cancelled);
+        let cancelled = store.flow_run(None, &id.to_string()).unwrap().unwrap();
+        assert_eq!(cancelled.state, Some(StateType::Cancelled));
+        assert_eq!(cancelled.message.as_deref(), Some("Cancelled while it was paused for input"));
     }
 }

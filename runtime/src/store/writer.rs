@@ -358,8 +358,11 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 RunKind::Flow => {
                     let started = state.state.is_running().then_some(time.as_str());
                     tx.prepare_cached(
+                        // A run paused for input is taken by nobody until it is resumed.
                         "UPDATE flow_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
-                         started = COALESCE(started, ?5), ended = ?6 WHERE id = ?1 AND ended IS NULL",
+                         started = COALESCE(started, ?5), ended = ?6,
+                         claimed_by = CASE WHEN ?2 = 'Paused' THEN NULL ELSE claimed_by END,
+                         queue = CASE WHEN ?2 = 'Paused' THEN NULL ELSE queue END WHERE id = ?1 AND ended IS NULL",
                     )?
                     .execute(params![
                         run,

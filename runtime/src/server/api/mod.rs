@@ -243,6 +243,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(run_logs))
         .routes(routes!(cancel_run))
         .routes(routes!(retry_run))
+        .routes(routes!(resume_run))
         .routes(routes!(list_pools, create_pool))
         .routes(routes!(inspect_pool, delete_pool))
         .routes(routes!(pause_pool))

@@ -158,3 +158,43 @@ pub(super) async fn retry_run(
     d.work_available();
     Ok(Json(run))
 }
+
+/// The input that resumes a run paused for input.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResumeBody {
+    /// The input, as JSON; it must fit the schema the flow paused with.
+    #[schema(value_type = Object)]
+    input: Value,
+}
+
+/// Resumes a run paused for input (`Paused`): the input is checked against
+/// the pause's schema, and the run's next attempt, due now, replays the flow
+/// from its journal up to the pause and goes on with the input.
+#[utoipa::path(
+    post,
+    path = "/flow-runs/{id}/resume",
+    tag = "flow-runs",
+    params(("id" = String, Path, description = "The run's id or name")),
+    request_body = ResumeBody,
+    responses(
+        (status = 200, description = "Resumed: scheduled again, now", body = FlowRunRow),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "No such flow run", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "The run is not paused, or the input does not fit the pause's schema (the message names the field); the run stays paused", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn resume_run(
+    State(d): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<ResumeBody>,
+) -> ApiResult<Json<FlowRunRow>> {
+    p.require(Role::Runner, "resume runs")?;
+    let run = d.service.resume(&p.tenant, &id, body.input).await?;
+    d.work_available();
+    Ok(Json(run))
+}

@@ -145,7 +145,11 @@ pub(super) async fn record_events(
     let ended: Vec<String> = events
         .iter()
         .filter_map(|event| match event {
-            Event::State(s) if s.kind == crate::core::record::RunKind::Flow && s.state.is_terminal() => {
+            // A run paused for input frees its slot too.
+            Event::State(s)
+                if s.kind == crate::core::record::RunKind::Flow
+                    && (s.state.is_terminal() || s.state == crate::core::state::StateType::Paused) =>
+            {
                 Some(s.run.to_string())
             }
             _ => None,

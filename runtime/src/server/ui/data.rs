@@ -301,6 +301,20 @@ pub async fn retry(d: &Dispatch, p: &Principal, id: &str) -> UiResult<()> {
     Ok(())
 }
 
+/// The prompt and input schema of a tenant's paused run.
+pub fn pause(d: &Dispatch, p: &Principal, id: &str) -> UiResult<(FlowRunRow, crate::core::pause::Waiting)> {
+    let (run, pause) = d.service.pause_of(&p.tenant, id)?;
+    Ok((run, pause.waiting))
+}
+
+/// Resumes a paused run with `input`, checked against its schema.
+pub async fn resume(d: &Dispatch, p: &Principal, id: &str, input: Value) -> UiResult<()> {
+    p.require(Role::Runner, "resume runs")?;
+    d.service.resume(&p.tenant, id, input).await?;
+    d.work_available();
+    Ok(())
+}
+
 /// What the dashboard shows.
 pub struct Dashboard {
     /// Flow runs created in the last 24 h, per state.

@@ -45,6 +45,7 @@ pub fn router(dispatch: Arc<Dispatch>) -> Router {
         .route("/runs/{id}/events", get(sse::run_events))
         .route("/runs/{id}/cancel", post(pages::run::cancel))
         .route("/runs/{id}/retry", post(pages::run::retry))
+        .route("/runs/{id}/resume", get(pages::resume::form).post(pages::resume::submit))
         .route("/artifacts", get(pages::artifacts::list))
         .route("/artifacts/{digest}", get(pages::artifacts::detail))
         .route("/work-pools", get(pages::pools::page))

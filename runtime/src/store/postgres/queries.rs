@@ -556,11 +556,16 @@ impl StateStore for PgStore {
             if ended.is_some() || state.as_deref() == Some("Cancelling") {
                 return Ok(if ended.is_some() { CancelOutcome::AlreadyEnded } else { CancelOutcome::Cancelling });
             }
-            let waiting = matches!(state.as_deref(), Some("Scheduled" | "Late")) && taker.is_none();
+            // A paused run is held by nobody either: it waits for input, not for a runner.
+            let waiting = matches!(state.as_deref(), Some("Scheduled" | "Late" | "Paused")) && taker.is_none();
             if waiting {
                 // Taken by nobody: no runner will ever see it, so it ends here.
                 tx.execute("UPDATE flow_runs SET claimed_by = 'cancelled' WHERE id = $1", &[&id]).await?;
-                end_run(tx, id, "Cancelled", "Cancelled before it started", &now).await?;
+                let message = match state.as_deref() {
+                    Some("Paused") => "Cancelled while it was paused for input",
+                    _ => "Cancelled before it started",
+                };
+                end_run(tx, id, "Cancelled", message, &now).await?;
                 return Ok(CancelOutcome::Cancelled);
             }
             record_state(tx, id, "Cancelling", "Cancellation requested", &now).await?;

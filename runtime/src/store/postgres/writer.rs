@@ -218,11 +218,15 @@ impl Statements {
                 )
                 .await?,
             // A run that has ended keeps its end: late reports of a lost worker are dropped,
-            // and only a state that moved the run enters its history.
+            // and only a state that moved the run enters its history. A run paused for
+            // input is taken by nobody until it is resumed.
             flow_state: client
                 .prepare(
                     "WITH moved AS (UPDATE flow_runs SET state = $2, message = $3, result = COALESCE($4, result),
-                         started = COALESCE(started, $5), ended = $6 WHERE id = $1 AND ended IS NULL RETURNING id)
+                         started = COALESCE(started, $5), ended = $6,
+                         claimed_by = CASE WHEN $2 = 'Paused' THEN NULL ELSE claimed_by END,
+                         queue = CASE WHEN $2 = 'Paused' THEN NULL ELSE queue END
+                         WHERE id = $1 AND ended IS NULL RETURNING id)
                      INSERT INTO states (run, kind, state, message, attempt, time)
                      SELECT id, 'flow', $2, $3, $7, $8 FROM moved",
                 )

@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod deployment;
 pub mod deployments;
 pub mod pools;
+pub mod resume;
 pub mod run;
 pub mod runs;
 

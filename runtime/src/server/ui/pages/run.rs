@@ -100,6 +100,9 @@ pub fn panels(session: &Session, detail: &RunDetail) -> Markup {
             @if cancellable(run.state) {
                 (layout::action(session, Role::Runner, &format!("/runs/{}/cancel", run.id), "Cancel run", "danger"))
             }
+            @if run.state == Some(StateType::Paused) && session.may(Role::Runner) {
+                p { a.button #resume-link href={ "/runs/" (run.id) "/resume" } { "Provide input and resume" } }
+            }
             @if retryable(run) {
                 (layout::action(session, Role::Runner, &format!("/runs/{}/retry", run.id), "Retry from the journal", "run"))
             }
