@@ -13,7 +13,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        // The bench guest is built by the SDK, against the newest contract.
+        path: "../wit/v0.2",
         world: "sluice:flow/flow",
         imports: { default: async },
         exports: { default: async },
@@ -52,6 +53,12 @@ impl bindings::sluice::flow::host::Host for State {
     async fn log(&mut self, _: LogLevel, _: String) {}
     async fn context(&mut self) -> RunContext {
         unreachable!("noop does not ask for its context")
+    }
+    async fn emit_event(&mut self, _: String, _: String) -> Result<(), String> {
+        unreachable!("noop emits no event")
+    }
+    async fn suspend(&mut self, _: String, _: String, _: Option<u64>, _: Option<String>) -> Result<String, RunError> {
+        unreachable!("noop does not pause")
     }
 }
 
