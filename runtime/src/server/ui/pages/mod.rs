@@ -8,6 +8,7 @@ pub mod deployments;
 pub mod pools;
 pub mod run;
 pub mod runs;
+pub mod schedule;
 
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
