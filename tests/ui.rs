@@ -183,3 +183,8 @@ fn screenshots_of_the_main_pages_render() {
 fn a_second_tenant_sees_nothing_of_the_first() {
     scenario("tenants");
 }
+
+#[test]
+fn first_hour_sign_in_chart_durations_and_schedule_editing() {
+    scenario("firsthour");
+}

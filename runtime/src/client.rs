@@ -32,6 +32,11 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    /// The server's URL, without a trailing `/` (its web UI is there too).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// A client of `url` (e.g. `http://127.0.0.1:4200`) sending `token` with every call.
     pub fn new(url: &str, token: Option<&str>) -> Result<Self, ServiceError> {
         let url = url.trim_end_matches('/').to_string();
@@ -171,6 +176,16 @@ impl ApiClient {
 
     /// One deployment.
     pub async fn deployment(&self, full_name: &str) -> Result<Deployment, ServiceError> {
+        self.send(self.get(&format!("/deployments/{full_name}"))).await
+    }
+
+    /// The workers that asked the server for runs of `pool` in the last minute.
+    pub async fn pool_workers(&self, pool: &str) -> Result<Vec<Value>, ServiceError> {
+        self.send(self.get(&format!("/work-pools/{pool}/workers"))).await
+    }
+
+    /// One deployment with its flow's parameter schema.
+    pub async fn deployment_detail(&self, full_name: &str) -> Result<crate::service::DeploymentDetail, ServiceError> {
         self.send(self.get(&format!("/deployments/{full_name}"))).await
     }
 

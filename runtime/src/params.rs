@@ -50,13 +50,23 @@ pub fn collect(params_object: Option<&str>, params: &[String]) -> Result<Map<Str
 /// Fills in defaults from the schema's top-level `properties`, then checks
 /// the whole object against the schema. Errors name the field.
 pub fn resolve(flow: &str, schema: &Value, mut params: Map<String, Value>) -> Result<Value, String> {
-    let properties = schema.get("properties").and_then(Value::as_object);
+    // A flow without parameters may declare no `properties` at all, only
+    // `additionalProperties: false`: every key is unknown then, and is named
+    // as such rather than left to the validator ("False schema does not allow 1").
+    let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
+    let no_properties = Map::new();
+    let properties =
+        schema.get("properties").and_then(Value::as_object).or(if closed { Some(&no_properties) } else { None });
     if let Some(properties) = properties {
         let unknown: Vec<&String> = params.keys().filter(|k| !properties.contains_key(*k)).collect();
         if let Some(key) = unknown.first() {
             let known: Vec<&str> = properties.keys().map(String::as_str).collect();
-            let known = if known.is_empty() { "no parameters".to_string() } else { known.join(", ") };
-            return Err(format!("unknown parameter `{key}` for flow `{flow}`; it takes: {known}"));
+            let takes = if known.is_empty() {
+                "it takes no parameters".to_string()
+            } else {
+                format!("it takes: {}", known.join(", "))
+            };
+            return Err(format!("unknown parameter `{key}` for flow `{flow}`; {takes}"));
         }
         for (key, property) in properties {
             if !params.contains_key(key)
@@ -153,5 +163,13 @@ mod tests {
         assert!(resolve("f", &schema(), params).unwrap_err().contains("parameter `nested.on`"));
         let missing = resolve("f", &schema(), Map::new()).unwrap_err();
         assert!(missing.contains("name"), "{missing}");
+    }
+
+    #[test]
+    fn a_flow_without_parameters_names_the_unknown_key() {
+        let closed = json!({"type": "object", "additionalProperties": false});
+        let error = resolve("pipeline", &closed, collect(None, &["nam=1".into()]).unwrap()).unwrap_err();
+        assert_eq!(error, "unknown parameter `nam` for flow `pipeline`; it takes no parameters");
+        assert_eq!(resolve("pipeline", &closed, Map::new()).unwrap(), json!({}));
     }
 }

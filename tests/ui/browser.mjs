@@ -319,6 +319,66 @@ const scenarios = {
     await page.goto(base + "/");
     check((await page.textContent("#day")).includes(": 0"), "its dashboard counts none of the first tenant's runs");
   },
+
+  // Issue 22's rough edges: the sign-in form names SLUICE_API_TOKEN; the
+  // run page's timeline shows durations; the dashboard charts runs per hour
+  // by state in server-drawn SVG; a deployment's schedule is set, refused
+  // when wrong (as the CLI refuses it) and removed from its page.
+  async firsthour(browser) {
+    const context = await browser.newContext();
+    const signinPage = await context.newPage();
+    await signinPage.goto(base + "/signin");
+    const help = await signinPage.textContent("#token-help");
+    check(help.includes("SLUICE_API_TOKEN") && !help.includes("SLUICE_TOKEN)"), "the sign-in form names the variable: " + help);
+    await context.close();
+
+    const { page } = await signIn(browser, token);
+    await quickRun(page, "pipeline/classic");
+    await waitForState(page, "Completed");
+    await page.waitForSelector(`.timeline [data-label="flaky-0"] .duration`);
+    const took = await page.textContent(`.timeline [data-label="flaky-0"] .duration`);
+    check(/^\d+(\.\d)? (ms|s)$/.test(took.trim()), "the retried task shows how long it took: " + took);
+    check(await page.locator(`.timeline .duration`).count() >= 7, "every finished task and subflow has a duration");
+
+    await page.goto(base + "/");
+    check(await page.locator("#runs-chart g[data-hour]").count() === 24, "24 hourly bars");
+    const completed = page.locator("#runs-chart rect.state-Completed");
+    check(await completed.count() >= 1, "this hour's Completed runs are drawn");
+    check(Number(await completed.last().getAttribute("data-count")) >= 1, "with their count");
+    check((await page.locator("script[src]").count()) === (await page.locator("script").count()), "no inline script");
+
+    await page.goto(base + "/deployments/hello/leo");
+    check((await page.textContent("#schedule-title")).includes("Edit the schedule"), "an existing schedule is edited");
+    await page.check(`#schedule input[value="cron"]`);
+    await page.fill("#schedule-cron", "0 3 * * *");
+    await page.fill("#schedule-timezone", "Asia/Tokyo");
+    await page.click("#schedule button[type=submit]");
+    await page.waitForURL(base + "/deployments/hello/leo");
+    check((await page.content()).includes("at 03:00 Asia/Tokyo"), "the cron schedule is shown in words");
+    let stored = (await api("/deployments/hello/leo")).json.schedule;
+    check(stored.kind === "cron" && stored.expression === "0 3 * * *" && stored.timezone === "Asia/Tokyo", "stored: " + JSON.stringify(stored));
+
+    await page.check(`#schedule input[value="cron"]`);
+    await page.fill("#schedule-cron", "0 3 * * *");
+    await page.fill("#schedule-timezone", "Mars/Olympus");
+    await page.click("#schedule button[type=submit]");
+    await page.waitForSelector("#schedule-error");
+    const refusal = await page.textContent("#schedule-error");
+    check(refusal.includes("Mars/Olympus"), "a wrong time zone is refused, named: " + refusal);
+    check(JSON.stringify((await api("/deployments/hello/leo")).json.schedule).includes("Asia/Tokyo"), "and changes nothing");
+
+    await page.check(`#schedule input[value="interval"]`);
+    await page.fill("#schedule-interval", "5m");
+    await page.click("#schedule button[type=submit]");
+    await page.waitForURL(base + "/deployments/hello/leo");
+    stored = (await api("/deployments/hello/leo")).json.schedule;
+    check(stored.kind === "interval" && stored.seconds === 300, "5m is stored as 300 s: " + JSON.stringify(stored));
+
+    await page.click("button.remove-schedule");
+    await page.waitForURL(base + "/deployments/hello/leo");
+    check((await api("/deployments/hello/leo")).json.schedule === null, "the schedule is removed");
+    check((await page.textContent("#schedule-title")).includes("Add a schedule"), "and can be added again");
+  },
 };
 
 const name = process.argv[2];

@@ -73,7 +73,10 @@ impl Backend {
             Backend::Local(service) => {
                 let mut prepared = Vec::new();
                 for request in requests {
-                    let name = format!("{}/{}", request.flow, request.name);
+                    let name = match &request.flow {
+                        Some(flow) => format!("{flow}/{}", request.name),
+                        None => request.name.clone(),
+                    };
                     prepared.push(service.prepare_deploy(LOCAL, request).await.map_err(|e| prefixed(&name, e))?);
                 }
                 prepared.into_iter().map(|p| service.commit_deploy(p)).collect()
@@ -81,7 +84,10 @@ impl Backend {
             Backend::Remote(api) => {
                 let mut bodies = Vec::new();
                 for request in requests {
-                    let name = format!("{}/{}", request.flow, request.name);
+                    let name = match &request.flow {
+                        Some(flow) => format!("{flow}/{}", request.name),
+                        None => request.name.clone(),
+                    };
                     let digest = match &request.artifact {
                         ArtifactSource::File(path) => {
                             api.push(read(path)?).await.map_err(|e| prefixed(&name, e))?.artifact.digest
@@ -107,13 +113,13 @@ impl Backend {
         }
     }
 
-    /// One deployment.
-    pub async fn deployment(&self, full_name: &str) -> Answer<Deployment> {
+    /// One deployment with its flow's parameter schema.
+    pub async fn deployment_detail(&self, full_name: &str) -> Answer<crate::service::DeploymentDetail> {
         match self {
-            Backend::Local(service) => service.deployment(LOCAL, full_name),
+            Backend::Local(service) => service.deployment_detail(LOCAL, full_name),
             Backend::Remote(api) => {
                 crate::core::deployment::split_full_name(full_name).map_err(ServiceError::Invalid)?;
-                api.deployment(full_name).await
+                api.deployment_detail(full_name).await
             }
         }
     }

@@ -21,8 +21,8 @@ pub struct DeployArgs {
     /// The project file used by --all.
     #[arg(long, default_value = "sluice.yaml")]
     file: PathBuf,
-    /// The flow to deploy.
-    #[arg(long, required_unless_present = "all")]
+    /// The flow to deploy (default: the component's flow, when it has only one).
+    #[arg(long)]
     flow: Option<String>,
     /// The deployment's name (the run target is flow/name).
     #[arg(long, required_unless_present = "all")]
@@ -124,7 +124,9 @@ pub fn init(args: InitArgs) -> Result<ExitCode, CliError> {
     if args.file.exists() && !args.force {
         return Err(CliError::usage(format!("`{}` exists; pass --force to overwrite it", args.file.display())));
     }
-    std::fs::write(&args.file, project::STARTER)
+    // Paths in the file are relative to its folder: the crate is looked for there.
+    let folder = args.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::write(&args.file, super::starter::starter(folder))
         .map_err(|e| CliError::failure(format!("cannot write `{}`: {e}", args.file.display())))?;
     println!("wrote {}: edit it, then run `sluice deploy --all`", args.file.display());
     Ok(ExitCode::SUCCESS)
@@ -143,7 +145,7 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
     let run_cpu = cpu_millis(args.run_cpu_limit.as_deref(), "--run-cpu-limit")?;
     Ok(DeployRequest {
         artifact,
-        flow: args.flow.clone().expect("clap requires it without --all"),
+        flow: args.flow.clone(),
         name: args.name.clone().expect("clap requires it without --all"),
         parameters: args.params.collect()?,
         description: args.description.clone(),
@@ -188,7 +190,7 @@ fn from_entry(entry: DeploymentEntry) -> DeployRequest {
             ArtifactRef::Path(path) => ArtifactSource::File(path),
             ArtifactRef::Digest(digest) => ArtifactSource::Digest(digest),
         },
-        flow: entry.flow,
+        flow: Some(entry.flow),
         name: entry.name,
         parameters: entry.parameters,
         description: entry.description,

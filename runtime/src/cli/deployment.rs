@@ -59,7 +59,7 @@ pub async fn run(command: DeploymentCommand) -> Result<ExitCode, CliError> {
             }
         }
         DeploymentCommand::Inspect { name } => {
-            let deployment = backend.deployment(&name).await?;
+            let deployment = backend.deployment_detail(&name).await?;
             println!("{}", serde_json::to_string_pretty(&deployment).expect("JSON"));
         }
         DeploymentCommand::Pause { name } => {

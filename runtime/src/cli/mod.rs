@@ -14,11 +14,13 @@ mod inspect;
 mod pools;
 mod profile;
 mod push;
+mod remote_watch;
 mod run;
 mod secret;
 mod serve;
 mod server;
 mod shared_args;
+mod starter;
 mod tenants;
 mod terminal;
 

@@ -50,8 +50,8 @@ pub enum QueueCommand {
     Create {
         /// Its name.
         name: String,
-        /// The pool.
-        #[arg(long)]
+        /// The pool (default: `default`).
+        #[arg(long, default_value = "default")]
         pool: String,
         /// It serves only deployments carrying this tag. Repeatable.
         #[arg(long = "tag")]
@@ -76,24 +76,24 @@ pub enum QueueCommand {
     Pause {
         /// Its name.
         name: String,
-        /// The pool.
-        #[arg(long)]
+        /// The pool (default: `default`).
+        #[arg(long, default_value = "default")]
         pool: String,
     },
     /// Resumes a queue.
     Resume {
         /// Its name.
         name: String,
-        /// The pool.
-        #[arg(long)]
+        /// The pool (default: `default`).
+        #[arg(long, default_value = "default")]
         pool: String,
     },
     /// Deletes a queue.
     Delete {
         /// Its name.
         name: String,
-        /// The pool.
-        #[arg(long)]
+        /// The pool (default: `default`).
+        #[arg(long, default_value = "default")]
         pool: String,
     },
 }

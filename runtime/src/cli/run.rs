@@ -7,13 +7,10 @@ use super::backend::{self, Backend};
 use super::console::{Console, Stream};
 use super::shared_args::ParamArgs;
 use super::terminal::printable;
-use crate::client::ApiClient;
 use crate::core::duration::parse_duration;
 use crate::core::record::Recorder;
 use crate::core::state::StateType;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use std::collections::HashSet;
 use std::process::ExitCode;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
@@ -66,13 +63,25 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     let service = match backend {
         Backend::Local(service) => service,
         Backend::Remote(api) => {
+            println!("  in the UI:  {}/runs/{}", api.url(), run.id);
+            if let Some(warning) = unserved(&api, &args.deployment).await {
+                eprintln!("warning: {warning}");
+            }
             if !args.watch {
                 println!("The server runs it; follow it with `sluice flow-run inspect {}`.", run.name);
                 return Ok(ExitCode::SUCCESS);
             }
-            return watch_remote(&api, &run.id).await;
+            return super::remote_watch::watch(&api, &run.id).await;
         }
     };
+    if let Some(server) = super::serve::served_by(&service, &args.deployment) {
+        // `sluice serve` claims its deployment's runs: it runs this one, not this shell.
+        println!("`sluice serve` ({server}) serves {} and runs it.", args.deployment);
+        if !args.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        return watch_served(&service, &run.id).await;
+    }
     let due = run.scheduled.unwrap_or_else(Utc::now);
     if due > Utc::now() {
         if !args.watch {
@@ -103,6 +112,53 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         println!("Result: {}", printable(result));
     }
     Ok(if !args.watch || outcome.state == StateType::Completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// "this run will wait: …" when no worker asked the server for runs of the
+/// deployment's pool (and queue) in the last minute. Best effort: nothing
+/// is said when the server cannot tell.
+async fn unserved(api: &crate::client::ApiClient, deployment: &str) -> Option<String> {
+    use crate::core::pool::DEFAULT_POOL;
+    let deployment = api.deployment(deployment).await.ok()?;
+    let pool = deployment.pool.as_deref().unwrap_or(DEFAULT_POOL);
+    let workers = api.pool_workers(pool).await.ok()?;
+    let serves = |w: &serde_json::Value| {
+        let queues: Vec<&str> = w["queues"].as_array().into_iter().flatten().filter_map(|q| q.as_str()).collect();
+        queues.is_empty() || deployment.queue.as_deref().is_none_or(|q| queues.contains(&q))
+    };
+    if workers.iter().any(serves) {
+        return None;
+    }
+    let queue = deployment.queue.as_deref().map(|q| format!(" queue `{q}`")).unwrap_or_default();
+    Some(format!(
+        "this run will wait: no worker serves pool `{pool}`{queue}; start one with `sluice worker --pool {pool}`{}",
+        deployment.queue.as_deref().map(|q| format!(" --queue {q}")).unwrap_or_default()
+    ))
+}
+
+/// Follows a run another process (`sluice serve`) runs, through the store,
+/// until it ends.
+async fn watch_served(service: &crate::service::Service, id: &str) -> Result<ExitCode, CliError> {
+    let mut last = None;
+    loop {
+        let run = service.flow_run(backend::LOCAL, id)?;
+        if run.state != last {
+            last = run.state;
+            if let Some(state) = run.state {
+                println!("Flow run '{}' - {}", run.name, state);
+            }
+        }
+        if run.state.is_some_and(StateType::is_terminal) {
+            let message = run.message.as_deref().map(|m| format!("('{m}')")).unwrap_or_else(|| "()".into());
+            let state = run.state.expect("checked");
+            println!("{}", printable(&format!("Flow run '{}' finished in state {state}{message}", run.name)));
+            if let Some(result) = &run.result {
+                println!("Result: {}", printable(&result.to_string()));
+            }
+            return Ok(if state == StateType::Completed { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Runs one attempt of `run` here, printing its events as they commit when `watch`.
@@ -142,64 +198,4 @@ async fn attempt(
         }
     }
     Ok(outcome)
-}
-
-/// Follows a run on a server: its states, its task runs' ends and its logs,
-/// polled, until it ends.
-async fn watch_remote(api: &ApiClient, id: &str) -> Result<ExitCode, CliError> {
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut logs_seen = 0;
-    let mut say = |key: String, line: String| {
-        if seen.insert(key) {
-            println!("{} | {}", chrono::Local::now().format("%H:%M:%S%.3f"), printable(&line));
-        }
-    };
-    loop {
-        let report = api.inspect_run(id).await?;
-        let run = &report["flow_run"];
-        let name = run["name"].as_str().unwrap_or_default().to_string();
-        for task in report["task_runs"].as_array().into_iter().flatten() {
-            let task_run = &task["task_run"];
-            if let Some(line) = finished(task_run) {
-                say(
-                    format!("task {}", task_run["id"]),
-                    format!("Task run '{}' - {line}", task_run["name"].as_str().unwrap_or("")),
-                );
-            }
-        }
-        let logs = api.logs(id, None).await?;
-        for log in logs.iter().skip(logs_seen) {
-            let source = if log.task_run.is_some() { "Task run" } else { "Flow run" };
-            let line = format!(
-                "{} | {:<7} | {source} '{}' - {}",
-                log.time.with_timezone(&chrono::Local).format("%H:%M:%S%.3f"),
-                log.level.name(),
-                log.run_name,
-                log.message
-            );
-            println!("{}", printable(&line));
-        }
-        logs_seen = logs.len();
-        if run["state"] == "Running" {
-            say("running".into(), format!("Flow run '{name}' - Beginning flow run"));
-        }
-        if let Some(line) = finished(run) {
-            say("finished".into(), format!("Flow run '{name}' - {line}"));
-            if run["result"] != Value::Null {
-                println!("Result: {}", run["result"]);
-            }
-            return Ok(if run["state"] == "Completed" { ExitCode::SUCCESS } else { ExitCode::from(1) });
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-/// "Finished in state X('message')" for a run that has ended.
-fn finished(run: &Value) -> Option<String> {
-    let state = run["state"].as_str().and_then(StateType::parse)?;
-    if !state.is_terminal() {
-        return None;
-    }
-    let message = run["message"].as_str().map(|m| format!("'{m}'")).unwrap_or_default();
-    Some(format!("Finished in state {state}({message})"))
 }

@@ -58,7 +58,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
             DEFAULT_TENANT,
             DeployRequest {
                 artifact: ArtifactSource::Digest(pushed.artifact.digest.clone()),
-                flow,
+                flow: Some(flow),
                 name: args.name.clone(),
                 parameters: args.params.collect()?,
                 description: None,
@@ -80,6 +80,25 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     serve(&service, &full_name, schedule.as_ref(), args.limit.max(1)).await
 }
 
+/// How long a serving process's claim on its deployment lasts unrenewed
+/// (it renews it every pass, at most `MAX_IDLE` apart).
+const SERVING_TERM: chrono::Duration = chrono::Duration::seconds(5);
+
+/// The store lease a `sluice serve` of `full_name` holds while it serves it.
+pub fn serving_lease(full_name: &str) -> String {
+    format!("serve:{full_name}")
+}
+
+/// Who serves `full_name` now, if a live `sluice serve` does.
+pub fn served_by(service: &Service, full_name: &str) -> Option<String> {
+    let now = crate::store::SqlValue::from(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    let rows = service
+        .store
+        .listing("SELECT holder FROM leases WHERE name = ?1 AND expires >= ?2", &[serving_lease(full_name).into(), now])
+        .ok()?;
+    rows.first().and_then(|row| row.first()).and_then(|holder| holder.text())
+}
+
 async fn serve(
     service: &Arc<Service>,
     full_name: &str,
@@ -91,8 +110,11 @@ async fn serve(
     let mut running: JoinSet<()> = JoinSet::new();
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
+    let lease = serving_lease(full_name);
     loop {
         let now = Utc::now();
+        // Says to `sluice run` in another shell that this process runs the deployment's runs.
+        let _ = service.store.hold_lease(&lease, service.taker(), now, now + SERVING_TERM);
         let pass = service.schedule(now)?;
         for problem in pass.problems {
             eprintln!("scheduler: {problem}");
@@ -126,6 +148,13 @@ async fn serve(
                     println!("Stopping: waiting for {} running flow runs", running.len());
                     while running.join_next().await.is_some() {}
                     drain(&mut committed, &console);
+                    // Nobody runs its runs now: its schedule must not keep making them.
+                    let paused = service.set_paused(DEFAULT_TENANT, full_name, true).is_ok();
+                    let now = Utc::now();
+                    let _ = service.store.hold_lease(&lease, service.taker(), now, now);
+                    if paused && schedule.is_some() {
+                        println!("Paused '{full_name}': its schedule makes no runs until it is served again (or `sluice deployment resume {full_name}`).");
+                    }
                     return Ok(ExitCode::SUCCESS);
                 }
                 event = committed.recv() => match event {

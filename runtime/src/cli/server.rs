@@ -35,9 +35,9 @@ pub struct ServerArgs {
 /// Arguments of `sluice worker`.
 #[derive(clap::Args, Debug)]
 pub struct WorkerArgs {
-    /// The server's URL.
+    /// The server's URL (default: the `sluice login` profile's).
     #[arg(long, env = "SLUICE_API_URL")]
-    api: String,
+    api: Option<String>,
     /// The token to send: a runner token of the tenant whose runs it takes (the operator's takes all).
     #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -75,13 +75,31 @@ pub async fn server(args: ServerArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The server a worker talks to and its token: the flags (or their
+/// variables), else the saved `sluice login` profile. The profile's token goes
+/// only to the profile's own server, never to another URL.
+fn worker_server(api: Option<String>, token: Option<String>) -> Result<(String, Option<String>), CliError> {
+    let profile = super::profile::load()?.unwrap_or_default();
+    let api = api.filter(|url| !url.trim().is_empty());
+    let Some(api) = api.or_else(|| profile.api_url.clone()) else {
+        return Err(CliError::usage(
+            "no server to work for: pass --api http://HOST:4200, set SLUICE_API_URL, or run `sluice login` first",
+        ));
+    };
+    let same_server =
+        profile.api_url.as_deref().map(|url| url.trim_end_matches('/')) == Some(api.trim_end_matches('/'));
+    let token = token.filter(|t| !t.trim().is_empty()).or(if same_server { profile.token } else { None });
+    Ok((api, token))
+}
+
 /// Runs `sluice worker` until stopped.
 pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::in_dir(home::compile_cache_dir()))?;
     let hostname = crate::service::hostname();
+    let (api, token) = worker_server(args.api, args.token)?;
     let options = WorkerOptions {
-        api: args.api,
-        token: args.token,
+        api,
+        token,
         name: args.name.unwrap_or_else(|| format!("{}-{}", hostname.trim(), std::process::id())),
         pool: args.pool,
         queues: args.queues,

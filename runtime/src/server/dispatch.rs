@@ -43,7 +43,28 @@ pub struct Dispatch {
     heartbeat_timeout: Duration,
     // Cancel handles of the runs executing in this process.
     local: Mutex<HashMap<String, CancellationToken>>,
+    // Who asked this server for runs lately, and from where: `sluice run`
+    // warns when nobody serves a new run's pool and queue.
+    polling: Mutex<HashMap<String, PollingWorker>>,
 }
+
+/// A worker that asked this server for runs, and what it asked for.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PollingWorker {
+    /// Its name.
+    pub name: String,
+    /// The pool it takes runs from.
+    pub pool: String,
+    /// The queues it takes runs from (all of the pool's when empty).
+    pub queues: Vec<String>,
+    /// When it last asked.
+    pub last_claim: DateTime<Utc>,
+    #[serde(skip)]
+    tenant: Option<String>,
+}
+
+/// How recently a worker must have asked for runs to count as serving its pool.
+const POLLING_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
 
 impl Dispatch {
     /// Dispatch over `service`.
@@ -51,7 +72,7 @@ impl Dispatch {
         let available = Arc::new(Notify::new());
         // Work announced by another server on the same database wakes this one's claims too.
         service.store.on_work_announced(available.clone());
-        Self { service, available, heartbeat_timeout, local: Mutex::default() }
+        Self { service, available, heartbeat_timeout, local: Mutex::default(), polling: Mutex::default() }
     }
 
     /// Wakes every waiting claim, here and on other servers sharing the database.
@@ -75,6 +96,14 @@ impl Dispatch {
         if let Some(tenant) = tenant {
             self.service.check_pool(tenant, pool)?;
         }
+        let seen = PollingWorker {
+            name: worker.to_string(),
+            pool: pool.to_string(),
+            queues: queues.to_vec(),
+            last_claim: Utc::now(),
+            tenant: tenant.map(str::to_string),
+        };
+        self.polling.lock().expect("polling lock").insert(worker.to_string(), seen);
         let deadline = tokio::time::Instant::now() + wait.min(MAX_CLAIM_WAIT);
         loop {
             // Registered before looking, so a run created meanwhile still wakes us.
@@ -136,6 +165,10 @@ impl Dispatch {
     pub fn heartbeat(&self, worker: &str, running: &[String]) -> Result<Vec<String>, ServiceError> {
         let now = Utc::now();
         self.service.store.heartbeat(worker, now)?;
+        // A worker busy with all its runs claims nothing, yet still serves its pool.
+        if let Some(polling) = self.polling.lock().expect("polling lock").get_mut(worker) {
+            polling.last_claim = now;
+        }
         // A claim answer that never arrived: past the heartbeat timeout, the runs go back to the queue.
         let grace = chrono::Duration::from_std(self.heartbeat_timeout).unwrap_or(chrono::Duration::seconds(30));
         if !self.service.store.release_unheard(worker, running, now - grace)?.is_empty() {
@@ -171,6 +204,56 @@ impl Dispatch {
         Ok(crashed)
     }
 
+    /// Runs still held by the embedded worker of a server process on this
+    /// host that has died (a server restarted, or killed) end `Crashed` at
+    /// once and retry where their deployments say so, instead of waiting out
+    /// the heartbeat timeout. A process that is still alive (another server
+    /// sharing the database) keeps its runs. The ids of the runs crashed.
+    pub fn crash_dead_embedded_runs(&self) -> Result<Vec<String>, ServiceError> {
+        let suffix = format!(" on {}", self.service.taker().rsplit(" on ").next().unwrap_or_default());
+        let holders = self.service.store.listing(
+            "SELECT DISTINCT claimed_by FROM flow_runs WHERE ended IS NULL AND claimed_by LIKE ?1",
+            &[format!("{EMBEDDED_PREFIX}%").into()],
+        )?;
+        let mut crashed = Vec::new();
+        for holder in holders.into_iter().filter_map(|row| row.first().and_then(|v| v.text())) {
+            let Some(process) = holder.strip_prefix(EMBEDDED_PREFIX) else { continue };
+            let Some(pid) = process.strip_prefix("process ").and_then(|rest| rest.strip_suffix(suffix.as_str())) else {
+                continue; // another host's server: its own restart or the heartbeat timeout handles it
+            };
+            let Ok(pid) = pid.parse::<u32>() else { continue };
+            if pid != std::process::id() && !process_alive(pid) {
+                crashed.extend(self.worker_started(&holder)?);
+            }
+        }
+        Ok(crashed)
+    }
+
+    /// The workers that asked this server for runs of `tenant`'s pool `pool`
+    /// in the last minute (a worker of the operator serves every tenant).
+    pub fn polling_workers(&self, tenant: &str, pool: &str) -> Vec<PollingWorker> {
+        let since = Utc::now() - POLLING_WITHIN;
+        let polling = self.polling.lock().expect("polling lock");
+        let mut workers: Vec<PollingWorker> = polling
+            .values()
+            .filter(|w| w.pool == pool && w.last_claim > since)
+            .filter(|w| w.tenant.as_deref().is_none_or(|t| t == tenant))
+            .cloned()
+            .collect();
+        workers.sort_by(|a, b| a.name.cmp(&b.name));
+        workers
+    }
+
+    /// A worker said goodbye: the runs it held end `Crashed` (and retry by
+    /// policy) now, and it shows offline at once (its last heartbeat is put
+    /// back before any online window).
+    pub fn worker_stopped(&self, worker: &str) -> Result<Vec<String>, ServiceError> {
+        let crashed = self.worker_started(worker)?;
+        self.service.store.heartbeat(worker, DateTime::<Utc>::UNIX_EPOCH)?;
+        self.polling.lock().expect("polling lock").remove(worker);
+        Ok(crashed)
+    }
+
     /// Asks a run to stop; one running here stops at once.
     pub fn cancel(&self, id: &str) -> Result<crate::store::CancelOutcome, ServiceError> {
         let run = self
@@ -196,9 +279,19 @@ impl Dispatch {
     }
 }
 
+/// How an embedded worker's name starts; the rest is its server's process and host.
+const EMBEDDED_PREFIX: &str = "embedded worker of ";
+
+/// Whether process `pid` of this host is alive. Without `/proc` (not Linux)
+/// every process counts as alive: its runs then wait for the heartbeat timeout.
+fn process_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
+}
+
 /// Runs due runs in this process, `slots` at a time, until the process ends.
 pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
-    let name = format!("embedded worker of {}", dispatch.service.taker());
+    let name = format!("{EMBEDDED_PREFIX}{}", dispatch.service.taker());
     let mut running: JoinSet<()> = JoinSet::new();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
     loop {

@@ -42,6 +42,15 @@ pub async fn serve(service: Service, options: ServerOptions) -> anyhow::Result<(
     // must not take the server down, so nothing here panics on a closed pipe.
     say(&format!("Sluice server listening on http://{address} (web UI at /, API under /api/v1)"));
     say(&admin_token);
+    // Runs this server's previous process held are dead now: say so at once.
+    match dispatch.crash_dead_embedded_runs() {
+        Ok(crashed) => {
+            for id in crashed {
+                say(&format!("Flow run {id} was running in this server's previous process: it ended Crashed"));
+            }
+        }
+        Err(err) => eprintln!("cannot look for runs of a previous server process: {err}"),
+    }
     tokio::spawn(housekeeping(dispatch.clone(), options.keep_runs));
     if options.workers > 0 {
         tokio::spawn(dispatch::embedded_worker(dispatch.clone(), options.workers));

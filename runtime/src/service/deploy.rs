@@ -3,6 +3,7 @@
 
 use super::{Pushed, Service, ServiceError};
 use crate::core::deployment::{Deployment, Grants, Limits, split_full_name};
+use crate::core::describe::{ComponentDescription, FlowDescription};
 use crate::core::grants::check_imports;
 use crate::core::schedule::Schedule;
 use crate::params;
@@ -25,8 +26,8 @@ pub enum ArtifactSource {
 pub struct DeployRequest {
     /// The artifact.
     pub artifact: ArtifactSource,
-    /// The flow in it.
-    pub flow: String,
+    /// The flow in it; `None` picks the component's only flow.
+    pub flow: Option<String>,
     /// The deployment's name.
     pub name: String,
     /// Default parameters.
@@ -62,6 +63,16 @@ pub struct Deployed {
     pub pushed: Option<Pushed>,
 }
 
+/// A deployment with what its flow takes: what `deployment inspect` shows.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct DeploymentDetail {
+    /// The deployment as stored.
+    #[serde(flatten)]
+    pub deployment: Deployment,
+    /// The JSON Schema of its flow's parameters (null when its artifact's flow is gone).
+    pub parameters_schema: Option<Value>,
+}
+
 /// Names of flows and deployments: letters, digits, `_`, `-`, `.`.
 pub fn check_name(what: &str, name: &str) -> Result<(), ServiceError> {
     let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
@@ -71,6 +82,22 @@ pub fn check_name(what: &str, name: &str) -> Result<(), ServiceError> {
         Err(ServiceError::Invalid(format!(
             "`{name}` is not a valid {what} name: use letters, digits, `_`, `-` and `.`"
         )))
+    }
+}
+
+/// The flow `name`, or without a name the component's only flow (several
+/// flows need a name: guessing one would deploy the wrong code).
+fn only_or_named_flow<'a>(
+    description: &'a ComponentDescription,
+    name: Option<&str>,
+) -> Result<&'a FlowDescription, String> {
+    match (name, description.flows.as_slice()) {
+        (Some(name), _) => description.flow(Some(name)),
+        (None, [only]) => Ok(only),
+        (None, []) => Err("the component declares no flows".to_string()),
+        (None, _) => {
+            Err(format!("the component has several flows ({}); choose one with --flow", description.flow_names()))
+        }
     }
 }
 
@@ -91,7 +118,9 @@ impl Service {
     /// storing it, so several can be checked before any is written.
     pub async fn prepare_deploy(&self, tenant: &str, request: DeployRequest) -> Result<Prepared, ServiceError> {
         check_name("deployment", &request.name)?;
-        check_name("flow", &request.flow)?;
+        if let Some(flow) = &request.flow {
+            check_name("flow", flow)?;
+        }
         self.check_pool_and_queue(tenant, request.pool.as_deref(), request.queue.as_deref())?;
         let policy = self.check_policy(tenant, &request.limits)?;
         let (meta, pushed) = match &request.artifact {
@@ -113,9 +142,7 @@ impl Service {
                 (meta, None)
             }
         };
-        let flow = meta
-            .description
-            .flow(Some(&request.flow))
+        let flow = only_or_named_flow(&meta.description, request.flow.as_deref())
             .map_err(|e| ServiceError::Invalid(format!("{e} (artifact {})", meta.digest)))?;
         params::resolve(&flow.name, &flow.parameters_schema, request.parameters.clone())
             .map_err(|e| ServiceError::Invalid(format!("default {e}")))?;
@@ -127,11 +154,14 @@ impl Service {
         let now = chrono::Utc::now();
         let deployment = Deployment {
             tenant: tenant.to_string(),
-            flow: request.flow,
+            flow: flow.name.clone(),
             name: request.name,
             artifact: meta.digest.clone(),
             parameters: request.parameters,
-            description: request.description,
+            // As Prefect copies the docstring: the flow's doc comment unless one is given.
+            description: request
+                .description
+                .or_else(|| Some(flow.description.clone()).filter(|d| !d.trim().is_empty())),
             version: request.version,
             tags: request.tags,
             schedule: request.schedule,
@@ -164,6 +194,30 @@ impl Service {
         self.store.deployment(tenant, flow, name)?.ok_or_else(|| {
             ServiceError::NotFound(format!("no deployment `{full_name}`; `sluice deployment ls` lists them"))
         })
+    }
+
+    /// A tenant's deployment with its flow's parameter schema.
+    pub fn deployment_detail(&self, tenant: &str, full_name: &str) -> Result<DeploymentDetail, ServiceError> {
+        let deployment = self.deployment(tenant, full_name)?;
+        let meta = self.artifact_meta(Some(tenant), &deployment.artifact)?;
+        let parameters_schema = meta.description.flow(Some(&deployment.flow)).ok().map(|f| f.parameters_schema.clone());
+        Ok(DeploymentDetail { deployment, parameters_schema })
+    }
+
+    /// Sets (or with `None` removes) a deployment's schedule; its future
+    /// scheduled runs go, and the scheduler's next pass makes the new ones.
+    pub fn set_schedule(
+        &self,
+        tenant: &str,
+        full_name: &str,
+        schedule: Option<Schedule>,
+    ) -> Result<Deployment, ServiceError> {
+        let mut deployment = self.deployment(tenant, full_name)?;
+        deployment.schedule = schedule;
+        deployment.updated = chrono::Utc::now();
+        self.store.upsert_deployment(&deployment)?;
+        self.store.unschedule_future(tenant, &deployment.full_name(), chrono::Utc::now())?;
+        Ok(deployment)
     }
 
     /// Pauses or resumes a deployment's schedule.

@@ -13,7 +13,7 @@ mod secrets;
 mod sessions;
 mod tenants;
 
-pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared, check_name};
+pub use deploy::{ArtifactSource, DeployRequest, Deployed, DeploymentDetail, Prepared, check_name};
 pub use pools::QueueRequest;
 pub use push::Pushed;
 pub use reports::{Refusal, check_report};

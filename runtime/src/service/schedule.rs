@@ -101,7 +101,7 @@ mod tests {
         parameters.insert("name".into(), "Leo".into());
         DeployRequest {
             artifact: ArtifactSource::File(hello_component()),
-            flow: "hello".into(),
+            flow: Some("hello".into()),
             name: "leo".into(),
             parameters,
             description: None,

@@ -79,6 +79,22 @@ impl Client {
         Ok(serde_json::from_value(body["crashed"].clone()).unwrap_or_default())
     }
 
+    /// The queues of `pool`, for the banner.
+    pub async fn queues(&self, pool: &str) -> anyhow::Result<Vec<crate::core::pool::WorkQueue>> {
+        let response = self.http.get(format!("{}/work-pools/{pool}", self.base)).send().await?;
+        let body: Value = Self::checked(response).await?.json().await?;
+        Ok(serde_json::from_value(body["queues"].clone())?)
+    }
+
+    /// Says goodbye: the worker shows offline at once, and the runs it still
+    /// held end `Crashed` and retry by policy; their ids.
+    pub async fn stopped(&self, worker: &str) -> anyhow::Result<Vec<String>> {
+        let url = format!("{}/workers/{}/stopped", self.base, worker);
+        let response = self.http.post(url).timeout(Duration::from_secs(5)).send().await?;
+        let body: Value = Self::checked(response).await?.json().await?;
+        Ok(serde_json::from_value(body["crashed"].clone()).unwrap_or_default())
+    }
+
     /// An artifact's bytes (the caller checks the digest).
     pub async fn artifact(&self, digest: &Digest) -> anyhow::Result<bytes::Bytes> {
         let url = format!("{}/artifacts/{}/content", self.base, digest);

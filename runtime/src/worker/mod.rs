@@ -71,19 +71,26 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
         }
     }
     tokio::spawn(heartbeats(client.clone(), options.name.clone(), options.heartbeat, running.clone()));
-    println!("Worker '{}' taking runs from pool '{}' of {}", options.name, options.pool, options.api);
+    println!("{}", banner(&client, &options).await);
     let mut tasks: JoinSet<()> = JoinSet::new();
-    loop {
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let signal = loop {
         while tasks.try_join_next().is_some() {}
         let free = options.limit.saturating_sub(tasks.len());
         if free == 0 {
-            tasks.join_next().await;
+            tokio::select! { _ = tasks.join_next() => {}, signal = &mut stop => break signal }
             continue;
         }
-        // Never raced against anything: a claim dropped in flight would
-        // leave its runs taken by this worker but never run.
+        // Raced only against stopping: a claim dropped in flight would leave
+        // its runs taken by this worker but never run, and the goodbye that
+        // follows gives back every run the server says it holds.
         let wait = if tasks.is_empty() { Duration::from_secs(10) } else { Duration::from_millis(500) };
-        match client.claim(&options.name, &options.pool, &options.queues, free, wait).await {
+        let claimed = tokio::select! {
+            claimed = client.claim(&options.name, &options.pool, &options.queues, free, wait) => claimed,
+            signal = &mut stop => break signal,
+        };
+        match claimed {
             Ok(claimed) => {
                 for run in claimed {
                     let token = CancellationToken::new();
@@ -99,6 +106,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                         cache.clone(),
                         running.clone(),
                     );
+                    println!("{}", taken_line(&run.run));
                     tasks.spawn(async move {
                         let id = run.run.id.clone();
                         let source = Source { client: &client, shared: shared.as_deref(), loaded: &loaded };
@@ -112,6 +120,42 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    };
+    // The runs in flight stop here, before the goodbye gives them back.
+    drop(tasks);
+    println!("Worker '{}' stopping ({signal}): saying goodbye to the server", options.name);
+    match client.stopped(&options.name).await {
+        Ok(crashed) => {
+            for id in crashed {
+                println!(
+                    "Worker '{}': flow run {id} it was running ended Crashed (retried where its deployment says so)",
+                    options.name
+                );
+            }
+        }
+        Err(err) => eprintln!("worker: could not say goodbye ({err:#}); it shows offline after the heartbeat timeout"),
+    }
+    println!("Worker '{}' stopped", options.name);
+    Ok(())
+}
+
+/// Waits for SIGTERM or Ctrl-C (SIGINT) and names it.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 
@@ -144,6 +188,7 @@ async fn run_one(
     cancel: CancellationToken,
 ) {
     let ClaimedRun { run, limits, grants, journal } = claimed;
+    let started = std::time::Instant::now();
     let program = async {
         let digest = Digest::parse(&run.artifact).map_err(anyhow::Error::msg)?;
         if let Some(program) = source.loaded.get(&digest) {
@@ -162,12 +207,47 @@ async fn run_one(
         }
         Err(err) => Err(err),
     };
+    let ended = match &outcome {
+        Ok(outcome) => outcome.state.to_string(),
+        Err(err) => format!("Failed (it could not start: {err:#})"),
+    };
     if let Err(err) = outcome {
         record_unstarted_failure(recorder.as_ref(), &run.id, &format!("{err:#}"));
     }
     if let Some(barrier) = recorder.barrier() {
         barrier.await;
     }
+    println!("Flow run '{}' ({}) ended {ended} after {:.2} s", run.name, run.id, started.elapsed().as_secs_f64());
+}
+
+/// "Took flow run 'name' (id) of flow/deployment, attempt N".
+fn taken_line(run: &crate::store::FlowRunRow) -> String {
+    let of = run.deployment.clone().unwrap_or_else(|| format!("flow {}", run.flow));
+    let attempt = if run.attempt > 1 { format!(", attempt {}", run.attempt) } else { String::new() };
+    format!("Took flow run '{}' ({}) of {of}{attempt}", run.name, run.id)
+}
+
+/// What the worker serves: its pool, the queues it takes runs from and the
+/// tags those queues route by (asked of the server; left out if it cannot say).
+async fn banner(client: &Client, options: &WorkerOptions) -> String {
+    let mut line = format!("Worker '{}' taking runs from pool '{}' of {}", options.name, options.pool, options.api);
+    let queues = client.queues(&options.pool).await.unwrap_or_default();
+    let served: Vec<String> = queues
+        .iter()
+        .filter(|q| options.queues.is_empty() || options.queues.contains(&q.name))
+        .map(|q| {
+            let tags = if q.tags.is_empty() { "any tags".to_string() } else { format!("tags {}", q.tags.join(", ")) };
+            format!("'{}' ({tags}{})", q.name, if q.paused { ", paused" } else { "" })
+        })
+        .collect();
+    if !served.is_empty() {
+        line.push_str(&format!(", queues {}", served.join(", ")));
+    } else if !options.queues.is_empty() {
+        line.push_str(&format!(", queues {}", options.queues.join(", ")));
+    } else {
+        line.push_str(", all queues");
+    }
+    line
 }
 
 async fn heartbeats(client: Client, name: String, every: Duration, running: Running) {

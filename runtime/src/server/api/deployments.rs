@@ -23,9 +23,10 @@ pub(super) struct DeployBody {
     /// The artifact holding the flow, `sha256:<hex>`, pushed before.
     #[schema(pattern = "^(sha256:)?[0-9a-fA-F]{64}$")]
     artifact: String,
-    /// The flow in it.
+    /// The flow in it; left out, the artifact's only flow.
+    #[serde(default)]
     #[schema(pattern = "^[A-Za-z0-9_.-]+$")]
-    flow: String,
+    flow: Option<String>,
     /// The deployment's name, unique per flow: letters, digits, `_`, `-` and `.`.
     #[schema(pattern = "^[A-Za-z0-9_.-]+$")]
     name: String,
@@ -127,7 +128,7 @@ pub(super) async fn deploy(
         ("name" = String, Path, description = "The deployment"),
     ),
     responses(
-        (status = 200, body = Deployment),
+        (status = 200, body = DeploymentDetail),
         (status = 404, description = "No such deployment", body = ErrorBody),
         (status = 422, description = "Not a deployment name (a `/` in it)", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
@@ -138,7 +139,7 @@ pub(super) async fn deployment(
     p: Principal,
     Path((flow, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(d.service.deployment(&p.tenant, &format!("{flow}/{name}"))?)))
+    Ok(Json(json!(d.service.deployment_detail(&p.tenant, &format!("{flow}/{name}"))?)))
 }
 
 /// Deletes a deployment; its past runs stay in the history.

@@ -34,7 +34,9 @@ use crate::core::record::Event;
 use crate::core::schedule::Schedule;
 use crate::core::state::StateType;
 use crate::core::tenant::{Denied, Principal, Role};
-use crate::service::{ArtifactSource, AuthError, DeployRequest, Deployed, Pushed, QueueRequest, ServiceError};
+use crate::service::{
+    ArtifactSource, AuthError, DeployRequest, Deployed, DeploymentDetail, Pushed, QueueRequest, ServiceError,
+};
 use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunFilter};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
@@ -246,6 +248,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resume_run))
         .routes(routes!(list_pools, create_pool))
         .routes(routes!(inspect_pool, delete_pool))
+        .routes(routes!(pool_workers))
         .routes(routes!(pause_pool))
         .routes(routes!(resume_pool))
         .routes(routes!(list_queues, create_queue))
@@ -256,6 +259,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(heartbeat))
         .routes(routes!(record_events))
         .routes(routes!(worker_started))
+        .routes(routes!(worker_stopped))
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(delete_tenant))
         .routes(routes!(set_tenant_policy))

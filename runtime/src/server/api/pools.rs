@@ -270,3 +270,25 @@ pub(super) async fn resume_queue(
     d.work_available();
     Ok(Json(json!(resumed)))
 }
+
+/// The workers that asked this server for runs of the pool in the last
+/// minute, with the queues they take runs from: who will run a new run.
+#[utoipa::path(
+    get,
+    path = "/work-pools/{pool}/workers",
+    tag = "work-pools",
+    params(("pool" = String, Path, description = "The pool")),
+    responses(
+        (status = 200, body = Vec<crate::server::dispatch::PollingWorker>),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn pool_workers(
+    State(d): State<AppState>,
+    p: Principal,
+    Path(pool): Path<String>,
+) -> ApiResult<Json<Vec<crate::server::dispatch::PollingWorker>>> {
+    d.service.work_pool(&p.tenant, &pool)?;
+    Ok(Json(d.polling_workers(&p.tenant, &pool)))
+}

@@ -202,3 +202,26 @@ pub(super) async fn worker_started(
     let worker = worker_name(&p, &name);
     Ok(Json(StartedReply { crashed: d.worker_started(&worker)? }))
 }
+
+/// Says goodbye for worker `name`, stopping (SIGTERM): it shows offline at
+/// once, and the runs it still held end `Crashed` and retry (from their
+/// journals) where their deployments say so, without the heartbeat timeout.
+#[utoipa::path(
+    post,
+    path = "/workers/{name}/stopped",
+    tag = "workers",
+    params(("name" = String, Path, description = "The worker")),
+    responses(
+        (status = 200, body = StartedReply),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(super) async fn worker_stopped(
+    State(d): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<StartedReply>> {
+    p.require(Role::Runner, "stop as a worker")?;
+    let worker = worker_name(&p, &name);
+    Ok(Json(StartedReply { crashed: d.worker_stopped(&worker)? }))
+}

@@ -9,7 +9,7 @@ use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::describe::FlowDescription;
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::record::{Event, LogLevel};
-use crate::core::state::StateType;
+use crate::core::state::{ALL_STATES, StateType};
 use crate::core::tenant::Denied;
 use crate::server::dispatch::Dispatch;
 use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunsChanged, SqlValue, StateRow, StateStore, TaskRunRow};
@@ -75,6 +75,19 @@ pub fn deployment(d: &Dispatch, p: &Principal, full_name: &str) -> UiResult<Depl
 pub fn flow_of(d: &Dispatch, p: &Principal, deployment: &Deployment) -> UiResult<FlowDescription> {
     let meta = d.service.artifact_meta(Some(&p.tenant), &deployment.artifact)?;
     meta.description.flow(Some(&deployment.flow)).cloned().map_err(UiError::Invalid)
+}
+
+/// Sets (or with `None` removes) a deployment's schedule.
+pub fn set_schedule(
+    d: &Dispatch,
+    p: &Principal,
+    full_name: &str,
+    schedule: Option<crate::core::schedule::Schedule>,
+) -> UiResult<Deployment> {
+    p.require(Role::Deployer, "change schedules")?;
+    let deployment = d.service.set_schedule(&p.tenant, full_name, schedule)?;
+    d.work_available();
+    Ok(deployment)
 }
 
 /// Pauses or resumes a deployment's schedule.
@@ -329,6 +342,41 @@ pub struct Dashboard {
     pub workers: Vec<WorkerRow>,
     /// The newest runs.
     pub recent: Vec<FlowRunRow>,
+    /// Flow runs created per hour of the last 24 (oldest first), by state.
+    pub by_hour: Vec<HourOfRuns>,
+}
+
+/// One hour's bar of the dashboard's chart.
+pub struct HourOfRuns {
+    /// The hour it starts.
+    pub start: DateTime<Utc>,
+    /// Runs created in it, per state (states in `ALL_STATES` order, none with 0).
+    pub counts: Vec<(Option<StateType>, u64)>,
+}
+
+/// Runs created in each of the last 24 hours, by state: one grouped query
+/// on the hour prefix of the fixed-width creation time (both backends store
+/// it as RFC 3339 text).
+fn runs_by_hour(d: &Dispatch, p: &Principal, now: DateTime<Utc>) -> UiResult<Vec<HourOfRuns>> {
+    use chrono::{DurationRound, TimeDelta};
+    let first = (now - Duration::hours(23)).duration_trunc(TimeDelta::hours(1)).unwrap_or(now);
+    let rows = d.service.store.listing(
+        "SELECT substr(created, 1, 13), state, COUNT(*) FROM flow_runs
+         WHERE tenant = ?1 AND created >= ?2 AND +parent IS NULL GROUP BY substr(created, 1, 13), state",
+        &[p.tenant.as_str().into(), timestamp(first).into()],
+    )?;
+    let mut hours: Vec<HourOfRuns> =
+        (0..24).map(|i| HourOfRuns { start: first + Duration::hours(i), counts: Vec::new() }).collect();
+    for row in rows {
+        let (Some(hour), state, n) = (row[0].text(), row[1].text(), row[2].int() as u64) else { continue };
+        let Some(bucket) = hours.iter_mut().find(|h| timestamp(h.start).starts_with(&hour)) else { continue };
+        bucket.counts.push((state.as_deref().and_then(StateType::parse), n));
+    }
+    for hour in &mut hours {
+        let position = |s: &Option<StateType>| s.and_then(|s| ALL_STATES.iter().position(|a| *a == s));
+        hour.counts.sort_by_key(|(s, _)| position(s));
+    }
+    Ok(hours)
 }
 
 /// The dashboard's figures.
@@ -372,7 +420,8 @@ pub fn dashboard(d: &Dispatch, p: &Principal) -> UiResult<Dashboard> {
     let workers = workers(d, p)?.into_iter().filter(|w| w.last_seen > now - Duration::seconds(60)).collect();
     let recent = runs(d, p, &RunQuery { limit: 10, ..RunQuery::default() })?.runs;
     let last_day = last_day.into_iter().map(|(s, n)| (s.as_deref().and_then(StateType::parse), n)).collect();
-    Ok(Dashboard { last_day, late, late_count, failing, workers, recent })
+    let by_hour = runs_by_hour(d, p, now)?;
+    Ok(Dashboard { last_day, late, late_count, failing, workers, recent, by_hour })
 }
 
 /// Every artifact, newest first.

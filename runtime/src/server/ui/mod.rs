@@ -40,6 +40,8 @@ pub fn router(dispatch: Arc<Dispatch>) -> Router {
         .route("/deployments/{flow}/{name}/resume", post(pages::deployments::resume))
         .route("/deployments/{flow}/{name}/run", post(pages::deployments::quick_run))
         .route("/deployments/{flow}/{name}/custom-run", get(pages::custom_run::form).post(pages::custom_run::submit))
+        .route("/deployments/{flow}/{name}/schedule", post(pages::schedule::set))
+        .route("/deployments/{flow}/{name}/schedule/remove", post(pages::schedule::remove))
         .route("/runs", get(pages::runs::list))
         .route("/runs/{id}", get(pages::run::page))
         .route("/runs/{id}/events", get(sse::run_events))

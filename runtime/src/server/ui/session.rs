@@ -202,7 +202,7 @@ fn signin_form(next: &str, error: Option<&str>) -> Markup {
                 @if let Some(error) = error {
                     p.field-error.error-message role="alert" { (error) }
                 }
-                p #token-help .hint { "The token you use with the CLI (" code { "SLUICE_TOKEN" } "). It is not stored in the browser: signing in starts a session of at most 12 hours." }
+                p #token-help .hint { "The token you use with the CLI (" code { "SLUICE_API_TOKEN" } "). It is not stored in the browser: signing in starts a session of at most 12 hours." }
                 button type="submit" { "Sign in" }
             }
         },

@@ -18,7 +18,12 @@ pub async fn page(
     Path((flow, name)): Path<(String, String)>,
     session: Session,
 ) -> UiResult<Markup> {
-    let full = format!("{flow}/{name}");
+    render(&ui, &session, &format!("{flow}/{name}"), None)
+}
+
+/// The deployment page, with a refusal of a schedule form shown beside it.
+pub fn render(ui: &Ui, session: &Session, full: &str, schedule_refusal: Option<&str>) -> UiResult<Markup> {
+    let full = full.to_string();
     let p = &session.principal;
     let d = data::deployment(&ui.dispatch, p, &full)?;
     let flow_description = data::flow_of(&ui.dispatch, p, &d).ok();
@@ -26,10 +31,10 @@ pub async fn page(
         data::runs(&ui.dispatch, p, &RunQuery { deployment: Some(full.clone()), limit: 20, ..Default::default() })?;
     let limits = &d.limits;
     let body = html! {
-        h1 { (full) " " (toggle(&session, &d)) }
+        h1 { (full) " " (toggle(session, &d)) }
         @if session.may(Role::Runner) {
             p {
-                (layout::action(&session, Role::Runner, &format!("/deployments/{full}/run"), "Run", "run"))
+                (layout::action(session, Role::Runner, &format!("/deployments/{full}/run"), "Run", "run"))
                 " "
                 a.button.secondary href={ "/deployments/" (full) "/custom-run" } { "Custom run" }
             }
@@ -79,9 +84,10 @@ pub async fn page(
                 details { summary { "Parameter schema" } (layout::json_block(&f.parameters_schema)) }
             }
         }
+        (super::schedule::panel(session, &d, schedule_refusal))
         h2 { "Recent runs" }
         (run_table(&runs.runs))
         p { a href={ "/runs?deployment=" (words::url_encode(&full)) } { "All runs of " (full) } }
     };
-    Ok(layout::page(&full, &session, Nav::Deployments, body))
+    Ok(layout::page(&full, session, Nav::Deployments, body))
 }

@@ -9,6 +9,7 @@ pub mod pools;
 pub mod resume;
 pub mod run;
 pub mod runs;
+pub mod schedule;
 
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};

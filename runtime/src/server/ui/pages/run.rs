@@ -236,6 +236,14 @@ fn bars<'a>(detail: &'a RunDetail, depth: usize, out: &mut Vec<Bar<'a>>) {
     }
 }
 
+/// How long a task run or subflow took, from its first `Running` to its
+/// final state (`None` while it runs, or when it never ran, as a cached task).
+fn took(states: &[StateRow]) -> Option<String> {
+    let started = states.iter().find(|s| s.state == StateType::Running)?.time;
+    let last = states.last().filter(|s| s.state.is_terminal())?;
+    Some(words::duration(started, last.time))
+}
+
 /// A Gantt chart in SVG (geometry in attributes, so no inline styles are needed).
 fn timeline(detail: &RunDetail, now: DateTime<Utc>) -> Markup {
     let mut rows = Vec::new();
@@ -258,6 +266,7 @@ fn timeline(detail: &RunDetail, now: DateTime<Utc>) -> Markup {
                 div class={ "label depth-" (bar.depth.min(3)) } role="listitem" data-label=(bar.label) {
                     @match bar.link { Some(r) => (layout::run_link(&r.id, &bar.label)), None => (bar.label) }
                     @if bar.attempts > 1 { " " span.retries title="Attempts" { "×" (bar.attempts) " attempts" } }
+                    @if let Some(took) = took(bar.states) { " " span.duration title="Duration" { (took) } }
                 }
                 svg viewBox="0 0 1000 10" preserveAspectRatio="none" role="img"
                     aria-label={ (bar.label) ": " (bar.states.last().map_or("no state", |s| s.state.name())) } {
