@@ -3,25 +3,47 @@
 //! A `submit` holds one small start per call (its task run's record, name and
 //! input), not a running future: one driver per `submit` starts the calls in
 //! order, a few at a time, so a batch of many calls costs the host a list,
-//! not a task and an instance per call. Results wait in a one-shot channel
-//! per call until collected.
+//! not a task and an instance per call. Each started call runs on a tokio
+//! task of its own, so the calls of one `submit` use every core (polled
+//! inside the driver they would share one thread); the call is aborted when
+//! its driver is. Results wait in a one-shot channel per call until
+//! collected.
 
 use crate::core::failure::{Failure, FailureKind};
 use crate::sandbox::instance::{Ended, Outcome};
 use futures_util::StreamExt as _;
 use std::collections::HashMap;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Starts one submitted call when the driver gets to it.
 pub type Start = Box<dyn FnOnce() -> Outcome + Send>;
 
 /// The submitted calls of one instance.
-#[derive(Default)]
 pub struct Submitted {
     pending: HashMap<u64, oneshot::Receiver<Ended>>,
     drivers: Vec<JoinHandle<()>>,
     next_handle: u64,
+    /// Held by every started call's task until it is gone: `gone` then
+    /// yields `None`. Nothing is ever sent.
+    alive: mpsc::Sender<()>,
+    gone: mpsc::Receiver<()>,
+}
+
+impl Default for Submitted {
+    fn default() -> Self {
+        let (alive, gone) = mpsc::channel(1);
+        Self { pending: HashMap::new(), drivers: Vec::new(), next_handle: 0, alive, gone }
+    }
+}
+
+/// A started call's task, aborted when dropped (with its driver).
+struct Call(JoinHandle<Ended>);
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Submitted {
@@ -38,10 +60,25 @@ impl Submitted {
             handles.push(self.next_handle);
             jobs.push((start, sender));
         }
+        let alive = self.alive.clone();
         let driver = futures_util::stream::iter(jobs)
-            .map(|(start, sender): (Start, oneshot::Sender<_>)| async move {
-                // The caller may have stopped listening; the task run is recorded either way.
-                let _ = sender.send(start().await);
+            .map(move |(start, sender): (Start, oneshot::Sender<_>)| {
+                let outcome = start();
+                let alive = alive.clone();
+                let mut call = Call(tokio::spawn(async move {
+                    let _alive = alive;
+                    outcome.await
+                }));
+                async move {
+                    let ended = (&mut call.0).await.unwrap_or_else(|_| {
+                        Ended::from(Err(Failure::new(
+                            FailureKind::Crashed,
+                            "the task stopped before it ended: its host task failed",
+                        )))
+                    });
+                    // The caller may have stopped listening; the task run is recorded either way.
+                    let _ = sender.send(ended);
+                }
             })
             .buffer_unordered(concurrency.max(1))
             .for_each(|()| async {});
@@ -83,6 +120,12 @@ impl Submitted {
             driver.abort();
             let _ = driver.await;
         }
+        // Aborting a driver aborted its calls' tasks; they are gone once
+        // every one has dropped its `alive`.
+        let (alive, gone) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.alive, alive));
+        let mut before = std::mem::replace(&mut self.gone, gone);
+        let _ = before.recv().await;
     }
 }
 
