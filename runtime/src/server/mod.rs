@@ -2,6 +2,7 @@
 //! default) embedded workers, in one process over the embedded stores.
 
 mod api;
+mod automations;
 mod dispatch;
 mod openapi;
 mod ui;
@@ -41,6 +42,7 @@ pub async fn serve(service: Service, options: ServerOptions) -> anyhow::Result<(
     say(&format!("Sluice server listening on http://{address} (web UI at /, API under /api/v1)"));
     say(&admin_token);
     tokio::spawn(housekeeping(dispatch.clone()));
+    tokio::spawn(automations::watch(dispatch.clone()));
     if options.workers > 0 {
         tokio::spawn(dispatch::embedded_worker(dispatch.clone(), options.workers));
     }

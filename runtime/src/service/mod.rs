@@ -2,7 +2,9 @@
 //! state store and the sandbox. The CLI calls it directly on a single
 //! machine; a server would call the same functions behind its API.
 
+mod automations;
 mod deploy;
+mod events;
 mod pools;
 mod push;
 mod reports;
@@ -11,6 +13,7 @@ mod schedule;
 mod secrets;
 mod sessions;
 mod tenants;
+mod webhooks;
 
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared, check_name};
 pub use pools::QueueRequest;
@@ -19,7 +22,10 @@ pub use reports::{Refusal, check_report};
 pub use runs::{execute, record_unstarted_failure};
 pub use schedule::{LATE_AFTER, SchedulerPass};
 pub use sessions::{NewSession, SESSION_LIFETIME};
+pub use automations::{AutomationRequest, Performed};
+pub use events::EventQuery;
 pub use tenants::{AuthError, TokenRequest};
+pub use webhooks::{Delivery, SIGNATURE_HEADER, WebhookCreated, WebhookRequest};
 
 use crate::artifact::{ArtifactStore, Digest};
 use crate::core::deployment::ArtifactMeta;
@@ -95,6 +101,8 @@ pub struct Service {
     programs: ProgramCache,
     /// The data folder, where the secrets key lives.
     home: PathBuf,
+    /// Webhook deliveries this minute, for their rate limits.
+    hook_rates: webhooks::RateLimits,
 }
 
 impl Service {
@@ -110,7 +118,15 @@ impl Service {
             .map_err(|e| ServiceError::Other(format!("cannot start the sandbox: {e:#}")))?;
         let taker = format!("process {} on {}", std::process::id(), hostname());
         let home = config.home.clone();
-        Ok(Self { store, artifacts, sandbox: Arc::new(sandbox), taker, programs: Default::default(), home })
+        Ok(Self {
+            store,
+            artifacts,
+            sandbox: Arc::new(sandbox),
+            taker,
+            programs: Default::default(),
+            home,
+            hook_rates: Default::default(),
+        })
     }
 
     /// The data folder (`SLUICE_HOME`).
