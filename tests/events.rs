@@ -403,7 +403,7 @@ fn ui_page(address: &str, token: &str, path: &str) -> (u16, Value, String) {
 fn a_bad_automation_or_webhook_is_refused_saying_why() {
     let sluice = Sluice::new();
     let (_server, address) = sluice.server(&["--workers", "0"]);
-    deploy(&sluice, "hello_flow", "hello", "leo", &[]);
+    deploy(&sluice, "hello_flow", "hello", "leo", &["--param", "name=Leo"]);
     let cases = [
         ("/api/v1/automations", json!({"name": "n", "trigger": {"event": "a*b*"}, "action": {"kind": "cancel-run"}}), 422, "prefix ending in one `*`"),
         ("/api/v1/automations", json!({"name": "n", "trigger": {"event": "x", "threshold": 3}, "action": {"kind": "cancel-run"}}), 422, "needs a window"),

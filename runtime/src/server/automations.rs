@@ -67,7 +67,8 @@ fn stored_event(
         limit: 10,
         ..EventFilter::default()
     })?;
-    Ok(rows.into_iter().find(|row| row.name == name && row.time == time))
+    // Stored times keep microseconds.
+    Ok(rows.into_iter().find(|row| row.name == name && row.time.timestamp_micros() == time.timestamp_micros()))
 }
 
 /// Fires the automations `event` matches, and records each firing as an event.
