@@ -32,7 +32,8 @@ fn send(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     let text = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
     (status, serde_json::from_str(&body).unwrap_or(Value::Null), body)
 }
 
@@ -120,7 +121,8 @@ fn a_signed_webhook_starts_a_run_and_every_refused_or_replayed_delivery_starts_n
     assert_eq!((status, &again["duplicate"]), (202, &json!(true)), "{raw}");
     // A wrong signature, no signature, another body under the first signature: 401.
     let wrong = sign("not-the-secret-at-all", body);
-    for headers in [vec![("X-Hub-Signature-256", wrong.as_str())], vec![], vec![("X-Hub-Signature-256", signature.as_str())]]
+    for headers in
+        [vec![("X-Hub-Signature-256", wrong.as_str())], vec![], vec![("X-Hub-Signature-256", signature.as_str())]]
     {
         let other = br#"{"user": {"name": "Eve"}}"#;
         let sent: &[u8] = if headers.is_empty() { body } else { other };
@@ -307,13 +309,15 @@ fn tenant_b_cannot_see_or_trigger_tenant_a_hooks_automations_or_events() {
             request_as(&address, Some(token), "POST", "/api/v1/deployments", Some(body.to_string().as_bytes()));
         assert_eq!(status, 200, "{made}");
         let body = json!({"deployment": "hello/leo", "param_map": {"name": "$.name"}, "unsigned": true});
-        let (status, _) = request_as(&address, Some(token), "POST", "/api/v1/webhooks", Some(body.to_string().as_bytes()));
+        let (status, _) =
+            request_as(&address, Some(token), "POST", "/api/v1/webhooks", Some(body.to_string().as_bytes()));
         assert_eq!(status, 201);
     }
     // B: an automation on every completion, which must never see A's.
     let rule = json!({"name": "echo", "trigger": {"event": "sluice.flow-run.Completed"},
         "action": {"kind": "run-deployment", "deployment": "hello/leo"}});
-    let (status, made) = request_as(&address, Some(&b), "POST", "/api/v1/automations", Some(rule.to_string().as_bytes()));
+    let (status, made) =
+        request_as(&address, Some(&b), "POST", "/api/v1/automations", Some(rule.to_string().as_bytes()));
     assert_eq!(status, 201, "{made}");
     let a_rule = json!({"name": "a-rule", "trigger": {"event": "x"}, "action": {"kind": "cancel-run"}});
     let (status, a_made) =
@@ -329,11 +333,17 @@ fn tenant_b_cannot_see_or_trigger_tenant_a_hooks_automations_or_events() {
     // A's run through A's hook.
     let (status, started, raw) = send(&address, "POST", &format!("/hooks/{a_hook}"), &[], br#"{"name": "Ada"}"#);
     assert_eq!(status, 202, "{raw}");
-    let (_, run) = request_as(&address, Some(&a), "GET", &format!("/api/v1/flow-runs/{}", started["run"].as_str().unwrap()), None);
+    let (_, run) =
+        request_as(&address, Some(&a), "GET", &format!("/api/v1/flow-runs/{}", started["run"].as_str().unwrap()), None);
     assert_eq!(run["flow_run"]["tenant"], "alpha", "{run}");
     eventually(30, "A's run to complete", || {
-        let (_, run) =
-            request_as(&address, Some(&a), "GET", &format!("/api/v1/flow-runs/{}", started["run"].as_str().unwrap()), None);
+        let (_, run) = request_as(
+            &address,
+            Some(&a),
+            "GET",
+            &format!("/api/v1/flow-runs/{}", started["run"].as_str().unwrap()),
+            None,
+        );
         (run["flow_run"]["state"] == "Completed").then_some(())
     });
 
@@ -405,10 +415,30 @@ fn a_bad_automation_or_webhook_is_refused_saying_why() {
     let (_server, address) = sluice.server(&["--workers", "0"]);
     deploy(&sluice, "hello_flow", "hello", "leo", &["--param", "name=Leo"]);
     let cases = [
-        ("/api/v1/automations", json!({"name": "n", "trigger": {"event": "a*b*"}, "action": {"kind": "cancel-run"}}), 422, "prefix ending in one `*`"),
-        ("/api/v1/automations", json!({"name": "n", "trigger": {"event": "x", "threshold": 3}, "action": {"kind": "cancel-run"}}), 422, "needs a window"),
-        ("/api/v1/automations", json!({"name": "n", "trigger": {"event": "x"}, "action": {"kind": "run-deployment", "deployment": "hello/nope"}}), 404, "no deployment"),
-        ("/api/v1/webhooks", json!({"deployment": "hello/leo", "param_map": {"name": "user.name"}}), 422, "does not start with `$`"),
+        (
+            "/api/v1/automations",
+            json!({"name": "n", "trigger": {"event": "a*b*"}, "action": {"kind": "cancel-run"}}),
+            422,
+            "prefix ending in one `*`",
+        ),
+        (
+            "/api/v1/automations",
+            json!({"name": "n", "trigger": {"event": "x", "threshold": 3}, "action": {"kind": "cancel-run"}}),
+            422,
+            "needs a window",
+        ),
+        (
+            "/api/v1/automations",
+            json!({"name": "n", "trigger": {"event": "x"}, "action": {"kind": "run-deployment", "deployment": "hello/nope"}}),
+            404,
+            "no deployment",
+        ),
+        (
+            "/api/v1/webhooks",
+            json!({"deployment": "hello/leo", "param_map": {"name": "user.name"}}),
+            422,
+            "does not start with `$`",
+        ),
         ("/api/v1/webhooks", json!({"deployment": "hello/leo", "secret": "short"}), 422, "at least 16"),
     ];
     for (path, body, status, why) in cases {
@@ -416,4 +446,46 @@ fn a_bad_automation_or_webhook_is_refused_saying_why() {
         assert_eq!(got, status, "{body} -> {answer}");
         assert!(answer["error"]["message"].as_str().unwrap().contains(why), "{answer}");
     }
+}
+
+#[test]
+fn events_a_worker_reports_a_flow_emitted_are_kept_like_logs_and_fire_automations() {
+    let sluice = Sluice::new();
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    deploy(&sluice, "hello_flow", "hello", "leo", &["--param", "name=Leo", "--tag", "team-a"]);
+    deploy(&sluice, "hello_flow", "hello", "ack", &["--param", "name=nobody"]);
+    let rule = json!({"name": "on-approval", "trigger": {"event": "deploy.approved", "tags": ["team-a"]},
+        "action": {"kind": "run-deployment", "deployment": "hello/ack", "param_map": {"name": "$.payload.by"}}});
+    let (status, made) = post(&address, "/api/v1/automations", &rule.to_string());
+    assert_eq!(status, 201, "{made}");
+    let (_, run) = post(&address, "/api/v1/deployments/hello/leo/runs", "");
+    let (_, other) = post(&address, "/api/v1/deployments/hello/leo/runs", r#"{"start": "2999-01-01T00:00:00Z"}"#);
+    let (status, claimed) = post(&address, "/api/v1/workers/w1/claim", r#"{"limit": 1}"#);
+    assert_eq!(status, 200, "{claimed}");
+    let held = claimed[0]["run"]["id"].as_str().expect("a claimed run").to_string();
+    assert_eq!(held, run["id"].as_str().unwrap());
+    let emitted = |run: &str, name: &str, payload: Value| {
+        json!([{"Emitted": {"flow_run": run, "task_run": null, "name": name, "payload": payload,
+            "time": chrono::Utc::now()}}])
+        .to_string()
+    };
+
+    // Not held by this worker, a bad name, a payload that is no object: refused, nothing kept.
+    let not_held = emitted(other["id"].as_str().unwrap(), "deploy.approved", json!({"by": "mallory"}));
+    for bad in [not_held, emitted(&held, "has space", json!({})), emitted(&held, "ok", json!([1]))] {
+        let (status, refused) = post(&address, "/api/v1/workers/w1/events", &bad);
+        assert_eq!(status, 409, "{refused}");
+    }
+    assert!(events(&address, "name=deploy.").is_empty() && events(&address, "name=ok").is_empty());
+
+    let (status, answer) =
+        post(&address, "/api/v1/workers/w1/events", &emitted(&held, "deploy.approved", json!({"by": "Ada"})));
+    assert_eq!(status, 204, "{answer}");
+    let kept = events(&address, "name=deploy.approved");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["flow_run"], held.as_str());
+    assert_eq!((&kept[0]["deployment"], &kept[0]["tags"]), (&json!("hello/leo"), &json!(["team-a"])));
+    assert_eq!(kept[0]["payload"], json!({"by": "Ada"}));
+    let ack = eventually(30, "the automation's run of hello/ack", || runs_of(&address, "hello/ack").pop());
+    assert_eq!(ack["parameters"]["name"], "Ada", "{ack}");
 }

@@ -88,7 +88,8 @@ impl Server {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let mut request = self.client.request(method, format!("http://{}{path}", self.address)).bearer_auth(&self.token);
+        let mut request =
+            self.client.request(method, format!("http://{}{path}", self.address)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -101,7 +102,11 @@ impl Server {
 
     async fn hook(&self) -> Result<String> {
         let made = self
-            .call(reqwest::Method::POST, "/api/v1/webhooks", Some(json!({"deployment": "sequential/a", "unsigned": true})))
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/webhooks",
+                Some(json!({"deployment": "sequential/a", "unsigned": true})),
+            )
             .await?;
         Ok(made["path"].as_str().context("path")?.to_string())
     }
@@ -220,7 +225,10 @@ fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let (latency, throughput) = if quick { (5, 200) } else { (200, 5000) };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("events bench: bench_flow.wasm `sequential` count=0, SQLite, {cpus} CPUs shared{}", if quick { " (--quick)" } else { "" });
+    println!(
+        "events bench: bench_flow.wasm `sequential` count=0, SQLite, {cpus} CPUs shared{}",
+        if quick { " (--quick)" } else { "" }
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         webhook_to_running(latency).await?;

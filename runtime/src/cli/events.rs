@@ -270,9 +270,10 @@ pub async fn automation(command: AutomationCommand) -> Result<ExitCode, CliError
                 return Err(CliError::usage("give one of --run, --pause, --resume, --cancel"));
             }
             let action = match (run, pause, resume, cancel) {
-                (Some(deployment), ..) => {
-                    Action::RunDeployment { deployment, param_map: parse_param_map(&param_map).map_err(CliError::usage)? }
-                }
+                (Some(deployment), ..) => Action::RunDeployment {
+                    deployment,
+                    param_map: parse_param_map(&param_map).map_err(CliError::usage)?,
+                },
                 (_, Some(deployment), ..) => Action::PauseDeployment { deployment },
                 (_, _, Some(deployment), _) => Action::ResumeDeployment { deployment },
                 (.., true) => Action::CancelRun,

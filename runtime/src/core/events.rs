@@ -276,9 +276,8 @@ pub fn select<'a>(document: &'a Value, path: &str) -> Result<Option<&'a Value>, 
 pub fn parse_param_map(entries: &[String]) -> Result<Map<String, Value>, String> {
     let mut map = Map::new();
     for entry in entries {
-        let (name, path) = entry
-            .split_once('=')
-            .ok_or_else(|| format!("`{entry}` is not PARAM=PATH (such as `name=$.user.name`)"))?;
+        let (name, path) =
+            entry.split_once('=').ok_or_else(|| format!("`{entry}` is not PARAM=PATH (such as `name=$.user.name`)"))?;
         parse_path(path)?;
         map.insert(name.trim().to_string(), Value::String(path.trim().to_string()));
     }
@@ -299,8 +298,8 @@ pub fn apply_param_map(map: &Map<String, Value>, document: &Value) -> Result<Map
     let mut parameters = Map::new();
     for (name, path) in map {
         let path = path.as_str().ok_or_else(|| format!("parameter `{name}` maps to a non-string path"))?;
-        let value = select(document, path)?
-            .ok_or_else(|| format!("parameter `{name}`: the body has nothing at `{path}`"))?;
+        let value =
+            select(document, path)?.ok_or_else(|| format!("parameter `{name}`: the body has nothing at `{path}`"))?;
         parameters.insert(name.clone(), value.clone());
     }
     Ok(parameters)

@@ -15,15 +15,15 @@ mod sessions;
 mod tenants;
 mod webhooks;
 
+pub use automations::{AutomationRequest, Performed};
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared, check_name};
+pub use events::EventQuery;
 pub use pools::QueueRequest;
 pub use push::Pushed;
 pub use reports::{Refusal, check_report};
 pub use runs::{execute, record_unstarted_failure};
 pub use schedule::{LATE_AFTER, SchedulerPass};
 pub use sessions::{NewSession, SESSION_LIFETIME};
-pub use automations::{AutomationRequest, Performed};
-pub use events::EventQuery;
 pub use tenants::{AuthError, TokenRequest};
 pub use webhooks::{Delivery, SIGNATURE_HEADER, WebhookCreated, WebhookRequest};
 

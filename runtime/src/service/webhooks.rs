@@ -125,7 +125,8 @@ impl Service {
             return Err(ServiceError::Invalid("a webhook secret needs at least 16 characters".into()));
         }
         let id = hex::encode(rand::random::<[u8; 16]>());
-        let generated = (!request.unsigned && request.secret.is_none()).then(|| hex::encode(rand::random::<[u8; 32]>()));
+        let generated =
+            (!request.unsigned && request.secret.is_none()).then(|| hex::encode(rand::random::<[u8; 32]>()));
         let secret = request.secret.clone().or_else(|| generated.clone());
         let sealed = match &secret {
             Some(secret) => Some(self.seal_value(tenant, &key_name(&id), secret)?),
@@ -179,14 +180,10 @@ impl Service {
         let outcome = self.check_and_start(&hook, sealed.as_deref(), &header, body, now).await;
         let (name, payload, run) = match &outcome {
             Delivery::Started(run) => ("sluice.webhook.received", json!({"hook": hook.id}), Some(run.id.clone())),
-            Delivery::Duplicate(key) => {
-                ("sluice.webhook.duplicate", json!({"hook": hook.id, "dedupe_key": key}), None)
+            Delivery::Duplicate(key) => ("sluice.webhook.duplicate", json!({"hook": hook.id, "dedupe_key": key}), None),
+            Delivery::Refused(status, reason) => {
+                ("sluice.webhook.rejected", json!({"hook": hook.id, "status": status, "reason": reason}), None)
             }
-            Delivery::Refused(status, reason) => (
-                "sluice.webhook.rejected",
-                json!({"hook": hook.id, "status": status, "reason": reason}),
-                None,
-            ),
         };
         let event = crate::core::events::NewEvent {
             tenant: hook.tenant.clone(),

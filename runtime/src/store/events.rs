@@ -165,8 +165,10 @@ impl SqliteStore {
     /// Deletes a tenant's automation by id or name; false when there is none.
     pub fn delete_automation(&self, tenant: &str, id_or_name: &str) -> Result<bool, StoreError> {
         self.write(|tx| {
-            Ok(tx.execute("DELETE FROM automations WHERE tenant = ?1 AND (id = ?2 OR name = ?2)", [tenant, id_or_name])?
-                > 0)
+            Ok(tx.execute(
+                "DELETE FROM automations WHERE tenant = ?1 AND (id = ?2 OR name = ?2)",
+                [tenant, id_or_name],
+            )? > 0)
         })
     }
 

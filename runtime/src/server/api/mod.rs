@@ -211,8 +211,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// The API's routes, and the OpenAPI document describing them at `/api/openapi.json`.
 pub fn router(dispatch: Arc<Dispatch>) -> Router {
-    let (router, mut document) =
-        OpenApiRouter::with_openapi(super::openapi::base())
+    let (router, mut document) = OpenApiRouter::with_openapi(super::openapi::base())
         .nest("/api/v1", api_routes())
         .merge(events::hook_routes().layer(DefaultBodyLimit::max(MAX_JSON_BYTES)))
         .split_for_parts();

@@ -161,7 +161,10 @@ impl PgStore {
     pub fn delete_automation(&self, tenant: &str, id_or_name: &str) -> Result<bool, StoreError> {
         self.read(async |c| {
             let deleted = c
-                .execute("DELETE FROM automations WHERE tenant = $1 AND (id = $2 OR name = $2)", &[&tenant, &id_or_name])
+                .execute(
+                    "DELETE FROM automations WHERE tenant = $1 AND (id = $2 OR name = $2)",
+                    &[&tenant, &id_or_name],
+                )
                 .await?;
             Ok(deleted > 0)
         })
