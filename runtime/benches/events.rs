@@ -186,7 +186,7 @@ async fn event_to_automation_run(samples: usize) -> Result<()> {
         let b = server.run(fired["payload"]["run"].as_str().context("run")?).await?;
         let latency = time(&b["flow_run"]["created"])? - time(&completed[0]["time"])?;
         latencies.push(latency.num_microseconds().unwrap_or(0) as f64 / 1000.0);
-        server.wait_for(&b["flow_run"]["id"].as_str().unwrap_or_default().to_string(), "ended").await?;
+        server.wait_for(b["flow_run"]["id"].as_str().unwrap_or_default(), "ended").await?;
     }
     latencies.remove(0); // the first loads the program
     summary("event (Completed) -> automation's run created", latencies);

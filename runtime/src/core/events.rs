@@ -95,6 +95,9 @@ pub struct Webhook {
     pub created: DateTime<Utc>,
 }
 
+/// A webhook with its sealed HMAC key (none for an unsigned hook), as the store returns it.
+pub type SealedWebhook = (Webhook, Option<Vec<u8>>);
+
 /// What an automation does when it fires.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

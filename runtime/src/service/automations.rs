@@ -28,7 +28,7 @@ pub struct AutomationRequest {
 #[derive(Debug)]
 pub enum Performed {
     /// Started this run.
-    Started(FlowRunRow),
+    Started(Box<FlowRunRow>),
     /// Paused or resumed a deployment's schedule.
     Scheduling,
     /// The run to cancel (the caller cancels it: it knows the runs executing here).
@@ -120,7 +120,7 @@ impl Service {
             Action::RunDeployment { deployment, param_map } => {
                 let document = json!(event);
                 let parameters = apply_param_map(param_map, &document).map_err(ServiceError::Invalid)?;
-                Ok(Performed::Started(self.create_run(tenant, deployment, parameters, None).await?))
+                Ok(Performed::Started(Box::new(self.create_run(tenant, deployment, parameters, None).await?)))
             }
             Action::PauseDeployment { deployment } => {
                 self.set_paused(tenant, deployment, true)?;

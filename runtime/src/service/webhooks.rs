@@ -62,7 +62,7 @@ pub struct WebhookCreated {
 #[derive(Debug)]
 pub enum Delivery {
     /// A run was started.
-    Started(FlowRunRow),
+    Started(Box<FlowRunRow>),
     /// The same delivery came before: nothing started.
     Duplicate(String),
     /// Refused with this status and reason.
@@ -267,7 +267,7 @@ impl Service {
             }
         }
         match self.create_run(&hook.tenant, &hook.deployment, parameters, None).await {
-            Ok(run) => Delivery::Started(run),
+            Ok(run) => Delivery::Started(Box::new(run)),
             Err(err) => Delivery::Refused(status_of(&err), err.to_string()),
         }
     }

@@ -7,7 +7,7 @@
 use super::postgres::PgStore;
 use super::sessions::StoredSession;
 use super::{RunsChanged, SecretInfo, SqlValue, SqliteStore, StateStore, StoreError};
-use crate::core::events::{Automation, EventFilter, EventRow, NewEvent, Webhook};
+use crate::core::events::{Automation, EventFilter, EventRow, NewEvent, SealedWebhook, Webhook};
 use crate::core::record::{Barrier, Event, Recorder};
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -70,7 +70,7 @@ pub trait Backend: StateStore {
     /// Stores a new webhook with its sealed HMAC key.
     fn create_webhook(&self, hook: &Webhook, sealed: Option<&[u8]>) -> Result<(), StoreError>;
     /// A webhook by id, whatever its tenant, with its sealed key.
-    fn webhook(&self, id: &str) -> Result<Option<(Webhook, Option<Vec<u8>>)>, StoreError>;
+    fn webhook(&self, id: &str) -> Result<Option<SealedWebhook>, StoreError>;
     /// A tenant's webhooks.
     fn webhooks(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError>;
     /// Deletes a tenant's webhook; false when it has none of that id.
@@ -126,7 +126,7 @@ macro_rules! shared_methods {
         fn create_webhook(&self, hook: &Webhook, sealed: Option<&[u8]>) -> Result<(), StoreError> {
             <$store>::create_webhook(self, hook, sealed)
         }
-        fn webhook(&self, id: &str) -> Result<Option<(Webhook, Option<Vec<u8>>)>, StoreError> {
+        fn webhook(&self, id: &str) -> Result<Option<SealedWebhook>, StoreError> {
             <$store>::webhook(self, id)
         }
         fn webhooks(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError> {

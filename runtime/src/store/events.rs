@@ -7,7 +7,7 @@
 
 use super::writer::timestamp;
 use super::{SqliteStore, StoreError};
-use crate::core::events::{Automation, EventFilter, EventRow, NewEvent, Webhook};
+use crate::core::events::{Automation, EventFilter, EventRow, NewEvent, SealedWebhook, Webhook};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -105,7 +105,7 @@ impl SqliteStore {
     }
 
     /// A webhook by id, whatever its tenant (ids are unguessable), with its sealed key.
-    pub fn webhook(&self, id: &str) -> Result<Option<(Webhook, Option<Vec<u8>>)>, StoreError> {
+    pub fn webhook(&self, id: &str) -> Result<Option<SealedWebhook>, StoreError> {
         self.read(|c| {
             c.prepare_cached("SELECT body, sealed FROM webhooks WHERE id = ?1")?
                 .query_row([id], |row| Ok((json("webhooks.body", &row.get::<_, String>(0)?)?, row.get(1)?)))

@@ -4,7 +4,7 @@
 //! match is counted once and a firing happens once.
 
 use super::{PgStore, rows};
-use crate::core::events::{Automation, EventFilter, EventRow, NewEvent, Webhook};
+use crate::core::events::{Automation, EventFilter, EventRow, NewEvent, SealedWebhook, Webhook};
 use crate::store::StoreError;
 use crate::store::events::{EVENT_COLUMNS, count_hit};
 use crate::store::writer::timestamp;
@@ -92,7 +92,7 @@ impl PgStore {
     }
 
     /// A webhook by id, whatever its tenant (ids are unguessable), with its sealed key.
-    pub fn webhook(&self, id: &str) -> Result<Option<(Webhook, Option<Vec<u8>>)>, StoreError> {
+    pub fn webhook(&self, id: &str) -> Result<Option<SealedWebhook>, StoreError> {
         self.read(async |c| {
             let Some(row) = c.query_opt("SELECT body, sealed FROM webhooks WHERE id = $1", &[&id]).await? else {
                 return Ok(None);
