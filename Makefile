@@ -86,7 +86,7 @@ test: guests python-example js-example ui-deps openapi-deps pg-deps deploy-deps
 	# The benchmarks' smoke mode: every workload once, small, so they cannot rot.
 	./bench/prefect/setup.sh
 	$(BENCH_PYTHON) bench/run.py --quick
-	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench server_latency --bench auth_overhead --bench cpu_limit --bench ui_pages --bench replay -- --quick
+	SLUICE_EXAMPLES_BUILT=1 $(CARGO) test -p sluice --bench server_latency --bench auth_overhead --bench cpu_limit --bench ui_pages --bench replay --bench events -- --quick
 
 # The artifact store against Garage, a real S3-compatible object store, instead
 # of the moto emulator `make test` uses. Garage is built from crates.io into
@@ -112,3 +112,4 @@ bench: guests python-example pg-deps
 	$(CARGO) bench -p sluice --bench cpu_limit
 	$(CARGO) bench -p sluice --bench ui_pages
 	$(CARGO) bench -p sluice --bench replay
+	$(CARGO) bench -p sluice --bench events

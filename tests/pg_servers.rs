@@ -398,3 +398,61 @@ fn the_web_ui_of_one_server_follows_runs_made_through_another_and_shows_a_tenant
     }
     assert!(globex_changes.seen.iter().all(|(e, d)| e == "change" && d == "change"), "{:?}", globex_changes.seen);
 }
+
+/// Events on two servers sharing PostgreSQL: each event fires its automations
+/// once (it is evaluated by the one server that committed it), and a webhook
+/// delivery sent again to the other server is still a duplicate.
+#[test]
+fn with_two_servers_an_event_fires_its_automation_once_and_a_redelivery_is_caught_by_either() {
+    let url = Cluster::shared().new_database();
+    let sluice = Sluice::new();
+    let hello = guest("hello_flow");
+    for name in ["leo", "follow"] {
+        let deployed = sluice
+            .command()
+            .env("SLUICE_DATABASE_URL", &url)
+            .args(["deploy", hello.to_str().unwrap(), "--flow", "hello", "--name", name, "--param", "name=Leo"])
+            .output()
+            .unwrap();
+        assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    }
+    let (_one, first) = server(&sluice, &url);
+    let token = sluice.admin_token();
+    let (_two, second) = server(&sluice, &url);
+    use_token(&first, &token);
+    use_token(&second, &token);
+    let _workers = [sluice.worker(&first, "w1", &[]), sluice.worker(&second, "w2", &[])];
+    let rule = serde_json::json!({"name": "follow", "trigger": {"event": "sluice.flow-run.Completed", "deployment": "hello/leo"},
+        "action": {"kind": "run-deployment", "deployment": "hello/follow"}});
+    let (status, made) = post(&first, "/api/v1/automations", &rule.to_string());
+    assert_eq!(status, 201, "{made}");
+
+    let ids: Vec<String> = [&first, &second, &first].iter().map(|address| create_run(address)).collect();
+    for id in &ids {
+        eventually(60, "a run of hello/leo to complete", || {
+            Some(run_state(&second, id)).filter(|r| r["state"] == "Completed")
+        });
+    }
+    let follows = |address: &str| get(address, "/api/v1/flow-runs?deployment=hello/follow").1.as_array().unwrap().len();
+    eventually(30, "three runs of hello/follow", || (follows(&first) == 3).then_some(()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(follows(&second), 3, "one run per completion, not one per server");
+
+    let hook = serde_json::json!({"deployment": "hello/leo", "unsigned": true, "dedupe_header": "X-Delivery"});
+    let (status, made) = post(&first, "/api/v1/webhooks", &hook.to_string());
+    assert_eq!(status, 201, "{made}");
+    let path = made["path"].as_str().unwrap();
+    let deliver = |address: &str| {
+        send(
+            address,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: {address}\r\nX-Delivery: same\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ),
+        )
+    };
+    let (status, answer) = deliver(&first);
+    assert_eq!(status, 202, "{answer}");
+    let (status, again) = deliver(&second);
+    assert_eq!(status, 202, "{again}");
+    assert!(again.contains("\"duplicate\":true"), "{again}");
+}

@@ -336,3 +336,73 @@ impl ApiClient {
         self.send::<Value>(self.delete(&format!("/work-pools/{pool}/queues/{name}"))).await.map(|_| ())
     }
 }
+
+/// Events, webhooks and automations.
+impl ApiClient {
+    /// The server's URL (webhook URLs are under it).
+    pub fn server_url(&self) -> &str {
+        &self.url
+    }
+
+    /// A page of the tenant's events.
+    pub async fn events(
+        &self,
+        query: &crate::service::EventQuery,
+    ) -> Result<Vec<crate::core::events::EventRow>, ServiceError> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        let fields = [("name", &query.name), ("deployment", &query.deployment), ("flow_run", &query.flow_run)];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                params.push((name, value.clone()));
+            }
+        }
+        if let Some(since) = query.since {
+            params.push(("since", since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+        }
+        if let Some(before) = query.before {
+            params.push(("before", before.to_string()));
+        }
+        if let Some(limit) = query.limit {
+            params.push(("limit", limit.to_string()));
+        }
+        let url = reqwest::Url::parse_with_params(&format!("{}/events", self.base), &params)
+            .map_err(|e| ServiceError::Invalid(format!("bad filter: {e}")))?;
+        self.send(self.http.get(url)).await
+    }
+
+    /// Makes a webhook.
+    pub async fn create_webhook(
+        &self,
+        request: &crate::service::WebhookRequest,
+    ) -> Result<crate::service::WebhookCreated, ServiceError> {
+        self.send(self.post("/webhooks").json(request)).await
+    }
+
+    /// The tenant's webhooks.
+    pub async fn webhooks(&self) -> Result<Vec<crate::core::events::Webhook>, ServiceError> {
+        self.send(self.get("/webhooks")).await
+    }
+
+    /// Deletes a webhook.
+    pub async fn delete_webhook(&self, id: &str) -> Result<(), ServiceError> {
+        self.send::<Value>(self.delete(&format!("/webhooks/{id}"))).await.map(|_| ())
+    }
+
+    /// Makes an automation.
+    pub async fn create_automation(
+        &self,
+        request: &crate::service::AutomationRequest,
+    ) -> Result<crate::core::events::Automation, ServiceError> {
+        self.send(self.post("/automations").json(request)).await
+    }
+
+    /// The tenant's automations.
+    pub async fn automations(&self) -> Result<Vec<crate::core::events::Automation>, ServiceError> {
+        self.send(self.get("/automations")).await
+    }
+
+    /// Deletes an automation by id or name.
+    pub async fn delete_automation(&self, id: &str) -> Result<(), ServiceError> {
+        self.send::<Value>(self.delete(&format!("/automations/{id}"))).await.map(|_| ())
+    }
+}

@@ -102,6 +102,17 @@ pub struct DeploymentEntry {
     pub limits: Limits,
     /// Capabilities granted to its runs.
     pub grants: Grants,
+    /// Events that start it: each becomes an automation named `{flow}-{name}-trigger-{n}`.
+    pub triggers: Vec<TriggerEntry>,
+}
+
+/// A `triggers:` entry: when events match, run the deployment it is on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TriggerEntry {
+    /// Which events, how many, within what window.
+    pub trigger: crate::core::events::Trigger,
+    /// The run's parameters taken from the event (`who: $.payload.user`).
+    pub param_map: Map<String, Value>,
 }
 
 impl DeploymentEntry {
@@ -186,6 +197,22 @@ fn resolve(written: ProjectFile, base_dir: &Path, file_name: &str) -> Result<Pro
     for (index, deployment) in written.deployments.into_iter().enumerate() {
         let limits = deployment.limits.unwrap_or_default();
         let grants = deployment.grants.unwrap_or_default();
+        let mut triggers = Vec::with_capacity(deployment.triggers.len());
+        for (number, written) in deployment.triggers.into_iter().enumerate() {
+            let trigger = crate::core::events::Trigger {
+                event: written.event,
+                deployment: written.deployment,
+                tags: written.tags,
+                threshold: written.threshold.unwrap_or(1),
+                within_seconds: written.within.map(|within| within.0.as_secs()),
+            };
+            let param_map = written.parameters.unwrap_or_default();
+            trigger
+                .check()
+                .and_then(|()| crate::core::events::check_param_map(&param_map))
+                .map_err(|why| format!("{file_name}: deployment {} trigger {}: {why}", index + 1, number + 1))?;
+            triggers.push(TriggerEntry { trigger, param_map });
+        }
         let entry = DeploymentEntry {
             name: deployment.name.0,
             flow: deployment.flow.0,
@@ -215,6 +242,7 @@ fn resolve(written: ProjectFile, base_dir: &Path, file_name: &str) -> Result<Pro
                 allow_hosts: grants.allow_hosts.unwrap_or_default().into_iter().map(|host| host.0).collect(),
                 secrets: grants.secrets.unwrap_or_default().into_iter().map(|name| name.0).collect(),
             },
+            triggers,
         };
         let full_name = entry.full_name();
         if let Some(first) = positions.insert(full_name.clone(), index) {
@@ -322,6 +350,21 @@ struct DeploymentFile {
     #[serde(default)]
     retries: u32,
     retry_delay: Option<Timeout>,
+    #[serde(default)]
+    triggers: Vec<TriggerFile>,
+}
+
+/// A trigger as written: `{event: sluice.flow-run.Completed, deployment: etl/nightly, parameters: {day: $.time}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerFile {
+    event: String,
+    deployment: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    threshold: Option<u32>,
+    within: Option<Timeout>,
+    parameters: Option<Map<String, Value>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -572,6 +615,7 @@ deployments:
                 ..Limits::default()
             },
             grants: Grants::default(),
+            triggers: Vec::new(),
         };
         assert_eq!(project.deployments, vec![expected]);
         assert_eq!(project.deployments[0].full_name(), "hello/leo");

@@ -67,6 +67,23 @@ impl Backend {
         }
     }
 
+    /// Makes or replaces an automation by name (a `triggers:` entry).
+    pub async fn put_automation(
+        &self,
+        request: crate::service::AutomationRequest,
+    ) -> Answer<crate::core::events::Automation> {
+        match self {
+            Backend::Local(service) => service.put_automation(LOCAL, request),
+            Backend::Remote(api) => {
+                match api.delete_automation(&request.name).await {
+                    Ok(()) | Err(ServiceError::NotFound(_)) => {}
+                    Err(err) => return Err(err),
+                }
+                api.create_automation(&request).await
+            }
+        }
+    }
+
     /// Creates or updates deployments: every one is checked before any is written.
     pub async fn deploy_all(&self, requests: Vec<DeployRequest>) -> Answer<Vec<Deployed>> {
         match self {

@@ -80,6 +80,10 @@ impl Recorder for Console {
                 let source = self.source(log.task_run.unwrap_or(log.flow_run));
                 self.print(log.level, &source, &log.message);
             }
+            Event::Emitted(emitted) => {
+                let source = self.source(emitted.task_run.unwrap_or(emitted.flow_run));
+                self.print(LogLevel::Info, &source, &format!("Emitted event {} {}", emitted.name, emitted.payload));
+            }
         }
     }
 }

@@ -248,17 +248,47 @@ fn report(deployed: &Deployed, output: Output) {
 
 /// Runs `sluice deploy`.
 pub async fn run(args: DeployArgs) -> Result<ExitCode, CliError> {
+    let mut triggers = Vec::new();
     let requests = if args.all {
         let project = project::load(&args.file).map_err(CliError::usage)?;
         if let Some(build) = &project.build {
             run_build(&build.command, &build.workdir)?;
         }
+        for entry in &project.deployments {
+            for (number, trigger) in entry.triggers.iter().enumerate() {
+                triggers.push(trigger_automation(entry, number, trigger));
+            }
+        }
         project.deployments.into_iter().map(from_entry).collect()
     } else {
         vec![from_flags(&args)?]
     };
-    for deployed in backend::backend()?.deploy_all(requests).await? {
+    let backend = backend::backend()?;
+    for deployed in backend.deploy_all(requests).await? {
         report(&deployed, args.output);
     }
+    for request in triggers {
+        let name = request.name.clone();
+        backend.put_automation(request).await.map_err(|e| CliError::from(e).context(&format!("trigger {name}")))?;
+        if args.output == Output::Text {
+            println!("automation {name} set");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The automation a `triggers:` entry stands for: it runs the deployment it is on.
+fn trigger_automation(
+    entry: &DeploymentEntry,
+    number: usize,
+    trigger: &project::TriggerEntry,
+) -> crate::service::AutomationRequest {
+    crate::service::AutomationRequest {
+        name: format!("{}-{}-trigger-{}", entry.flow, entry.name, number + 1),
+        trigger: trigger.trigger.clone(),
+        action: crate::core::events::Action::RunDeployment {
+            deployment: entry.full_name(),
+            param_map: trigger.param_map.clone(),
+        },
+    }
 }

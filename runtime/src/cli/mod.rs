@@ -7,6 +7,7 @@ mod console;
 mod context;
 mod deploy;
 mod deployment;
+mod events;
 mod exec;
 mod flow_run;
 mod home;
@@ -86,6 +87,15 @@ enum Command {
     /// Secrets granted to deployments as environment variables: set, ls, rm.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// The event log: ls.
+    #[command(subcommand)]
+    Event(events::EventCommand),
+    /// Webhooks that start deployments: create, ls, rm.
+    #[command(subcommand)]
+    Webhook(events::WebhookCommand),
+    /// Automations that act on events: create, ls, rm.
+    #[command(subcommand)]
+    Automation(events::AutomationCommand),
 }
 
 /// How a command prints its result.
@@ -187,6 +197,9 @@ pub fn main() -> ExitCode {
             Command::Server(args) => server::server(args).await,
             Command::Worker(args) => server::worker(args).await,
             Command::Secret(command) => secret::run(command).await,
+            Command::Event(command) => events::event(command).await,
+            Command::Webhook(command) => events::webhook(command).await,
+            Command::Automation(command) => events::automation(command).await,
         }
     });
     match result {

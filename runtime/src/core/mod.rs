@@ -7,6 +7,7 @@ pub mod describe;
 pub mod describe_check;
 pub mod duration;
 pub mod egress;
+pub mod events;
 pub mod failure;
 pub mod grants;
 pub mod ids;

@@ -146,6 +146,24 @@ pub struct LogRecord {
     pub time: DateTime<Utc>,
 }
 
+/// An event a flow emitted itself (`emit-event(name, payload)` in the WIT):
+/// stored in its tenant's event log, where automations can match it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EmittedRecord {
+    /// The flow run that emitted it.
+    #[schema(value_type = String, format = "uuid")]
+    pub flow_run: RunId,
+    /// The task run that emitted it, if a task did.
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub task_run: Option<RunId>,
+    /// Its name: 1 to 128 characters of `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Its payload, a JSON object of at most 64 KiB.
+    pub payload: serde_json::Value,
+    /// When.
+    pub time: DateTime<Utc>,
+}
+
 /// Something that happened to a run.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Event {
@@ -157,6 +175,8 @@ pub enum Event {
     State(StateRecord),
     /// A log line was written.
     Log(LogRecord),
+    /// The flow emitted an event of its own.
+    Emitted(EmittedRecord),
 }
 
 /// Resolves once everything recorded before it was asked for is durable.

@@ -80,6 +80,8 @@ impl MemoryRecorder {
                         "run_name": names.get(&run), "message": log.message,
                     }));
                 }
+                // Emitted events belong to the event log, which a memory recorder does not keep.
+                Event::Emitted(_) => {}
             }
         }
         json!({ "flow_runs": flow_runs, "task_runs": task_runs, "logs": logs })

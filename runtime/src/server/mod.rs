@@ -2,6 +2,7 @@
 //! default) embedded workers, in one process over the embedded stores.
 
 mod api;
+mod automations;
 mod dispatch;
 mod openapi;
 mod ui;
@@ -52,6 +53,7 @@ pub async fn serve(service: Service, options: ServerOptions) -> anyhow::Result<(
         Err(err) => eprintln!("cannot look for runs of a previous server process: {err}"),
     }
     tokio::spawn(housekeeping(dispatch.clone(), options.keep_runs));
+    tokio::spawn(automations::watch(dispatch.clone()));
     if options.workers > 0 {
         tokio::spawn(dispatch::embedded_worker(dispatch.clone(), options.workers));
     }

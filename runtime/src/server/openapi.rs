@@ -35,6 +35,7 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         (name = "workers", description = "What workers call: claims, heartbeats, events"),
         (name = "secrets", description = "Secrets granted to deployments as environment variables; values are never returned"),
         (name = "tenants", description = "Tenants, their policies and tokens"),
+        (name = "events", description = "The event log, webhooks (`POST /hooks/{id}`, no token) and automations"),
     )
 )]
 struct ApiDoc;
@@ -93,7 +94,12 @@ pub fn add_common_responses(document: &mut Document) {
             let mut add = |status: &str, description: &str| {
                 responses.entry(status.into()).or_insert_with(|| error(description));
             };
-            if !path.ends_with("/health") {
+            // A webhook delivery needs no token: its id and signature stand for one.
+            let open = path.ends_with("/health") || path.starts_with("/hooks/");
+            if path.starts_with("/hooks/") {
+                add("401", "A missing or wrong signature");
+                add("500", "A store failed");
+            } else if !open {
                 add("401", "No valid token");
                 add("403", "The token's role may not do this");
                 add("500", "A store failed");

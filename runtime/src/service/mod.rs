@@ -2,8 +2,10 @@
 //! state store and the sandbox. The CLI calls it directly on a single
 //! machine; a server would call the same functions behind its API.
 
+mod automations;
 mod deploy;
 mod pause;
+mod events;
 mod pools;
 mod push;
 mod reports;
@@ -12,8 +14,11 @@ mod schedule;
 mod secrets;
 mod sessions;
 mod tenants;
+mod webhooks;
 
+pub use automations::{AutomationRequest, Performed};
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, DeploymentDetail, Prepared, check_name};
+pub use events::EventQuery;
 pub use pools::QueueRequest;
 pub use push::Pushed;
 pub use reports::{Refusal, check_report};
@@ -21,6 +26,7 @@ pub use runs::{execute, record_unstarted_failure};
 pub use schedule::{LATE_AFTER, SchedulerPass};
 pub use sessions::{NewSession, SESSION_LIFETIME};
 pub use tenants::{AuthError, TokenRequest};
+pub use webhooks::{Delivery, SIGNATURE_HEADER, WebhookCreated, WebhookRequest};
 
 use crate::artifact::{ArtifactStore, Digest};
 use crate::core::deployment::ArtifactMeta;
@@ -96,6 +102,8 @@ pub struct Service {
     programs: ProgramCache,
     /// The data folder, where the secrets key lives.
     home: PathBuf,
+    /// Webhook deliveries this minute, for their rate limits.
+    hook_rates: webhooks::RateLimits,
 }
 
 impl Service {
@@ -111,7 +119,15 @@ impl Service {
             .map_err(|e| ServiceError::Other(format!("cannot start the sandbox: {e:#}")))?;
         let taker = format!("process {} on {}", std::process::id(), hostname());
         let home = config.home.clone();
-        Ok(Self { store, artifacts, sandbox: Arc::new(sandbox), taker, programs: Default::default(), home })
+        Ok(Self {
+            store,
+            artifacts,
+            sandbox: Arc::new(sandbox),
+            taker,
+            programs: Default::default(),
+            home,
+            hook_rates: Default::default(),
+        })
     }
 
     /// The data folder (`SLUICE_HOME`).

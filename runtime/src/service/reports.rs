@@ -156,6 +156,18 @@ impl<S: StateStore + ?Sized> Check<'_, S> {
                     return refuse(format!("task run {task_run} does not belong to flow run {}", log.flow_run));
                 }
             }
+            Event::Emitted(emitted) => {
+                // Checked like a log line, and held to what the guest's call was held to.
+                self.flow_run(emitted.flow_run)?;
+                if let Some(task_run) = emitted.task_run
+                    && self.task_run(task_run)? != emitted.flow_run
+                {
+                    return refuse(format!("task run {task_run} does not belong to flow run {}", emitted.flow_run));
+                }
+                crate::core::events::check_event_name(&emitted.name)
+                    .and_then(|()| crate::core::events::check_event_payload(&emitted.payload))
+                    .or_else(|why| refuse(format!("flow run {}: {why}", emitted.flow_run)))?;
+            }
         }
         Ok(Checked::New)
     }

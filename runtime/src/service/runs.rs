@@ -29,12 +29,7 @@ impl Service {
         overrides: Map<String, Value>,
         start: Option<DateTime<Utc>>,
     ) -> Result<FlowRunRow, ServiceError> {
-        let deployment = self.deployment(tenant, full_name)?;
-        let meta = self.artifact_meta(Some(tenant), &deployment.artifact)?;
-        let flow = meta.description.flow(Some(&deployment.flow)).map_err(ServiceError::Invalid)?;
-        let mut merged = deployment.parameters.clone();
-        merged.extend(overrides);
-        let parameters = params::resolve(&flow.name, &flow.parameters_schema, merged).map_err(ServiceError::Invalid)?;
+        let (deployment, parameters) = self.check_run_parameters(tenant, full_name, overrides)?;
         let now = Utc::now();
         let scheduled = start.unwrap_or(now);
         let id = RunId::new();
@@ -64,6 +59,23 @@ impl Service {
         self.store
             .flow_run(Some(tenant), &id.to_string())?
             .ok_or_else(|| ServiceError::Other("the new flow run was not recorded".into()))
+    }
+
+    /// A deployment of `tenant` and the parameters a run of it with
+    /// `overrides` would get, validated against its flow's schema; nothing recorded.
+    pub fn check_run_parameters(
+        &self,
+        tenant: &str,
+        full_name: &str,
+        overrides: Map<String, Value>,
+    ) -> Result<(crate::core::deployment::Deployment, Value), ServiceError> {
+        let deployment = self.deployment(tenant, full_name)?;
+        let meta = self.artifact_meta(Some(tenant), &deployment.artifact)?;
+        let flow = meta.description.flow(Some(&deployment.flow)).map_err(ServiceError::Invalid)?;
+        let mut merged = deployment.parameters.clone();
+        merged.extend(overrides);
+        let parameters = params::resolve(&flow.name, &flow.parameters_schema, merged).map_err(ServiceError::Invalid)?;
+        Ok((deployment, parameters))
     }
 
     /// A tenant's flow run by id or name; another tenant's is not found.

@@ -131,6 +131,16 @@ impl Service {
         Ok(self.store.put_secret(tenant, name, &sealed)?)
     }
 
+    /// Seals a value that is no guest's secret (a webhook's HMAC key) under the secrets key, bound to `name`.
+    pub(super) fn seal_value(&self, tenant: &str, name: &str, value: &str) -> Result<Vec<u8>, ServiceError> {
+        self.secret_key()?.seal(tenant, name, value)
+    }
+
+    /// Opens what [`Self::seal_value`] sealed.
+    pub(super) fn open_value(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<String, ServiceError> {
+        self.secret_key()?.open(tenant, name, sealed)
+    }
+
     /// A tenant's secrets, names and dates only.
     pub fn secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, ServiceError> {
         Ok(self.store.secrets(tenant)?)

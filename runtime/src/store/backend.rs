@@ -7,6 +7,7 @@
 use super::postgres::PgStore;
 use super::sessions::StoredSession;
 use super::{RunsChanged, SecretInfo, SqlValue, SqliteStore, StateStore, StoreError};
+use crate::core::events::{Automation, EventFilter, EventRow, NewEvent, SealedWebhook, Webhook};
 use crate::core::record::{Barrier, Event, Recorder};
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -62,6 +63,34 @@ pub trait Backend: StateStore {
     fn delete_session(&self, hash: &[u8; 32]) -> Result<bool, StoreError>;
     /// Ends every web UI session a token signed in; how many there were.
     fn delete_sessions_of_token(&self, token: &str) -> Result<usize, StoreError>;
+    /// A tenant's events, newest first (see `store/events.rs`).
+    fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError>;
+    /// Records an event no run record carries (a webhook delivery); its `seq`.
+    fn insert_event(&self, event: &NewEvent) -> Result<i64, StoreError>;
+    /// Stores a new webhook with its sealed HMAC key.
+    fn create_webhook(&self, hook: &Webhook, sealed: Option<&[u8]>) -> Result<(), StoreError>;
+    /// A webhook by id, whatever its tenant, with its sealed key.
+    fn webhook(&self, id: &str) -> Result<Option<SealedWebhook>, StoreError>;
+    /// A tenant's webhooks.
+    fn webhooks(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError>;
+    /// Deletes a tenant's webhook; false when it has none of that id.
+    fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+    /// Takes delivery `key` of a hook; false when it was taken before.
+    fn first_delivery(&self, tenant: &str, hook: &str, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Stores a new automation; false when its tenant has one of that name.
+    fn create_automation(&self, automation: &Automation) -> Result<bool, StoreError>;
+    /// A tenant's automations by name.
+    fn automations(&self, tenant: &str) -> Result<Vec<Automation>, StoreError>;
+    /// Deletes a tenant's automation by id or name; false when there is none.
+    fn delete_automation(&self, tenant: &str, id_or_name: &str) -> Result<bool, StoreError>;
+    /// Counts a match of an automation; true when it reaches `threshold` within `window`.
+    fn automation_hit(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+        threshold: u32,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The methods both stores have under the same names, delegated.
@@ -87,6 +116,45 @@ macro_rules! shared_methods {
         }
         fn delete_sessions_of_token(&self, token: &str) -> Result<usize, StoreError> {
             <$store>::delete_sessions_of_token(self, token)
+        }
+        fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+            <$store>::events(self, filter)
+        }
+        fn insert_event(&self, event: &NewEvent) -> Result<i64, StoreError> {
+            <$store>::insert_event(self, event)
+        }
+        fn create_webhook(&self, hook: &Webhook, sealed: Option<&[u8]>) -> Result<(), StoreError> {
+            <$store>::create_webhook(self, hook, sealed)
+        }
+        fn webhook(&self, id: &str) -> Result<Option<SealedWebhook>, StoreError> {
+            <$store>::webhook(self, id)
+        }
+        fn webhooks(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError> {
+            <$store>::webhooks(self, tenant)
+        }
+        fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+            <$store>::delete_webhook(self, tenant, id)
+        }
+        fn first_delivery(&self, tenant: &str, hook: &str, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+            <$store>::first_delivery(self, tenant, hook, key, now)
+        }
+        fn create_automation(&self, automation: &Automation) -> Result<bool, StoreError> {
+            <$store>::create_automation(self, automation)
+        }
+        fn automations(&self, tenant: &str) -> Result<Vec<Automation>, StoreError> {
+            <$store>::automations(self, tenant)
+        }
+        fn delete_automation(&self, tenant: &str, id_or_name: &str) -> Result<bool, StoreError> {
+            <$store>::delete_automation(self, tenant, id_or_name)
+        }
+        fn automation_hit(
+            &self,
+            id: &str,
+            now: DateTime<Utc>,
+            window: chrono::Duration,
+            threshold: u32,
+        ) -> Result<bool, StoreError> {
+            <$store>::automation_hit(self, id, now, window, threshold)
         }
     };
 }

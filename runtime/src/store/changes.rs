@@ -96,6 +96,7 @@ impl Gatherer {
                 self.name(run);
             }
             Event::Log(log) => self.name(log.flow_run),
+            Event::Emitted(emitted) => self.name(emitted.flow_run),
         }
     }
 

@@ -255,6 +255,57 @@ ALTER TABLE flow_runs ADD COLUMN claimed_at TEXT;
     r#"
 CREATE INDEX flow_runs_by_ended ON flow_runs (ended) WHERE parent IS NULL AND ended IS NOT NULL;
 "#,
+    // The event log (`core/events.rs`): every flow-run state change becomes
+    // an event in the same transaction (a trigger, so no path that moves a
+    // run is missed), beside what flows emit and webhook deliveries.
+    // Webhooks and automations live next to it.
+    r#"
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    time        TEXT NOT NULL,
+    flow_run    TEXT,
+    task_run    TEXT,
+    flow        TEXT,
+    deployment  TEXT,
+    tags        TEXT NOT NULL DEFAULT '[]',
+    payload     TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_by_tenant ON events (tenant, seq);
+CREATE INDEX events_by_run ON events (flow_run);
+CREATE TRIGGER states_make_events AFTER INSERT ON states WHEN NEW.kind = 'flow'
+BEGIN
+    INSERT INTO events (tenant, name, time, flow_run, flow, deployment, tags, payload)
+    SELECT f.tenant, 'sluice.flow-run.' || NEW.state, NEW.time, f.id, f.flow, f.deployment,
+        COALESCE((SELECT json_extract(d.body, '$.tags') FROM deployments d
+                  WHERE d.tenant = f.tenant AND f.deployment = d.flow || '/' || d.name), '[]'),
+        json_object('state', NEW.state, 'message', NEW.message, 'attempt', NEW.attempt)
+    FROM flow_runs f WHERE f.id = NEW.run;
+END;
+CREATE TABLE webhooks (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    sealed      BLOB
+);
+CREATE INDEX webhooks_by_tenant ON webhooks (tenant);
+CREATE TABLE webhook_deliveries (
+    hook        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    time        TEXT NOT NULL,
+    PRIMARY KEY (hook, key)
+);
+CREATE TABLE automations (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    hits        TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (tenant, name)
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema.

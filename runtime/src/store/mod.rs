@@ -6,6 +6,7 @@ mod backend;
 mod changes;
 mod checkpoint;
 mod claim;
+mod events;
 mod fold;
 mod listing;
 mod migrations;

@@ -90,6 +90,14 @@ impl SqliteStore {
         self.read(query)
     }
 
+    /// Runs `work` in a transaction on the write connection, after every queued write.
+    pub(super) fn write<T>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        Ok(self.writer.transaction(work)?)
+    }
+
     pub(super) fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let connection = self.reader.lock().expect("reader lock");
         Ok(query(&connection)?)

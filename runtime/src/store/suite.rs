@@ -573,5 +573,67 @@ async fn a_paused_run_is_held_by_nobody_and_a_cancel_ends_it_at_once() {
         let cancelled = store.flow_run(None, &id.to_string()).unwrap().unwrap();
         assert_eq!(cancelled.state, Some(StateType::Cancelled));
         assert_eq!(cancelled.message.as_deref(), Some("Cancelled while it was paused for input"));
+
+async fn state_changes_and_emitted_events_join_their_tenants_log_and_deliveries_and_counts_are_atomic() {
+    use crate::core::events::{Action, Automation, EventFilter, Trigger};
+    use crate::core::record::EmittedRecord;
+    for (_dir, open) in backends() {
+        let store = open();
+        let run = RunId::new();
+        store.record(&flow_run(run, "eager-eel"));
+        store.record(&state(run, RunKind::Flow, StateType::Running, None));
+        store.record(&Event::Emitted(EmittedRecord {
+            flow_run: run,
+            task_run: None,
+            name: "deploy.approved".into(),
+            payload: json!({"by": "ada"}),
+            time: Utc::now(),
+        }));
+        store.record(&state(run, RunKind::Flow, StateType::Completed, Some("1")));
+        store.flush().await;
+        let filter = |prefix: Option<&str>| EventFilter {
+            tenant: "default".into(),
+            name_prefix: prefix.map(str::to_string),
+            limit: 10,
+            ..EventFilter::default()
+        };
+        let events = store.events(&filter(None)).unwrap();
+        let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["sluice.flow-run.Completed", "deploy.approved", "sluice.flow-run.Running"]);
+        assert!(events.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+        let emitted = &events[1];
+        assert_eq!((emitted.flow.as_deref(), emitted.deployment.as_deref()), (Some("hello"), Some("hello/leo")));
+        assert_eq!(emitted.payload, json!({"by": "ada"}));
+        assert_eq!(events[0].payload["state"], "Completed");
+        assert_eq!(store.events(&filter(Some("sluice.flow-run."))).unwrap().len(), 2);
+        let other = EventFilter { tenant: "other".into(), ..filter(None) };
+        assert!(store.events(&other).unwrap().is_empty(), "another tenant's log is empty");
+        let page = EventFilter { before: Some(events[1].seq), ..filter(None) };
+        assert_eq!(store.events(&page).unwrap().len(), 1);
+
+        let now = Utc::now();
+        assert!(store.first_delivery("default", "hook", "d-1", now).unwrap());
+        assert!(!store.first_delivery("default", "hook", "d-1", now).unwrap(), "a redelivery is known");
+
+        let automation = Automation {
+            id: RunId::new().to_string(),
+            tenant: "default".into(),
+            name: "three".into(),
+            trigger: Trigger { event: "x".into(), threshold: 3, within_seconds: Some(60), ..Trigger::default() },
+            action: Action::CancelRun,
+            created: now,
+        };
+        assert!(store.create_automation(&automation).unwrap());
+        assert!(!store.create_automation(&automation).unwrap(), "names are unique in a tenant");
+        let window = chrono::Duration::seconds(60);
+        let hit = |at| store.automation_hit(&automation.id, at, window, 3).unwrap();
+        let at = |seconds| now + chrono::Duration::seconds(seconds);
+        assert!(!hit(at(0)) && !hit(at(30)));
+        assert!(!hit(at(65)), "the first match left the window: two in it");
+        assert!(hit(at(66)), "three within a minute");
+        assert!(!hit(at(67)), "the count starts again after firing");
+        assert!(store.automations("other").unwrap().is_empty());
+        assert!(!store.delete_automation("other", "three").unwrap());
+        assert!(store.delete_automation("default", "three").unwrap());
     }
 }

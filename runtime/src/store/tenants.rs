@@ -88,8 +88,20 @@ pub(super) fn tenants(connection: &Connection) -> rusqlite::Result<Vec<Tenant>> 
 
 /// Tables whose rows carry their tenant, deleted with it (on both backends):
 /// a table missing here outlives its tenant and passes to the next of that name.
-pub(super) const TENANT_OWNED_TABLES: [&str; 8] =
-    ["flow_runs", "deployments", "work_queues", "work_pools", "tenant_artifacts", "tokens", "secrets", "task_cache"];
+pub(super) const TENANT_OWNED_TABLES: [&str; 12] = [
+    "flow_runs",
+    "deployments",
+    "work_queues",
+    "work_pools",
+    "tenant_artifacts",
+    "tokens",
+    "secrets",
+    "task_cache",
+    "events",
+    "webhooks",
+    "webhook_deliveries",
+    "automations",
+];
 
 /// Deletes a tenant and everything it owns (the shared artifact bytes stay); false when there was none.
 pub(super) fn delete_tenant(connection: &Connection, name: &str) -> rusqlite::Result<bool> {

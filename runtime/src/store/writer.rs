@@ -304,6 +304,14 @@ fn insert_state(tx: &Transaction<'_>, state: &StateRecord) -> rusqlite::Result<(
     Ok(())
 }
 
+/// Adds an emitted event to its flow run's tenant's log, with the run's
+/// flow, deployment and the deployment's tags.
+const EMITTED_SQL: &str = "INSERT INTO events (tenant, name, time, flow_run, task_run, flow, deployment, tags, payload)
+     SELECT f.tenant, ?3, ?4, f.id, ?2, f.flow, f.deployment,
+         COALESCE((SELECT json_extract(d.body, '$.tags') FROM deployments d
+                   WHERE d.tenant = f.tenant AND f.deployment = d.flow || '/' || d.name), '[]'), ?5
+     FROM flow_runs f WHERE f.id = ?1";
+
 fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
     match write {
         Write::Event(Event::FlowRunCreated(run)) => {
@@ -394,6 +402,16 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 log.level.name(),
                 log.message,
                 timestamp(log.time)
+            ])?;
+        }
+        Write::Event(Event::Emitted(emitted)) => {
+            // The run decides the tenant, flow and deployment: a worker names only the run.
+            tx.prepare_cached(EMITTED_SQL)?.execute(params![
+                emitted.flow_run.to_string(),
+                emitted.task_run.map(|t| t.to_string()),
+                emitted.name,
+                timestamp(emitted.time),
+                emitted.payload.to_string()
             ])?;
         }
         Write::CachePut { tenant, key, result, expires } => {

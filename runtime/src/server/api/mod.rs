@@ -11,6 +11,7 @@
 mod artifacts;
 mod contract;
 mod deployments;
+mod events;
 mod pools;
 mod runs;
 mod secrets;
@@ -212,8 +213,10 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// The API's routes, and the OpenAPI document describing them at `/api/openapi.json`.
 pub fn router(dispatch: Arc<Dispatch>) -> Router {
-    let (router, mut document) =
-        OpenApiRouter::with_openapi(super::openapi::base()).nest("/api/v1", api_routes()).split_for_parts();
+    let (router, mut document) = OpenApiRouter::with_openapi(super::openapi::base())
+        .nest("/api/v1", api_routes())
+        .merge(events::hook_routes().layer(DefaultBodyLimit::max(MAX_JSON_BYTES)))
+        .split_for_parts();
     super::openapi::add_common_responses(&mut document);
     let document = super::openapi::finish(&document);
     contract::install(&document);
@@ -267,6 +270,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_token))
         .routes(routes!(whoami))
         .merge(secrets::routes())
+        .merge(events::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
 }
 

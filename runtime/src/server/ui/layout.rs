@@ -20,14 +20,20 @@ pub enum Nav {
     Artifacts,
     /// `/work-pools`.
     Pools,
+    /// `/events`.
+    Events,
+    /// `/automations`.
+    Automations,
 }
 
-const ENTRIES: [(Nav, &str, &str); 5] = [
+const ENTRIES: [(Nav, &str, &str); 7] = [
     (Nav::Dashboard, "/", "Dashboard"),
     (Nav::Deployments, "/deployments", "Deployments"),
     (Nav::Runs, "/runs", "Flow runs"),
     (Nav::Artifacts, "/artifacts", "Artifacts"),
     (Nav::Pools, "/work-pools", "Work pools"),
+    (Nav::Events, "/events", "Events"),
+    (Nav::Automations, "/automations", "Automations"),
 ];
 
 fn head(title: &str) -> Markup {

@@ -55,6 +55,8 @@ pub fn router(dispatch: Arc<Dispatch>) -> Router {
         .route("/work-pools/{pool}/resume", post(pages::pools::resume_pool))
         .route("/work-pools/{pool}/queues/{queue}/pause", post(pages::pools::pause_queue))
         .route("/work-pools/{pool}/queues/{queue}/resume", post(pages::pools::resume_queue))
+        .route("/events", get(pages::events::events))
+        .route("/automations", get(pages::events::automations))
         .route("/ui/events", get(sse::changes))
         .route("/ui/assets/{file}", get(assets::serve))
         .with_state(Ui { dispatch })

@@ -112,6 +112,7 @@ fn concerns(record: &Record, known: &mut HashSet<String>) -> bool {
         }
         Record::State(state) => known.contains(&state.run.to_string()),
         Record::Log(log) => known.contains(&log.flow_run.to_string()),
+        Record::Emitted(emitted) => known.contains(&emitted.flow_run.to_string()),
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod claim;
 mod conn;
+mod events;
 mod notify;
 mod queries;
 mod retention;

@@ -193,6 +193,59 @@ ALTER TABLE flow_runs ADD COLUMN claimed_at TEXT;
     r#"
 CREATE INDEX flow_runs_by_ended ON flow_runs (ended) WHERE parent IS NULL AND ended IS NOT NULL;
 "#,
+    // The event log (`core/events.rs`), as in SQLite: state changes become
+    // events in the same transaction by a trigger; webhooks and automations.
+    r#"
+CREATE TABLE events (
+    seq         BIGSERIAL PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    time        TEXT NOT NULL,
+    flow_run    TEXT,
+    task_run    TEXT,
+    flow        TEXT,
+    deployment  TEXT,
+    tags        TEXT NOT NULL DEFAULT '[]',
+    payload     TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_by_tenant ON events (tenant, seq);
+CREATE INDEX events_by_run ON events (flow_run);
+CREATE FUNCTION states_make_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.kind = 'flow' THEN
+        INSERT INTO events (tenant, name, time, flow_run, flow, deployment, tags, payload)
+        SELECT f.tenant, 'sluice.flow-run.' || NEW.state, NEW.time, f.id, f.flow, f.deployment,
+            COALESCE((SELECT (d.body::json -> 'tags')::text FROM deployments d
+                      WHERE d.tenant = f.tenant AND f.deployment = d.flow || '/' || d.name), '[]'),
+            json_build_object('state', NEW.state, 'message', NEW.message, 'attempt', NEW.attempt)::text
+        FROM flow_runs f WHERE f.id = NEW.run;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER states_make_events AFTER INSERT ON states FOR EACH ROW EXECUTE FUNCTION states_make_events();
+CREATE TABLE webhooks (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    sealed      BYTEA
+);
+CREATE INDEX webhooks_by_tenant ON webhooks (tenant);
+CREATE TABLE webhook_deliveries (
+    hook        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    time        TEXT NOT NULL,
+    PRIMARY KEY (hook, key)
+);
+CREATE TABLE automations (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    hits        TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (tenant, name)
+);
+"#,
 ];
 
 /// The schema version this binary writes.

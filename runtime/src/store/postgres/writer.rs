@@ -189,12 +189,24 @@ struct Statements {
     log: Statement,
     cache_put: Statement,
     notify: Statement,
+    emitted: Statement,
 }
 
 impl Statements {
     async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
         client.batch_execute("SET plan_cache_mode = force_custom_plan").await?;
         Ok(Self {
+            // An emitted event joins its flow run's tenant's log, with the
+            // run's flow, deployment and the deployment's tags.
+            emitted: client
+                .prepare(
+                    "INSERT INTO events (tenant, name, time, flow_run, task_run, flow, deployment, tags, payload)
+                     SELECT f.tenant, $3, $4, f.id, $2, f.flow, f.deployment,
+                         COALESCE((SELECT (d.body::json -> 'tags')::text FROM deployments d
+                                   WHERE d.tenant = f.tenant AND f.deployment = d.flow || '/' || d.name), '[]'), $5
+                     FROM flow_runs f WHERE f.id = $1",
+                )
+                .await?,
             flow_run: client
                 .prepare(
                     "INSERT INTO flow_runs (id, name, flow, deployment, parent, artifact, parameters, created, scheduled,
@@ -550,6 +562,16 @@ fn statement<'s>(s: &'s Statements, write: &Write) -> (&'s Statement, Vec<Param>
                 Box::new(log.level.name()),
                 Box::new(log.message.clone()),
                 Box::new(timestamp(log.time)),
+            ],
+        ),
+        Write::Event(Event::Emitted(emitted)) => (
+            &s.emitted,
+            vec![
+                Box::new(emitted.flow_run.to_string()),
+                Box::new(emitted.task_run.map(|t| t.to_string())),
+                Box::new(emitted.name.clone()),
+                Box::new(timestamp(emitted.time)),
+                Box::new(emitted.payload.to_string()),
             ],
         ),
         Write::CachePut { tenant, key, result, expires } => (

@@ -5,6 +5,7 @@ pub mod custom_run;
 pub mod dashboard;
 pub mod deployment;
 pub mod deployments;
+pub mod events;
 pub mod pools;
 pub mod resume;
 pub mod run;
