@@ -6,12 +6,19 @@
 //! Per task: the fresh run, loading the journal, and the replayed run (its
 //! one flow instance counted, amortised over N; target ≤ 5 µs per task).
 //!
+//! Then what observability costs the fresh per-task figure: the same flow
+//! with an in-memory recorder (no store, so less noise), alternately with
+//! tracing off and on (every task attempt and the flow run a span, exported
+//! by OTLP/HTTP to a receiver in this process that discards them; target
+//! ≤ 5 µs per task), and the metric updates one task attempt makes, timed
+//! alone (they are always on).
+//!
 //! `cargo bench -p sluice --bench replay [-- --tasks 10000 --reps 5 | --quick]`
 
 use serde_json::json;
 use sluice::core::ids::RunId;
 use sluice::core::journal::Journal;
-use sluice::runner::{RunSettings, Runner};
+use sluice::runner::{MemoryCache, MemoryRecorder, RunSettings, Runner};
 use sluice::sandbox::compile_cache::CompileCache;
 use sluice::sandbox::engine::EngineSettings;
 use sluice::sandbox::program::{Program, Sandbox};
@@ -60,6 +67,69 @@ async fn repetition(program: &Arc<Program>, store: &Arc<dyn Backend>, tasks: u32
     (fresh_time, load_time, replay_time)
 }
 
+/// One fresh run of `tasks` tasks recording to memory, for the observability comparison.
+async fn in_memory(program: &Arc<Program>, tasks: u32) -> Duration {
+    let recorder = Arc::new(MemoryRecorder::default());
+    let runner = Runner::new(program.clone(), recorder, Arc::new(MemoryCache::default()), RunSettings::default());
+    let start = Instant::now();
+    let outcome = runner.run(RunId::new(), "bench".into(), "sequential", &json!({ "count": tasks })).await;
+    let elapsed = start.elapsed();
+    assert!(outcome.state.is_success(), "{outcome:?}");
+    elapsed
+}
+
+/// An OTLP/HTTP receiver that accepts and discards spans; returns its URL and how many exports it got.
+async fn span_sink() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    let exports = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = exports.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counted = counted.clone();
+            async move {
+                assert!(!body.is_empty());
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, exports)
+}
+
+/// Per task: (tracing off, tracing on with export) of fresh in-memory runs, medians of alternating reps.
+async fn tracing_cost(program: &Arc<Program>, tasks: u32, reps: u32) -> (f64, f64, u64) {
+    let (url, exports) = span_sink().await;
+    sluice::observe::traces::start_exporting_to("sluice-bench", &url).unwrap();
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        sluice::observe::traces::set_enabled(false);
+        off.push(in_memory(program, tasks).await);
+        sluice::observe::traces::set_enabled(true);
+        on.push(in_memory(program, tasks).await);
+    }
+    sluice::observe::traces::set_enabled(false);
+    tokio::task::spawn_blocking(sluice::observe::traces::flush).await.unwrap();
+    let per_task = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(tasks);
+    (per_task(median(off)), per_task(median(on)), exports.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The metric updates of one task attempt (duration, outcome, instance gauge), in ns.
+fn metrics_cost() -> f64 {
+    let metrics = sluice::observe::metrics();
+    let rounds = 1_000_000;
+    let start = Instant::now();
+    for i in 0..rounds {
+        let alive = sluice::observe::metrics::InstanceAlive::new();
+        metrics.task_attempt_duration.observe(f64::from(i % 1000) * 1e-6);
+        metrics.task_attempts_completed.inc();
+        drop(std::hint::black_box(alive));
+    }
+    start.elapsed().as_secs_f64() * 1e9 / f64::from(rounds)
+}
+
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values[values.len() / 2]
@@ -89,6 +159,13 @@ async fn main() {
     println!("  fresh run, every state committed   {:>9.1} µs per task", per_task(fresh));
     println!("  loading the journal                {:>9.1} µs per task", per_task(load));
     println!("  replayed run (target ≤ 5 µs)        {:>9.1} µs per task", per_task(replay));
+    let (traces_off, traces_on, exports) = tracing_cost(&program, tasks, reps.max(3)).await;
+    let metrics_ns = metrics_cost();
+    println!("observability, fresh runs recorded in memory, {tasks} tasks, median of {} alternating:", reps.max(3));
+    println!("  tracing off                        {traces_off:>9.1} µs per task");
+    println!("  tracing on, exported by OTLP       {traces_on:>9.1} µs per task ({exports} exports)");
+    println!("  tracing's cost (target ≤ 5 µs)     {:>9.1} µs per task", traces_on - traces_off);
+    println!("  metric updates of a task attempt   {metrics_ns:>9.0} ns (always on)");
     println!(
         "{}",
         json!({
@@ -96,6 +173,9 @@ async fn main() {
             "fresh_us_per_task": per_task(fresh),
             "journal_load_us_per_task": per_task(load),
             "replay_us_per_task": per_task(replay),
+            "tracing_off_us_per_task": traces_off,
+            "tracing_on_us_per_task": traces_on,
+            "metrics_ns_per_task_attempt": metrics_ns,
         })
     );
 }

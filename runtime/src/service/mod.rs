@@ -3,6 +3,7 @@
 //! machine; a server would call the same functions behind its API.
 
 mod deploy;
+mod follow;
 mod pools;
 mod push;
 mod reports;
@@ -13,6 +14,7 @@ mod sessions;
 mod tenants;
 
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, Prepared, check_name};
+pub use follow::{FollowedLine, LogsEnded};
 pub use pools::QueueRequest;
 pub use push::Pushed;
 pub use reports::{Refusal, check_report};

@@ -65,7 +65,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                 break;
             }
             Err(err) => {
-                eprintln!("worker: cannot reach the server: {err:#}");
+                tracing::warn!("worker: cannot reach the server: {err:#}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -73,6 +73,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
     tokio::spawn(heartbeats(client.clone(), options.name.clone(), options.heartbeat, running.clone()));
     println!("Worker '{}' taking runs from pool '{}' of {}", options.name, options.pool, options.api);
     let mut tasks: JoinSet<()> = JoinSet::new();
+    crate::observe::metrics().worker_slots.add(options.limit as i64);
     loop {
         while tasks.try_join_next().is_some() {}
         let free = options.limit.saturating_sub(tasks.len());
@@ -100,6 +101,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                         running.clone(),
                     );
                     tasks.spawn(async move {
+                        let _busy = crate::observe::metrics::SlotBusy::new();
                         let id = run.run.id.clone();
                         let source = Source { client: &client, shared: shared.as_deref(), loaded: &loaded };
                         run_one(source, &sandbox, run, recorder, cache, token).await;
@@ -108,7 +110,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                 }
             }
             Err(err) => {
-                eprintln!("worker: cannot claim runs: {err:#}");
+                tracing::warn!("worker: cannot claim runs: {err:#}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -143,7 +145,7 @@ async fn run_one(
     cache: Arc<MemoryCache>,
     cancel: CancellationToken,
 ) {
-    let ClaimedRun { run, limits, grants, journal } = claimed;
+    let ClaimedRun { run, limits, grants, journal, traceparent } = claimed;
     let program = async {
         let digest = Digest::parse(&run.artifact).map_err(anyhow::Error::msg)?;
         if let Some(program) = source.loaded.get(&digest) {
@@ -154,16 +156,30 @@ async fn run_one(
         source.loaded.insert(program.clone());
         Ok(program)
     };
+    tracing::info!(run = %run.id, "flow run '{}' taken", run.name);
     let outcome = match program.await {
         Ok(program) => {
-            execute(program, &run, (&limits, &grants), recorder.clone(), cache, cancel, Journal::from_rows(journal))
-                .await
-                .map_err(anyhow::Error::from)
+            let execution = execute(
+                program,
+                &run,
+                (&limits, &grants),
+                recorder.clone(),
+                cache,
+                cancel,
+                Journal::from_rows(journal),
+            );
+            crate::observe::traces::with_trace_parent(traceparent, execution).await.map_err(anyhow::Error::from)
         }
         Err(err) => Err(err),
     };
-    if let Err(err) = outcome {
-        record_unstarted_failure(recorder.as_ref(), &run.id, &format!("{err:#}"));
+    match outcome {
+        Ok(ended) => {
+            tracing::info!(run = %run.id, state = %ended.state.name(), "flow run '{}' ended {}", run.name, ended.state.name())
+        }
+        Err(err) => {
+            tracing::error!(run = %run.id, "flow run '{}' could not run: {err:#}", run.name);
+            record_unstarted_failure(recorder.as_ref(), &run.id, &format!("{err:#}"));
+        }
     }
     if let Some(barrier) = recorder.barrier() {
         barrier.await;
@@ -184,7 +200,7 @@ async fn heartbeats(client: Client, name: String, every: Duration, running: Runn
                     }
                 }
             }
-            Err(err) => eprintln!("worker: heartbeat failed: {err:#}"),
+            Err(err) => tracing::warn!("worker: heartbeat failed: {err:#}"),
         }
     }
 }

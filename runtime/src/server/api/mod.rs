@@ -11,6 +11,7 @@
 mod artifacts;
 mod contract;
 mod deployments;
+mod follow;
 mod pools;
 mod runs;
 mod secrets;
@@ -21,6 +22,7 @@ pub(super) use deployments::RunBody;
 
 use artifacts::*;
 use deployments::*;
+use follow::*;
 use pools::*;
 use runs::*;
 use tenants::*;
@@ -241,6 +243,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_runs))
         .routes(routes!(inspect_run))
         .routes(routes!(run_logs))
+        .routes(routes!(follow_logs))
         .routes(routes!(cancel_run))
         .routes(routes!(retry_run))
         .routes(routes!(list_pools, create_pool))
