@@ -10,8 +10,9 @@
 //! with an in-memory recorder (no store, so less noise), alternately with
 //! tracing off and on (every task attempt and the flow run a span, exported
 //! by OTLP/HTTP to a receiver in this process that discards them; target
-//! ≤ 5 µs per task), and the metric updates one task attempt makes, timed
-//! alone (they are always on).
+//! ≤ 5 µs per task), then a task attempt's span and the metric updates one
+//! task attempt makes, each timed alone (less noisy on a shared machine;
+//! metrics are always on).
 //!
 //! `cargo bench -p sluice --bench replay [-- --tasks 10000 --reps 5 | --quick]`
 
@@ -116,6 +117,34 @@ async fn tracing_cost(program: &Arc<Program>, tasks: u32, reps: u32) -> (f64, f6
     (per_task(median(off)), per_task(median(on)), exports.load(std::sync::atomic::Ordering::Relaxed))
 }
 
+/// What tracing adds to one task attempt, timed alone with export on: its
+/// span started under its flow run's and ended, with the attributes the runner
+/// sets, handed to the batch exporter. In ns.
+fn span_cost() -> f64 {
+    use sluice::observe::traces::{RunSpan, attribute};
+    sluice::observe::traces::set_enabled(true);
+    let parent = RunSpan::start("flow bench".into(), None, Vec::new()).unwrap();
+    let parent_context = parent.context();
+    let rounds = 20_000;
+    let start = Instant::now();
+    for attempt in 0..rounds {
+        let attributes = vec![
+            attribute("sluice.run.id", RunId::new().to_string()),
+            attribute("sluice.run.name", "task-0"),
+            attribute("sluice.task", "noop"),
+            attribute("sluice.run.kind", "task"),
+            attribute("sluice.flow_run.id", "0193d1a8-0000-7000-8000-000000000000"),
+            attribute("sluice.attempt", i64::from(attempt)),
+        ];
+        let span = RunSpan::start("task noop".into(), Some(&parent_context), attributes).unwrap();
+        span.end(sluice::core::state::StateType::Completed, None);
+    }
+    let elapsed = start.elapsed();
+    parent.end(sluice::core::state::StateType::Completed, None);
+    sluice::observe::traces::set_enabled(false);
+    elapsed.as_secs_f64() * 1e9 / f64::from(rounds)
+}
+
 /// The metric updates of one task attempt (duration, outcome, instance gauge), in ns.
 fn metrics_cost() -> f64 {
     let metrics = sluice::observe::metrics();
@@ -161,10 +190,12 @@ async fn main() {
     println!("  replayed run (target ≤ 5 µs)        {:>9.1} µs per task", per_task(replay));
     let (traces_off, traces_on, exports) = tracing_cost(&program, tasks, reps.max(3)).await;
     let metrics_ns = metrics_cost();
+    let span_ns = tokio::task::spawn_blocking(span_cost).await.unwrap();
     println!("observability, fresh runs recorded in memory, {tasks} tasks, median of {} alternating:", reps.max(3));
     println!("  tracing off                        {traces_off:>9.1} µs per task");
     println!("  tracing on, exported by OTLP       {traces_on:>9.1} µs per task ({exports} exports)");
     println!("  tracing's cost (target ≤ 5 µs)     {:>9.1} µs per task", traces_on - traces_off);
+    println!("  a task attempt's span, timed alone {span_ns:>9.0} ns (tracing on, exported)");
     println!("  metric updates of a task attempt   {metrics_ns:>9.0} ns (always on)");
     println!(
         "{}",
@@ -176,6 +207,7 @@ async fn main() {
             "tracing_off_us_per_task": traces_off,
             "tracing_on_us_per_task": traces_on,
             "metrics_ns_per_task_attempt": metrics_ns,
+            "span_ns_per_task_attempt": span_ns,
         })
     );
 }

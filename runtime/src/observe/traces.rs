@@ -60,6 +60,13 @@ pub fn init(service: &'static str) -> Result<Option<String>, String> {
     else {
         return Ok(None);
     };
+    if endpoint.trim().starts_with("https://") {
+        // The exporter is built without TLS (one TLS stack is enough in this binary).
+        return Err(format!(
+            "cannot export traces to {endpoint}: only http:// endpoints are supported; \
+             send them to a collector or sidecar on a trusted network (e.g. http://127.0.0.1:4318)"
+        ));
+    }
     let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build();
     start(service, exporter.map_err(|e| format!("cannot export traces to {endpoint}: {e}"))?);
     Ok(Some(endpoint))
