@@ -210,3 +210,17 @@ fn a_run_with_subflows_and_retries_on_a_remote_worker_is_one_trace_under_the_cal
     assert_ne!(root.trace, caller_trace);
     assert_eq!((flow.trace.as_str(), flow.parent.as_str()), (root.trace.as_str(), root.id.as_str()));
 }
+
+#[test]
+fn an_https_trace_endpoint_is_refused_at_start_saying_why() {
+    let sluice = Sluice::new();
+    let refused = sluice
+        .command()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector.example:4318")
+        .args(["server", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("only http:// endpoints are supported"), "{message}");
+}
