@@ -10,7 +10,7 @@ SLUICE := target/debug/sluice
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_PYTHON := $(or $(PREFECT_BENCH_VENV),target/prefect-venv)/bin/python
 
-.PHONY: setup guests python-example js-example build demo test lint bench ui-deps openapi-deps pg-deps deploy-deps screenshots
+.PHONY: setup guests python-example js-example build demo test lint bench ui-deps openapi-deps pg-deps deploy-deps metrics-deps screenshots
 
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -44,6 +44,11 @@ ui-deps:
 openapi-deps:
 	./tests/openapi/setup.sh
 
+# The metrics checks (tests/observability.rs): prometheus_client's text-format
+# parser from PyPI, pinned, in its own venv.
+metrics-deps:
+	./tests/metrics/setup.sh
+
 # deploy/'s linters (deploy/check.sh): check-jsonschema for the Compose file and
 # kubernetes-validate for the manifests, from PyPI, pinned, in their own venv.
 deploy-deps:
@@ -73,7 +78,7 @@ demo: guests build
 	$(SLUICE) deployment ls
 	$(SLUICE) flow-run ls --limit 5
 
-test: guests python-example js-example ui-deps openapi-deps pg-deps deploy-deps
+test: guests python-example js-example ui-deps openapi-deps pg-deps deploy-deps metrics-deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		SLUICE_EXAMPLES_BUILT=1 $(CARGO) nextest run --no-fail-fast; \
 	else \

@@ -3,7 +3,8 @@
 # compose.yaml against the Compose specification (check-jsonschema), the
 # Kubernetes manifests against Kubernetes' schemas with unknown fields
 # refused (kubernetes-validate --strict), and the variables and flags they
-# use against what the code reads and `sluice … --help` lists (check.py).
+# use against what the code reads and `sluice … --help` lists (check.py), and
+# the Grafana dashboard's metrics against those the code registers (check_dashboard.py).
 # Then feeds each check broken copies and fails unless every one is refused.
 set -eu
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,4 +28,6 @@ echo "variables and flags against runtime/src and \`sluice server|worker --help\
 echo "ok"
 echo "broken copies, each to be refused:"
 "$V/bin/python" check.py broken "$REPO" "$SLUICE" "$V"
+echo "Grafana dashboards against the metrics runtime/src/observe/metrics.rs registers:"
+"$V/bin/python" check_dashboard.py "$REPO" grafana/*.json
 echo "deploy/: all checks passed"

@@ -24,6 +24,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/flow-runs", &["get"]),
     ("/api/v1/flow-runs/{id}", &["get"]),
     ("/api/v1/flow-runs/{id}/logs", &["get"]),
+    ("/api/v1/flow-runs/{id}/logs/follow", &["get"]),
     ("/api/v1/flow-runs/{id}/cancel", &["post"]),
     ("/api/v1/flow-runs/{id}/retry", &["post"]),
     ("/api/v1/flow-runs/{id}/resume", &["post"]),

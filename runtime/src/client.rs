@@ -4,12 +4,26 @@
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::pool::{WorkPool, WorkQueue};
 use crate::core::tenant::{NewToken, Role, Tenant, TenantPolicy, TokenInfo};
-use crate::service::{Deployed, Pushed, QueueRequest, ServiceError};
+use crate::service::{Deployed, FollowedLine, LogsEnded, Pushed, QueueRequest, ServiceError};
 use crate::store::{CancelOutcome, FlowRunRow, LogRow, RunFilter};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
+
+/// Connections of a followed log that may drop in a row before following gives up.
+const FOLLOW_RECONNECTS: u32 = 5;
+
+/// The error an API error answer (`{"error": {"message"}}`) stands for.
+fn refusal(status: reqwest::StatusCode, body: &Value) -> ServiceError {
+    let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
+    match status.as_u16() {
+        404 => ServiceError::NotFound(message),
+        401 | 403 => ServiceError::Denied(message),
+        400..=499 => ServiceError::Invalid(message),
+        _ => ServiceError::Other(format!("the server failed ({status}): {message}")),
+    }
+}
 
 /// The `Authorization` header of every call, marked sensitive so it is never logged.
 pub fn bearer_headers(token: Option<&str>) -> Result<reqwest::header::HeaderMap, ServiceError> {
@@ -68,13 +82,7 @@ impl ApiClient {
                 .map_err(|e| ServiceError::Other(format!("the server sent a body that is not JSON: {e}")))?
         };
         if !status.is_success() {
-            let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
-            return Err(match status.as_u16() {
-                404 => ServiceError::NotFound(message),
-                401 | 403 => ServiceError::Denied(message),
-                400..=499 => ServiceError::Invalid(message),
-                _ => ServiceError::Other(format!("the server failed ({status}): {message}")),
-            });
+            return Err(refusal(status, &body));
         }
         serde_json::from_value(body).map_err(|e| ServiceError::Other(format!("unexpected answer from the server: {e}")))
     }
@@ -256,6 +264,72 @@ impl ApiClient {
             None => format!("/flow-runs/{id_or_name}/logs"),
         };
         self.send(self.get(&path)).await
+    }
+
+    /// Follows a run's logs until it ends (`GET /flow-runs/{id}/logs/follow`,
+    /// Server-Sent Events): `on_line` gets each line, oldest first; a dropped
+    /// connection is resumed after the last line seen.
+    pub async fn follow_logs(
+        &self,
+        id_or_name: &str,
+        mut on_line: impl FnMut(FollowedLine),
+    ) -> Result<LogsEnded, ServiceError> {
+        let mut after: i64 = -1;
+        let mut failures = 0;
+        loop {
+            let request = self.get(&format!("/flow-runs/{id_or_name}/logs/follow?after={after}"));
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) if failures < FOLLOW_RECONNECTS => {
+                    failures += 1;
+                    tracing::debug!("following logs: {e}; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ServiceError::Other(format!(
+                        "the server at {} cannot be reached: {e}; is `sluice server` running?",
+                        self.url
+                    )));
+                }
+            };
+            let status = response.status();
+            if !status.is_success() {
+                let body: Value = response.json().await.unwrap_or_default();
+                return Err(refusal(status, &body));
+            }
+            let mut events = crate::client_sse::EventReader::new(response);
+            loop {
+                match events.next().await {
+                    Ok(Some(event)) => match event.name.as_str() {
+                        "log" => {
+                            let line: FollowedLine = serde_json::from_str(&event.data).map_err(|e| {
+                                ServiceError::Other(format!("the server sent a log line that is not one: {e}"))
+                            })?;
+                            after = line.seq;
+                            failures = 0;
+                            on_line(line);
+                        }
+                        "end" => {
+                            return serde_json::from_str(&event.data)
+                                .map_err(|e| ServiceError::Other(format!("the server sent an unreadable end: {e}")));
+                        }
+                        "failure" => {
+                            return Err(ServiceError::Other(format!("the server stopped following: {}", event.data)));
+                        }
+                        _ => {}
+                    },
+                    // The connection ended before the run did: resume after the last line.
+                    Ok(None) | Err(_) if failures < FOLLOW_RECONNECTS => {
+                        failures += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        break;
+                    }
+                    Ok(None) => return Err(ServiceError::Other("the server kept closing the log stream".into())),
+                    Err(e) => return Err(ServiceError::Other(format!("the log stream broke: {e}"))),
+                }
+            }
+        }
     }
 
     /// Asks a run to stop.

@@ -9,13 +9,16 @@
 //! - [`service`]: push, deploy, run: what the CLI (and a server) call.
 //! - [`server`]: the HTTP API, scheduler, crash detection and embedded workers.
 //! - [`worker`]: a worker on any host, taking runs from a server.
+//! - [`observe`]: Prometheus metrics, and the host's own logs through `tracing`.
 //! - [`client`]: the server API's client, for the CLI.
 //! - [`cli`]: the `sluice` command.
 
 pub mod artifact;
 pub mod cli;
 pub mod client;
+mod client_sse;
 pub mod core;
+pub mod observe;
 pub mod params;
 pub mod project;
 pub mod runner;

@@ -33,6 +33,9 @@ pub fn backend() -> std::result::Result<Backend, CliError> {
     }
 }
 
+/// How often a followed log is read again with no server (another process writes the store).
+const LOCAL_FOLLOW_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The embedded path acts for the operator, in the default tenant.
 pub(super) const LOCAL: &str = crate::core::tenant::DEFAULT_TENANT;
 
@@ -196,6 +199,41 @@ impl Backend {
                 Ok(service.store.logs(&run.id, tail)?)
             }
             Backend::Remote(api) => api.logs(id_or_name, tail).await,
+        }
+    }
+
+    /// Follows a run's logs until it ends: from the server's stream, or
+    /// (no server) by reading the store as another process writes it.
+    pub async fn follow_logs(
+        &self,
+        id_or_name: &str,
+        mut on_line: impl FnMut(crate::service::FollowedLine),
+    ) -> Answer<crate::service::LogsEnded> {
+        match self {
+            Backend::Remote(api) => api.follow_logs(id_or_name, on_line).await,
+            Backend::Local(service) => {
+                let run = service.flow_run(LOCAL, id_or_name)?;
+                let mut after = -1;
+                loop {
+                    // The state first: every line of a run that ended was committed before its end.
+                    let row = service.flow_run(LOCAL, &run.id)?;
+                    loop {
+                        let lines = service.logs_after(LOCAL, &run.id, after, 1_000)?;
+                        let more = lines.len() == 1_000;
+                        for line in lines {
+                            after = line.seq;
+                            on_line(line);
+                        }
+                        if !more {
+                            break;
+                        }
+                    }
+                    if row.state.is_some_and(|s| s.is_terminal()) {
+                        return Ok(crate::service::LogsEnded { state: row.state, message: row.message });
+                    }
+                    tokio::time::sleep(LOCAL_FOLLOW_PERIOD).await;
+                }
+            }
         }
     }
 

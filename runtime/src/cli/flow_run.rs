@@ -38,8 +38,11 @@ pub enum FlowRunCommand {
         /// The run's id or name.
         run: String,
         /// Only the last N lines.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "follow")]
         tail: Option<usize>,
+        /// Keep printing lines as they are written until the run ends (exit code 0 when it completed, 1 otherwise).
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// Stops a run: a scheduled one at once, a running one through its runner.
     Cancel {
@@ -95,13 +98,18 @@ pub async fn run(command: FlowRunCommand) -> Result<ExitCode, CliError> {
             let report = backend.inspect_run(&run).await?;
             println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
         }
-        FlowRunCommand::Logs { run, tail } => {
+        FlowRunCommand::Logs { run, tail, follow: false } => {
             for line in backend.logs(&run, tail).await? {
-                let time = line.time.with_timezone(&chrono::Local).format("%H:%M:%S%.3f");
-                let source = if line.task_run.is_some() { "Task run" } else { "Flow run" };
-                let text =
-                    format!("{time} | {:<7} | {source} '{}' - {}", line.level.name(), line.run_name, line.message);
-                println!("{}", printable(&text));
+                print_line(&line);
+            }
+        }
+        FlowRunCommand::Logs { run, follow: true, .. } => {
+            let ended = backend.follow_logs(&run, |line| print_line(&line.row)).await?;
+            let state = ended.state.map_or("an unknown state", |s| s.name());
+            let message = ended.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+            eprintln!("{}", printable(&format!("Flow run '{run}' ended in state {state}{message}")));
+            if ended.state != Some(StateType::Completed) {
+                return Ok(ExitCode::from(1));
             }
         }
         FlowRunCommand::Cancel { run } => {
@@ -143,4 +151,12 @@ async fn run_here(backend: &backend::Backend, run: &crate::store::FlowRunRow) ->
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Prints a log line as Prefect does: time, level, which run, message.
+fn print_line(line: &crate::store::LogRow) {
+    let time = line.time.with_timezone(&chrono::Local).format("%H:%M:%S%.3f");
+    let source = if line.task_run.is_some() { "Task run" } else { "Flow run" };
+    let text = format!("{time} | {:<7} | {source} '{}' - {}", line.level.name(), line.run_name, line.message);
+    println!("{}", printable(&text));
 }

@@ -166,6 +166,16 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, Command::Server(_) | Command::Worker(_) | Command::Serve(_)) {
         closed_pipe::exit_quietly_on_closed_stdout();
     }
+    let logs = match &cli.command {
+        Command::Server(args) => crate::observe::host_logs::init(args.log_format, true),
+        Command::Worker(args) => crate::observe::host_logs::init(args.log_format, true),
+        Command::Serve(_) => crate::observe::host_logs::init(Default::default(), true),
+        _ => crate::observe::host_logs::init(Default::default(), false),
+    };
+    if let Err(problem) = logs {
+        eprintln!("error: {problem}");
+        return ExitCode::from(2);
+    }
     // Before any TLS: two crypto providers are compiled in, so rustls cannot choose one by itself.
     crate::sandbox::egress::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

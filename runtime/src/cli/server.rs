@@ -1,6 +1,7 @@
 //! `sluice server` and `sluice worker`.
 
 use super::{CliError, context, home};
+use crate::observe::host_logs::LogFormat;
 use crate::sandbox::compile_cache::CompileCache;
 use crate::sandbox::engine::EngineSettings;
 use crate::sandbox::program::Sandbox;
@@ -30,6 +31,13 @@ pub struct ServerArgs {
     /// for example 30d or 12h; unended runs are kept. Default: keep every run.
     #[arg(long, env = "SLUICE_KEEP_RUNS", value_parser = crate::core::duration::parse_duration)]
     keep_runs: Option<Duration>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9464 (not on the API's
+    /// address: the metrics name every tenant; bind it where only your Prometheus reaches).
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDRESS")]
+    metrics_listen: Option<SocketAddr>,
+    /// How the server's own log lines are written on stderr (filter them with SLUICE_LOG, e.g. `info`).
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
 }
 
 /// Arguments of `sluice worker`.
@@ -59,10 +67,20 @@ pub struct WorkerArgs {
     /// Fetch artifacts from this shared store (s3://…, gs://…, az://…) instead of the server.
     #[arg(long, env = "SLUICE_STORE_URL")]
     store_url: Option<String>,
+    /// Serve this worker's Prometheus metrics at http://METRICS_HOST:PORT/metrics.
+    #[arg(long, env = "SLUICE_METRICS_PORT", value_name = "PORT")]
+    metrics_port: Option<u16>,
+    /// The address the metrics port is bound on.
+    #[arg(long, default_value = "127.0.0.1")]
+    metrics_host: IpAddr,
+    /// How the worker's own log lines are written on stderr (filter them with SLUICE_LOG, e.g. `info`).
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
 }
 
 /// Runs `sluice server` until stopped.
 pub async fn server(args: ServerArgs) -> Result<ExitCode, CliError> {
+    start_traces("sluice-server")?;
     let service = context::service()?;
     let options = ServerOptions {
         address: SocketAddr::new(args.host, args.port),
@@ -70,6 +88,7 @@ pub async fn server(args: ServerArgs) -> Result<ExitCode, CliError> {
         heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout.max(1)),
         admin_token_file: home::data_dir().join("admin-token"),
         keep_runs: args.keep_runs.filter(|keep| !keep.is_zero()),
+        metrics_address: args.metrics_listen,
     };
     serve(service, options).await.map_err(|e| CliError::failure(format!("the server stopped: {e:#}")))?;
     Ok(ExitCode::SUCCESS)
@@ -94,7 +113,16 @@ fn worker_server(api: Option<String>, token: Option<String>) -> Result<(String, 
 
 /// Runs `sluice worker` until stopped.
 pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
-    let sandbox = Sandbox::new(&EngineSettings::default(), CompileCache::in_dir(home::compile_cache_dir()))?;
+    start_traces("sluice-worker")?;
+    let settings = EngineSettings::default();
+    let sandbox = Arc::new(Sandbox::new(&settings, CompileCache::in_dir(home::compile_cache_dir()))?);
+    if let Some(port) = args.metrics_port {
+        let (engine, slots) = (sandbox.clone(), settings.pool_instances);
+        let before: crate::observe::endpoint::BeforeScrape =
+            Arc::new(move || crate::observe::pool::refresh(engine.engine(), slots));
+        let bound = crate::observe::endpoint::serve(SocketAddr::new(args.metrics_host, port), Some(before)).await?;
+        println!("Metrics at http://{bound}/metrics");
+    }
     let hostname = crate::service::hostname();
     let (api, token) = worker_server(args.api, args.token)?;
     let options = WorkerOptions {
@@ -107,6 +135,16 @@ pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
         store_url: args.store_url.filter(|url| !url.is_empty()),
     };
-    work(options, Arc::new(sandbox)).await.map_err(|e| CliError::failure(format!("the worker stopped: {e:#}")))?;
+    work(options, sandbox).await.map_err(|e| CliError::failure(format!("the worker stopped: {e:#}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exports traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see `observe/traces.rs`).
+fn start_traces(service: &'static str) -> Result<(), CliError> {
+    match crate::observe::traces::init(service) {
+        Ok(Some(endpoint)) => tracing::info!(%endpoint, "exporting traces by OTLP"),
+        Ok(None) => {}
+        Err(problem) => return Err(CliError::usage(problem)),
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod guard;
 mod memory;
+mod trace;
 
 pub use memory::{MemoryCache, MemoryRecorder};
 
@@ -152,6 +153,10 @@ pub struct Runner {
     root: OnceLock<RunId>,
     // Set when the flow paused for input (the pause's message): the run then ends `Paused`.
     paused: OnceLock<String>,
+    // The open span of each flow run, for its children's (empty when tracing is off).
+    flow_spans: trace::FlowSpans,
+    // The context a top-level run's span hangs under (a caller's `traceparent`).
+    trace_parent: Option<crate::observe::traces::SpanContext>,
 }
 
 impl Runner {
@@ -181,6 +186,8 @@ impl Runner {
             replayed: AtomicU64::new(0),
             root: OnceLock::new(),
             paused: OnceLock::new(),
+            flow_spans: Mutex::default(),
+            trace_parent: crate::observe::traces::current_trace_parent(),
         })
     }
 
@@ -274,6 +281,13 @@ impl Runner {
             tenant: None,
             call,
         }));
+        if crate::observe::traces::enabled() {
+            let span_parent = match parent {
+                Some(parent) => self.flow_spans.lock().expect("flow spans lock").get(&parent).cloned(),
+                None => self.trace_parent.clone(),
+            };
+            state.trace = Some(trace::Traced::flow(span_parent, id, &name, &flow, parent.is_some()));
+        }
         state.go(StateType::Pending, None, None);
         if let Err(failure) = self.check_payload("parameters", &flow, &parameters) {
             return state.fail(failure);
@@ -355,6 +369,10 @@ impl Runner {
         }));
         let mut tracker = Tracker::new(self.clone(), id, RunKind::Task);
         tracker.ends_on_drop = true;
+        if crate::observe::traces::enabled() {
+            let span_parent = self.flow_spans.lock().expect("flow spans lock").get(&parent.flow_run).cloned();
+            tracker.trace = Some(trace::Traced::task(span_parent, id, &name, task, parent.flow_run));
+        }
         Some((tracker, name))
     }
 
@@ -455,6 +473,7 @@ impl Runner {
                     let delay = policy.retry_delay(attempt, rand::random::<f64>());
                     let message = format!("Retry {attempt}/{} in {} after: {failure}", policy.retries, words(delay));
                     state.go(StateType::AwaitingRetry, Some(message), None);
+                    crate::observe::metrics().task_retries.inc();
                     if guard(tokio::time::sleep(delay), None, &self.cancel).await.is_err() {
                         break Err(Failure::new(FailureKind::Cancelled, "the run was cancelled"));
                     }
@@ -493,16 +512,24 @@ impl Runner {
         }
         self.check_recorded()?;
         let _slot = self.instance_slot()?;
+        let started = std::time::Instant::now();
         let mut live = self.instantiate(scope, None).await?;
         let call = live.flow.call_run_task(&mut live.store, task, input);
         let outcome = guard(call, timeout, &self.cancel).await;
         let result = settle(outcome, &live.store, "task", task, self.settings.max_payload_bytes);
         live.store.data_mut().submitted.stop().await;
         // A task that tripped a run-wide limit (its `submit` was refused) ends on it, with no retry.
-        match (result, self.halted.get()) {
+        let result = match (result, self.halted.get()) {
             (Err(_), Some(halt)) => Err(halt.clone()),
             (result, _) => result,
+        };
+        let metrics = crate::observe::metrics();
+        metrics.task_attempt_duration.observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => metrics.task_attempts_completed.inc(),
+            Err(_) => metrics.task_attempts_failed.inc(),
         }
+        result
     }
 
     async fn instantiate(
@@ -547,7 +574,7 @@ impl Runner {
     /// Counts an instance about to be made; past the run's limit, halts the run.
     fn instance_slot(&self) -> Result<InstanceSlot<'_>, Failure> {
         let limit = self.settings.max_live_instances;
-        let slot = InstanceSlot(&self.live_instances);
+        let slot = InstanceSlot(&self.live_instances, crate::observe::metrics::InstanceAlive::new());
         if self.live_instances.fetch_add(1, Ordering::Relaxed) < limit {
             return Ok(slot);
         }
@@ -900,8 +927,8 @@ fn over_payload_limit(what: &str, owner: &str, limit: usize) -> String {
     format!("{what} of `{owner}` exceeds the payload limit of {limit}")
 }
 
-/// One live instance of a run, counted until dropped.
-struct InstanceSlot<'a>(&'a AtomicUsize);
+/// One live instance of a run, counted (in the run and in `sluice_instances_alive`) until dropped.
+struct InstanceSlot<'a>(&'a AtomicUsize, crate::observe::metrics::InstanceAlive);
 
 impl Drop for InstanceSlot<'_> {
     fn drop(&mut self) {
@@ -990,11 +1017,13 @@ struct Tracker {
     ends_on_drop: bool,
     // When it reached its terminal state, as recorded.
     ended_at: Option<DateTime<Utc>>,
+    // Its spans, when tracing is on.
+    trace: Option<trace::Traced>,
 }
 
 impl Tracker {
     fn new(runner: Arc<Runner>, run: RunId, kind: RunKind) -> Self {
-        Self { runner, run, kind, current: None, attempt: 1, ends_on_drop: false, ended_at: None }
+        Self { runner, run, kind, current: None, attempt: 1, ends_on_drop: false, ended_at: None, trace: None }
     }
 
     fn go(&mut self, state: StateType, message: Option<String>, result: Option<Arc<str>>) {
@@ -1011,6 +1040,10 @@ impl Tracker {
         let time = Utc::now();
         if state.is_terminal() {
             self.ended_at = Some(time);
+        }
+        if let Some(trace) = self.trace.as_mut() {
+            let at = (self.run, self.kind);
+            trace.on_state(&self.runner.flow_spans, at, state, self.attempt, message.as_deref());
         }
         self.runner.record(Event::State(StateRecord {
             run: self.run,

@@ -52,8 +52,10 @@ impl CompileCache {
         if let Some(path) = &path
             && let Some(component) = load_cached(engine, path)
         {
+            crate::observe::metrics().compile_cache_hits.inc();
             return Ok((component, CompileSource::Cached));
         }
+        crate::observe::metrics().compile_cache_misses.inc();
         let component = Component::new(engine, bytes)?;
         if let Some(path) = &path {
             // A cache that cannot be written only costs speed.

@@ -33,6 +33,9 @@ pub struct ClaimedRun {
     /// What earlier attempts recorded, for a retried run to replay (empty on a first attempt).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub journal: Vec<JournalRow>,
+    /// The W3C trace context the run's spans hang under, when it was created within a trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Shared by the API, the embedded workers and housekeeping.
@@ -46,6 +49,8 @@ pub struct Dispatch {
     // Who asked this server for runs lately, and from where: `sluice run`
     // warns when nobody serves a new run's pool and queue.
     polling: Mutex<HashMap<String, PollingWorker>>,
+    // The trace context of runs created within a trace, until a worker takes them (see `observe/traces.rs`).
+    traces: Mutex<HashMap<String, String>>,
 }
 
 /// A worker that asked this server for runs, and what it asked for.
@@ -66,13 +71,30 @@ pub struct PollingWorker {
 /// How recently a worker must have asked for runs to count as serving its pool.
 const POLLING_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
 
+/// Trace contexts remembered at once; past it the oldest are forgotten (their runs start new traces).
+const TRACES_REMEMBERED: usize = 10_000;
+
 impl Dispatch {
     /// Dispatch over `service`.
     pub fn new(service: Arc<Service>, heartbeat_timeout: Duration) -> Self {
         let available = Arc::new(Notify::new());
         // Work announced by another server on the same database wakes this one's claims too.
         service.store.on_work_announced(available.clone());
-        Self { service, available, heartbeat_timeout, local: Mutex::default(), polling: Mutex::default() }
+        Self { service, available, heartbeat_timeout, local: Mutex::default(), polling: Mutex::default()         Self { service, available, heartbeat_timeout, local: Mutex::default(), traces: Mutex::default() }
+    }
+
+    /// Remembers that run `id`'s spans hang under `traceparent`.
+    pub fn remember_trace(&self, id: &str, traceparent: String) {
+        let mut traces = self.traces.lock().expect("traces lock");
+        if traces.len() >= TRACES_REMEMBERED {
+            traces.clear();
+        }
+        traces.insert(id.to_string(), traceparent);
+    }
+
+    /// The trace context run `id` was created in, if this server remembers one.
+    fn trace_of(&self, id: &str) -> Option<String> {
+        self.traces.lock().expect("traces lock").get(id).cloned()
     }
 
     /// Wakes every waiting claim, here and on other servers sharing the database.
@@ -130,6 +152,7 @@ impl Dispatch {
                             limits: self.service.limits_of(&run)?,
                             grants,
                             journal: self.service.journal_of(&run)?,
+                            traceparent: self.trace_of(&run.id),
                             run,
                         }),
                         Err(err) => self.service.fail_unstarted(&run, &err.to_string()).await,
@@ -294,18 +317,24 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
     let name = format!("{EMBEDDED_PREFIX}{}", dispatch.service.taker());
     let mut running: JoinSet<()> = JoinSet::new();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
+    crate::observe::metrics().worker_slots.add(slots as i64);
     loop {
         let free = slots.saturating_sub(running.len());
         let claim = dispatch.claim(None, &name, DEFAULT_POOL, &[], free, MAX_CLAIM_WAIT);
         tokio::select! {
             claimed = claim, if free > 0 => match claimed {
                 Ok(claimed) => {
-                    for ClaimedRun { run, .. } in claimed {
+                    for ClaimedRun { run, traceparent, .. } in claimed {
                         let dispatch = dispatch.clone();
                         running.spawn(async move {
+                            let _busy = crate::observe::metrics::SlotBusy::new();
                             let cancel = dispatch.track(&run.id);
-                            if let Err(err) = dispatch.service.execute_run_taken(&run, None, cancel).await {
-                                eprintln!("flow run '{}' could not run: {err}", run.name);
+                            tracing::info!(run = %run.id, "flow run '{}' taken by the embedded worker", run.name);
+                            let execution = dispatch.service.execute_run_taken(&run, None, cancel);
+                            match crate::observe::traces::with_trace_parent(traceparent, execution).await {
+                                Ok(ended) => tracing::info!(run = %run.id, state = %ended.state.name(),
+                                    "flow run '{}' ended {}", run.name, ended.state.name()),
+                                Err(err) => tracing::error!(run = %run.id, "flow run '{}' could not run: {err}", run.name),
                             }
                             dispatch.untrack(&run.id);
                             // Its concurrency slot is free for a waiting run.
@@ -314,7 +343,7 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
                     }
                 }
                 Err(err) => {
-                    eprintln!("embedded worker: {err}");
+                    tracing::warn!("embedded worker: {err}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },

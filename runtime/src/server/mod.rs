@@ -31,6 +31,8 @@ pub struct ServerOptions {
     pub admin_token_file: PathBuf,
     /// Flow runs are deleted this long after they ended (`None`: kept for ever).
     pub keep_runs: Option<Duration>,
+    /// Where `GET /metrics` is served (never on `address`: see `observe/endpoint.rs`); none when `None`.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 /// Serves until the process is stopped; prints the bound address first.
@@ -39,9 +41,26 @@ pub async fn serve(service: Service, options: ServerOptions) -> anyhow::Result<(
     let dispatch = Arc::new(Dispatch::new(Arc::new(service), options.heartbeat_timeout));
     let listener = tokio::net::TcpListener::bind(options.address).await?;
     let address = listener.local_addr()?;
+    tokio::spawn(crate::observe::run_events::RunCounter::new(dispatch.service.store.clone()).run());
+    let metrics_address = match options.metrics_address {
+        Some(metrics_address) => {
+            let (store, sandbox) = (dispatch.service.store.clone(), dispatch.service.sandbox.clone());
+            let slots = crate::sandbox::engine::EngineSettings::default().pool_instances;
+            let before = Arc::new(move || {
+                crate::observe::queue_depth::refresh(store.as_ref());
+                crate::observe::pool::refresh(sandbox.engine(), slots);
+            });
+            Some(crate::observe::endpoint::serve(metrics_address, Some(before)).await?)
+        }
+        None => None,
+    };
     // Whoever started the server may have stopped reading its output: that
     // must not take the server down, so nothing here panics on a closed pipe.
     say(&format!("Sluice server listening on http://{address} (web UI at /, API under /api/v1)"));
+    tracing::info!(%address, metrics = ?metrics_address, "server listening");
+    if let Some(metrics_address) = metrics_address {
+        say(&format!("Metrics at http://{metrics_address}/metrics"));
+    }
     say(&admin_token);
     // Runs this server's previous process held are dead now: say so at once.
     match dispatch.crash_dead_embedded_runs() {
@@ -57,7 +76,8 @@ pub async fn serve(service: Service, options: ServerOptions) -> anyhow::Result<(
     if options.workers > 0 {
         tokio::spawn(dispatch::embedded_worker(dispatch.clone(), options.workers));
     }
-    axum::serve(listener, router(dispatch)).await?;
+    let app = router(dispatch).layer(axum::middleware::from_fn(crate::observe::http::record));
+    axum::serve(listener, app).await?;
     Ok(())
 }
 
@@ -120,7 +140,7 @@ async fn housekeeping(dispatch: Arc<Dispatch>, keep_runs: Option<Duration>) {
         let holds = match dispatch.service.store.hold_lease(HOUSEKEEPING_LEASE, &me, now, now + term) {
             Ok(holds) => holds,
             Err(err) => {
-                eprintln!("housekeeping: cannot renew its lease: {err}");
+                tracing::warn!("housekeeping: cannot renew its lease: {err}");
                 false
             }
         };
@@ -135,16 +155,16 @@ async fn housekeeping(dispatch: Arc<Dispatch>, keep_runs: Option<Duration>) {
         match dispatch.service.schedule(now) {
             Ok(pass) => {
                 for problem in pass.problems {
-                    eprintln!("scheduler: {problem}");
+                    tracing::warn!("scheduler: {problem}");
                 }
                 if pass.created > 0 || pass.late > 0 || pass.resumed > 0 {
                     dispatch.work_available();
                 }
             }
-            Err(err) => eprintln!("scheduler: {err}"),
+            Err(err) => tracing::error!("scheduler: {err}"),
         }
         if let Err(err) = dispatch.detect_crashes(now) {
-            eprintln!("crash detection: {err}");
+            tracing::error!("crash detection: {err}");
         }
         if let Some(keep) = keep_runs {
             purge_expired(&dispatch, now, keep).await;

@@ -52,12 +52,14 @@ impl Service {
                 }
             };
             let times = schedule.upcoming(now, MAX_SCHEDULED_RUNS, SCHEDULE_HORIZON, MIN_SCHEDULED_RUNS);
-            pass.created += self.store.schedule_runs(&ScheduledRuns {
+            let created = self.store.schedule_runs(&ScheduledRuns {
                 deployment: &deployment,
                 parameters: &parameters,
                 times: &times,
                 now,
             })?;
+            crate::observe::run_events::count_scheduled(&deployment.tenant, &deployment.full_name(), created as u64);
+            pass.created += created;
         }
         pass.late = self.store.mark_late(now - LATE_AFTER, now)?;
         pass.resumed = self.expire_pauses(now)?;

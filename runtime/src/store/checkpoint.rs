@@ -63,7 +63,7 @@ pub fn checkpoint(checkpointer: &Connection, writer: &Mutex<Connection>, hold_wr
     });
     if let Err(err) = outcome {
         // Nothing is lost: the WAL keeps the commits, and the next checkpoint retries.
-        eprintln!("warning: the state store could not checkpoint its WAL: {err}");
+        tracing::warn!("the state store could not checkpoint its WAL: {err}");
     }
 }
 

@@ -184,6 +184,7 @@ fn commit_queued(shared: &Shared, target: u64) {
     let count = batch.len() as u64;
     let first = shared.committed.load(Ordering::SeqCst);
     shared.transactions.fetch_add(1, Ordering::Relaxed);
+    let started = std::time::Instant::now();
     let mut outcome = commit(&mut connection, &batch);
     for wait in COMMIT_RETRIES {
         if outcome.is_ok() || shared.stopping.load(Ordering::SeqCst) {
@@ -192,6 +193,7 @@ fn commit_queued(shared: &Shared, target: u64) {
         std::thread::sleep(wait);
         outcome = commit(&mut connection, &batch);
     }
+    observe_commit(started, count);
     match outcome {
         Ok(()) => {
             *shared.failing.lock().expect("failing lock") = None;
@@ -207,7 +209,7 @@ fn commit_queued(shared: &Shared, target: u64) {
             // Waiters must not hang on a broken database: the writes are
             // given up, no watcher sees them, and whoever asks is told.
             let why = format!("the state store could not record {count} writes: {err}");
-            eprintln!("error: {why}");
+            tracing::error!("{why}");
             let mut lost = shared.lost.lock().expect("lost lock");
             if lost.len() == LOST_REMEMBERED {
                 lost.remove(0);
@@ -217,6 +219,13 @@ fn commit_queued(shared: &Shared, target: u64) {
         }
     }
     shared.committed.fetch_add(count, Ordering::SeqCst);
+}
+
+/// Times a group commit and counts its writes (`sluice_store_commit_*{backend="sqlite"}`).
+fn observe_commit(started: std::time::Instant, writes: u64) {
+    let metrics = crate::observe::metrics();
+    metrics.sqlite_commit_seconds.observe(started.elapsed().as_secs_f64());
+    metrics.sqlite_commit_writes.observe(writes as f64);
 }
 
 fn background_commits(shared: &Shared, checkpointer: &Connection) {

@@ -65,7 +65,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                 break;
             }
             Err(err) => {
-                eprintln!("worker: cannot reach the server: {err:#}");
+                tracing::warn!("worker: cannot reach the server: {err:#}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -73,6 +73,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
     tokio::spawn(heartbeats(client.clone(), options.name.clone(), options.heartbeat, running.clone()));
     println!("{}", banner(&client, &options).await);
     let mut tasks: JoinSet<()> = JoinSet::new();
+    crate::observe::metrics().worker_slots.add(options.limit as i64);
     let stop = stop_signal();
     tokio::pin!(stop);
     let signal = loop {
@@ -108,6 +109,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                     );
                     println!("{}", taken_line(&run.run));
                     tasks.spawn(async move {
+                        let _busy = crate::observe::metrics::SlotBusy::new();
                         let id = run.run.id.clone();
                         let source = Source { client: &client, shared: shared.as_deref(), loaded: &loaded };
                         run_one(source, &sandbox, run, recorder, cache, token).await;
@@ -116,7 +118,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                 }
             }
             Err(err) => {
-                eprintln!("worker: cannot claim runs: {err:#}");
+                tracing::warn!("worker: cannot claim runs: {err:#}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -187,7 +189,7 @@ async fn run_one(
     cache: Arc<MemoryCache>,
     cancel: CancellationToken,
 ) {
-    let ClaimedRun { run, limits, grants, journal } = claimed;
+    let ClaimedRun { run, limits, grants, journal, traceparent } = claimed;
     let started = std::time::Instant::now();
     let program = async {
         let digest = Digest::parse(&run.artifact).map_err(anyhow::Error::msg)?;
@@ -199,11 +201,19 @@ async fn run_one(
         source.loaded.insert(program.clone());
         Ok(program)
     };
+    tracing::info!(run = %run.id, "flow run '{}' taken", run.name);
     let outcome = match program.await {
         Ok(program) => {
-            execute(program, &run, (&limits, &grants), recorder.clone(), cache, cancel, Journal::from_rows(journal))
-                .await
-                .map_err(anyhow::Error::from)
+            let execution = execute(
+                program,
+                &run,
+                (&limits, &grants),
+                recorder.clone(),
+                cache,
+                cancel,
+                Journal::from_rows(journal),
+            );
+            crate::observe::traces::with_trace_parent(traceparent, execution).await.map_err(anyhow::Error::from)
         }
         Err(err) => Err(err),
     };
@@ -211,8 +221,14 @@ async fn run_one(
         Ok(outcome) => outcome.state.to_string(),
         Err(err) => format!("Failed (it could not start: {err:#})"),
     };
-    if let Err(err) = outcome {
-        record_unstarted_failure(recorder.as_ref(), &run.id, &format!("{err:#}"));
+    match outcome {
+        Ok(ended) => {
+            tracing::info!(run = %run.id, state = %ended.state.name(), "flow run '{}' ended {}", run.name, ended.state.name())
+        }
+        Err(err) => {
+            tracing::error!(run = %run.id, "flow run '{}' could not run: {err:#}", run.name);
+            record_unstarted_failure(recorder.as_ref(), &run.id, &format!("{err:#}"));
+        }
     }
     if let Some(barrier) = recorder.barrier() {
         barrier.await;
@@ -264,7 +280,7 @@ async fn heartbeats(client: Client, name: String, every: Duration, running: Runn
                     }
                 }
             }
-            Err(err) => eprintln!("worker: heartbeat failed: {err:#}"),
+            Err(err) => tracing::warn!("worker: heartbeat failed: {err:#}"),
         }
     }
 }

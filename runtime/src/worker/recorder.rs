@@ -66,12 +66,12 @@ async fn flush(inner: &Inner) {
             Ok(()) => return,
             Err(EventsError::Refused(reason)) => {
                 // The heartbeat's answer tells the run to stop.
-                eprintln!("worker: the server refused {} events: {reason}", batch.len());
+                tracing::error!("worker: the server refused {} events: {reason}", batch.len());
                 return;
             }
             Err(EventsError::Transient(err)) => {
                 if delay == MAX_RETRY_DELAY && !said {
-                    eprintln!("worker: {} events not sent yet, still trying: {err:#}", batch.len());
+                    tracing::warn!("worker: {} events not sent yet, still trying: {err:#}", batch.len());
                     said = true;
                 }
                 tokio::time::sleep(delay).await;

@@ -259,6 +259,7 @@ pub(super) async fn create_run(
     State(d): State<AppState>,
     p: Principal,
     Path((flow, name)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     p.require(Role::Runner, "start runs")?;
@@ -270,7 +271,33 @@ pub(super) async fn create_run(
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid run request: {e}")))?;
         documented::<RunBody>(value)?
     };
-    let run = d.service.create_run(&p.tenant, &format!("{flow}/{name}"), parameters, start).await?;
+    let deployment = format!("{flow}/{name}");
+    let span = crate::observe::traces::enabled().then(|| create_run_span(&headers, &p.tenant, &deployment)).flatten();
+    let run = d.service.create_run(&p.tenant, &deployment, parameters, start).await;
+    if let Some(mut span) = span {
+        if let Ok(run) = &run {
+            span.set_attribute(crate::observe::traces::attribute("sluice.run.id", run.id.clone()));
+            d.remember_trace(&run.id, crate::observe::traces::traceparent(&span.context()));
+        }
+        let state = if run.is_ok() { StateType::Completed } else { StateType::Failed };
+        span.end(state, run.as_ref().err().map(ToString::to_string).as_deref());
+    }
+    let run = run?;
     d.work_available();
     Ok((StatusCode::CREATED, Json(json!(run))))
+}
+
+/// The server's span of a run's creation: a child of the caller's
+/// `traceparent` when it sent one (a malformed one is ignored, as W3C asks),
+/// and the parent of the run's spans wherever it runs.
+fn create_run_span(
+    headers: &axum::http::HeaderMap,
+    tenant: &str,
+    deployment: &str,
+) -> Option<crate::observe::traces::RunSpan> {
+    use crate::observe::traces::{RunSpan, attribute, parse_traceparent};
+    let parent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(parse_traceparent);
+    let attributes =
+        vec![attribute("sluice.deployment", deployment.to_string()), attribute("sluice.tenant", tenant.to_string())];
+    RunSpan::start("create flow run".to_string(), parent.as_ref(), attributes)
 }

@@ -12,6 +12,7 @@ mod artifacts;
 mod contract;
 mod deployments;
 mod events;
+mod follow;
 mod pools;
 mod runs;
 mod secrets;
@@ -22,6 +23,7 @@ pub(super) use deployments::RunBody;
 
 use artifacts::*;
 use deployments::*;
+use follow::*;
 use pools::*;
 use runs::*;
 use tenants::*;
@@ -246,6 +248,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_runs))
         .routes(routes!(inspect_run))
         .routes(routes!(run_logs))
+        .routes(routes!(follow_logs))
         .routes(routes!(cancel_run))
         .routes(routes!(retry_run))
         .routes(routes!(resume_run))

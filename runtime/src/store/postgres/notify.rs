@@ -69,14 +69,14 @@ pub async fn listen(target: Target, origin: String, mut listening: Listening) {
         let client = match target.connect_listening(sender).await {
             Ok(client) => client,
             Err(err) => {
-                eprintln!("warning: cannot listen for other servers' announcements: {err}; retrying");
+                tracing::warn!("cannot listen for other servers' announcements: {err}; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
         if let Err(err) = client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {CHANGES_CHANNEL}")).await {
-            eprintln!("warning: cannot listen for other servers' announcements: {err}; retrying");
+            tracing::warn!("cannot listen for other servers' announcements: {err}; retrying");
             tokio::time::sleep(backoff).await;
             continue;
         }
@@ -104,7 +104,7 @@ pub async fn listen(target: Target, origin: String, mut listening: Listening) {
                 payload = listening.outgoing.recv(), if gathering => {
                     let Some(payload) = payload else { gathering = false; continue };
                     if let Err(err) = client.execute("SELECT pg_notify($1, $2)", &[&CHANGES_CHANNEL, &payload]).await {
-                        eprintln!("warning: cannot tell other servers which runs changed: {err}; reconnecting");
+                        tracing::warn!("cannot tell other servers which runs changed: {err}; reconnecting");
                         break;
                     }
                 }

@@ -313,7 +313,12 @@ impl Committer {
             let last = batch.is_empty();
             let first = *self.shared.committed.borrow();
             // The wake-up rides with the last writes, so it never arrives before them.
-            match self.commit_with_retries(&chunk, announce && last).await {
+            let started = std::time::Instant::now();
+            let outcome = self.commit_with_retries(&chunk, announce && last).await;
+            let metrics = crate::observe::metrics();
+            metrics.postgres_commit_seconds.observe(started.elapsed().as_secs_f64());
+            metrics.postgres_commit_writes.observe(chunk.len() as f64);
+            match outcome {
                 Ok(()) => {
                     *self.shared.failing.lock().expect("failing lock") = None;
                     for write in &chunk {
@@ -347,8 +352,8 @@ impl Committer {
             match self.commit(batch, announce).await {
                 Ok(()) => return Ok(()),
                 Err(err) if self.client.is_closed() => {
-                    eprintln!(
-                        "warning: lost the PostgreSQL server at {} while committing {count} writes ({}); retrying",
+                    tracing::warn!(
+                        "lost the PostgreSQL server at {} while committing {count} writes ({}); retrying",
                         self.target.name,
                         describe(&err)
                     );
@@ -361,7 +366,7 @@ impl Committer {
                 }
                 Err(err) => {
                     let why = format!("the state store could not record {count} writes: {}", describe(&err));
-                    eprintln!("error: {why}");
+                    tracing::error!("{why}");
                     return Err(why);
                 }
             }
