@@ -15,7 +15,8 @@ use crate::core::ids::RunId;
 use crate::core::journal::{CallPosition, Journal, Replay, input_digest};
 use crate::core::pause::{PAUSE_TASK, PauseRequest, Waiting};
 use crate::core::record::{
-    Event, FlowRunRecord, LogLevel, LogRecord, Recorder, ResultCache, RunKind, StateRecord, TaskRunRecord,
+    EmittedRecord, Event, FlowRunRecord, LogLevel, LogRecord, Recorder, ResultCache, RunKind, StateRecord,
+    TaskRunRecord,
 };
 use crate::core::state::{StateType, check_transition};
 use crate::sandbox::bindings::RunContext;
@@ -812,8 +813,22 @@ impl RunHost for Runner {
         self.log_bytes.load(Ordering::Relaxed) > self.settings.max_log_bytes
     }
 
-    fn emit_event(&self, _scope: &Scope, _name: String, _payload: serde_json::Value) -> Result<(), String> {
-        Err("emitted events are not recorded yet".into())
+    fn emit_event(&self, scope: &Scope, name: String, payload: serde_json::Value) -> Result<(), String> {
+        // Events share the run's log budget: a flow that emits without end
+        // fills its own budget, not the store.
+        let limit = self.settings.max_log_bytes;
+        let size = (name.len() + payload.to_string().len()) as u64;
+        if self.log_bytes.fetch_add(size, Ordering::Relaxed) + size > limit {
+            return Err(format!("this run's log limit of {} MiB is reached: it can emit no more events", limit >> 20));
+        }
+        self.record(Event::Emitted(EmittedRecord {
+            flow_run: scope.flow_run,
+            task_run: scope.task_run,
+            name,
+            payload,
+            time: Utc::now(),
+        }));
+        Ok(())
     }
 
     fn suspend(self: Arc<Self>, scope: Scope, request: PauseRequest) -> Suspension {

@@ -23,7 +23,7 @@ pub async fn watch(dispatch: Arc<Dispatch>) {
         let event = match committed.recv().await {
             Ok(event) => event,
             Err(RecvError::Lagged(missed)) => {
-                eprintln!("automations: {missed} events went by unevaluated (the server is overloaded)");
+                tracing::warn!("automations: {missed} events went by unevaluated (the server is overloaded)");
                 continue;
             }
             Err(RecvError::Closed) => return,
@@ -41,7 +41,7 @@ pub async fn watch(dispatch: Arc<Dispatch>) {
             match stored_event(&dispatch, &run.to_string(), &name, time) {
                 Ok(Some(row)) => react(&dispatch, &row).await,
                 Ok(None) => {}
-                Err(err) => eprintln!("automations: cannot read the event {name} of run {run}: {err}"),
+                Err(err) => tracing::warn!("automations: cannot read the event {name} of run {run}: {err}"),
             }
         });
     }
@@ -77,7 +77,7 @@ pub async fn react(dispatch: &Dispatch, event: &EventRow) {
     let firing = match service.firing(event) {
         Ok(firing) => firing,
         Err(err) => {
-            eprintln!("automations: cannot evaluate event {} of tenant {}: {err}", event.seq, event.tenant);
+            tracing::warn!("automations: cannot evaluate event {} of tenant {}: {err}", event.seq, event.tenant);
             return;
         }
     };
@@ -114,7 +114,7 @@ pub async fn react(dispatch: &Dispatch, event: &EventRow) {
             payload,
         };
         if let Err(err) = service.store.insert_event(&record) {
-            eprintln!("automations: cannot record the firing of {}: {err}", automation.name);
+            tracing::warn!("automations: cannot record the firing of {}: {err}", automation.name);
         }
     }
 }

@@ -80,7 +80,14 @@ impl Dispatch {
         let available = Arc::new(Notify::new());
         // Work announced by another server on the same database wakes this one's claims too.
         service.store.on_work_announced(available.clone());
-        Self { service, available, heartbeat_timeout, local: Mutex::default(), polling: Mutex::default()         Self { service, available, heartbeat_timeout, local: Mutex::default(), traces: Mutex::default() }
+        Self {
+            service,
+            available,
+            heartbeat_timeout,
+            local: Mutex::default(),
+            polling: Mutex::default(),
+            traces: Mutex::default(),
+        }
     }
 
     /// Remembers that run `id`'s spans hang under `traceparent`.

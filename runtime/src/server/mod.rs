@@ -69,7 +69,7 @@ pub async fn serve(service: Service, options: ServerOptions) -> anyhow::Result<(
                 say(&format!("Flow run {id} was running in this server's previous process: it ended Crashed"));
             }
         }
-        Err(err) => eprintln!("cannot look for runs of a previous server process: {err}"),
+        Err(err) => tracing::warn!("cannot look for runs of a previous server process: {err}"),
     }
     tokio::spawn(housekeeping(dispatch.clone(), options.keep_runs));
     tokio::spawn(automations::watch(dispatch.clone()));
@@ -189,8 +189,8 @@ async fn purge_expired(dispatch: &Arc<Dispatch>, now: chrono::DateTime<Utc>, kee
         match batch {
             Ok(Ok(deleted)) if deleted == crate::store::PURGE_BATCH => tokio::task::yield_now().await,
             Ok(Ok(_)) => return,
-            Ok(Err(err)) => return eprintln!("retention: cannot delete old runs: {err}"),
-            Err(err) => return eprintln!("retention: {err}"),
+            Ok(Err(err)) => return tracing::warn!("retention: cannot delete old runs: {err}"),
+            Err(err) => return tracing::warn!("retention: {err}"),
         }
     }
 }

@@ -4,9 +4,9 @@
 
 mod automations;
 mod deploy;
-mod pause;
 mod events;
 mod follow;
+mod pause;
 mod pools;
 mod push;
 mod reports;

@@ -207,7 +207,7 @@ impl Service {
                 payload: event.payload,
             }),
             Err(err) => {
-                eprintln!("webhook {}: the delivery could not be recorded: {err}", hook.id);
+                tracing::warn!("webhook {}: the delivery could not be recorded: {err}", hook.id);
                 None
             }
         };

@@ -1,6 +1,6 @@
 //! Retention (`sluice server --keep-runs`): top-level flow runs that ended
 //! before a cutoff are deleted with everything recorded about them (their
-//! subflows, task runs, states and logs), a bounded batch per call, so the
+//! subflows, task runs, states, logs and events), a bounded batch per call, so the
 //! housekeeping loop interleaves short transactions with the runs it must
 //! not stall. Runs that have not ended are kept, however old.
 
@@ -27,6 +27,7 @@ pub(super) fn purge_ended(tx: &Transaction<'_>, before: &str, limit: usize) -> r
         "DELETE FROM states WHERE run IN (SELECT id FROM task_runs WHERE flow_run IN tree)",
         "DELETE FROM task_runs WHERE flow_run IN tree",
         "DELETE FROM logs WHERE flow_run IN tree",
+        "DELETE FROM events WHERE flow_run IN tree",
         "DELETE FROM states WHERE run IN tree",
         "DELETE FROM flow_runs WHERE id IN tree",
     ];

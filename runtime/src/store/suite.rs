@@ -545,7 +545,10 @@ async fn purging_deletes_old_ended_runs_with_their_subflows_tasks_states_and_log
             assert!(row.is_some(), "{kept} was deleted");
             assert!(!store.states(&kept.to_string()).unwrap().is_empty());
         }
+    }
+}
 
+#[tokio::test]
 async fn a_paused_run_is_held_by_nobody_and_a_cancel_ends_it_at_once() {
     for (_dir, open) in backends() {
         let store = open();
@@ -573,7 +576,10 @@ async fn a_paused_run_is_held_by_nobody_and_a_cancel_ends_it_at_once() {
         let cancelled = store.flow_run(None, &id.to_string()).unwrap().unwrap();
         assert_eq!(cancelled.state, Some(StateType::Cancelled));
         assert_eq!(cancelled.message.as_deref(), Some("Cancelled while it was paused for input"));
+    }
+}
 
+#[tokio::test]
 async fn state_changes_and_emitted_events_join_their_tenants_log_and_deliveries_and_counts_are_atomic() {
     use crate::core::events::{Action, Automation, EventFilter, Trigger};
     use crate::core::record::EmittedRecord;

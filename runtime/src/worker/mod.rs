@@ -135,7 +135,9 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                 );
             }
         }
-        Err(err) => eprintln!("worker: could not say goodbye ({err:#}); it shows offline after the heartbeat timeout"),
+        Err(err) => {
+            tracing::warn!("worker: could not say goodbye ({err:#}); it shows offline after the heartbeat timeout")
+        }
     }
     println!("Worker '{}' stopped", options.name);
     Ok(())

@@ -31,6 +31,7 @@ impl PgStore {
                 "DELETE FROM states WHERE run IN (SELECT id FROM task_runs WHERE flow_run IN (SELECT id FROM tree))",
                 "DELETE FROM task_runs WHERE flow_run IN (SELECT id FROM tree)",
                 "DELETE FROM logs WHERE flow_run IN (SELECT id FROM tree)",
+                "DELETE FROM events WHERE flow_run IN (SELECT id FROM tree)",
                 "DELETE FROM states WHERE run IN (SELECT id FROM tree)",
                 "DELETE FROM flow_runs WHERE id IN (SELECT id FROM tree)",
             ];
