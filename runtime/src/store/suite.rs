@@ -545,7 +545,10 @@ async fn purging_deletes_old_ended_runs_with_their_subflows_tasks_states_and_log
             assert!(row.is_some(), "{kept} was deleted");
             assert!(!store.states(&kept.to_string()).unwrap().is_empty());
         }
+    }
+}
 
+#[tokio::test]
 async fn a_paused_run_is_held_by_nobody_and_a_cancel_ends_it_at_once() {
     for (_dir, open) in backends() {
         let store = open();
