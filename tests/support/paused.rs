@@ -43,6 +43,10 @@ fn pause_task(run: &Value) -> &Value {
 /// Runs the scenario above against `component`, built by an SDK.
 pub fn pause_resume_and_emit(component: &Path) {
     let sluice = Sluice::new();
+    let inspected = sluice.run(&["inspect", component.to_str().unwrap(), "--output", "json"]);
+    assert!(inspected.status.success(), "{}", texts(&inspected).1);
+    let described: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(described["wit"], "0.2.0", "the SDK builds against sluice:flow@0.2.0: {described:#}");
     let (_server, address) = sluice.server(&["--workers", "2"]);
     let a = address.as_str();
     for flow in ["approval", "timed"] {
