@@ -31,7 +31,7 @@ python-example:
 JS_HELLO := $(GUEST_DIR)/js_hello.wasm
 js-example: $(JS_HELLO)
 
-$(JS_HELLO): examples/js-hello/flow.js guest-sdk/js/src/index.js guest-sdk/js/build.mjs guest-sdk/js/toolchain/package-lock.json wit/flow.wit
+$(JS_HELLO): examples/js-hello/flow.js guest-sdk/js/src/index.js guest-sdk/js/build.mjs guest-sdk/js/toolchain/package-lock.json wit/v0.2/flow.wit
 	node guest-sdk/js/build.mjs examples/js-hello/flow.js $@
 
 # The web UI's browser tests: Debian's chromium and playwright-core (no browser download).

@@ -4,8 +4,11 @@
 //! stack in the log, map, a subflow, FatalError, and parameters checked
 //! against the schema the SDK exports (given explicitly or read from JSDoc);
 //! `sluice build` of a TypeScript flow (examples/ts-hello), and JavaScript
-//! guests that loop or allocate without end, contained.
+//! guests that loop or allocate without end, contained; `pause` resumed
+//! through a server, and `emitEvent` (tests/support/paused.rs).
 
+#[path = "support/paused.rs"]
+mod paused;
 mod support;
 
 use serde_json::Value;
@@ -272,4 +275,9 @@ fn javascript_guests_that_loop_or_allocate_without_end_are_contained() {
     // A well-behaved JavaScript flow beside them completes intact.
     let run = ended(a, &beside);
     assert_eq!(run["flow_run"]["result"], json!({"greeting": "Hello Kim!", "length": 3, "squares": [1, 4], "sum": 5}));
+}
+
+#[test]
+fn a_flow_pauses_for_typed_input_is_resumed_with_it_and_emits_events() {
+    paused::pause_resume_and_emit(&built("tests/guests/js-pause/flow.js"));
 }

@@ -3,8 +3,11 @@
 //! they run through the real binary and a server: parameters checked against
 //! the schema the SDK generated, typed inputs, retries, tracebacks in the log,
 //! fatal errors, submit/map, subflows, caching, the run context, and Python
-//! guests that loop or allocate without end, contained.
+//! guests that loop or allocate without end, contained; `pause` for typed
+//! input resumed through a server, and `emit_event` (tests/support/paused.rs).
 
+#[path = "support/paused.rs"]
+mod paused;
 mod support;
 
 use serde_json::{Value, json};
@@ -376,4 +379,9 @@ fn python_guests_that_loop_or_allocate_without_end_are_contained() {
     // A well-behaved Python flow beside them completes intact.
     let run = ended(a, &beside);
     assert_eq!(run["flow_run"]["result"], json!({ "Kites": 35 }), "{run:#}");
+}
+
+#[test]
+fn a_flow_pauses_for_typed_input_is_resumed_with_it_and_emits_events() {
+    paused::pause_resume_and_emit(&python_component("tests/guests/python-pause/flow.py"));
 }

@@ -13,7 +13,7 @@
 // Env: SLUICE_JS_TOOLCHAIN  where the pinned toolchain lives (default
 //                           <repo>/target/js-toolchain; installed with `npm ci`
 //                           from guest-sdk/js/toolchain on first use)
-//      SLUICE_WIT           the WIT folder (default <repo>/wit)
+//      SLUICE_WIT           the WIT folder (default <repo>/wit/v0.2, sluice:flow@0.2.0)
 
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -27,7 +27,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, '..', '..');
 const TOOLCHAIN_SPEC = join(HERE, 'toolchain');
 const TOOLCHAIN = resolve(process.env.SLUICE_JS_TOOLCHAIN || join(REPO, 'target', 'js-toolchain'));
-const WIT = resolve(process.env.SLUICE_WIT || join(REPO, 'wit'));
+const WIT = resolve(process.env.SLUICE_WIT || join(REPO, 'wit', 'v0.2'));
 const SDK_SPECIFIER = /(\bfrom\s*|\bimport\s*\(?\s*)(['"])sluice-sdk\2/g;
 
 function fail(message) {
@@ -40,7 +40,7 @@ if (!flowArg || !outArg) fail('usage: node guest-sdk/js/build.mjs FLOW.js|FLOW.t
 const flowPath = resolve(flowArg);
 const outPath = resolve(outArg);
 if (!existsSync(flowPath) || !statSync(flowPath).isFile()) fail(`${flowArg}: no such file`);
-if (!existsSync(join(WIT, 'flow.wit'))) fail(`${WIT}: no flow.wit here (set SLUICE_WIT to the repository's wit/ folder)`);
+if (!existsSync(join(WIT, 'flow.wit'))) fail(`${WIT}: no flow.wit here (set SLUICE_WIT to the repository's wit/v0.2 folder)`);
 if (!new RegExp(SDK_SPECIFIER.source).test(readFileSync(flowPath, 'utf8'))) {
   fail(`${flowArg}: does not import from 'sluice-sdk' (write \`import { flow, task } from 'sluice-sdk'\`)`);
 }

@@ -9,7 +9,7 @@
 // host-side retries, timeout and cache); only the export calls a body
 // directly.
 
-import * as host from 'sluice:flow/host@0.1.0';
+import * as host from 'sluice:flow/host@0.2.0';
 
 const flows = new Map();
 const tasks = new Map();
@@ -160,6 +160,59 @@ function waitFor(futures) {
   host.wait(BigUint64Array.from(pending.map((f) => f.handle))).forEach((outcome, i) => {
     pending[i].outcome = outcome;
   });
+}
+
+/**
+ * Pauses the flow run until a person sends input that fits `schema` (a JSON
+ * Schema object, shown as a form), and returns that input (parsed JSON).
+ *
+ * The run goes to `Paused` and holds no worker slot: this instance stops
+ * here. When someone resumes it (`sluice flow-run resume <id> --input
+ * '{...}'`, the API or the run's page), the flow runs again from the start,
+ * replaying the tasks it completed from its journal, and this call returns
+ * the input. Code before it must make the same calls on every attempt, as on
+ * a retry. Only a top-level flow may pause.
+ *
+ * Options: `schema` (default: any JSON object), `timeoutMs` (then the run
+ * goes on with `default`, which must fit the schema, or ends `Failed`).
+ */
+export function pause(prompt, options = {}) {
+  const { schema = { type: 'object' }, timeoutMs, default: fallback } = options;
+  if (!inRun) throw new Error('sluice-sdk: pause() only works while a flow runs in Sluice');
+  if (schema === null || typeof schema !== 'object') {
+    throw new TypeError('sluice-sdk: pause() `schema` must be a JSON Schema object');
+  }
+  let timeout;
+  if (timeoutMs !== undefined && timeoutMs !== null) {
+    if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+      throw new TypeError(`sluice-sdk: pause() \`timeoutMs\` must be a number of milliseconds >= 0, not ${timeoutMs}`);
+    }
+    timeout = BigInt(Math.round(timeoutMs));
+  }
+  const def = fallback === undefined ? undefined : JSON.stringify(fallback);
+  const input = callHost(() => host.suspend(String(prompt), JSON.stringify(schema), timeout, def), 'pause');
+  return JSON.parse(input);
+}
+
+/**
+ * Records an event of this run that automations can react to: `name` is 1
+ * to 128 characters of `A-Z a-z 0-9 . _ -`, `payload` an object that
+ * serialises to at most 64 KiB of JSON. Throws if the host refuses it;
+ * outside a run it does nothing.
+ */
+export function emitEvent(name, payload = {}) {
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+    throw new TypeError('sluice-sdk: emitEvent() `payload` must be an object');
+  }
+  if (!inRun) return;
+  try {
+    host.emitEvent(String(name), JSON.stringify(payload));
+  } catch (e) {
+    if (e && Object.prototype.hasOwnProperty.call(e, 'payload')) {
+      throw new Error(`sluice-sdk: event \`${name}\` refused: ${e.payload}`);
+    }
+    throw e;
+  }
 }
 
 /** A logger whose lines reach the run's log: `debug`, `info`, `warning`, `error`. */

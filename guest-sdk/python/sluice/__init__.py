@@ -30,6 +30,7 @@ from ._core import (
     unmapped,
     wait,
 )
+from ._input import emit_event, pause
 from ._logging import get_run_logger
 
 __all__ = [
@@ -40,8 +41,10 @@ __all__ = [
     "SluiceFutureList",
     "Task",
     "TaskRunError",
+    "emit_event",
     "flow",
     "get_run_logger",
+    "pause",
     "runtime",
     "task",
     "unmapped",

@@ -2,7 +2,7 @@
 what `@flow` and `@task` registered, and the host imports behind `_core`.
 
 Imported only inside a component built by `sluice build`: `wit_world` is the
-binding componentize-py generates from `wit/flow.wit`.
+binding componentize-py generates from `wit/v0.2/flow.wit` (`sluice:flow@0.2.0`).
 """
 
 import json
@@ -89,6 +89,18 @@ class _Host:
             else:
                 outcomes.append((True, result.value))
         return outcomes
+
+    def suspend(self, prompt: str, schema: str, timeout_ms, default) -> str:
+        try:
+            return host.suspend(prompt, schema, timeout_ms, default)
+        except Err as e:
+            raise _task_error("pause", e.value) from None
+
+    def emit_event(self, name: str, payload: str) -> None:
+        try:
+            host.emit_event(name, payload)
+        except Err as e:
+            raise ValueError(f"event `{name}` refused: {e.value}") from None
 
     def log(self, level: str, message: str) -> None:
         host.log(_LEVELS.get(level, LogLevel.INFO), message)

@@ -3,6 +3,7 @@ definition errors and local runs. `python3 -m unittest discover guest-sdk/python
 
 import dataclasses
 import enum
+import json
 import os
 import sys
 import typing
@@ -10,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from sluice import DefinitionError, _core, _types, flow, task, unmapped  # noqa: E402
+from sluice import DefinitionError, FatalError, _core, _types, emit_event, flow, pause, task, unmapped  # noqa: E402
 
 
 class Color(enum.Enum):
@@ -133,6 +134,69 @@ class LocalRunTest(unittest.TestCase):
             @flow(name="same")
             def two() -> None:
                 pass
+
+
+class _RecordingHost:
+    """Stands in for the host imports: answers `suspend` with `answer`, records every call."""
+
+    def __init__(self, answer: str):
+        self.answer = answer
+        self.calls = []
+
+    def suspend(self, prompt, schema, timeout_ms, default):
+        self.calls.append(("suspend", prompt, json.loads(schema), timeout_ms, default))
+        return self.answer
+
+    def emit_event(self, name, payload):
+        self.calls.append(("emit_event", name, json.loads(payload)))
+
+
+class PauseTest(unittest.TestCase):
+    """`pause` sends the input type's schema and turns the input back into that type."""
+
+    def inside_a_run(self, host):
+        saved = (_core._Run.host, _core._Run.depth)
+        _core._Run.host, _core._Run.depth = host, 1
+        self.addCleanup(lambda: setattr(_core._Run, "host", saved[0]) or setattr(_core._Run, "depth", saved[1]))
+
+    def test_the_input_comes_back_as_the_dataclass_its_schema_came_from(self):
+        host = _RecordingHost('{"x": 3}')
+        self.inside_a_run(host)
+        point = pause("where?", input_type=Point, timeout=1.5, default=Point(x=1, y=2))
+        self.assertEqual(point, Point(x=3))
+        self.assertIsInstance(point.color, Color)
+        _, prompt, schema, timeout_ms, default = host.calls[0]
+        self.assertEqual((prompt, timeout_ms, json.loads(default)), ("where?", 1500, {"x": 1, "y": 2, "color": "red"}))
+        self.assertEqual(schema, _types.schema_of(Point))
+        self.assertEqual(schema["required"], ["x"])
+
+    def test_scalars_and_typeddicts_are_converted_and_a_misfit_is_fatal(self):
+        self.inside_a_run(_RecordingHost("5"))
+        self.assertEqual(pause("how many?", input_type=int), 5)
+        self.inside_a_run(_RecordingHost('{"name": "a", "size": 2}'))
+        self.assertEqual(pause("which row?", input_type=Row), {"name": "a", "size": 2})
+        self.inside_a_run(_RecordingHost('"five"'))
+        with self.assertRaisesRegex(FatalError, "does not fit its type"):
+            pause("how many?", input_type=int)
+
+    def test_outside_a_run_pause_says_so_and_emit_event_does_nothing(self):
+        with self.assertRaisesRegex(RuntimeError, "inside a Sluice flow run"):
+            pause("approve?", input_type=bool)
+        emit_event("deploy.done", {"ok": True})
+        with self.assertRaisesRegex(TypeError, "no JSON form"):
+            pause("what?", input_type=set)
+        with self.assertRaisesRegex(ValueError, "timeout"):
+            host = _RecordingHost("1")
+            self.inside_a_run(host)
+            pause("how many?", input_type=int, timeout=-1)
+
+    def test_emit_event_sends_the_payload_as_json(self):
+        host = _RecordingHost("")
+        self.inside_a_run(host)
+        emit_event("deploy.done", {"point": Point(x=1)})
+        self.assertEqual(host.calls, [("emit_event", "deploy.done", {"point": {"x": 1, "y": 0.0, "color": "red"}})])
+        with self.assertRaisesRegex(TypeError, "must be a dict"):
+            emit_event("deploy.done", [1])
 
 
 if __name__ == "__main__":

@@ -6,14 +6,16 @@ use crate::cli::CliError;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// `wit/flow.wit`, the contract the component implements.
-pub const FLOW_WIT: &str = include_str!("../../../../wit/flow.wit");
+/// `wit/v0.2/flow.wit` (`sluice:flow@0.2.0`), the contract the component
+/// implements; the host still runs components built against 0.1.0.
+pub const FLOW_WIT: &str = include_str!("../../../../wit/v0.2/flow.wit");
 
 /// The Python SDK, `guest-sdk/python/sluice`, as (file name, text).
 pub const SDK_FILES: &[(&str, &str)] = &[
     ("__init__.py", include_str!("../../../../guest-sdk/python/sluice/__init__.py")),
     ("_check.py", include_str!("../../../../guest-sdk/python/sluice/_check.py")),
     ("_core.py", include_str!("../../../../guest-sdk/python/sluice/_core.py")),
+    ("_input.py", include_str!("../../../../guest-sdk/python/sluice/_input.py")),
     ("_logging.py", include_str!("../../../../guest-sdk/python/sluice/_logging.py")),
     ("_types.py", include_str!("../../../../guest-sdk/python/sluice/_types.py")),
     ("_world.py", include_str!("../../../../guest-sdk/python/sluice/_world.py")),
