@@ -486,7 +486,8 @@ def main():
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
-        "command": "make bench" if not args.quick else "bench/run.py --quick",
+        # What was really run, options included: a table must say how to reproduce it.
+        "command": " ".join(["bench/run.py", *sys.argv[1:]]),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                  text=True).stdout.strip(),
         "quick": args.quick,
