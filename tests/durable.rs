@@ -4,69 +4,14 @@
 //! test serves, so what ran again is seen from the guest's side, not from
 //! the host's records.
 
+#[path = "support/counter.rs"]
+mod counter;
 mod support;
 
+use counter::Counter;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use support::http::{get, post};
 use support::{Sluice, eventually, guest, texts};
-
-/// An HTTP counter on loopback: `GET /hit/KEY` answers how many times KEY was hit.
-struct Counter {
-    url: String,
-    grant: String,
-    hits: Arc<Mutex<HashMap<String, u64>>>,
-}
-
-impl Counter {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        let shared = hits.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let hits = shared.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(&stream);
-                    let mut request_line = String::new();
-                    if reader.read_line(&mut request_line).is_err() {
-                        return;
-                    }
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                        line.clear();
-                    }
-                    let path = request_line.split(' ').nth(1).unwrap_or("");
-                    let body = match path.strip_prefix("/hit/") {
-                        Some(key) => {
-                            let mut hits = hits.lock().unwrap();
-                            let count = hits.entry(key.to_string()).or_insert(0);
-                            *count += 1;
-                            count.to_string()
-                        }
-                        None => "0".to_string(),
-                    };
-                    let answer =
-                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-                    let _ = (&stream).write_all(answer.as_bytes());
-                });
-            }
-        });
-        Self { url: format!("http://{address}"), grant: address.to_string(), hits }
-    }
-
-    fn count(&self, key: &str) -> u64 {
-        self.hits.lock().unwrap().get(key).copied().unwrap_or(0)
-    }
-
-    fn total(&self) -> u64 {
-        self.hits.lock().unwrap().values().sum()
-    }
-}
 
 /// Deploys a flow of the durable guest with the counter granted.
 fn deploy(sluice: &Sluice, counter: &Counter, flow: &str, name: &str, extra: &[&str]) {

@@ -5,64 +5,19 @@
 //! resumes it with the flow's default. A component file built against
 //! `sluice:flow@0.1.0` (checked into `tests/fixtures/`) still runs.
 
+#[path = "support/counter.rs"]
+mod counter;
 mod support;
 
+use counter::Counter;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use support::http::{get, post};
 use support::{Sluice, eventually, guest, repo, texts};
 
 /// The hello example as built by the SDK of `sluice:flow@0.1.0`, before 0.2.0 existed. Never rebuild it.
 fn wit_0_1_fixture() -> PathBuf {
     repo().join("tests/fixtures/hello-flow-wit-0.1.0.wasm")
-}
-
-/// An HTTP counter on loopback: `GET /hit/KEY` answers how many times KEY was hit.
-struct Counter {
-    url: String,
-    grant: String,
-    hits: Arc<Mutex<HashMap<String, u64>>>,
-}
-
-impl Counter {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        let shared = hits.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(&stream);
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let key = request_line.split(' ').nth(1).and_then(|p| p.strip_prefix("/hit/")).unwrap_or("");
-                let count = {
-                    let mut hits = shared.lock().unwrap();
-                    let count = hits.entry(key.to_string()).or_insert(0);
-                    *count += 1;
-                    count.to_string()
-                };
-                let answer =
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{count}", count.len());
-                let _ = (&stream).write_all(answer.as_bytes());
-            }
-        });
-        Self { url: format!("http://{address}"), grant: address.to_string(), hits }
-    }
-
-    fn count(&self, key: &str) -> u64 {
-        self.hits.lock().unwrap().get(key).copied().unwrap_or(0)
-    }
 }
 
 /// Deploys a flow of the pause guest as `flow/name`, with the counter granted and passed.
