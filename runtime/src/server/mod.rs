@@ -6,6 +6,7 @@ mod automations;
 mod dispatch;
 mod openapi;
 mod ui;
+mod wakeups;
 
 pub use api::router;
 pub use dispatch::{ClaimedRun, Dispatch};

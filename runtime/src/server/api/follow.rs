@@ -5,13 +5,12 @@
 //! net; what it sends is read from the store through the caller's tenant.
 
 use super::*;
+use crate::server::wakeups::until_news;
 use crate::service::{FollowedLine, LogsEnded};
-use crate::store::RunsChanged;
 use axum::response::sse::{Event as SseEvent, KeepAlive, KeepAliveStream, Sse};
 use futures_util::Stream;
 use std::collections::HashSet;
 use std::convert::Infallible;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 /// How often the stream looks again when nothing woke it.
@@ -95,19 +94,8 @@ async fn follow(d: AppState, tenant: String, run: String, mut after: i64, tx: mp
             let _ = tx.send(SseEvent::default().event("end").data(json!(end).to_string())).await;
             return;
         }
-        let deadline = tokio::time::Instant::now() + TICK;
-        loop {
-            tokio::select! {
-                received = committed.recv() => match received {
-                    Ok(record) if concerns(&record, &mut known) => break,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => { tokio::time::sleep_until(deadline).await; break }
-                },
-                change = other_servers_change(&mut other_servers) => if change.concerns(&known) { break },
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = tx.closed() => return,
-            }
+        if !until_news(&mut committed, &mut other_servers, &mut known, concerns, TICK, &tx).await {
+            return;
         }
     }
 }
@@ -129,21 +117,6 @@ fn concerns(record: &Event, known: &mut HashSet<String>) -> bool {
         Event::State(state) => known.contains(&state.run.to_string()),
         Event::Log(log) => known.contains(&log.flow_run.to_string()),
         _ => false,
-    }
-}
-
-/// The next change another server announces; never resolves without other servers.
-async fn other_servers_change(
-    other_servers: &mut Option<tokio::sync::broadcast::Receiver<Arc<RunsChanged>>>,
-) -> Arc<RunsChanged> {
-    let Some(receiver) = other_servers.as_mut() else { return std::future::pending().await };
-    match receiver.recv().await {
-        Ok(change) => change,
-        Err(RecvError::Lagged(_)) => Arc::new(RunsChanged::Anything),
-        Err(RecvError::Closed) => {
-            *other_servers = None;
-            std::future::pending().await
-        }
     }
 }
 

@@ -17,7 +17,7 @@ use super::error::UiError;
 use super::pages::run::{log_rows, panels};
 use super::session::Session;
 use crate::core::record::Event as Record;
-use crate::store::RunsChanged;
+use crate::server::wakeups::{other_servers_change, until_news};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
@@ -25,9 +25,8 @@ use futures_util::Stream;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 /// How often a stream looks again when nothing woke it.
@@ -76,20 +75,6 @@ fn ids_of(detail: &RunDetail, into: &mut HashSet<String>) {
     into.extend(detail.tasks.iter().map(|t| t.task.id.clone()));
     for sub in &detail.subflows {
         ids_of(sub, into);
-    }
-}
-
-/// The next change another server announces; never resolves where there
-/// are no other servers (SQLite) or once they can no longer be heard.
-async fn other_servers_change(other_servers: &mut Option<broadcast::Receiver<Arc<RunsChanged>>>) -> Arc<RunsChanged> {
-    let Some(receiver) = other_servers.as_mut() else { return std::future::pending().await };
-    match receiver.recv().await {
-        Ok(change) => change,
-        Err(RecvError::Lagged(_)) => Arc::new(RunsChanged::Anything),
-        Err(RecvError::Closed) => {
-            *other_servers = None;
-            std::future::pending().await
-        }
     }
 }
 
@@ -161,19 +146,8 @@ async fn follow(ui: Ui, session: Session, first: RunDetail, mut after: i64, tx: 
             return;
         }
         // Sleep until a record about this run is committed (here or by another server), or the tick.
-        let deadline = tokio::time::Instant::now() + TICK;
-        loop {
-            tokio::select! {
-                received = records.recv() => match received {
-                    Ok(record) if concerns(&record, &mut known) => break,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => { tokio::time::sleep_until(deadline).await; break }
-                },
-                change = other_servers_change(&mut other_servers) => if change.concerns(&known) { break },
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = tx.closed() => return,
-            }
+        if !until_news(&mut records, &mut other_servers, &mut known, concerns, TICK, &tx).await {
+            return;
         }
     }
 }
