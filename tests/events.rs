@@ -32,22 +32,12 @@ fn send(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     let text = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        support::http::dechunk(body)
+    } else {
+        body.into()
+    };
     (status, serde_json::from_str(&body).unwrap_or(Value::Null), body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
 }
 
 fn sign(secret: &str, body: &[u8]) -> String {

@@ -70,8 +70,11 @@ fn scrape(address: &str) -> Scrape {
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        support::http::dechunk(body)
+    } else {
+        body.into()
+    };
     let mut parser = Command::new(venv_python())
         .arg(repo().join("tests/metrics/parse.py"))
         .stdin(Stdio::piped())
@@ -98,19 +101,6 @@ fn scrape(address: &str) -> Scrape {
             })
             .collect(),
     )
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
 }
 
 /// A free port on 127.0.0.1 (bound, then released for the process under test).

@@ -197,7 +197,8 @@ pub mod http {
         (status, json)
     }
 
-    fn dechunk(mut body: &str) -> String {
+    /// A chunked HTTP/1.1 body put back together.
+    pub fn dechunk(mut body: &str) -> String {
         let mut out = String::new();
         while let Some((size, rest)) = body.split_once("\r\n") {
             let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);

@@ -48,18 +48,25 @@ impl Service {
         let rows = self.store.listing(LINES_AFTER, &params)?;
         Ok(rows
             .into_iter()
-            .map(|row| FollowedLine {
-                seq: row[0].int(),
-                row: LogRow {
-                    time: row[1].text().as_deref().and_then(parse_time).unwrap_or_default(),
-                    level: row[2].text().as_deref().and_then(LogLevel::parse).unwrap_or(LogLevel::Info),
-                    task_run: row[3].text(),
-                    run_name: row[5].text().unwrap_or_default(),
-                    message: row[4].text().unwrap_or_default(),
-                },
+            .map(|row| {
+                let (seq, row) = log_line(&row);
+                FollowedLine { seq, row }
             })
             .collect())
     }
+}
+
+/// A row of a log listing (`seq, time, level, task_run, message, run_name`)
+/// as its sequence number and log line: what the run page and `--follow` read.
+pub fn log_line(row: &[SqlValue]) -> (i64, LogRow) {
+    let line = LogRow {
+        time: row[1].text().as_deref().and_then(parse_time).unwrap_or_default(),
+        level: row[2].text().as_deref().and_then(LogLevel::parse).unwrap_or(LogLevel::Info),
+        task_run: row[3].text(),
+        run_name: row[5].text().unwrap_or_default(),
+        message: row[4].text().unwrap_or_default(),
+    };
+    (row[0].int(), line)
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {

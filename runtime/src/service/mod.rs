@@ -20,7 +20,7 @@ mod webhooks;
 pub use automations::{AutomationRequest, Performed};
 pub use deploy::{ArtifactSource, DeployRequest, Deployed, DeploymentDetail, Prepared, check_name};
 pub use events::EventQuery;
-pub use follow::{FollowedLine, LogsEnded};
+pub use follow::{FollowedLine, LogsEnded, log_line};
 pub use pools::QueueRequest;
 pub use push::Pushed;
 pub use reports::{Refusal, check_report};

@@ -8,7 +8,7 @@ use super::session::{Principal, Role};
 use crate::core::deployment::{ArtifactMeta, Deployment};
 use crate::core::describe::FlowDescription;
 use crate::core::pool::{WorkPool, WorkQueue};
-use crate::core::record::{Event, LogLevel};
+use crate::core::record::Event;
 use crate::core::state::{ALL_STATES, StateType};
 use crate::core::tenant::Denied;
 use crate::server::dispatch::Dispatch;
@@ -286,15 +286,9 @@ fn logs_where(d: &Dispatch, p: &Principal, run: &str, order: &str, after: i64, l
     let rows = d.service.store.listing(&sql, &params)?;
     Ok(rows
         .into_iter()
-        .map(|row| LogLine {
-            seq: row[0].int(),
-            row: LogRow {
-                time: row[1].text().as_deref().and_then(parse_time).unwrap_or_default(),
-                level: row[2].text().as_deref().and_then(LogLevel::parse).unwrap_or(LogLevel::Info),
-                task_run: row[3].text(),
-                run_name: row[5].text().unwrap_or_default(),
-                message: row[4].text().unwrap_or_default(),
-            },
+        .map(|row| {
+            let (seq, row) = crate::service::log_line(&row);
+            LogLine { seq, row }
         })
         .collect())
 }
