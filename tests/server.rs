@@ -49,6 +49,33 @@ fn a_run_created_through_the_api_completes_on_the_embedded_worker() {
 }
 
 #[test]
+fn a_long_poll_answers_when_the_run_ends_and_not_before() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    let (status, run) = post(&address, "/api/v1/deployments/hello/leo/runs", "");
+    assert_eq!(status, 201, "{run}");
+    let path = format!("/api/v1/flow-runs/{}", run["id"].as_str().unwrap());
+    // Nobody runs it: the poll waits its full time, then answers with the run as it is.
+    let asked = std::time::Instant::now();
+    let (status, waiting) = get(&address, &format!("{path}?wait=0.6"));
+    assert_eq!(status, 200, "{waiting}");
+    assert_eq!(waiting["flow_run"]["state"], "Scheduled");
+    assert!(asked.elapsed() >= std::time::Duration::from_millis(550), "answered after {:?}", asked.elapsed());
+    // A worker takes it while the poll waits: the answer comes when it ends, not at the deadline.
+    let _worker = sluice.worker(&address, "w1", &[]);
+    let asked = std::time::Instant::now();
+    let (status, done) = get(&address, &format!("{path}?wait=60"));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["flow_run"]["state"], "Completed", "{done}");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(30), "answered after {:?}", asked.elapsed());
+    for bad in ["-1", "61", "soon", "NaN"] {
+        let (status, answer) = get(&address, &format!("{path}?wait={bad}"));
+        assert_eq!(status, 400, "wait={bad}: {answer}");
+    }
+}
+
+#[test]
 fn bad_requests_get_a_clear_4xx_body_and_the_server_stays_up() {
     let sluice = Sluice::new();
     deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);

@@ -11,20 +11,20 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::sync::mpsc;
 
 /// Waits until the run may have changed: a committed record that
 /// `concerns` it (which may add its new task runs and subflows to `known`),
 /// another server's announcement touching `known`, or `tick`. False when
-/// the stream's reader has gone, so the stream should stop.
-pub async fn until_news<T>(
+/// `gone` finished first (the stream's reader left), so the stream should stop.
+pub async fn until_news(
     records: &mut broadcast::Receiver<Arc<Record>>,
     other_servers: &mut Option<broadcast::Receiver<Arc<RunsChanged>>>,
     known: &mut HashSet<String>,
     concerns: impl Fn(&Record, &mut HashSet<String>) -> bool,
     tick: Duration,
-    reader: &mpsc::Sender<T>,
+    gone: impl Future<Output = ()>,
 ) -> bool {
+    tokio::pin!(gone);
     let deadline = tokio::time::Instant::now() + tick;
     loop {
         tokio::select! {
@@ -39,7 +39,7 @@ pub async fn until_news<T>(
             },
             change = other_servers_change(other_servers) => if change.concerns(known) { return true },
             _ = tokio::time::sleep_until(deadline) => return true,
-            _ = reader.closed() => return false,
+            () = &mut gone => return false,
         }
     }
 }

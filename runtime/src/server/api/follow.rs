@@ -94,7 +94,7 @@ async fn follow(d: AppState, tenant: String, run: String, mut after: i64, tx: mp
             let _ = tx.send(SseEvent::default().event("end").data(json!(end).to_string())).await;
             return;
         }
-        if !until_news(&mut committed, &mut other_servers, &mut known, concerns, TICK, &tx).await {
+        if !until_news(&mut committed, &mut other_servers, &mut known, concerns, TICK, tx.closed()).await {
             return;
         }
     }

@@ -56,9 +56,10 @@ pub(super) async fn list_runs(
     get,
     path = "/flow-runs/{id}",
     tag = "flow-runs",
-    params(("id" = String, Path, description = "The run's id, or its name (the newest run of that name)")),
+    params(("id" = String, Path, description = "The run's id, or its name (the newest run of that name)"), InspectQuery),
     responses(
         (status = 200, body = FlowRunDetail),
+        (status = 400, description = "A malformed `wait`, or an unknown query parameter", body = ErrorBody),
         (status = 404, description = "No such flow run", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
     )
@@ -67,8 +68,67 @@ pub(super) async fn inspect_run(
     State(d): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
+    Query(q): Query<InspectQuery>,
 ) -> ApiResult<Json<Value>> {
+    let wait = q.wait.unwrap_or(0.0);
+    if !(0.0..=MAX_WAIT.as_secs_f64()).contains(&wait) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("`wait` is {wait}: give seconds from 0 to {}", MAX_WAIT.as_secs()),
+        ));
+    }
+    if wait > 0.0 {
+        until_ended(&d, &p.tenant, &id, Duration::from_secs_f64(wait)).await?;
+    }
     Ok(Json(d.service.inspect_run(&p.tenant, &id)?))
+}
+
+/// Whether `GET /flow-runs/{id}` answers at once or when the run ends.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InspectQuery {
+    /// A long poll: answer as soon as the run is in a final state, or after
+    /// this many seconds (at most 60) if it is not; default 0, at once.
+    wait: Option<f64>,
+}
+
+/// The longest `wait`: under common proxies' idle timeouts.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting request looks again when nothing woke it.
+const WAIT_TICK: Duration = Duration::from_millis(500);
+
+/// Returns when run `id` of `tenant` has ended, or after `wait`. Woken by
+/// the commits that concern the run (here or, on PostgreSQL, announced by
+/// another server): no polling on the way.
+async fn until_ended(d: &AppState, tenant: &str, id: &str, wait: Duration) -> ApiResult<()> {
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before the first read: an end committed in between still wakes it.
+    let mut committed = d.service.store.subscribe();
+    let mut other_servers = d.service.store.subscribe_other_servers();
+    let run = d.service.flow_run(tenant, id)?;
+    let mut known = std::collections::HashSet::from([run.id.clone()]);
+    let mut ended = run.state.is_some_and(StateType::is_terminal);
+    while !ended {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let concerns = |record: &Event, known: &mut std::collections::HashSet<String>| {
+            matches!(record, Event::State(state) if known.contains(&state.run.to_string()))
+        };
+        crate::server::wakeups::until_news(
+            &mut committed,
+            &mut other_servers,
+            &mut known,
+            concerns,
+            left.min(WAIT_TICK),
+            std::future::pending(),
+        )
+        .await;
+        ended = d.service.flow_run(tenant, &run.id)?.state.is_some_and(StateType::is_terminal);
+    }
+    Ok(())
 }
 
 /// Which log lines to return.

@@ -146,7 +146,7 @@ async fn follow(ui: Ui, session: Session, first: RunDetail, mut after: i64, tx: 
             return;
         }
         // Sleep until a record about this run is committed (here or by another server), or the tick.
-        if !until_news(&mut records, &mut other_servers, &mut known, concerns, TICK, &tx).await {
+        if !until_news(&mut records, &mut other_servers, &mut known, concerns, TICK, tx.closed()).await {
             return;
         }
     }
