@@ -52,7 +52,7 @@ FULL = {
     "latency_runs": {"sluice": 40, "sluice-postgres": 40, "prefect-poll-1s": 8, "prefect-default": 3},
     "cold_reps": 3,
     "cold_components": ["bench", "python"],
-    "memory_concurrent": {"sluice": 16, "prefect": 4},
+    "memory_concurrent": {"sluice": 8, "prefect": 8},
     "scale": {"task_runs": 1_000_000, "tasks_per_run": 1000, "reps": 5},
     "settle_s": 5,
 }
@@ -68,7 +68,7 @@ QUICK = {
     "latency_runs": {"sluice": 3, "sluice-postgres": 3, "prefect-poll-1s": 1},
     "cold_reps": 1,
     "cold_components": ["bench"],
-    "memory_concurrent": {"sluice": 2, "prefect": 1},
+    "memory_concurrent": {"sluice": 2, "prefect": 2},
     "scale": {"task_runs": 2000, "tasks_per_run": 100, "reps": 1},
     "settle_s": 1,
 }
@@ -362,8 +362,10 @@ def tables(results, config, meta):
             f"{fmt(p.get('server_idle_mb'))} |")
         add(f"| idle worker (Prefect: the `serve` process) | {fmt(s['worker_idle_mb'])} | "
             f"{fmt(p.get('serve_idle_mb'))} |")
-        add(f"| each further flow running at once (Sluice: {s['concurrent']} at once; Prefect: "
-            f"{p.get('concurrent', '–')}) | {fmt(s['per_running_flow_mb'], 2)} | "
+        add(f"| worker after one finished run (Prefect: `serve`) | {fmt(s['worker_after_one_run_mb'])} | "
+            f"{fmt(p.get('serve_after_one_run_mb'))} |")
+        add(f"| each further flow running at once, over the line above (Sluice: {s['concurrent']} at once; "
+            f"Prefect: {p.get('concurrent', '–')}) | {fmt(s['per_running_flow_mb'], 2)} | "
             f"{fmt(p.get('per_running_flow_mb'))} |")
         add("")
     if "scale" in results:

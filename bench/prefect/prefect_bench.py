@@ -347,6 +347,13 @@ class Remote:
                 "prefect_version": self.version}
 
     def memory(self, concurrent):
+        # As Sluice's side: the baseline is the serving process after one
+        # finished run (imports, client and flow loaded), not before any.
+        warm = self.client.create_flow_run_from_deployment(self.hold.id, parameters={"ms": 1})
+        while not (s := self.client.read_flow_run(warm.id).state).is_final():
+            time.sleep(0.1)
+        time.sleep(1.0)
+        after_one = mb(tree_rss_kb(self.serve.pid))
         hold_ms = 1000 * (2 * self.poll + 10)
         runs = [self.client.create_flow_run_from_deployment(self.hold.id, parameters={"ms": hold_ms})
                 for _ in range(concurrent)]
@@ -366,8 +373,8 @@ class Remote:
             if not s.is_completed():
                 raise RuntimeError(f"hold run ended {s}")
         return {"server_idle_mb": self.server_idle_mb, "serve_idle_mb": self.serve_idle_mb,
-                "serve_busy_mb": busy, "concurrent": concurrent,
-                "per_running_flow_mb": (busy - self.serve_idle_mb) / concurrent,
+                "serve_after_one_run_mb": after_one, "serve_busy_mb": busy, "concurrent": concurrent,
+                "per_running_flow_mb": (busy - after_one) / concurrent,
                 "prefect_version": self.version}
 
     def close(self):

@@ -12,8 +12,8 @@
 //!    `count=0` (no task), then `count=1` (one task), created with
 //!    `POST /api/v1/deployments/{flow}/{name}/runs`, one at a time. Two
 //!    views: (a) client-observed, from sending the POST until a
-//!    `GET /api/v1/flow-runs/{id}` (polled every 1 ms, on the same server)
-//!    reads `Completed`; (b) server-recorded, the run's `ended - created`.
+//!    `GET /api/v1/flow-runs/{id}?wait=60` sent right after it (a long
+//!    poll, on the same server) answers `Completed`; (b) server-recorded, the run's `ended - created`.
 //!    Median / p90 / p99 in ms, and the medians of the recorded steps
 //!    (created -> Pending -> Running -> Completed). With two servers, runs
 //!    alternate between them: a run is taken by whichever worker claims it
@@ -56,7 +56,6 @@ use std::time::{Duration, Instant};
 
 const FLOW: &str = "sequential";
 const CLIENTS: usize = 8;
-const LATENCY_POLL: Duration = Duration::from_millis(1);
 const THROUGHPUT_POLL: Duration = Duration::from_millis(5);
 /// Non-terminal states, in the order a run goes through them.
 const NOT_DONE: [&str; 7] = ["Scheduled", "Late", "Pending", "Running", "AwaitingRetry", "Retrying", "Cancelling"];
@@ -318,19 +317,15 @@ impl Bench {
         Ok(body["id"].as_str().context("no run id")?.to_string())
     }
 
-    /// Polls the run every `LATENCY_POLL` until it is Completed; returns the
-    /// last inspection (`{"flow_run", "states", …}`).
+    /// Waits for the run to end with the API's long poll (`?wait=`: the
+    /// server answers when the run's final state is committed); returns that
+    /// inspection (`{"flow_run", "states", …}`), which must be `Completed`.
     async fn wait_completed(&self, setup: &Setup, server: usize, id: &str) -> Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let run = self.get(setup, server, &format!("/flow-runs/{id}")).await?;
-            match run["flow_run"]["state"].as_str() {
-                Some("Completed") => return Ok(run),
-                Some(state) if NOT_SUCCESS.contains(&state) => bail!("run {id} ended {state}: {run}"),
-                _ => {}
-            }
-            ensure!(Instant::now() < deadline, "run {id} not Completed after 60 s: {run}");
-            tokio::time::sleep(LATENCY_POLL).await;
+        let run = self.get(setup, server, &format!("/flow-runs/{id}?wait=60")).await?;
+        match run["flow_run"]["state"].as_str() {
+            Some("Completed") => Ok(run),
+            Some(state) if NOT_SUCCESS.contains(&state) => bail!("run {id} ended {state}: {run}"),
+            _ => bail!("run {id} not Completed after 60 s: {run}"),
         }
     }
 

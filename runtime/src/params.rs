@@ -3,6 +3,8 @@
 //! before anything runs.
 
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Parses `key=value`; the value is JSON when it parses as JSON, else a string.
 pub fn parse_param(text: &str) -> Result<(String, Value), String> {
@@ -77,8 +79,7 @@ pub fn resolve(flow: &str, schema: &Value, mut params: Map<String, Value>) -> Re
         }
     }
     let params = Value::Object(params);
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|e| format!("the flow `{flow}` declares an invalid parameter schema: {e}"))?;
+    let validator = compiled(schema).map_err(|e| format!("the flow `{flow}` declares an invalid parameter schema: {e}"))?;
     let problems: Vec<String> = validator
         .iter_errors(&params)
         .map(|error| {
@@ -92,6 +93,28 @@ pub fn resolve(flow: &str, schema: &Value, mut params: Map<String, Value>) -> Re
     } else {
         Err(format!("parameters of flow `{flow}` do not fit its schema: {}", problems.join("; ")))
     }
+}
+
+/// Schemas compiled at once; past it the cache starts again.
+const COMPILED_KEPT: usize = 256;
+
+/// `schema` compiled, from a cache keyed by its text: compiling costs
+/// several times more than checking a run's parameters, and a server checks
+/// every run it creates against one of its few deployments' schemas.
+fn compiled(schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = OnceLock::new();
+    let key = schema.to_string();
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some(validator) = cache.lock().expect("schema cache lock").get(&key) {
+        return Ok(validator.clone());
+    }
+    let validator = Arc::new(jsonschema::validator_for(schema).map_err(|e| e.to_string())?);
+    let mut cache = cache.lock().expect("schema cache lock");
+    if cache.len() >= COMPILED_KEPT {
+        cache.clear();
+    }
+    cache.insert(key, validator.clone());
+    Ok(validator)
 }
 
 fn json_type(value: &Value) -> &'static str {
