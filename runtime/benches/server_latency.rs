@@ -40,7 +40,7 @@
 //! `make guests && cargo bench -p sluice --bench server_latency [-- --quick]`
 //! (`--quick`, a smoke test: 10 latency runs on SQLite, PostgreSQL and two
 //! servers on PostgreSQL, 100 throughput runs on SQLite and two servers on
-//! PostgreSQL).
+//! PostgreSQL; `--sqlite`: only the SQLite setups).
 
 #[path = "../../tests/support/pg_cluster.rs"]
 #[allow(dead_code)] // what the tests use of it
@@ -63,6 +63,8 @@ const NOT_SUCCESS: [&str; 4] = ["Failed", "TimedOut", "Crashed", "Cancelled"];
 
 struct Options {
     quick: bool,
+    /// `--sqlite`: only the SQLite setups (quicker, for working on the embedded default).
+    sqlite_only: bool,
     latency_rounds: usize,
     latency_runs_per_round: usize,
     throughput_runs: usize,
@@ -74,9 +76,11 @@ struct Options {
 
 fn options() -> Options {
     let quick = std::env::args().any(|a| a == "--quick");
+    let sqlite_only = std::env::args().any(|a| a == "--sqlite");
     if quick {
         Options {
             quick,
+            sqlite_only,
             latency_rounds: 1,
             latency_runs_per_round: 10,
             throughput_runs: 100,
@@ -87,6 +91,7 @@ fn options() -> Options {
     } else {
         Options {
             quick,
+            sqlite_only,
             latency_rounds: 5,
             latency_runs_per_round: 40,
             throughput_runs: 2000,
@@ -528,7 +533,7 @@ fn throughput_plans(quick: bool) -> Vec<Plan> {
 
 async fn latency_section(bench: &Bench, options: &Options) -> Result<()> {
     let mut setups = Vec::new();
-    for plan in latency_plans(options.quick) {
+    for plan in latency_plans(options.quick).into_iter().filter(|p| !options.sqlite_only || p.database == SQLITE) {
         setups.push(bench.start(plan).await?);
     }
     let mut results: Vec<[Latency; 2]> = setups.iter().map(|_| Default::default()).collect();
@@ -587,7 +592,7 @@ async fn latency_section(bench: &Bench, options: &Options) -> Result<()> {
 
 async fn throughput_section(bench: &Bench, options: &Options) -> Result<()> {
     let mut setups = Vec::new();
-    for plan in throughput_plans(options.quick) {
+    for plan in throughput_plans(options.quick).into_iter().filter(|p| !options.sqlite_only || p.database == SQLITE) {
         setups.push(bench.start(plan).await?);
     }
     let mut results: Vec<Vec<Throughput>> = setups.iter().map(|_| Vec::new()).collect();
