@@ -169,11 +169,14 @@ fn tenant_picks(tx: &Transaction<'_>, claim: &Claim<'_>, tenant: &str) -> rusqli
     Ok(picks)
 }
 
-/// Runs taken and not ended, counted by `key` (an SQL expression).
+/// Runs taken and not ended, counted by `key` (an SQL expression). Through
+/// the partial index of unended taken runs, named: grouping by `tenant`, the
+/// planner otherwise walked every run by `flow_runs_by_tenant`, on every claim
+/// (5 ms at 6,000 runs, growing with the history).
 fn running_counts(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<HashMap<String, u64>> {
     let sql = format!(
-        "SELECT {key} AS k, COUNT(*) FROM flow_runs WHERE claimed_by IS NOT NULL AND ended IS NULL
-         AND k IS NOT NULL GROUP BY k"
+        "SELECT {key} AS k, COUNT(*) FROM flow_runs INDEXED BY flow_runs_by_taker
+         WHERE claimed_by IS NOT NULL AND ended IS NULL AND k IS NOT NULL GROUP BY k"
     );
     tx.prepare_cached(&sql)?.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect()
 }

@@ -306,6 +306,14 @@ CREATE TABLE automations (
     UNIQUE (tenant, name)
 );
 "#,
+    // A tenant's runs filtered by state, deployment or flow (the API's and
+    // the UI's filters): a seek, where SQLite's planner walked every run of
+    // the tenant by `flow_runs_by_tenant` (5 ms at 6,000 runs, growing).
+    r#"
+CREATE INDEX flow_runs_by_tenant_state ON flow_runs (tenant, state, created DESC);
+CREATE INDEX flow_runs_by_tenant_deployment ON flow_runs (tenant, deployment, created DESC);
+CREATE INDEX flow_runs_by_tenant_flow ON flow_runs (tenant, flow, created DESC);
+"#,
 ];
 
 /// Brings the database up to the newest schema.
