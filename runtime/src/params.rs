@@ -79,7 +79,8 @@ pub fn resolve(flow: &str, schema: &Value, mut params: Map<String, Value>) -> Re
         }
     }
     let params = Value::Object(params);
-    let validator = compiled(schema).map_err(|e| format!("the flow `{flow}` declares an invalid parameter schema: {e}"))?;
+    let validator =
+        compiled(schema).map_err(|e| format!("the flow `{flow}` declares an invalid parameter schema: {e}"))?;
     let problems: Vec<String> = validator
         .iter_errors(&params)
         .map(|error| {

@@ -367,20 +367,7 @@ impl StateStore for SqliteStore {
     }
 
     fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunRow>, StoreError> {
-        let mut sql = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE parent IS NULL");
-        let mut values: Vec<String> = Vec::new();
-        for (column, value) in [
-            ("tenant", filter.tenant.clone()),
-            ("flow", filter.flow.clone()),
-            ("deployment", filter.deployment.clone()),
-            ("state", filter.state.map(|s| s.name().to_string())),
-        ] {
-            if let Some(value) = value {
-                values.push(value);
-                sql.push_str(&format!(" AND {column} = ?{}", values.len()));
-            }
-        }
-        sql.push_str(&format!(" ORDER BY created DESC LIMIT {}", filter.limit.max(1)));
+        let (sql, values) = flow_runs_sql(filter);
         self.read(|c| c.prepare(&sql)?.query_map(rusqlite::params_from_iter(values), flow_run_row)?.collect())
     }
 
@@ -985,4 +972,64 @@ pub(super) fn load_deployment(
         .prepare_cached("SELECT tenant, body FROM deployments WHERE tenant = ?1 AND flow = ?2 AND name = ?3")?
         .query_row([tenant, flow, name], deployment_row)
         .optional()
+}
+
+/// The listing of top-level flow runs that `filter` selects, newest first, and its values.
+fn flow_runs_sql(filter: &RunFilter) -> (String, Vec<String>) {
+    let mut sql = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE parent IS NULL");
+    let mut values: Vec<String> = Vec::new();
+    for (column, value) in [
+        ("tenant", filter.tenant.clone()),
+        ("flow", filter.flow.clone()),
+        ("deployment", filter.deployment.clone()),
+        ("state", filter.state.map(|s| s.name().to_string())),
+    ] {
+        if let Some(value) = value {
+            values.push(value);
+            sql.push_str(&format!(" AND {column} = ?{}", values.len()));
+        }
+    }
+    sql.push_str(&format!(" ORDER BY created DESC LIMIT {}", filter.limit.max(1)));
+    (sql, values)
+}
+
+/// The steps SQLite's planner chose for `sql` (`EXPLAIN QUERY PLAN`), for
+/// tests that hot queries seek rather than walk a table.
+#[cfg(test)]
+pub(super) fn query_plan(connection: &Connection, sql: &str) -> rusqlite::Result<Vec<String>> {
+    let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    let parameters = statement.parameter_count();
+    let nulls = vec![rusqlite::types::Null; parameters];
+    statement.query_map(rusqlite::params_from_iter(nulls), |row| row.get(3))?.collect()
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::core::state::StateType;
+
+    #[test]
+    fn a_tenants_runs_filtered_by_state_deployment_or_flow_are_a_seek() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("sluice.db")).unwrap();
+        let tenant = Some("acme".to_string());
+        let cases = [
+            (
+                RunFilter { tenant: tenant.clone(), state: Some(StateType::Scheduled), ..RunFilter::default() },
+                "flow_runs_by_tenant_state",
+            ),
+            (
+                RunFilter { tenant: tenant.clone(), deployment: Some("f/d".into()), ..RunFilter::default() },
+                "flow_runs_by_tenant_deployment",
+            ),
+            (
+                RunFilter { tenant: tenant.clone(), flow: Some("f".into()), ..RunFilter::default() },
+                "flow_runs_by_tenant_flow",
+            ),
+        ];
+        for (filter, index) in cases {
+            let plan = store.query(|c| query_plan(c, &flow_runs_sql(&filter).0)).unwrap();
+            assert!(plan.iter().any(|step| step.contains(index)), "expected {index}: {plan:?}");
+        }
+    }
 }

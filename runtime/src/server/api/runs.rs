@@ -114,9 +114,7 @@ async fn until_ended(d: &AppState, tenant: &str, id: &str, wait: Duration) -> Ap
         if left.is_zero() {
             break;
         }
-        let concerns = |record: &Event, known: &mut std::collections::HashSet<String>| {
-            matches!(record, Event::State(state) if known.contains(&state.run.to_string()))
-        };
+        let concerns = |record: &Event, known: &mut std::collections::HashSet<String>| matches!(record, Event::State(state) if known.contains(&state.run.to_string()));
         crate::server::wakeups::until_news(
             &mut committed,
             &mut other_servers,
