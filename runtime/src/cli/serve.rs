@@ -1,6 +1,7 @@
 //! `sluice serve`: the one-process path for a single flow, as Prefect's
 //! `flow.serve`: deploys it, then creates its scheduled runs and executes
-//! every due run of it here until stopped.
+//! every due run of it here until stopped. With a server configured it
+//! deploys there and runs the deployment's runs here (`serve_remote.rs`).
 
 use super::console::{Console, Stream};
 use super::shared_args::{ParamArgs, ScheduleArgs};
@@ -50,6 +51,18 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let bytes = read_component(&args.file)?;
     let schedule = args.schedule.schedule()?;
+    if let Some((url, token)) = super::backend::server()? {
+        let served = super::serve_remote::Served {
+            bytes,
+            name: args.name,
+            flow: args.flow,
+            parameters: args.params.collect()?,
+            schedule,
+            tags: args.tags,
+            limit: args.limit,
+        };
+        return super::serve_remote::run(served, url, token).await;
+    }
     let service = Arc::new(context::service()?);
     let pushed = service.push(DEFAULT_TENANT, bytes, None).await?;
     let flow = pushed.artifact.description.flow(args.flow.as_deref()).map_err(CliError::usage)?.name.clone();
@@ -70,6 +83,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
                 queue: None,
                 limits: Default::default(),
                 grants: Default::default(),
+                served: true,
             },
         )
         .await?;

@@ -134,6 +134,7 @@ pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         limit: args.limit.max(1),
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
         store_url: args.store_url.filter(|url| !url.is_empty()),
+        deployment: None,
     };
     work(options, sandbox).await.map_err(|e| CliError::failure(format!("the worker stopped: {e:#}")))?;
     Ok(ExitCode::SUCCESS)

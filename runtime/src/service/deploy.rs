@@ -50,6 +50,8 @@ pub struct DeployRequest {
     pub limits: Limits,
     /// Capabilities granted to its runs.
     pub grants: Grants,
+    /// For `sluice serve`: only the serving process takes its runs.
+    pub served: bool,
 }
 
 /// What a deploy did.
@@ -175,6 +177,7 @@ impl Service {
             queue: request.queue,
             limits: request.limits,
             grants: request.grants,
+            served: request.served,
             created: now,
             updated: now,
         };
