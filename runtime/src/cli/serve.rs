@@ -45,13 +45,24 @@ pub struct ServeArgs {
     /// Runs executed at once.
     #[arg(long, default_value_t = 4)]
     limit: usize,
+    /// Deploy to this server and run its runs here (default: the `sluice login` profile's;
+    /// with neither, this machine's store).
+    #[arg(long, env = "SLUICE_API_URL")]
+    api: Option<String>,
+    /// The token sent to that server (the profile's only to the profile's server).
+    #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Runs `sluice serve` until Ctrl-C.
 pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let bytes = read_component(&args.file)?;
     let schedule = args.schedule.schedule()?;
-    if let Some((url, token)) = super::backend::server()? {
+    let server = match args.api.filter(|url| !url.trim().is_empty()) {
+        Some(api) => Some(super::server::worker_server(Some(api), args.token)?),
+        None => super::backend::server()?,
+    };
+    if let Some((url, token)) = server {
         let served = super::serve_remote::Served {
             bytes,
             name: args.name,
