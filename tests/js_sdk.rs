@@ -83,6 +83,8 @@ fn parameters_of_the_wrong_type_are_refused_before_the_run() {
     let (stdout, stderr) = texts(&output);
     assert_eq!(output.status.code(), Some(2), "unknown parameters are refused: {stderr}");
     assert!(stderr.contains("shoe_size"), "{stderr}");
+    // Named in the order the flow declares them (`name`, then `count`), not sorted.
+    assert!(stderr.contains("it takes: name, count"), "{stderr}");
     assert!(!stdout.contains("Created flow run"), "refused before any run: {stdout}");
     // `fails` has no `parameters` option: its schema comes from its JSDoc (`@param {string} [message]`).
     let output = sluice.run(&["exec", component.to_str().unwrap(), "--flow", "fails", "--param", "message=5"]);

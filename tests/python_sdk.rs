@@ -232,6 +232,12 @@ fn python_examples_and_sdk_features_run_through_a_server() {
         "nickname": null, "mode": "fast", "color": "green", "origin": {"x": 1}, "options": {"label": "l", "scale": 2}
     });
     deploy(&sluice, a, &features, "typed", "default", &["--params", &typed.to_string()]);
+    // The host keeps a Python flow's parameters in its signature's order.
+    let (_, detail) = get(a, "/api/v1/deployments/typed/default");
+    let properties = detail["parameters_schema"]["properties"].as_object().unwrap();
+    let order: Vec<&str> = properties.keys().map(String::as_str).collect();
+    let signature = ["count", "ratio", "name", "loud", "tags", "weights", "nickname", "mode", "color", "origin"];
+    assert_eq!(order, [&signature[..], &["options", "limit"]].concat(), "{detail:#}");
 
     // A wrong type is refused by the generated schema before any run exists.
     let mut wrong = typed.clone();

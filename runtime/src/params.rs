@@ -70,13 +70,23 @@ pub fn resolve(flow: &str, schema: &Value, mut params: Map<String, Value>) -> Re
             };
             return Err(format!("unknown parameter `{key}` for flow `{flow}`; {takes}"));
         }
+        // In the schema's order (the flow's signature), wherever they came
+        // from: a run's parameters read as the flow declares them.
+        let mut ordered = Map::new();
         for (key, property) in properties {
-            if !params.contains_key(key)
-                && let Some(default) = property.get("default")
-            {
-                params.insert(key.clone(), default.clone());
+            match params.remove(key) {
+                Some(value) => {
+                    ordered.insert(key.clone(), value);
+                }
+                None => {
+                    if let Some(default) = property.get("default") {
+                        ordered.insert(key.clone(), default.clone());
+                    }
+                }
             }
         }
+        ordered.append(&mut params);
+        params = ordered;
     }
     let params = Value::Object(params);
     let validator =
@@ -169,6 +179,20 @@ mod tests {
     fn defaults_fill_in_and_valid_input_passes() {
         let params = collect(None, &["name=Leo".into()]).unwrap();
         assert_eq!(resolve("f", &schema(), params).unwrap(), json!({"name": "Leo", "count": 3}));
+    }
+
+    #[test]
+    fn parameters_come_out_in_the_schemas_order() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"zebra": {"type": "string"}, "apple": {"default": 1}, "mango": {"type": "boolean"}},
+        });
+        let params = collect(None, &["mango=true".into(), "zebra=z".into()]).unwrap();
+        let resolved = resolve("f", &schema, params).unwrap();
+        let keys: Vec<&String> = resolved.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["zebra", "apple", "mango"]);
+        let error = resolve("f", &schema, collect(None, &["nam=1".into()]).unwrap()).unwrap_err();
+        assert!(error.ends_with("it takes: zebra, apple, mango"), "{error}");
     }
 
     #[test]

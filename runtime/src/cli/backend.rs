@@ -23,14 +23,21 @@ pub enum Backend {
 /// The backend the environment asks for: `SLUICE_API_URL`, else the saved
 /// profile (`sluice login`), else the embedded store.
 pub fn backend() -> std::result::Result<Backend, CliError> {
+    match server()? {
+        Some((url, token)) => Ok(Backend::Remote(ApiClient::new(&url, token.as_deref())?)),
+        None => Ok(Backend::Local(Arc::new(context::service()?))),
+    }
+}
+
+/// The server the environment names and the token sent to it:
+/// `SLUICE_API_URL` (and `SLUICE_API_TOKEN`), else the saved profile; `None`
+/// for the embedded store.
+pub fn server() -> std::result::Result<Option<(String, Option<String>)>, CliError> {
     let profile = super::profile::load()?.unwrap_or_default();
     let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
     let url = from_env("SLUICE_API_URL").or(profile.api_url);
     let token = from_env("SLUICE_API_TOKEN").or(profile.token);
-    match url {
-        Some(url) => Ok(Backend::Remote(ApiClient::new(&url, token.as_deref())?)),
-        None => Ok(Backend::Local(Arc::new(context::service()?))),
-    }
+    Ok(url.map(|url| (url, token)))
 }
 
 /// How often a followed log is read again with no server (another process writes the store).
@@ -353,7 +360,7 @@ fn prefixed(name: &str, err: ServiceError) -> ServiceError {
     }
 }
 
-fn deploy_body(request: &DeployRequest, digest: &str) -> Value {
+pub(super) fn deploy_body(request: &DeployRequest, digest: &str) -> Value {
     json!({
         "artifact": digest,
         "flow": request.flow,
@@ -368,5 +375,6 @@ fn deploy_body(request: &DeployRequest, digest: &str) -> Value {
         "queue": request.queue,
         "limits": request.limits,
         "grants": request.grants,
+        "served": request.served,
     })
 }

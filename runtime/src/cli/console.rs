@@ -39,6 +39,11 @@ impl Console {
         };
     }
 
+    /// Knows run `id` as `name` from now on, printing nothing.
+    pub fn name(&self, id: RunId, kind: RunKind, name: &str) {
+        self.names.lock().expect("names lock").insert(id, (kind, name.to_string()));
+    }
+
     fn source(&self, run: RunId) -> String {
         match self.names.lock().expect("names lock").get(&run) {
             Some((RunKind::Flow, name)) => format!("Flow run '{name}'"),

@@ -172,6 +172,7 @@ fn from_flags(args: &DeployArgs) -> Result<DeployRequest, CliError> {
             durability: args.durability,
         },
         grants: Grants { allow_hosts: args.allow_hosts.clone(), secrets: args.secrets.clone() },
+        served: false,
     })
 }
 
@@ -212,6 +213,7 @@ fn from_entry(entry: DeploymentEntry) -> DeployRequest {
             ..Limits::default()
         },
         grants: entry.grants,
+        served: false,
     }
 }
 

@@ -19,6 +19,7 @@ mod remote_watch;
 mod run;
 mod secret;
 mod serve;
+mod serve_remote;
 mod server;
 mod shared_args;
 mod starter;
@@ -59,7 +60,8 @@ enum Command {
     Deployment(deployment::DeploymentCommand),
     /// Creates a flow run of a deployment and, with no server, runs it here.
     Run(run::RunArgs),
-    /// Deploys one flow and runs it on its schedule in this process until stopped (like Prefect's flow.serve).
+    /// Deploys one flow (here, or to the configured server) and runs its runs in this process until
+    /// stopped (like Prefect's flow.serve).
     Serve(Box<serve::ServeArgs>),
     /// Serves the HTTP API with the scheduler and an embedded worker.
     Server(server::ServerArgs),

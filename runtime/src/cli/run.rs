@@ -122,9 +122,21 @@ async fn unserved(api: &crate::client::ApiClient, deployment: &str) -> Option<St
     let deployment = api.deployment(deployment).await.ok()?;
     let pool = deployment.pool.as_deref().unwrap_or(DEFAULT_POOL);
     let workers = api.pool_workers(pool).await.ok()?;
+    if deployment.served {
+        // Only the `sluice serve` process claiming it by name runs it.
+        let full_name = deployment.full_name();
+        if workers.iter().any(|w| w["deployment"] == full_name.as_str()) {
+            return None;
+        }
+        return Some(format!(
+            "this run will wait: no `sluice serve` process serves {full_name} now; serve it again to run it"
+        ));
+    }
     let serves = |w: &serde_json::Value| {
         let queues: Vec<&str> = w["queues"].as_array().into_iter().flatten().filter_map(|q| q.as_str()).collect();
-        queues.is_empty() || deployment.queue.as_deref().is_none_or(|q| queues.contains(&q))
+        // A `sluice serve` takes only its own deployment's runs.
+        let serving = !w["deployment"].is_null();
+        !serving && (queues.is_empty() || deployment.queue.as_deref().is_none_or(|q| queues.contains(&q)))
     };
     if workers.iter().any(serves) {
         return None;

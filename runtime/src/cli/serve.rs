@@ -1,6 +1,7 @@
 //! `sluice serve`: the one-process path for a single flow, as Prefect's
 //! `flow.serve`: deploys it, then creates its scheduled runs and executes
-//! every due run of it here until stopped.
+//! every due run of it here until stopped. With a server configured it
+//! deploys there and runs the deployment's runs here (`serve_remote.rs`).
 
 use super::console::{Console, Stream};
 use super::shared_args::{ParamArgs, ScheduleArgs};
@@ -44,12 +45,35 @@ pub struct ServeArgs {
     /// Runs executed at once.
     #[arg(long, default_value_t = 4)]
     limit: usize,
+    /// Deploy to this server and run its runs here (default: the `sluice login` profile's;
+    /// with neither, this machine's store).
+    #[arg(long, env = "SLUICE_API_URL")]
+    api: Option<String>,
+    /// The token sent to that server (the profile's only to the profile's server).
+    #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Runs `sluice serve` until Ctrl-C.
 pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let bytes = read_component(&args.file)?;
     let schedule = args.schedule.schedule()?;
+    let server = match args.api.filter(|url| !url.trim().is_empty()) {
+        Some(api) => Some(super::server::worker_server(Some(api), args.token)?),
+        None => super::backend::server()?,
+    };
+    if let Some((url, token)) = server {
+        let served = super::serve_remote::Served {
+            bytes,
+            name: args.name,
+            flow: args.flow,
+            parameters: args.params.collect()?,
+            schedule,
+            tags: args.tags,
+            limit: args.limit,
+        };
+        return super::serve_remote::run(served, url, token).await;
+    }
     let service = Arc::new(context::service()?);
     let pushed = service.push(DEFAULT_TENANT, bytes, None).await?;
     let flow = pushed.artifact.description.flow(args.flow.as_deref()).map_err(CliError::usage)?.name.clone();
@@ -70,6 +94,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
                 queue: None,
                 limits: Default::default(),
                 grants: Default::default(),
+                served: true,
             },
         )
         .await?;

@@ -97,7 +97,7 @@ pub async fn server(args: ServerArgs) -> Result<ExitCode, CliError> {
 /// The server a worker talks to and its token: the flags (or their
 /// variables), else the saved `sluice login` profile. The profile's token goes
 /// only to the profile's own server, never to another URL.
-fn worker_server(api: Option<String>, token: Option<String>) -> Result<(String, Option<String>), CliError> {
+pub(super) fn worker_server(api: Option<String>, token: Option<String>) -> Result<(String, Option<String>), CliError> {
     let profile = super::profile::load()?.unwrap_or_default();
     let api = api.filter(|url| !url.trim().is_empty());
     let Some(api) = api.or_else(|| profile.api_url.clone()) else {
@@ -134,6 +134,7 @@ pub async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         limit: args.limit.max(1),
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
         store_url: args.store_url.filter(|url| !url.is_empty()),
+        deployment: None,
     };
     work(options, sandbox).await.map_err(|e| CliError::failure(format!("the worker stopped: {e:#}")))?;
     Ok(ExitCode::SUCCESS)

@@ -128,6 +128,10 @@ pub struct Deployment {
     /// Capabilities granted to its runs (outbound HTTP hosts, secrets); none by default.
     #[serde(default)]
     pub grants: Grants,
+    /// Made by `sluice serve`: its runs are taken only by the process serving
+    /// it (a claim naming the deployment), never by its pool's workers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub served: bool,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// When it last changed.

@@ -56,14 +56,20 @@ pub struct JournalRow {
 }
 
 /// The digest of a call's input as the journal compares it: a task's input
-/// as the guest passed it, a subflow's parameters as normalised JSON (they
-/// are stored parsed).
+/// as the guest passed it, a subflow's parameters as normalised JSON with
+/// sorted keys (they are stored parsed and completed with defaults, which
+/// may reorder them).
 pub fn input_digest(kind: RunKind, input: &str) -> String {
     let normalised;
     let bytes = match kind {
         RunKind::Task => input,
         RunKind::Flow => {
-            normalised = serde_json::from_str::<serde_json::Value>(input).map(|v| v.to_string()).unwrap_or_default();
+            normalised = serde_json::from_str::<serde_json::Value>(input)
+                .map(|mut v| {
+                    v.sort_all_objects();
+                    v.to_string()
+                })
+                .unwrap_or_default();
             &normalised
         }
     };

@@ -87,6 +87,7 @@ mod tests {
             queue: queue.map(str::to_string),
             limits: Default::default(),
             grants: Default::default(),
+            served: false,
             created: Utc::now(),
             updated: Utc::now(),
         }

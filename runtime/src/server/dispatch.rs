@@ -53,6 +53,21 @@ pub struct Dispatch {
     traces: Mutex<HashMap<String, String>>,
 }
 
+/// What a worker asks runs of.
+#[derive(Clone, Copy, Debug)]
+pub enum Asked<'a> {
+    /// A pool's queues (all of them when empty).
+    Pool {
+        /// The pool.
+        pool: &'a str,
+        /// Only these queues.
+        queues: &'a [String],
+    },
+    /// One served deployment (`flow/name`) of the worker's own tenant: the
+    /// `sluice serve` process serving it.
+    Deployment(&'a str),
+}
+
 /// A worker that asked this server for runs, and what it asked for.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PollingWorker {
@@ -62,6 +77,9 @@ pub struct PollingWorker {
     pub pool: String,
     /// The queues it takes runs from (all of the pool's when empty).
     pub queues: Vec<String>,
+    /// The served deployment (`flow/name`) it takes runs of, when it is a `sluice serve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     /// When it last asked.
     pub last_claim: DateTime<Utc>,
     #[serde(skip)]
@@ -110,25 +128,44 @@ impl Dispatch {
         self.service.store.announce_work();
     }
 
-    /// Takes up to `limit` due runs of `pool` (its `queues`, or all) for
-    /// `worker`, waiting up to `wait` for one: of `tenant`'s pool, or of the
-    /// pools of that name of every tenant, fairly, when `None`.
+    /// Takes up to `limit` due runs that `asked` names for `worker`, waiting
+    /// up to `wait` for one: of `tenant`'s pool, or of the pools of that name
+    /// of every tenant, fairly, when `None`. A served deployment is always
+    /// `tenant`'s own, so `tenant` must be given for one.
     pub async fn claim(
         &self,
         tenant: Option<&str>,
         worker: &str,
-        pool: &str,
-        queues: &[String],
+        asked: Asked<'_>,
         limit: usize,
         wait: Duration,
     ) -> Result<Vec<ClaimedRun>, ServiceError> {
-        if let Some(tenant) = tenant {
-            self.service.check_pool(tenant, pool)?;
-        }
+        // `listed_pool`: where `sluice run` looks for someone serving a new run.
+        let (pool, queues, deployment, listed_pool) = match asked {
+            Asked::Pool { pool, queues } => {
+                if let Some(tenant) = tenant {
+                    self.service.check_pool(tenant, pool)?;
+                }
+                (Some(pool), queues, None, pool.to_string())
+            }
+            Asked::Deployment(full_name) => {
+                let Some(tenant) = tenant else {
+                    return Err(ServiceError::Invalid("a served deployment is claimed within a tenant".into()));
+                };
+                let deployment = self.service.deployment(tenant, full_name)?;
+                if !deployment.served {
+                    return Err(ServiceError::Invalid(format!(
+                        "deployment `{full_name}` is not served: its pool's workers take its runs"
+                    )));
+                }
+                (None, &[][..], Some(full_name), deployment.pool.unwrap_or_else(|| DEFAULT_POOL.to_string()))
+            }
+        };
         let seen = PollingWorker {
             name: worker.to_string(),
-            pool: pool.to_string(),
+            pool: listed_pool,
             queues: queues.to_vec(),
+            deployment: deployment.map(str::to_string),
             last_claim: Utc::now(),
             tenant: tenant.map(str::to_string),
         };
@@ -140,15 +177,7 @@ impl Dispatch {
             tokio::pin!(notified);
             notified.as_mut().enable();
             self.service.store.heartbeat(worker, Utc::now())?;
-            let claim = Claim {
-                tenant,
-                now: Utc::now(),
-                pool: Some(pool),
-                queues,
-                deployment: None,
-                limit: limit.max(1),
-                taker: worker,
-            };
+            let claim = Claim { tenant, now: Utc::now(), pool, queues, deployment, limit: limit.max(1), taker: worker };
             let runs = self.service.claim_due(&claim)?;
             if !runs.is_empty() {
                 let mut claimed = Vec::with_capacity(runs.len());
@@ -327,7 +356,8 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
     crate::observe::metrics().worker_slots.add(slots as i64);
     loop {
         let free = slots.saturating_sub(running.len());
-        let claim = dispatch.claim(None, &name, DEFAULT_POOL, &[], free, MAX_CLAIM_WAIT);
+        let asked = Asked::Pool { pool: DEFAULT_POOL, queues: &[] };
+        let claim = dispatch.claim(None, &name, asked, free, MAX_CLAIM_WAIT);
         tokio::select! {
             claimed = claim, if free > 0 => match claimed {
                 Ok(claimed) => {

@@ -9,7 +9,7 @@ mod ui;
 mod wakeups;
 
 pub use api::router;
-pub use dispatch::{ClaimedRun, Dispatch};
+pub use dispatch::{Asked, ClaimedRun, Dispatch};
 
 use crate::core::tenant::{DEFAULT_TENANT, Role};
 use crate::service::{Service, TokenRequest};

@@ -50,6 +50,8 @@ pub struct DeployRequest {
     pub limits: Limits,
     /// Capabilities granted to its runs.
     pub grants: Grants,
+    /// For `sluice serve`: only the serving process takes its runs.
+    pub served: bool,
 }
 
 /// What a deploy did.
@@ -144,8 +146,13 @@ impl Service {
         };
         let flow = only_or_named_flow(&meta.description, request.flow.as_deref())
             .map_err(|e| ServiceError::Invalid(format!("{e} (artifact {})", meta.digest)))?;
-        params::resolve(&flow.name, &flow.parameters_schema, request.parameters.clone())
+        let resolved = params::resolve(&flow.name, &flow.parameters_schema, request.parameters.clone())
             .map_err(|e| ServiceError::Invalid(format!("default {e}")))?;
+        // Kept in the flow's order, as resolving orders them (defaults are not frozen in).
+        let mut given = request.parameters;
+        let mut parameters: Map<String, Value> =
+            resolved.as_object().into_iter().flat_map(|r| r.keys()).filter_map(|key| given.remove_entry(key)).collect();
+        parameters.append(&mut given);
         request.grants.validate().map_err(ServiceError::Invalid)?;
         self.check_grants_policy(tenant, &request.grants, &policy)?;
         check_imports(&meta.imports, &request.grants)
@@ -157,7 +164,7 @@ impl Service {
             flow: flow.name.clone(),
             name: request.name,
             artifact: meta.digest.clone(),
-            parameters: request.parameters,
+            parameters,
             // As Prefect copies the docstring: the flow's doc comment unless one is given.
             description: request
                 .description
@@ -170,6 +177,7 @@ impl Service {
             queue: request.queue,
             limits: request.limits,
             grants: request.grants,
+            served: request.served,
             created: now,
             updated: now,
         };

@@ -115,6 +115,7 @@ mod tests {
             queue: None,
             limits: Default::default(),
             grants: Default::default(),
+            served: false,
         }
     }
 

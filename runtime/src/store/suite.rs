@@ -144,6 +144,7 @@ fn deployments_upsert_reports_created_updated_unchanged() {
             queue: None,
             limits: Default::default(),
             grants: Default::default(),
+            served: false,
             created: now,
             updated: now,
         };
@@ -225,6 +226,47 @@ fn due_run(tenant: &str, scheduled: chrono::DateTime<Utc>) -> Vec<Event> {
         }),
         state(id, RunKind::Flow, StateType::Scheduled, None),
     ]
+}
+
+#[tokio::test]
+async fn a_served_deployments_runs_go_only_to_the_claim_naming_it() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let now = Utc::now();
+        let deployment = Deployment {
+            tenant: "default".into(),
+            flow: "hello".into(),
+            name: "served".into(),
+            artifact: "sha256:00".into(),
+            parameters: serde_json::Map::new(),
+            description: None,
+            version: None,
+            tags: Vec::new(),
+            schedule: None,
+            paused: false,
+            pool: None,
+            queue: None,
+            limits: Default::default(),
+            grants: Default::default(),
+            served: true,
+            created: now,
+            updated: now,
+        };
+        store.upsert_deployment(&deployment).unwrap();
+        let mut events = due_run("default", now - chrono::Duration::seconds(1));
+        if let Event::FlowRunCreated(run) = &mut events[0] {
+            run.deployment = Some("hello/served".into());
+        }
+        for event in &events {
+            store.record(event);
+        }
+        store.flush().await;
+        let by_pool =
+            Claim { tenant: None, now, pool: Some("default"), queues: &[], deployment: None, limit: 10, taker: "w" };
+        assert!(store.claim_due(&by_pool).unwrap().is_empty(), "no pool's worker takes a served deployment's run");
+        let serving = Claim { tenant: Some("default"), pool: None, deployment: Some("hello/served"), ..by_pool };
+        assert_eq!(store.claim_due(&serving).unwrap().len(), 1, "its serving process does");
+    }
 }
 
 #[tokio::test]

@@ -37,6 +37,9 @@ const COMMIT_RETRIES: [Duration; 4] =
 const LOST_REMEMBERED: usize = 64;
 
 /// One queued write.
+// Nearly every write is an event (larger since objects keep their key order):
+// boxing them would add an allocation to each to save bytes on rare cache puts.
+#[allow(clippy::large_enum_variant)]
 pub enum Write {
     /// A recorded event.
     Event(Event),

@@ -43,17 +43,20 @@ impl Client {
         anyhow::bail!("the server answered {status}: {message}")
     }
 
-    /// Claims up to `limit` runs, waiting up to `wait` for one.
+    /// Claims up to `limit` runs of `pool` (its `queues`, or all), or of the
+    /// served `deployment` when one is named, waiting up to `wait` for one.
     pub async fn claim(
         &self,
         worker: &str,
-        pool: &str,
-        queues: &[String],
+        (pool, queues, deployment): (&str, &[String], Option<&str>),
         limit: usize,
         wait: Duration,
     ) -> anyhow::Result<Vec<ClaimedRun>> {
         let url = format!("{}/workers/{}/claim", self.base, worker);
-        let body = json!({ "limit": limit, "wait_ms": wait.as_millis() as u64, "pool": pool, "queues": queues });
+        let mut body = json!({ "limit": limit, "wait_ms": wait.as_millis() as u64, "pool": pool, "queues": queues });
+        if let Some(deployment) = deployment {
+            body["deployment"] = json!(deployment);
+        }
         let response = self.http.post(url).json(&body).timeout(wait + Duration::from_secs(10)).send().await?;
         Ok(Self::checked(response).await?.json().await?)
     }

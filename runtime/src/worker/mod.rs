@@ -44,12 +44,26 @@ pub struct WorkerOptions {
     /// The shared artifact store to fetch from; the server's artifact
     /// endpoint when `None`.
     pub store_url: Option<String>,
+    /// Instead of the pool: only the runs of this served deployment
+    /// (`flow/name`): the worker inside `sluice serve`.
+    pub deployment: Option<String>,
 }
 
 type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
-/// Works until the process is stopped.
+/// Works until the process is stopped (SIGTERM or Ctrl-C).
 pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Result<()> {
+    work_until(options, sandbox, stop_signal(), None).await
+}
+
+/// Works until `stop` names why it must stop, then says goodbye; every
+/// event the server commits is also given to `echo`.
+pub async fn work_until(
+    options: WorkerOptions,
+    sandbox: Arc<Sandbox>,
+    stop: impl std::future::Future<Output = &'static str>,
+    echo: Option<Arc<dyn Recorder>>,
+) -> anyhow::Result<()> {
     let client = Client::new(&options.api, options.token.as_deref())?;
     let loaded: Arc<ProgramCache> = Arc::default();
     let shared = options.store_url.as_deref().map(ArtifactStore::open).transpose()?.map(Arc::new);
@@ -74,8 +88,8 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
     println!("{}", banner(&client, &options).await);
     let mut tasks: JoinSet<()> = JoinSet::new();
     crate::observe::metrics().worker_slots.add(options.limit as i64);
-    let stop = stop_signal();
     tokio::pin!(stop);
+    let asked = (options.pool.as_str(), options.queues.as_slice(), options.deployment.as_deref());
     let signal = loop {
         while tasks.try_join_next().is_some() {}
         let free = options.limit.saturating_sub(tasks.len());
@@ -88,7 +102,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
         // follows gives back every run the server says it holds.
         let wait = if tasks.is_empty() { Duration::from_secs(10) } else { Duration::from_millis(500) };
         let claimed = tokio::select! {
-            claimed = client.claim(&options.name, &options.pool, &options.queues, free, wait) => claimed,
+            claimed = client.claim(&options.name, asked, free, wait) => claimed,
             signal = &mut stop => break signal,
         };
         match claimed {
@@ -98,7 +112,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                     running.lock().expect("running lock").insert(run.run.id.clone(), token.clone());
                     // One recorder per run: a batch the server refuses (a lost
                     // lease) then holds no other run's events.
-                    let recorder = Arc::new(HttpRecorder::new(client.clone(), &options.name));
+                    let recorder = Arc::new(HttpRecorder::new(client.clone(), &options.name, echo.clone()));
                     let (client, shared, loaded, sandbox, cache, running) = (
                         client.clone(),
                         shared.clone(),
@@ -108,6 +122,10 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
                         running.clone(),
                     );
                     println!("{}", taken_line(&run.run));
+                    if let (Some(echo), Some(created)) = (&echo, created_record(&run.run)) {
+                        // The server created it: the echo learns its name before its events.
+                        echo.record(&crate::core::record::Event::FlowRunCreated(created));
+                    }
                     tasks.spawn(async move {
                         let _busy = crate::observe::metrics::SlotBusy::new();
                         let id = run.run.id.clone();
@@ -144,7 +162,7 @@ pub async fn work(options: WorkerOptions, sandbox: Arc<Sandbox>) -> anyhow::Resu
 }
 
 /// Waits for SIGTERM or Ctrl-C (SIGINT) and names it.
-async fn stop_signal() -> &'static str {
+pub async fn stop_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -238,6 +256,23 @@ async fn run_one(
     println!("Flow run '{}' ({}) ended {ended} after {:.2} s", run.name, run.id, started.elapsed().as_secs_f64());
 }
 
+/// The creation record of a claimed run, as its echo needs it to name the run.
+fn created_record(run: &crate::store::FlowRunRow) -> Option<crate::core::record::FlowRunRecord> {
+    Some(crate::core::record::FlowRunRecord {
+        id: crate::core::ids::RunId::parse(&run.id)?,
+        name: run.name.clone(),
+        flow: run.flow.clone(),
+        parent: None,
+        deployment: run.deployment.clone(),
+        parameters: run.parameters.clone(),
+        artifact_digest: run.artifact.clone(),
+        created: run.created,
+        scheduled: run.scheduled,
+        tenant: Some(run.tenant.clone()),
+        call: None,
+    })
+}
+
 /// "Took flow run 'name' (id) of flow/deployment, attempt N".
 fn taken_line(run: &crate::store::FlowRunRow) -> String {
     let of = run.deployment.clone().unwrap_or_else(|| format!("flow {}", run.flow));
@@ -248,6 +283,9 @@ fn taken_line(run: &crate::store::FlowRunRow) -> String {
 /// What the worker serves: its pool, the queues it takes runs from and the
 /// tags those queues route by (asked of the server; left out if it cannot say).
 async fn banner(client: &Client, options: &WorkerOptions) -> String {
+    if let Some(deployment) = &options.deployment {
+        return format!("Worker '{}' taking the runs of {deployment} from {}", options.name, options.api);
+    }
     let mut line = format!("Worker '{}' taking runs from pool '{}' of {}", options.name, options.pool, options.api);
     let queues = client.queues(&options.pool).await.unwrap_or_default();
     let served: Vec<String> = queues

@@ -1,6 +1,7 @@
 //! Recording on a remote worker: events are buffered and sent to the server
 //! in order, in batches; a barrier sends everything buffered and waits for
-//! the server to have committed it.
+//! the server to have committed it. Committed events may be echoed (shown
+//! by the process that runs them).
 
 use super::client::{Client, EventsError};
 use crate::core::record::{Barrier, Event, Recorder};
@@ -16,6 +17,8 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 struct Inner {
     client: Client,
     worker: String,
+    // Shown each event once the server has committed it (`sluice serve` prints its runs).
+    echo: Option<Arc<dyn Recorder>>,
     buffer: Mutex<Vec<Event>>,
     // One batch in flight at a time keeps the server's order the worker's.
     sending: tokio::sync::Mutex<()>,
@@ -28,11 +31,13 @@ pub struct HttpRecorder {
 }
 
 impl HttpRecorder {
-    /// Records to the server behind `client`, flushing in the background.
-    pub fn new(client: Client, worker: &str) -> Self {
+    /// Records to the server behind `client`, flushing in the background;
+    /// `echo` is given every event the server has committed, in order.
+    pub fn new(client: Client, worker: &str, echo: Option<Arc<dyn Recorder>>) -> Self {
         let inner = Arc::new(Inner {
             client,
             worker: worker.to_string(),
+            echo,
             buffer: Mutex::default(),
             sending: tokio::sync::Mutex::new(()),
         });
@@ -63,7 +68,12 @@ async fn flush(inner: &Inner) {
     let mut said = false;
     loop {
         match inner.client.events(&inner.worker, &batch).await {
-            Ok(()) => return,
+            Ok(()) => {
+                if let Some(echo) = &inner.echo {
+                    batch.iter().for_each(|event| echo.record(event));
+                }
+                return;
+            }
             Err(EventsError::Refused(reason)) => {
                 // The heartbeat's answer tells the run to stop.
                 tracing::error!("worker: the server refused {} events: {reason}", batch.len());

@@ -56,6 +56,10 @@ pub(super) struct DeployBody {
     /// within the tenant's policy.
     #[serde(default)]
     grants: Grants,
+    /// Made by `sluice serve`: only a worker claiming this deployment by name takes its runs,
+    /// never its pool's workers.
+    #[serde(default)]
+    served: bool,
 }
 
 /// Creates or updates `flow/name` (idempotent: the same settings change nothing).
@@ -111,6 +115,7 @@ pub(super) async fn deploy(
                 queue: body.queue,
                 limits: body.limits,
                 grants: body.grants,
+                served: body.served,
             },
         )
         .await?;

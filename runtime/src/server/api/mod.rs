@@ -29,7 +29,7 @@ use runs::*;
 use tenants::*;
 use workers::*;
 
-use super::dispatch::{ClaimedRun, Dispatch};
+use super::dispatch::{Asked, ClaimedRun, Dispatch};
 use super::openapi::{FlowRunDetail, WasmComponent};
 use crate::core::deployment::{ArtifactMeta, Deployment, Grants, Limits};
 use crate::core::pool::{WorkPool, WorkQueue};

@@ -21,6 +21,11 @@ pub(super) struct ClaimBody {
     /// Only these queues of the pool (all when empty).
     #[serde(default)]
     queues: Vec<String>,
+    /// Instead of a pool: the runs of this served deployment (`flow/name`, of the token's
+    /// tenant), for the `sluice serve` process serving it; no pool's worker takes them.
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]
+    deployment: Option<String>,
 }
 
 fn default_pool() -> String {
@@ -53,8 +58,15 @@ pub(super) async fn claim(
     p.require(Role::Runner, "take runs as a worker")?;
     let wait = Duration::from_millis(body.wait_ms);
     let worker = worker_name(&p, &name);
-    let tenant = (!p.is_operator()).then_some(p.tenant.as_str());
-    Ok(Json(d.claim(tenant, &worker, &body.pool, &body.queues, body.limit.min(100), wait).await?))
+    let (tenant, asked) = match &body.deployment {
+        // Even the operator's serving process claims in its own tenant, where it deployed.
+        Some(deployment) => (Some(p.tenant.as_str()), Asked::Deployment(deployment)),
+        None => {
+            let tenant = (!p.is_operator()).then_some(p.tenant.as_str());
+            (tenant, Asked::Pool { pool: &body.pool, queues: &body.queues })
+        }
+    };
+    Ok(Json(d.claim(tenant, &worker, asked, body.limit.min(100), wait).await?))
 }
 
 /// The name a worker is known by: a tenant's workers are prefixed with

@@ -102,16 +102,9 @@ fn kind(root: &Value, node: &Value) -> Kind {
     }
 }
 
+/// The fields of an object, in the schema's order: the flow's signature.
 fn properties(node: &Value) -> Vec<(&String, &Value)> {
     node.get("properties").and_then(Value::as_object).map(|p| p.iter().collect()).unwrap_or_default()
-}
-
-/// Required fields first, then the rest, each by name.
-fn ordered(node: &Value) -> Vec<(&String, &Value)> {
-    let needed = required(node);
-    let mut props = properties(node);
-    props.sort_by_key(|(name, _)| (!needed.contains(&name.as_str()), name.as_str()));
-    props
 }
 
 fn required(node: &Value) -> Vec<&str> {
@@ -137,7 +130,7 @@ pub enum Shown<'a> {
 pub fn render(schema: &Value, shown: &Shown<'_>, errors: &FieldErrors) -> Markup {
     let root = resolve(schema, schema);
     html! {
-        @let props = ordered(root);
+        @let props = properties(root);
         @if props.is_empty() { p.empty { "This flow takes no parameters." } }
         @for (name, node) in props {
             (field(schema, name, node, required(root).contains(&name.as_str()), shown, errors))
@@ -202,7 +195,7 @@ fn field(root: &Value, path: &str, node: &Value, is_required: bool, shown: &Show
                 legend { (title) }
                 @if let Some(d) = described { p.hint #(help_id) { (d) } }
                 @if let Some(e) = error { p.field-error #(error_id) role="alert" { (e) } }
-                @for (name, child) in ordered(resolved) {
+                @for (name, child) in properties(resolved) {
                     (field(root, &format!("{path}.{name}"), child, required(resolved).contains(&name.as_str()), shown, errors))
                 }
             }

@@ -167,6 +167,11 @@ async fn tenant_picks(
             }
             None => None,
         };
+        // A served deployment's runs go only to the `sluice serve` process
+        // serving it, whose claim names it; no pool's worker takes them.
+        if claim.deployment.is_none() && deployment.as_ref().is_some_and(|d| d.served) {
+            continue;
+        }
         let queue = match (claim.pool, &deployment) {
             (None, _) => None,
             (Some(_), Some(deployment)) => match route(deployment, &queues) {
