@@ -9,7 +9,7 @@ use super::{CliError, context, read_component};
 use crate::core::record::Recorder;
 use crate::core::schedule::Schedule;
 use crate::core::tenant::DEFAULT_TENANT;
-use crate::service::{ArtifactSource, DeployRequest, Service};
+use crate::service::Service;
 use crate::store::Claim;
 use chrono::Utc;
 use std::path::PathBuf;
@@ -62,47 +62,27 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         Some(api) => Some(super::server::worker_server(Some(api), args.token)?),
         None => super::backend::server()?,
     };
+    let mut served = super::serve_remote::Served {
+        bytes,
+        name: args.name,
+        flow: args.flow,
+        parameters: args.params.collect()?,
+        schedule,
+        tags: args.tags,
+        limit: args.limit,
+    };
     if let Some((url, token)) = server {
-        let served = super::serve_remote::Served {
-            bytes,
-            name: args.name,
-            flow: args.flow,
-            parameters: args.params.collect()?,
-            schedule,
-            tags: args.tags,
-            limit: args.limit,
-        };
         return super::serve_remote::run(served, url, token).await;
     }
     let service = Arc::new(context::service()?);
-    let pushed = service.push(DEFAULT_TENANT, bytes, None).await?;
-    let flow = pushed.artifact.description.flow(args.flow.as_deref()).map_err(CliError::usage)?.name.clone();
-    let deployed = service
-        .deploy(
-            DEFAULT_TENANT,
-            DeployRequest {
-                artifact: ArtifactSource::Digest(pushed.artifact.digest.clone()),
-                flow: Some(flow),
-                name: args.name.clone(),
-                parameters: args.params.collect()?,
-                description: None,
-                version: None,
-                tags: args.tags.clone(),
-                schedule: schedule.clone(),
-                paused: false,
-                pool: None,
-                queue: None,
-                limits: Default::default(),
-                grants: Default::default(),
-                served: true,
-            },
-        )
-        .await?;
+    let pushed = service.push(DEFAULT_TENANT, std::mem::take(&mut served.bytes), None).await?;
+    let flow = pushed.artifact.description.flow(served.flow.as_deref()).map_err(CliError::usage)?.name.clone();
+    let deployed = service.deploy(DEFAULT_TENANT, served.request(flow, &pushed.artifact.digest)).await?;
     let full_name = deployed.deployment.full_name();
-    let words = schedule.as_ref().map_or_else(|| "no schedule".to_string(), Schedule::words);
+    let words = served.schedule.as_ref().map_or_else(|| "no schedule".to_string(), Schedule::words);
     println!("Your deployment '{full_name}' is being served ({words}).");
     println!("Start a run from another shell with `sluice run {full_name}`; stop serving with Ctrl-C.");
-    serve(&service, &full_name, schedule.as_ref(), args.limit.max(1)).await
+    serve(&service, &full_name, served.schedule.as_ref(), served.limit.max(1)).await
 }
 
 /// How long a serving process's claim on its deployment lasts unrenewed

@@ -39,30 +39,38 @@ pub struct Served {
     pub limit: usize,
 }
 
+impl Served {
+    /// The deployment `sluice serve` makes of `flow` in artifact `digest`,
+    /// on the server or in the embedded store alike: served, unpaused.
+    pub fn request(&self, flow: String, digest: &str) -> DeployRequest {
+        DeployRequest {
+            artifact: ArtifactSource::Digest(digest.to_string()),
+            flow: Some(flow),
+            name: self.name.clone(),
+            parameters: self.parameters.clone(),
+            description: None,
+            version: None,
+            tags: self.tags.clone(),
+            schedule: self.schedule.clone(),
+            paused: false,
+            pool: None,
+            queue: None,
+            limits: Default::default(),
+            grants: Default::default(),
+            served: true,
+        }
+    }
+}
+
 /// How often the serving process heartbeats, as a worker does by default.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Serves `served` through the server at `url` until SIGTERM or Ctrl-C.
-pub async fn run(served: Served, url: String, token: Option<String>) -> Result<ExitCode, CliError> {
+pub async fn run(mut served: Served, url: String, token: Option<String>) -> Result<ExitCode, CliError> {
     let api = ApiClient::new(&url, token.as_deref())?;
-    let pushed = api.push(served.bytes).await?;
+    let pushed = api.push(std::mem::take(&mut served.bytes)).await?;
     let flow = pushed.artifact.description.flow(served.flow.as_deref()).map_err(CliError::usage)?.name.clone();
-    let request = DeployRequest {
-        artifact: ArtifactSource::Digest(pushed.artifact.digest.clone()),
-        flow: Some(flow),
-        name: served.name,
-        parameters: served.parameters,
-        description: None,
-        version: None,
-        tags: served.tags,
-        schedule: served.schedule.clone(),
-        paused: false,
-        pool: None,
-        queue: None,
-        limits: Default::default(),
-        grants: Default::default(),
-        served: true,
-    };
+    let request = served.request(flow, &pushed.artifact.digest);
     let deployed = api.deploy(&super::backend::deploy_body(&request, &pushed.artifact.digest)).await?;
     let full_name = deployed.deployment.full_name();
     let words = served.schedule.as_ref().map_or_else(|| "no schedule".to_string(), Schedule::words);

@@ -70,6 +70,27 @@ pub enum Change {
     Unchanged,
 }
 
+/// The listing of top-level flow runs that `filter` selects, newest first,
+/// reading `columns`, in SQLite's dialect (`listing::to_postgres` for the
+/// other backend), and its values.
+pub(super) fn flow_runs_sql(filter: &RunFilter, columns: &str) -> (String, Vec<String>) {
+    let mut sql = format!("SELECT {columns} FROM flow_runs WHERE parent IS NULL");
+    let mut values: Vec<String> = Vec::new();
+    for (column, value) in [
+        ("tenant", filter.tenant.clone()),
+        ("flow", filter.flow.clone()),
+        ("deployment", filter.deployment.clone()),
+        ("state", filter.state.map(|s| s.name().to_string())),
+    ] {
+        if let Some(value) = value {
+            values.push(value);
+            sql.push_str(&format!(" AND {column} = ?{}", values.len()));
+        }
+    }
+    sql.push_str(&format!(" ORDER BY created DESC LIMIT {}", filter.limit.max(1)));
+    (sql, values)
+}
+
 /// Which flow runs to list.
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {

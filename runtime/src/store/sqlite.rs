@@ -367,7 +367,7 @@ impl StateStore for SqliteStore {
     }
 
     fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunRow>, StoreError> {
-        let (sql, values) = flow_runs_sql(filter);
+        let (sql, values) = super::flow_runs_sql(filter, FLOW_RUN_COLUMNS);
         self.read(|c| c.prepare(&sql)?.query_map(rusqlite::params_from_iter(values), flow_run_row)?.collect())
     }
 
@@ -974,25 +974,6 @@ pub(super) fn load_deployment(
         .optional()
 }
 
-/// The listing of top-level flow runs that `filter` selects, newest first, and its values.
-fn flow_runs_sql(filter: &RunFilter) -> (String, Vec<String>) {
-    let mut sql = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE parent IS NULL");
-    let mut values: Vec<String> = Vec::new();
-    for (column, value) in [
-        ("tenant", filter.tenant.clone()),
-        ("flow", filter.flow.clone()),
-        ("deployment", filter.deployment.clone()),
-        ("state", filter.state.map(|s| s.name().to_string())),
-    ] {
-        if let Some(value) = value {
-            values.push(value);
-            sql.push_str(&format!(" AND {column} = ?{}", values.len()));
-        }
-    }
-    sql.push_str(&format!(" ORDER BY created DESC LIMIT {}", filter.limit.max(1)));
-    (sql, values)
-}
-
 /// The steps SQLite's planner chose for `sql` (`EXPLAIN QUERY PLAN`), for
 /// tests that hot queries seek rather than walk a table.
 #[cfg(test)]
@@ -1028,7 +1009,8 @@ mod plan_tests {
             ),
         ];
         for (filter, index) in cases {
-            let plan = store.query(|c| query_plan(c, &flow_runs_sql(&filter).0)).unwrap();
+            let plan =
+                store.query(|c| query_plan(c, &super::super::flow_runs_sql(&filter, FLOW_RUN_COLUMNS).0)).unwrap();
             assert!(plan.iter().any(|step| step.contains(index)), "expected {index}: {plan:?}");
         }
     }

@@ -253,20 +253,8 @@ impl StateStore for PgStore {
     }
 
     fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunRow>, StoreError> {
-        let mut sql = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE parent IS NULL");
-        let mut values: Vec<String> = Vec::new();
-        for (column, value) in [
-            ("tenant", filter.tenant.clone()),
-            ("flow", filter.flow.clone()),
-            ("deployment", filter.deployment.clone()),
-            ("state", filter.state.map(|s| s.name().to_string())),
-        ] {
-            if let Some(value) = value {
-                values.push(value);
-                sql.push_str(&format!(" AND {column} = ${}", values.len()));
-            }
-        }
-        sql.push_str(&format!(" ORDER BY created DESC LIMIT {}", filter.limit.max(1)));
+        let (sql, values) = crate::store::flow_runs_sql(filter, FLOW_RUN_COLUMNS);
+        let sql = crate::store::listing::to_postgres(&sql);
         let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         self.read(async |c| rows::all(c.query(&sql, &params).await?, rows::flow_run))
     }
