@@ -24,8 +24,9 @@ use sluice::core::record::LogLevel;
 use sluice::runner::{MemoryCache, MemoryRecorder, RunSettings, Runner};
 use sluice::sandbox::bindings::RunContext;
 use sluice::sandbox::compile_cache::CompileCache;
+use sluice::sandbox::cpu::metered;
 use sluice::sandbox::engine::EngineSettings;
-use sluice::sandbox::instance::{Outcome, RunHost, Scope};
+use sluice::sandbox::instance::{InstanceConfig, Outcome, RunHost, Scope};
 use sluice::sandbox::program::{Program, Sandbox};
 use sluice::store::Backend;
 use std::sync::Arc;
@@ -207,11 +208,19 @@ async fn with_cpu_time(work: impl std::future::Future<Output = Result<Value>>) -
     Ok(reply)
 }
 
-/// One fresh instance and one call of the `noop` task export.
+/// One fresh instance and one call of the `noop` task export, its CPU
+/// metered as the runner meters a task's.
 async fn raw_call(program: &Program, i: u32) -> Result<()> {
     let scope = Scope { flow_run: RunId::new(), task_run: None, attempt: 1 };
-    let mut live = program.instantiate(Arc::new(NullHost), scope).await.map_err(|f| anyhow::anyhow!(f.message))?;
-    let out = live.flow.call_run_task(&mut live.store, "noop", &format!("{{\"i\":{i}}}")).await?;
+    let config = InstanceConfig::with_memory(program.memory_limit());
+    let out = metered(&config.cpu.clone(), async {
+        let mut live = program
+            .instantiate_with(Arc::new(NullHost), scope, &config)
+            .await
+            .map_err(|f| anyhow::anyhow!(f.message))?;
+        Ok::<_, anyhow::Error>(live.flow.call_run_task(&mut live.store, "noop", &format!("{{\"i\":{i}}}")).await?)
+    })
+    .await?;
     let out = out.ok().context("noop failed")?;
     ensure!(out == i.to_string(), "noop returned {out}, not {i}");
     Ok(())

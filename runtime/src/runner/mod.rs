@@ -21,7 +21,7 @@ use crate::core::record::{
 use crate::core::state::{StateType, check_transition};
 use crate::sandbox::bindings::RunContext;
 use crate::sandbox::capabilities::InstanceGrants;
-use crate::sandbox::cpu::{CpuExceeded, DEFAULT_RUN_CPU, DEFAULT_TASK_CPU, RunCpu};
+use crate::sandbox::cpu::{CpuExceeded, CpuMeter, DEFAULT_RUN_CPU, DEFAULT_TASK_CPU, RunCpu, metered};
 use crate::sandbox::flow_clock::{FlowClock, FlowDeterminism};
 use crate::sandbox::instance::{Ended, InstanceConfig, Outcome, RunHost, Scope, Suspension};
 use crate::sandbox::program::{Program, cpu_failure, crash};
@@ -310,13 +310,19 @@ impl Runner {
             Err(failure) => return state.fail(failure),
         };
         let determinism = FlowDeterminism { clock: FlowClock::starting_at(created), seed: seed_of(id) };
-        let mut live = match self.instantiate(scope, Some(determinism)).await {
-            Ok(live) => live,
+        // A flow's instance has no CPU limit of its own: it counts against the run's.
+        let meter = CpuMeter::new(None, self.cpu.clone());
+        let called = metered(&meter, async {
+            let mut live = self.instantiate(scope, Some(determinism), meter.clone()).await?;
+            let call = live.flow.call_run_flow(&mut live.store, &flow, &parameters);
+            let outcome = guard(call, self.settings.flow_timeout, &self.cancel).await;
+            Ok::<_, Failure>((settle(outcome, &live.store, "flow", &flow, self.settings.max_payload_bytes), live))
+        })
+        .await;
+        let (result, mut live) = match called {
+            Ok(called) => called,
             Err(failure) => return state.fail(failure),
         };
-        let call = live.flow.call_run_flow(&mut live.store, &flow, &parameters);
-        let outcome = guard(call, self.settings.flow_timeout, &self.cancel).await;
-        let result = settle(outcome, &live.store, "flow", &flow, self.settings.max_payload_bytes);
         // Tasks it submitted and did not wait for are stopped and ended before the flow run is.
         live.store.data_mut().submitted.stop().await;
         drop(live);
@@ -514,10 +520,14 @@ impl Runner {
         self.check_recorded()?;
         let _slot = self.instance_slot()?;
         let started = std::time::Instant::now();
-        let mut live = self.instantiate(scope, None).await?;
-        let call = live.flow.call_run_task(&mut live.store, task, input);
-        let outcome = guard(call, timeout, &self.cancel).await;
-        let result = settle(outcome, &live.store, "task", task, self.settings.max_payload_bytes);
+        let meter = CpuMeter::new(self.settings.task_cpu_limit, self.cpu.clone());
+        let (result, mut live) = metered(&meter, async {
+            let mut live = self.instantiate(scope, None, meter.clone()).await?;
+            let call = live.flow.call_run_task(&mut live.store, task, input);
+            let outcome = guard(call, timeout, &self.cancel).await;
+            Ok::<_, Failure>((settle(outcome, &live.store, "task", task, self.settings.max_payload_bytes), live))
+        })
+        .await?;
         live.store.data_mut().submitted.stop().await;
         // A task that tripped a run-wide limit (its `submit` was refused) ends on it, with no retry.
         let result = match (result, self.halted.get()) {
@@ -537,12 +547,11 @@ impl Runner {
         self: &Arc<Self>,
         scope: Scope,
         determinism: Option<FlowDeterminism>,
+        cpu: CpuMeter,
     ) -> Result<crate::sandbox::program::Live, Failure> {
         let config = InstanceConfig {
             memory_limit: self.settings.memory_limit.unwrap_or_else(|| self.program.memory_limit()),
-            // A task attempt has its own limit; a flow's instance counts against the run's only.
-            cpu_limit: if scope.task_run.is_some() { self.settings.task_cpu_limit } else { None },
-            run_cpu: self.cpu.clone(),
+            cpu,
             grants: self.settings.grants.clone(),
             determinism,
         };

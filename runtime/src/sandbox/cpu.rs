@@ -2,22 +2,35 @@
 //! code uses to its own limit (a task attempt's) and to its flow run's (the
 //! flow, subflows and every task together).
 //!
-//! Guest code runs in stretches: from the moment it starts or resumes
-//! (entering wasm, returning from a host call, coming back from an epoch
-//! yield) to the moment it stops (calling the host, reaching an epoch tick).
-//! A stretch never crosses an await point, so it runs on one OS thread from
-//! start to end, and it is charged by that thread's CPU clock
-//! ([`ThreadCpu`]), not by the wall clock: time the OS gives to other
-//! processes or threads while the guest's thread waits for a core is not
-//! the guest's. Time spent in host calls (waiting on tasks, sleeping,
-//! writing logs) and time spent yielded to other guests is not charged
-//! either. The epoch ticker (a wall-clock tick) makes a running guest check
-//! in at least every tick, so a guest past its limit is stopped at the first
-//! tick after it used its CPU time: on a busy host that tick comes later in
-//! wall time, never earlier in CPU time.
+//! Guest code runs inside the host's calls into it (instantiation and each
+//! export), and each such call is driven by a future. Every poll of that
+//! future is a *stretch*: it runs on one OS thread from start to end, with no
+//! other guest and no other tokio task between, and it is charged by that
+//! thread's CPU clock ([`ThreadCpu`]), not by the wall clock: time the OS
+//! gives to other processes or threads while the guest's thread waits for a
+//! core is not the guest's. When the guest awaits (a host call that waits on
+//! a task, a sleep, a pause, a commit; an epoch yield), the poll returns
+//! `Pending` and the stretch ends, so waiting is never charged.
+//!
+//! Host work that a guest's call does on the spot, without awaiting (writing
+//! its log lines, drawing random bytes, recording a task's state), is charged
+//! to the guest, as an OS charges a process's system time to its CPU limit.
+//! A guest that calls into another instance on the spot (a task run inline
+//! by its flow) stops its own stretch there: the nested instance's time is
+//! its own ([`metered`] keeps a per-thread stack of open stretches).
+//!
+//! Reading a thread's CPU clock is a system call (it has no vDSO fast path),
+//! so the clock is read only where a stretch starts or ends and at epoch
+//! ticks: about four reads per task, where reading it at every guest↔host
+//! crossing took sixteen.
+//!
+//! The epoch ticker (a wall-clock tick) makes a running guest check in at
+//! least every tick, so a guest past its limit is stopped at the first tick
+//! (or host call) after it used its CPU time: on a busy host that tick comes
+//! later in wall time, never earlier in CPU time.
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,15 +100,18 @@ impl CpuExceeded {
     }
 }
 
-/// The CPU meter of one instance.
+/// The CPU meter of one instance; clones share it (the store holds one,
+/// each [`metered`] call another).
+#[derive(Clone, Debug)]
+pub struct CpuMeter(Arc<Mutex<Meter>>);
+
 #[derive(Debug)]
-pub struct CpuMeter {
+struct Meter {
     limit: Option<Duration>,
     run: Arc<RunCpu>,
     used: Duration,
-    // Where guest code last started running; shared with the yield future,
-    // which sets it when the guest is scheduled again.
-    resumed: Arc<Mutex<Start>>,
+    // Where the open stretch started, if guest code is running now.
+    open: Option<Start>,
     exceeded: Option<CpuExceeded>,
 }
 
@@ -113,36 +129,15 @@ impl Start {
     }
 
     /// Time used by the stretch that began at `self` and ends at `end`.
-    /// Both ends are read on the guest's thread with no await between them,
-    /// so they share a thread; if wasmtime ever moved a running guest, the
-    /// stretch is charged by the wall clock rather than left uncounted.
+    /// Both ends are read in one poll, so on one thread; if that ever failed,
+    /// the stretch is charged by the wall clock rather than left uncounted.
     fn spent(&self, end: &Start) -> Duration {
         end.cpu.since(&self.cpu).unwrap_or_else(|| end.wall.saturating_duration_since(self.wall))
     }
 }
 
-impl CpuMeter {
-    /// A meter charging to `limit` (this instance's) and to `run`.
-    pub fn new(limit: Option<Duration>, run: Arc<RunCpu>) -> Self {
-        Self { limit, run, used: Duration::ZERO, resumed: Arc::new(Mutex::new(Start::now())), exceeded: None }
-    }
-
-    /// Guest code starts or resumes running now, on the calling thread.
-    pub fn resume(&self) {
-        *self.resumed.lock().expect("cpu meter lock") = Start::now();
-    }
-
-    /// Charges the CPU time the calling thread used since guest code last
-    /// resumed; an error names the limit it ran past (and is remembered, see
-    /// [`CpuMeter::exceeded`]).
-    pub fn charge(&mut self) -> Result<(), CpuExceeded> {
-        let now = Start::now();
-        let spent = {
-            let mut resumed = self.resumed.lock().expect("cpu meter lock");
-            let spent = resumed.spent(&now);
-            *resumed = now;
-            spent
-        };
+impl Meter {
+    fn charge(&mut self, spent: Duration) {
         self.used += spent;
         let run_used = self.run.add(spent);
         if let Some(limit) = self.limit
@@ -155,29 +150,102 @@ impl CpuMeter {
         {
             self.exceeded.get_or_insert(CpuExceeded::Run(limit));
         }
-        self.exceeded.map_or(Ok(()), Err)
     }
 
-    /// A future that lets other tasks run, then marks the guest resumed, so
-    /// the time it waited for its turn is not charged to it.
-    pub fn yield_then_resume(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let resumed = self.resumed.clone();
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            // Read on the thread that runs the guest on: wasmtime resumes it
-            // in the same poll that finds this future ready.
-            *resumed.lock().expect("cpu meter lock") = Start::now();
-        })
+    /// Ends the open stretch at `now`.
+    fn close(&mut self, now: &Start) {
+        if let Some(start) = self.open.take() {
+            self.charge(start.spent(now));
+        }
+    }
+}
+
+thread_local! {
+    // The meters whose stretches are open on this thread, innermost last:
+    // only the innermost one is running guest code.
+    static OPEN_STRETCHES: RefCell<Vec<CpuMeter>> = const { RefCell::new(Vec::new()) };
+}
+
+impl CpuMeter {
+    /// A meter charging to `limit` (this instance's) and to `run`.
+    pub fn new(limit: Option<Duration>, run: Arc<RunCpu>) -> Self {
+        Self(Arc::new(Mutex::new(Meter { limit, run, used: Duration::ZERO, open: None, exceeded: None })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Meter> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// At an epoch tick, inside guest code: charges the open stretch up to
+    /// now and goes on from here; an error names the limit it ran past (and
+    /// is remembered, see [`CpuMeter::exceeded`]).
+    pub fn charge_tick(&self) -> Result<(), CpuExceeded> {
+        let now = Start::now();
+        let mut meter = self.lock();
+        // Guest code outside any metered call (none is known) is charged from its first tick on.
+        meter.close(&now);
+        meter.open = Some(now);
+        meter.exceeded.map_or(Ok(()), Err)
     }
 
     /// The limit this instance ran past, if any.
     pub fn exceeded(&self) -> Option<CpuExceeded> {
-        self.exceeded
+        self.lock().exceeded
     }
 
-    /// CPU time this instance used (charged at its last stop).
+    /// CPU time this instance used (charged at the end of its last stretch).
     pub fn used(&self) -> Duration {
-        self.used
+        self.lock().used
+    }
+
+    fn open_at(&self, now: Start) {
+        self.lock().open = Some(now);
+    }
+
+    fn close_at(&self, now: &Start) {
+        self.lock().close(now);
+    }
+}
+
+/// Drives `call` (a call into this meter's instance) charging each of its
+/// polls to the meter; a poll that reaches another metered call on the spot
+/// stops this one's stretch for as long as the other runs.
+pub async fn metered<F: Future>(meter: &CpuMeter, call: F) -> F::Output {
+    let mut call = std::pin::pin!(call);
+    std::future::poll_fn(|context| {
+        let _stretch = Stretch::open(meter);
+        call.as_mut().poll(context)
+    })
+    .await
+}
+
+/// One poll's stretch; it ends when dropped, even by a panic.
+struct Stretch<'a>(&'a CpuMeter);
+
+impl<'a> Stretch<'a> {
+    fn open(meter: &'a CpuMeter) -> Self {
+        let now = Start::now();
+        OPEN_STRETCHES.with_borrow_mut(|open| {
+            if let Some(outer) = open.last() {
+                outer.close_at(&now);
+            }
+            open.push(meter.clone());
+        });
+        meter.open_at(now);
+        Self(meter)
+    }
+}
+
+impl Drop for Stretch<'_> {
+    fn drop(&mut self) {
+        let now = Start::now();
+        self.0.close_at(&now);
+        OPEN_STRETCHES.with_borrow_mut(|open| {
+            open.pop();
+            if let Some(outer) = open.last() {
+                outer.open_at(now);
+            }
+        });
     }
 }
 
@@ -193,30 +261,26 @@ mod tests {
         }
     }
 
-    /// Runs `stretch` between `resume` and `charge`; returns what was charged
-    /// and the CPU time the thread used around the whole stretch.
-    fn charged(meter: &mut CpuMeter, stretch: impl FnOnce()) -> (Duration, Duration) {
-        let before = meter.used();
-        let outer = ThreadCpu::now();
-        meter.resume();
-        stretch();
-        let result = meter.charge();
-        let around = ThreadCpu::now().since(&outer).expect("same thread");
-        assert_eq!(result, Ok(()));
-        (meter.used() - before, around)
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
     }
 
     #[test]
-    fn cpu_used_between_resume_and_charge_counts_and_waiting_outside_does_not() {
+    fn cpu_used_in_a_poll_counts_and_waiting_between_polls_does_not() {
         let run = RunCpu::new(None);
-        let mut meter = CpuMeter::new(None, run.clone());
-        let (spent, around) = charged(&mut meter, || spin_cpu(Duration::from_millis(20)));
-        assert!(spent >= Duration::from_millis(20) && spent <= around, "charged {spent:?}, used {around:?}");
-        // Time between a charge and the next resume (a host call) is not the guest's.
-        std::thread::sleep(Duration::from_millis(50));
-        let (after_wait, around) = charged(&mut meter, || {});
-        assert!(after_wait <= around, "charged {after_wait:?} for an empty stretch that used {around:?}");
-        assert_eq!(run.used(), meter.used());
+        let meter = CpuMeter::new(None, run.clone());
+        let outer = ThreadCpu::now();
+        block_on(metered(&meter, async {
+            spin_cpu(Duration::from_millis(20));
+            // Pending: the stretch ends, and the 50 ms of waiting are nobody's.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            spin_cpu(Duration::from_millis(5));
+        }));
+        let around = ThreadCpu::now().since(&outer).unwrap();
+        let charged = meter.used();
+        assert!(charged >= Duration::from_millis(25) && charged <= around, "charged {charged:?}, used {around:?}");
+        assert_eq!(run.used(), charged);
+        assert_eq!(meter.exceeded(), None);
     }
 
     #[test]
@@ -224,24 +288,45 @@ mod tests {
         // A thread that is off the processor inside a stretch (here asleep,
         // as when the OS runs other processes) uses no CPU: charging the
         // wall clock, as this meter once did, would charge 100 ms.
-        let mut meter = CpuMeter::new(Some(Duration::from_millis(100)), RunCpu::new(None));
-        let (spent, around) = charged(&mut meter, || std::thread::sleep(Duration::from_millis(100)));
-        assert!(spent <= around, "charged {spent:?}, but the thread used {around:?}");
-        assert!(spent < Duration::from_millis(100), "charged {spent:?} for 100 ms asleep");
+        let meter = CpuMeter::new(Some(Duration::from_millis(100)), RunCpu::new(None));
+        let outer = ThreadCpu::now();
+        block_on(metered(&meter, async { std::thread::sleep(Duration::from_millis(100)) }));
+        let around = ThreadCpu::now().since(&outer).unwrap();
+        assert!(meter.used() <= around, "charged {:?}, but the thread used {around:?}", meter.used());
+        assert!(meter.used() < Duration::from_millis(100), "charged {:?} for 100 ms asleep", meter.used());
         assert_eq!(meter.exceeded(), None);
+    }
+
+    #[test]
+    fn a_call_nested_on_the_spot_is_charged_to_its_own_meter_only() {
+        let run = RunCpu::new(None);
+        let (flow, task) = (CpuMeter::new(None, run.clone()), CpuMeter::new(None, run.clone()));
+        block_on(metered(&flow, async {
+            spin_cpu(Duration::from_millis(5));
+            metered(&task, async { spin_cpu(Duration::from_millis(30)) }).await;
+            spin_cpu(Duration::from_millis(5));
+        }));
+        assert!(task.used() >= Duration::from_millis(30), "task charged {:?}", task.used());
+        assert!(
+            flow.used() >= Duration::from_millis(10) && flow.used() < Duration::from_millis(30),
+            "the flow was charged {:?}: its task's 30 ms were counted twice",
+            flow.used()
+        );
+        assert_eq!(run.used(), flow.used() + task.used());
     }
 
     #[test]
     fn the_instance_limit_and_the_run_limit_are_named() {
         let run = RunCpu::new(Some(Duration::from_millis(30)));
-        let mut first = CpuMeter::new(Some(Duration::from_millis(10)), run.clone());
-        first.resume();
-        spin_cpu(Duration::from_millis(12));
-        assert_eq!(first.charge(), Err(CpuExceeded::Instance(Duration::from_millis(10))));
-        let mut second = CpuMeter::new(None, run.clone());
-        second.resume();
-        spin_cpu(Duration::from_millis(20));
-        assert_eq!(second.charge(), Err(CpuExceeded::Run(Duration::from_millis(30))));
+        let first = CpuMeter::new(Some(Duration::from_millis(10)), run.clone());
+        block_on(metered(&first, async { spin_cpu(Duration::from_millis(12)) }));
+        assert_eq!(first.exceeded(), Some(CpuExceeded::Instance(Duration::from_millis(10))));
+        let second = CpuMeter::new(None, run.clone());
+        block_on(metered(&second, async {
+            spin_cpu(Duration::from_millis(20));
+            // An epoch tick inside guest code sees the run's limit at once.
+            assert_eq!(second.charge_tick(), Err(CpuExceeded::Run(Duration::from_millis(30))));
+        }));
         assert!(run.exhausted());
         assert_eq!(
             CpuExceeded::Instance(Duration::from_millis(250)).message("task `spin`"),
@@ -250,19 +335,11 @@ mod tests {
     }
 
     #[test]
-    fn a_stretch_resumed_by_the_yield_future_starts_when_the_guest_runs_again() {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let mut meter = CpuMeter::new(None, RunCpu::new(None));
-        meter.resume();
+    fn a_tick_outside_any_metered_call_starts_charging_from_there() {
+        let meter = CpuMeter::new(None, RunCpu::new(None));
+        assert_eq!(meter.charge_tick(), Ok(()));
         spin_cpu(Duration::from_millis(5));
-        meter.charge().unwrap();
-        let charged_before_yield = meter.used();
-        runtime.block_on(meter.yield_then_resume());
-        std::thread::sleep(Duration::from_millis(30));
-        spin_cpu(Duration::from_millis(5));
-        meter.charge().unwrap();
-        let stretch = meter.used() - charged_before_yield;
-        assert!(stretch >= Duration::from_millis(5), "{stretch:?}");
-        assert!(stretch < Duration::from_millis(30), "the 30 ms asleep after the yield was charged: {stretch:?}");
+        assert_eq!(meter.charge_tick(), Ok(()));
+        assert!(meter.used() >= Duration::from_millis(5), "{:?}", meter.used());
     }
 }

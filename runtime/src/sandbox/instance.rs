@@ -18,7 +18,6 @@ use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -111,10 +110,9 @@ pub enum Suspension {
 pub struct InstanceConfig {
     /// Linear memory, in bytes.
     pub memory_limit: usize,
-    /// CPU time of this instance (a task attempt's limit); none for a flow's own instance.
-    pub cpu_limit: Option<Duration>,
-    /// The CPU time of the flow run it belongs to, shared by all its instances.
-    pub run_cpu: Arc<RunCpu>,
+    /// The meter its guest code is charged to: its own limit (a task
+    /// attempt's; none for a flow's instance) and its flow run's.
+    pub cpu: CpuMeter,
     /// What it is granted.
     pub grants: InstanceGrants,
     /// A flow instance's own clock and random seed (none for a task instance).
@@ -126,8 +124,7 @@ impl InstanceConfig {
     pub fn with_memory(memory_limit: usize) -> Self {
         Self {
             memory_limit,
-            cpu_limit: None,
-            run_cpu: RunCpu::new(None),
+            cpu: CpuMeter::new(None, RunCpu::new(None)),
             grants: InstanceGrants::default(),
             determinism: None,
         }
@@ -177,7 +174,7 @@ impl InstanceState {
             http_policy,
             table: ResourceTable::new(),
             limiter: InstanceLimiter::new(config.memory_limit),
-            cpu: CpuMeter::new(config.cpu_limit, config.run_cpu.clone()),
+            cpu: config.cpu.clone(),
             host,
             scope,
             submitted: Submitted::default(),

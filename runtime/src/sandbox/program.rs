@@ -8,7 +8,7 @@ use crate::core::failure::{Failure, FailureKind};
 use crate::core::record::LogLevel;
 use crate::sandbox::bindings::{self, Flow, FlowPre, RunContext, RunError, WitVersion, v0_2};
 use crate::sandbox::compile_cache::{CompileCache, CompileSource};
-use crate::sandbox::cpu::CpuExceeded;
+use crate::sandbox::cpu::{CpuExceeded, metered};
 use crate::sandbox::egress::{Egress, install_crypto_provider};
 use crate::sandbox::engine::EngineSettings;
 use crate::sandbox::instance::{Ended, InstanceConfig, InstanceState, Outcome, RunHost, Scope};
@@ -239,7 +239,10 @@ impl Program {
         self.instantiate_with(host, scope, &InstanceConfig::with_memory(self.memory_limit)).await
     }
 
-    /// A fresh instance with its own limits and grants.
+    /// A fresh instance with its own limits and grants. Instantiating runs
+    /// guest code, as its calls do: drive both inside one
+    /// [`metered`]`(&config.cpu, …)` so the guest is charged for them (one
+    /// stretch from instantiation to the call's end reads the CPU clock twice).
     pub async fn instantiate_with(
         &self,
         host: Arc<dyn RunHost>,
@@ -262,14 +265,20 @@ impl Program {
 
     async fn describe(&self) -> Result<ComponentDescription, LoadError> {
         let scope = Scope { flow_run: crate::core::ids::RunId::new(), task_run: None, attempt: 1 };
-        let mut live =
-            self.instantiate(Arc::new(DescribeHost), scope).await.map_err(|f| LoadError::Describe(f.message))?;
-        let call = live.flow.call_describe(&mut live.store);
-        let info = match tokio::time::timeout(Duration::from_secs(10), call).await {
-            Ok(Ok(info)) => info,
-            Ok(Err(err)) => return Err(LoadError::Describe(crash(&live.store, &err, "trap").message)),
-            Err(_) => return Err(LoadError::Describe("it did not return within 10 s".into())),
-        };
+        let config = InstanceConfig::with_memory(self.memory_limit);
+        let info = metered(&config.cpu.clone(), async {
+            let mut live = self
+                .instantiate_with(Arc::new(DescribeHost), scope, &config)
+                .await
+                .map_err(|f| LoadError::Describe(f.message))?;
+            let call = live.flow.call_describe(&mut live.store);
+            match tokio::time::timeout(Duration::from_secs(10), call).await {
+                Ok(Ok(info)) => Ok(info),
+                Ok(Err(err)) => Err(LoadError::Describe(crash(&live.store, &err, "trap").message)),
+                Err(_) => Err(LoadError::Describe("it did not return within 10 s".into())),
+            }
+        })
+        .await?;
         let description = ComponentDescription::try_from(info).map_err(LoadError::Describe)?;
         if description.flows.is_empty() {
             return Err(LoadError::Describe("it declares no flows".into()));
@@ -278,33 +287,28 @@ impl Program {
     }
 }
 
-/// Charges the guest's running time to its CPU meter: from entering wasm or
-/// returning from the host, to calling the host or reaching an epoch tick.
-/// At every tick the guest yields to the executor (so timeouts, cancels and
-/// other guests get their turn) or, past a CPU limit, traps.
+/// Makes a running guest check in with its CPU meter at every epoch tick:
+/// it yields to the executor (so timeouts, cancels and other guests get
+/// their turn) or, past a CPU limit, traps. The meter itself is charged per
+/// poll of the calls into the guest ([`metered`]), not at every crossing.
 fn meter_cpu(store: &mut Store<InstanceState>) {
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut context| {
-        let meter = &mut context.data_mut().cpu;
-        match meter.charge() {
-            Ok(()) => Ok(UpdateDeadline::YieldCustom(1, meter.yield_then_resume())),
-            Err(exceeded) => Err(cpu_trap(exceeded)),
-        }
+    store.epoch_deadline_callback(|context| match context.data().cpu.charge_tick() {
+        Ok(()) => Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))),
+        Err(exceeded) => Err(cpu_trap(exceeded)),
     });
     store.call_hook(|mut context, hook| {
         match hook {
             CallHook::CallingWasm => context.data_mut().returned = false,
             CallHook::ReturningFromWasm => context.data_mut().returned = true,
-            CallHook::CallingHost | CallHook::ReturningFromHost => {}
-        }
-        let meter = &mut context.data_mut().cpu;
-        match hook {
-            CallHook::CallingWasm | CallHook::ReturningFromHost => meter.resume(),
-            // A guest calling the host often never reaches an epoch check:
-            // it is charged here instead.
-            CallHook::CallingHost => meter.charge().map_err(cpu_trap)?,
-            // What it used is counted; a call that finished is not failed for it.
-            CallHook::ReturningFromWasm => _ = meter.charge(),
+            // A guest past its limit (charged when its last stretch ended)
+            // is stopped at its next host call, without reading a clock.
+            CallHook::CallingHost => {
+                if let Some(exceeded) = context.data().cpu.exceeded() {
+                    return Err(cpu_trap(exceeded));
+                }
+            }
+            CallHook::ReturningFromHost => {}
         }
         Ok(())
     });
