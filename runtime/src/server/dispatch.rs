@@ -51,6 +51,9 @@ pub struct Dispatch {
     polling: Mutex<HashMap<String, PollingWorker>>,
     // The trace context of runs created within a trace, until a worker takes them (see `observe/traces.rs`).
     traces: Mutex<HashMap<String, String>>,
+    // When a claim last wrote each worker's heartbeat: a busy worker claims
+    // after every run, and a write per claim was a commit per run.
+    claim_heartbeats: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 /// What a worker asks runs of.
@@ -91,6 +94,8 @@ const POLLING_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Trace contexts remembered at once; past it the oldest are forgotten (their runs start new traces).
 const TRACES_REMEMBERED: usize = 10_000;
+/// Workers whose latest claim heartbeat is remembered.
+const WORKERS_REMEMBERED: usize = 10_000;
 
 impl Dispatch {
     /// Dispatch over `service`.
@@ -105,7 +110,28 @@ impl Dispatch {
             local: Mutex::default(),
             polling: Mutex::default(),
             traces: Mutex::default(),
+            claim_heartbeats: Mutex::default(),
         }
+    }
+
+    /// Records that `worker` is alive, unless a claim of its did so lately:
+    /// often enough that it is never taken for gone (a quarter of the
+    /// heartbeat timeout, at most a second).
+    fn claim_heartbeat(&self, worker: &str) -> Result<(), ServiceError> {
+        let now = tokio::time::Instant::now();
+        let every = (self.heartbeat_timeout / 4).min(Duration::from_secs(1));
+        {
+            let mut written = self.claim_heartbeats.lock().expect("heartbeats lock");
+            if written.get(worker).is_some_and(|at| now.duration_since(*at) < every) {
+                return Ok(());
+            }
+            if written.len() >= WORKERS_REMEMBERED {
+                written.clear();
+            }
+            written.insert(worker.to_string(), now);
+        }
+        self.service.store.heartbeat(worker, Utc::now())?;
+        Ok(())
     }
 
     /// Remembers that run `id`'s spans hang under `traceparent`.
@@ -176,7 +202,7 @@ impl Dispatch {
             let notified = self.available.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            self.service.store.heartbeat(worker, Utc::now())?;
+            self.claim_heartbeat(worker)?;
             let claim = Claim { tenant, now: Utc::now(), pool, queues, deployment, limit: limit.max(1), taker: worker };
             let runs = self.service.claim_due(&claim)?;
             if !runs.is_empty() {
@@ -310,6 +336,7 @@ impl Dispatch {
         let crashed = self.worker_started(worker)?;
         self.service.store.heartbeat(worker, DateTime::<Utc>::UNIX_EPOCH)?;
         self.polling.lock().expect("polling lock").remove(worker);
+        self.claim_heartbeats.lock().expect("heartbeats lock").remove(worker);
         Ok(crashed)
     }
 

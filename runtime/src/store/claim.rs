@@ -13,28 +13,161 @@ use crate::core::tenant::TenantPolicy;
 use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::HashMap;
 
-/// Runs considered per tenant and claim: more than a claim ever takes.
-const CANDIDATES_PER_TENANT: usize = 200;
+/// Runs considered per tenant and claim at most: more than a claim ever takes.
+pub(super) const CANDIDATES_PER_TENANT: usize = 200;
+
+/// Candidates read per tenant first, for a claim of `limit` runs. A busy
+/// worker claims a run or two after each run ends: a short list of each
+/// tenant's earliest candidates serves it. Only when that list was cut short
+/// and did not yield enough (runs waiting on concurrency limits, or not
+/// routed to this pool, ahead of takeable ones) is the long one read.
+pub(super) fn first_candidates(limit: usize) -> usize {
+    (limit * 4).clamp(16, CANDIDATES_PER_TENANT)
+}
 
 /// Flow runs of one tenant running at once when its policy sets no limit.
 pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 100;
 
 /// A due run that could be taken, with what limits it.
-struct Pick {
+pub(super) struct Pick {
     tenant: String,
     /// Position among its tenant's picks: 0 for the first it would take.
     round: usize,
     priority: i64,
     position: usize,
-    id: String,
-    queue: Option<String>,
+    pub(super) id: String,
+    pub(super) queue: Option<String>,
     queue_limit: Option<u32>,
     deployment: Option<String>,
     deployment_limit: Option<u32>,
 }
 
+/// Runs taken and not ended, per tenant, per queue and per deployment
+/// (keyed `tenant`, `tenant queue`, `tenant deployment`).
+#[derive(Clone, Default)]
+pub(super) struct Running {
+    pub(super) tenant: HashMap<String, u64>,
+    pub(super) queue: HashMap<String, u64>,
+    pub(super) deployment: HashMap<String, u64>,
+}
+
+/// The SQL expressions [`Running`]'s three counts are grouped by.
+pub(super) const RUNNING_KEYS: [&str; 3] = ["tenant", "tenant || ' ' || queue", "tenant || ' ' || deployment"];
+
+/// The candidate run `id` (at `position` in its tenant's due order) as a
+/// pick for `claim`, routed to one of the claimer's `queues`; `None` when
+/// this claimer does not take it.
+pub(super) fn pick_of(
+    claim: &Claim<'_>,
+    tenant: &str,
+    position: usize,
+    id: String,
+    deployment_name: Option<String>,
+    deployment: Option<&Deployment>,
+    queues: &[WorkQueue],
+) -> Option<Pick> {
+    // A served deployment's runs go only to the `sluice serve` process
+    // serving it, whose claim names it; no pool's worker takes them.
+    if claim.deployment.is_none() && deployment.is_some_and(|d| d.served) {
+        return None;
+    }
+    let queue = match (claim.pool, deployment) {
+        (None, _) => None,
+        (Some(_), Some(deployment)) => Some(route(deployment, queues)?),
+        (Some(pool), None) if pool == DEFAULT_POOL => {
+            Some(queues.iter().filter(|q| !q.paused && q.tags.is_empty()).min_by_key(|q| q.priority)?)
+        }
+        (Some(_), None) => return None,
+    };
+    Some(Pick {
+        tenant: tenant.to_string(),
+        round: 0,
+        priority: queue.map_or(0, |q| q.priority),
+        position,
+        id,
+        queue: queue.map(|q| q.full_name()),
+        queue_limit: queue.and_then(|q| q.concurrency_limit),
+        deployment: deployment_name,
+        deployment_limit: deployment.and_then(|d| d.limits.concurrency),
+    })
+}
+
+/// Orders one tenant's picks as it would take them.
+pub(super) fn in_rounds(mut picks: Vec<Pick>) -> Vec<Pick> {
+    picks.sort_by_key(|pick| (pick.priority, pick.position));
+    for (round, pick) in picks.iter_mut().enumerate() {
+        pick.round = round;
+    }
+    picks
+}
+
+/// Of every tenant's picks, the first `limit` to take: the tenants
+/// interleaved, the least busy first, each pick within its tenant's,
+/// queue's and deployment's concurrency limits.
+pub(super) fn within_limits(
+    mut picks: Vec<Pick>,
+    mut running: Running,
+    tenant_limits: &HashMap<String, u64>,
+    limit: usize,
+) -> Vec<Pick> {
+    // Interleave: a tenant with fewer runs going gets the next slot.
+    picks.sort_by_key(|pick| {
+        let busy = running.tenant.get(&pick.tenant).copied().unwrap_or(0) as usize;
+        (pick.round + busy, pick.priority, pick.position)
+    });
+    let mut taken = Vec::new();
+    for pick in picks {
+        if taken.len() >= limit {
+            break;
+        }
+        let full =
+            |counts: &HashMap<String, u64>, key: &str, limit: u64| counts.get(key).copied().unwrap_or(0) >= limit;
+        let queue_key = pick.queue.as_ref().map(|q| format!("{} {q}", pick.tenant));
+        let deployment_key = pick.deployment.as_ref().map(|d| format!("{} {d}", pick.tenant));
+        let tenant_limit = tenant_limits.get(&pick.tenant).copied().unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS.into());
+        let waits = full(&running.tenant, &pick.tenant, tenant_limit)
+            || queue_key
+                .as_ref()
+                .zip(pick.queue_limit)
+                .is_some_and(|(key, limit)| full(&running.queue, key, limit.into()))
+            || deployment_key
+                .as_ref()
+                .zip(pick.deployment_limit)
+                .is_some_and(|(key, limit)| full(&running.deployment, key, limit.into()));
+        if waits {
+            // It waits its turn: it stays due and is taken when a slot frees.
+            continue;
+        }
+        *running.tenant.entry(pick.tenant.clone()).or_default() += 1;
+        if let Some(key) = queue_key {
+            *running.queue.entry(key).or_default() += 1;
+        }
+        if let Some(key) = deployment_key {
+            *running.deployment.entry(key).or_default() += 1;
+        }
+        taken.push(pick);
+    }
+    taken
+}
+
 /// Picks and takes due runs for `claim`; returns their ids.
 pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Result<Vec<String>> {
+    let (mut taken, cut_short) = choose(tx, claim, first_candidates(claim.limit))?;
+    if taken.len() < claim.limit && cut_short {
+        taken = choose(tx, claim, CANDIDATES_PER_TENANT)?.0;
+    }
+    let mut ids = Vec::with_capacity(taken.len());
+    for pick in taken {
+        tx.prepare_cached("UPDATE flow_runs SET claimed_by = ?2, queue = ?3, claimed_at = ?4 WHERE id = ?1")?
+            .execute(params![pick.id, claim.taker, pick.queue, timestamp(claim.now)])?;
+        ids.push(pick.id);
+    }
+    Ok(ids)
+}
+
+/// The runs `claim` would take from the first `per_tenant` candidates of
+/// each tenant, and whether some tenant had more candidates than that.
+fn choose(tx: &Transaction<'_>, claim: &Claim<'_>, per_tenant: usize) -> rusqlite::Result<(Vec<Pick>, bool)> {
     let tenants: Vec<(String, TenantPolicy)> = tx
         .prepare_cached("SELECT name, policy FROM tenants WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?
         .query_map([claim.tenant], |row| {
@@ -42,71 +175,43 @@ pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Res
             Ok((row.get(0)?, serde_json::from_str(&policy).unwrap_or_default()))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut running_tenant = running_counts(tx, "tenant")?;
-    let mut running_queue = running_counts(tx, "tenant || ' ' || queue")?;
-    let mut running_deployment = running_counts(tx, "tenant || ' ' || deployment")?;
+    let [tenant, queue, deployment] = RUNNING_KEYS.map(|key| running_counts(tx, key));
+    let running = Running { tenant: tenant?, queue: queue?, deployment: deployment? };
     let mut picks = Vec::new();
+    let mut cut_short = false;
     let mut tenant_limits = HashMap::new();
     for (tenant, policy) in tenants {
         let limit = policy.max_concurrent_runs.unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS);
         tenant_limits.insert(tenant.clone(), u64::from(limit));
-        picks.extend(tenant_picks(tx, claim, &tenant)?);
+        let (tenant_picks, more) = tenant_picks(tx, claim, &tenant, per_tenant)?;
+        picks.extend(tenant_picks);
+        cut_short |= more;
     }
-    // Interleave: a tenant with fewer runs going gets the next slot.
-    picks.sort_by_key(|pick| {
-        let busy = running_tenant.get(&pick.tenant).copied().unwrap_or(0) as usize;
-        (pick.round + busy, pick.priority, pick.position)
-    });
-    let mut taken = Vec::new();
-    for pick in picks {
-        if taken.len() >= claim.limit {
-            break;
-        }
-        let full =
-            |counts: &HashMap<String, u64>, key: &str, limit: u64| counts.get(key).copied().unwrap_or(0) >= limit;
-        let queue_key = pick.queue.as_ref().map(|q| format!("{} {q}", pick.tenant));
-        let deployment_key = pick.deployment.as_ref().map(|d| format!("{} {d}", pick.tenant));
-        let waits = full(&running_tenant, &pick.tenant, tenant_limits[&pick.tenant])
-            || queue_key
-                .as_ref()
-                .zip(pick.queue_limit)
-                .is_some_and(|(key, limit)| full(&running_queue, key, limit.into()))
-            || deployment_key
-                .as_ref()
-                .zip(pick.deployment_limit)
-                .is_some_and(|(key, limit)| full(&running_deployment, key, limit.into()));
-        if waits {
-            // It waits its turn: it stays due and is taken when a slot frees.
-            continue;
-        }
-        tx.prepare_cached("UPDATE flow_runs SET claimed_by = ?2, queue = ?3, claimed_at = ?4 WHERE id = ?1")?
-            .execute(params![pick.id, claim.taker, pick.queue, timestamp(claim.now)])?;
-        *running_tenant.entry(pick.tenant.clone()).or_default() += 1;
-        if let Some(key) = queue_key {
-            *running_queue.entry(key).or_default() += 1;
-        }
-        if let Some(key) = deployment_key {
-            *running_deployment.entry(key).or_default() += 1;
-        }
-        taken.push(pick.id);
-    }
-    Ok(taken)
+    let taken = within_limits(picks, running, &tenant_limits, claim.limit);
+    Ok((taken, cut_short))
 }
 
-/// One tenant's due runs that the claimer's pool serves, in the order it would take them.
-fn tenant_picks(tx: &Transaction<'_>, claim: &Claim<'_>, tenant: &str) -> rusqlite::Result<Vec<Pick>> {
+/// One tenant's due runs that the claimer's pool serves, in the order it
+/// would take them, from its first `limit` candidates; and whether it has more.
+fn tenant_picks(
+    tx: &Transaction<'_>,
+    claim: &Claim<'_>,
+    tenant: &str,
+    limit: usize,
+) -> rusqlite::Result<(Vec<Pick>, bool)> {
     let candidates: Vec<(String, Option<String>)> = tx
         .prepare_cached(
             "SELECT id, deployment FROM flow_runs WHERE tenant = ?1 AND state IN ('Scheduled', 'Late')
              AND claimed_by IS NULL AND scheduled <= ?2 AND (?3 IS NULL OR deployment = ?3)
              ORDER BY scheduled LIMIT ?4",
         )?
-        .query_map(params![tenant, timestamp(claim.now), claim.deployment, CANDIDATES_PER_TENANT], |row| {
+        .query_map(params![tenant, timestamp(claim.now), claim.deployment, limit], |row| {
             Ok((row.get(0)?, row.get(1)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    let more = candidates.len() == limit;
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     let queues: Vec<WorkQueue> = match claim.pool {
         Some(pool) => {
@@ -116,7 +221,7 @@ fn tenant_picks(tx: &Transaction<'_>, claim: &Claim<'_>, tenant: &str) -> rusqli
                 })
                 .optional()?;
             if paused != Some(false) {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), false));
             }
             let queues = queues_in(tx, tenant, Some(pool))?;
             queues.into_iter().filter(|q| claim.queues.is_empty() || claim.queues.contains(&q.name)).collect()
@@ -136,42 +241,9 @@ fn tenant_picks(tx: &Transaction<'_>, claim: &Claim<'_>, tenant: &str) -> rusqli
                 .clone(),
             None => None,
         };
-        // A served deployment's runs go only to the `sluice serve` process
-        // serving it, whose claim names it; no pool's worker takes them.
-        if claim.deployment.is_none() && deployment.as_ref().is_some_and(|d| d.served) {
-            continue;
-        }
-        let queue = match (claim.pool, &deployment) {
-            (None, _) => None,
-            (Some(_), Some(deployment)) => match route(deployment, &queues) {
-                Some(queue) => Some(queue),
-                None => continue,
-            },
-            (Some(pool), None) if pool == DEFAULT_POOL => {
-                match queues.iter().filter(|q| !q.paused && q.tags.is_empty()).min_by_key(|q| q.priority) {
-                    Some(queue) => Some(queue),
-                    None => continue,
-                }
-            }
-            (Some(_), None) => continue,
-        };
-        picks.push(Pick {
-            tenant: tenant.to_string(),
-            round: 0,
-            priority: queue.map_or(0, |q| q.priority),
-            position,
-            id,
-            queue: queue.map(|q| q.full_name()),
-            queue_limit: queue.and_then(|q| q.concurrency_limit),
-            deployment: deployment_name,
-            deployment_limit: deployment.and_then(|d| d.limits.concurrency),
-        });
+        picks.extend(pick_of(claim, tenant, position, id, deployment_name, deployment.as_ref(), &queues));
     }
-    picks.sort_by_key(|pick| (pick.priority, pick.position));
-    for (round, pick) in picks.iter_mut().enumerate() {
-        pick.round = round;
-    }
-    Ok(picks)
+    Ok((in_rounds(picks), more))
 }
 
 /// Runs taken and not ended, counted by `key` (an SQL expression). Through

@@ -63,7 +63,7 @@ impl SqliteStore {
 
     /// Commits everything recorded so far.
     pub async fn flush(&self) {
-        self.writer.commit_now();
+        self.writer.commit_now_async().await;
     }
 
     /// Records `events` and commits them before returning; an error says
@@ -115,9 +115,12 @@ impl Recorder for SqliteStore {
 
     fn barrier(&self) -> Option<Barrier> {
         // The commit happens here, on the caller's thread: a hand-off to
-        // another thread would cost more than the commit itself.
-        self.writer.commit_now();
-        None
+        // another thread would cost more than the commit itself. Only while
+        // another commit holds the connection is there anything to await.
+        match self.writer.try_commit_now() {
+            Ok(()) => None,
+            Err(target) => Some(Box::pin(self.writer.committed_until(target))),
+        }
     }
 }
 

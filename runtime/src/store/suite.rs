@@ -270,6 +270,64 @@ async fn a_served_deployments_runs_go_only_to_the_claim_naming_it() {
 }
 
 #[tokio::test]
+async fn a_run_behind_a_long_line_of_runs_waiting_on_their_limit_is_still_taken() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let now = Utc::now();
+        let deployment = |name: &str, concurrency| Deployment {
+            tenant: "default".into(),
+            flow: "hello".into(),
+            name: name.into(),
+            artifact: "sha256:00".into(),
+            parameters: serde_json::Map::new(),
+            description: None,
+            version: None,
+            tags: Vec::new(),
+            schedule: None,
+            paused: false,
+            pool: None,
+            queue: None,
+            limits: crate::core::deployment::Limits { concurrency, ..Default::default() },
+            grants: Default::default(),
+            served: false,
+            created: now,
+            updated: now,
+        };
+        store.upsert_deployment(&deployment("one-at-a-time", Some(1))).unwrap();
+        store.upsert_deployment(&deployment("free", None)).unwrap();
+        // More runs of the limited deployment than a claim first reads, all due before the free one.
+        let queued = |name: &str, age: i64| {
+            let mut events = due_run("default", now - chrono::Duration::seconds(age));
+            if let Event::FlowRunCreated(run) = &mut events[0] {
+                run.deployment = Some(format!("hello/{name}"));
+            }
+            events
+        };
+        for age in 0..100 {
+            for event in queued("one-at-a-time", 1_000 - age) {
+                store.record(&event);
+            }
+        }
+        let free: Vec<Event> = queued("free", 1);
+        let Event::FlowRunCreated(free_run) = &free[0] else { unreachable!() };
+        let free_id = free_run.id.to_string();
+        for event in &free {
+            store.record(event);
+        }
+        store.flush().await;
+        let claim =
+            Claim { tenant: None, now, pool: Some("default"), queues: &[], deployment: None, limit: 1, taker: "w" };
+        let first = store.claim_due(&claim).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].deployment.as_deref(), Some("hello/one-at-a-time"), "the oldest due run goes first");
+        // Every other run of that deployment now waits for its one slot: the free run behind them goes.
+        let second = store.claim_due(&claim).unwrap();
+        assert_eq!(second.iter().map(|run| run.id.as_str()).collect::<Vec<_>>(), [free_id.as_str()]);
+        assert!(store.claim_due(&claim).unwrap().is_empty(), "nothing else may start");
+    }
+}
+
+#[tokio::test]
 async fn claims_interleave_tenants_so_a_backlog_does_not_starve_another() {
     for (_dir, open) in backends() {
         let store = open();

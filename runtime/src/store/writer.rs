@@ -2,6 +2,10 @@
 //! whoever needs them durable (a barrier) commits everything queued so far
 //! in one transaction on its own thread, so a sequential run pays no thread
 //! wake-ups; concurrent callers find their writes committed by the first.
+//! An async caller that finds the connection busy does not block its
+//! executor thread on it: it awaits the connection's release (and then
+//! finds its writes committed, or commits what is queued by then), so a
+//! server's few executor threads go on serving requests during a commit.
 //! A background thread commits what nobody waits for (logs, final states)
 //! every few milliseconds, and checkpoints the WAL into the database on a
 //! connection of its own, so no commit on a runner's thread pays for a
@@ -21,9 +25,9 @@ use rusqlite::{Connection, Transaction, params};
 use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 /// How long a write nobody waits for may stay uncommitted.
 const BACKGROUND_PERIOD: Duration = Duration::from_millis(5);
@@ -66,6 +70,49 @@ struct Shared {
     lost: Mutex<Vec<(Range<u64>, String)>>,
     /// Why the latest commit failed; cleared by the next that succeeds.
     failing: Mutex<Option<String>>,
+    /// Signalled whenever the write connection is released.
+    released: Notify,
+}
+
+/// The write connection, held; its release wakes those awaiting it.
+struct Held<'a> {
+    connection: Option<MutexGuard<'a, Connection>>,
+    shared: &'a Shared,
+}
+
+impl Shared {
+    fn hold(&self) -> Held<'_> {
+        Held { connection: Some(self.connection.lock().expect("connection lock")), shared: self }
+    }
+
+    /// The connection if nobody holds it now.
+    fn try_hold(&self) -> Option<Held<'_>> {
+        match self.connection.try_lock() {
+            Ok(connection) => Some(Held { connection: Some(connection), shared: self }),
+            Err(TryLockError::WouldBlock) => None,
+            Err(TryLockError::Poisoned(_)) => panic!("connection lock poisoned"),
+        }
+    }
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.connection.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.connection.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        drop(self.connection.take());
+        self.shared.released.notify_waiters();
+    }
 }
 
 /// The write side of the store.
@@ -92,6 +139,7 @@ impl WriterHandle {
             wake: Condvar::new(),
             lost: Mutex::default(),
             failing: Mutex::default(),
+            released: Notify::new(),
         });
         let background = shared.clone();
         let thread = std::thread::Builder::new()
@@ -123,13 +171,60 @@ impl WriterHandle {
     /// Makes every write queued so far durable, committing it here if no
     /// one else already has (or giving up on it: see [`Self::failure`]).
     pub fn commit_now(&self) {
-        commit_queued(&self.shared, self.shared.submitted.load(Ordering::SeqCst));
+        commit_queued(&self.shared, &mut self.shared.hold(), self.shared.submitted.load(Ordering::SeqCst));
+    }
+
+    /// [`Self::commit_now`] for an async caller: done here and now when the
+    /// connection is free (`Ok`); else nothing is done, and the `Err` holds
+    /// the target that [`Self::committed_until`] awaits.
+    pub fn try_commit_now(&self) -> Result<(), u64> {
+        let target = self.shared.submitted.load(Ordering::SeqCst);
+        if self.shared.committed.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
+        match self.shared.try_hold() {
+            Some(mut held) => {
+                commit_queued(&self.shared, &mut held, target);
+                Ok(())
+            }
+            None => Err(target),
+        }
+    }
+
+    /// Resolves once the first `target` writes are durable, committing them
+    /// when the connection is free, without ever blocking the executor on it.
+    pub fn committed_until(&self, target: u64) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            loop {
+                if shared.committed.load(Ordering::SeqCst) >= target {
+                    return;
+                }
+                let released = shared.released.notified();
+                let mut released = std::pin::pin!(released);
+                // Registered before looking, so a release in between is not missed.
+                released.as_mut().enable();
+                if let Some(mut held) = shared.try_hold() {
+                    commit_queued(&shared, &mut held, target);
+                    return;
+                }
+                released.await;
+            }
+        }
+    }
+
+    /// Makes every write queued so far durable; awaits a busy connection
+    /// rather than blocking the executor thread on it.
+    pub async fn commit_now_async(&self) {
+        if let Err(target) = self.try_commit_now() {
+            self.committed_until(target).await;
+        }
     }
 
     /// Makes the writes numbered `writes` durable; an error says some were lost.
     pub fn commit_writes(&self, writes: &[u64]) -> Result<(), String> {
         let Some(last) = writes.iter().max() else { return Ok(()) };
-        commit_queued(&self.shared, last + 1);
+        commit_queued(&self.shared, &mut self.shared.hold(), last + 1);
         let lost = self.shared.lost.lock().expect("lost lock");
         match lost.iter().find(|(range, _)| writes.iter().any(|write| range.contains(write))) {
             Some((_, why)) => Err(why.clone()),
@@ -146,7 +241,7 @@ impl WriterHandle {
     /// queued write, for writes whose outcome the caller needs.
     pub fn transaction<T>(&self, work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
         self.commit_now();
-        let mut connection = self.shared.connection.lock().expect("connection lock");
+        let mut connection = self.shared.hold();
         let tx = connection.transaction()?;
         let value = work(&tx)?;
         tx.commit()?;
@@ -170,12 +265,8 @@ impl Drop for WriterHandle {
     }
 }
 
-/// Commits until at least `target` writes are durable.
-fn commit_queued(shared: &Shared, target: u64) {
-    if shared.committed.load(Ordering::SeqCst) >= target {
-        return;
-    }
-    let mut connection = shared.connection.lock().expect("connection lock");
+/// Commits on `connection` until at least `target` writes are durable.
+fn commit_queued(shared: &Shared, connection: &mut Connection, target: u64) {
     // Whoever held the connection before may have committed ours already.
     if shared.committed.load(Ordering::SeqCst) >= target {
         return;
@@ -188,13 +279,13 @@ fn commit_queued(shared: &Shared, target: u64) {
     let first = shared.committed.load(Ordering::SeqCst);
     shared.transactions.fetch_add(1, Ordering::Relaxed);
     let started = std::time::Instant::now();
-    let mut outcome = commit(&mut connection, &batch);
+    let mut outcome = commit(connection, &batch);
     for wait in COMMIT_RETRIES {
         if outcome.is_ok() || shared.stopping.load(Ordering::SeqCst) {
             break;
         }
         std::thread::sleep(wait);
-        outcome = commit(&mut connection, &batch);
+        outcome = commit(connection, &batch);
     }
     observe_commit(started, count);
     match outcome {
@@ -239,10 +330,12 @@ fn background_commits(shared: &Shared, checkpointer: &Connection) {
         let queued = !idle.is_empty();
         drop(idle);
         if queued {
-            commit_queued(shared, shared.submitted.load(Ordering::SeqCst));
+            commit_queued(shared, &mut shared.hold(), shared.submitted.load(Ordering::SeqCst));
         }
         if schedule.due(shared.transactions.load(Ordering::Relaxed)) {
             checkpoint(checkpointer, &shared.connection, WAL_FRAMES_BEFORE_HOLDING_THE_WRITER);
+            // It may have held the write connection.
+            shared.released.notify_waiters();
         }
         idle = shared.queue.lock().expect("queue lock");
     }

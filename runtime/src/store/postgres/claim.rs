@@ -12,30 +12,16 @@
 
 use super::queries::{load_deployment, queues_in};
 use crate::core::deployment::Deployment;
-use crate::core::pool::{DEFAULT_POOL, WorkQueue, route};
+use crate::core::pool::WorkQueue;
 use crate::core::tenant::TenantPolicy;
-use crate::store::claim::DEFAULT_MAX_CONCURRENT_RUNS;
+use crate::store::claim::{
+    CANDIDATES_PER_TENANT, DEFAULT_MAX_CONCURRENT_RUNS, Pick, RUNNING_KEYS, Running, first_candidates, in_rounds,
+    pick_of, within_limits,
+};
 use crate::store::writer::timestamp;
 use crate::store::{Claim, StoreError};
 use std::collections::HashMap;
 use tokio_postgres::Transaction;
-
-/// Runs considered per tenant and claim: more than a claim ever takes.
-const CANDIDATES_PER_TENANT: i64 = 200;
-
-/// A due run that could be taken, with what limits it.
-struct Pick {
-    tenant: String,
-    /// Position among its tenant's picks: 0 for the first it would take.
-    round: usize,
-    priority: i64,
-    position: usize,
-    id: String,
-    queue: Option<String>,
-    queue_limit: Option<u32>,
-    deployment: Option<String>,
-    deployment_limit: Option<u32>,
-}
 
 /// Picks and takes due runs for `claim`; returns their ids.
 pub(super) async fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> Result<Vec<String>, StoreError> {
@@ -50,7 +36,7 @@ pub(super) async fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> Result<
             &[&claim.tenant, &now],
         )
         .await?;
-    let mut picks = Vec::new();
+    let mut tenants = Vec::new();
     let mut tenant_limits = HashMap::new();
     for row in &found {
         let (tenant, policy): (String, String) = (row.get(0), row.get(1));
@@ -65,76 +51,64 @@ pub(super) async fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> Result<
         let policy: TenantPolicy = serde_json::from_str(&policy).unwrap_or_default();
         let limit = policy.max_concurrent_runs.unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS);
         tenant_limits.insert(tenant.clone(), u64::from(limit));
-        picks.extend(tenant_picks(tx, claim, &tenant, &now).await?);
+        tenants.push(tenant);
     }
-    if picks.is_empty() {
+    if tenants.is_empty() {
         return Ok(Vec::new());
     }
     // Counted after the locks: no other claimer changes these tenants' counts until we commit.
-    let mut running_tenant = running_counts(tx, "tenant").await?;
-    let mut running_queue = running_counts(tx, "tenant || ' ' || queue").await?;
-    let mut running_deployment = running_counts(tx, "tenant || ' ' || deployment").await?;
-    // Interleave: a tenant with fewer runs going gets the next slot.
-    picks.sort_by_key(|pick| {
-        let busy = running_tenant.get(&pick.tenant).copied().unwrap_or(0) as usize;
-        (pick.round + busy, pick.priority, pick.position)
-    });
-    let mut taken = Vec::new();
-    for pick in picks {
-        if taken.len() >= claim.limit {
-            break;
+    let mut running = Running::default();
+    for (key, counts) in
+        RUNNING_KEYS.into_iter().zip([&mut running.tenant, &mut running.queue, &mut running.deployment])
+    {
+        *counts = running_counts(tx, key).await?;
+    }
+    let choose = async |per_tenant: usize, running: Running| -> Result<(Vec<Pick>, bool), StoreError> {
+        let mut picks = Vec::new();
+        let mut cut_short = false;
+        for tenant in &tenants {
+            let (tenant_picks, more) = tenant_picks(tx, claim, tenant, &now, per_tenant).await?;
+            picks.extend(tenant_picks);
+            cut_short |= more;
         }
-        let full =
-            |counts: &HashMap<String, u64>, key: &str, limit: u64| counts.get(key).copied().unwrap_or(0) >= limit;
-        let queue_key = pick.queue.as_ref().map(|q| format!("{} {q}", pick.tenant));
-        let deployment_key = pick.deployment.as_ref().map(|d| format!("{} {d}", pick.tenant));
-        let waits = full(&running_tenant, &pick.tenant, tenant_limits[&pick.tenant])
-            || queue_key
-                .as_ref()
-                .zip(pick.queue_limit)
-                .is_some_and(|(key, limit)| full(&running_queue, key, limit.into()))
-            || deployment_key
-                .as_ref()
-                .zip(pick.deployment_limit)
-                .is_some_and(|(key, limit)| full(&running_deployment, key, limit.into()));
-        if waits {
-            // It waits its turn: it stays due and is taken when a slot frees.
-            continue;
-        }
+        Ok((within_limits(picks, running, &tenant_limits, claim.limit), cut_short))
+    };
+    let (mut taken, cut_short) = choose(first_candidates(claim.limit), running.clone()).await?;
+    if taken.len() < claim.limit && cut_short {
+        taken = choose(CANDIDATES_PER_TENANT, running).await?.0;
+    }
+    let mut ids = Vec::with_capacity(taken.len());
+    for pick in taken {
         tx.execute(
             "UPDATE flow_runs SET claimed_by = $2, queue = $3, claimed_at = $4 WHERE id = $1",
             &[&pick.id, &claim.taker, &pick.queue, &timestamp(claim.now)],
         )
         .await?;
-        *running_tenant.entry(pick.tenant.clone()).or_default() += 1;
-        if let Some(key) = queue_key {
-            *running_queue.entry(key).or_default() += 1;
-        }
-        if let Some(key) = deployment_key {
-            *running_deployment.entry(key).or_default() += 1;
-        }
-        taken.push(pick.id);
+        ids.push(pick.id);
     }
-    Ok(taken)
+    Ok(ids)
 }
 
-/// One tenant's due runs that the claimer's pool serves, in the order it would take them.
+/// One tenant's due runs that the claimer's pool serves, in the order it
+/// would take them, from its first `limit` candidates; and whether it has more.
 async fn tenant_picks(
     tx: &Transaction<'_>,
     claim: &Claim<'_>,
     tenant: &str,
     now: &str,
-) -> Result<Vec<Pick>, StoreError> {
+    limit: usize,
+) -> Result<(Vec<Pick>, bool), StoreError> {
     let candidates = tx
         .query(
             "SELECT id, deployment FROM flow_runs WHERE tenant = $1 AND state IN ('Scheduled', 'Late')
              AND claimed_by IS NULL AND scheduled <= $2 AND ($3::text IS NULL OR deployment = $3)
              ORDER BY scheduled LIMIT $4 FOR UPDATE SKIP LOCKED",
-            &[&tenant, &now, &claim.deployment, &CANDIDATES_PER_TENANT],
+            &[&tenant, &now, &claim.deployment, &(limit as i64)],
         )
         .await?;
+    let more = candidates.len() == limit;
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     let queues: Vec<WorkQueue> = match claim.pool {
         Some(pool) => {
@@ -143,7 +117,7 @@ async fn tenant_picks(
                 .await?
                 .map(|row| row.get(0));
             if paused != Some(false) {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), false));
             }
             let queues = queues_in(tx, tenant, Some(pool)).await?;
             queues.into_iter().filter(|q| claim.queues.is_empty() || claim.queues.contains(&q.name)).collect()
@@ -167,42 +141,9 @@ async fn tenant_picks(
             }
             None => None,
         };
-        // A served deployment's runs go only to the `sluice serve` process
-        // serving it, whose claim names it; no pool's worker takes them.
-        if claim.deployment.is_none() && deployment.as_ref().is_some_and(|d| d.served) {
-            continue;
-        }
-        let queue = match (claim.pool, &deployment) {
-            (None, _) => None,
-            (Some(_), Some(deployment)) => match route(deployment, &queues) {
-                Some(queue) => Some(queue),
-                None => continue,
-            },
-            (Some(pool), None) if pool == DEFAULT_POOL => {
-                match queues.iter().filter(|q| !q.paused && q.tags.is_empty()).min_by_key(|q| q.priority) {
-                    Some(queue) => Some(queue),
-                    None => continue,
-                }
-            }
-            (Some(_), None) => continue,
-        };
-        picks.push(Pick {
-            tenant: tenant.to_string(),
-            round: 0,
-            priority: queue.map_or(0, |q| q.priority),
-            position,
-            id,
-            queue: queue.map(|q| q.full_name()),
-            queue_limit: queue.and_then(|q| q.concurrency_limit),
-            deployment: deployment_name,
-            deployment_limit: deployment.and_then(|d| d.limits.concurrency),
-        });
+        picks.extend(pick_of(claim, tenant, position, id, deployment_name, deployment.as_ref(), &queues));
     }
-    picks.sort_by_key(|pick| (pick.priority, pick.position));
-    for (round, pick) in picks.iter_mut().enumerate() {
-        pick.round = round;
-    }
-    Ok(picks)
+    Ok((in_rounds(picks), more))
 }
 
 /// Runs taken and not ended, counted by `key` (an SQL expression).
