@@ -51,7 +51,7 @@ pub fn deployments(d: &Dispatch, p: &Principal) -> UiResult<Vec<DeploymentSummar
     let deployments = store.deployments(Some(&p.tenant))?;
     let next = "SELECT MIN(scheduled) FROM flow_runs
                 WHERE tenant = ?1 AND deployment = ?2 AND state IN ('Scheduled', 'Late') AND claimed_by IS NULL";
-    let last = "SELECT id, state FROM flow_runs WHERE deployment = ?2 AND +tenant = ?1 AND +parent IS NULL
+    let last = "SELECT id, state FROM flow_runs WHERE tenant = ?1 AND deployment = ?2 AND +parent IS NULL
                 AND state NOT IN ('Scheduled', 'Late') ORDER BY created DESC LIMIT 1";
     let mut summaries = Vec::with_capacity(deployments.len());
     for deployment in deployments {
@@ -145,12 +145,10 @@ pub struct RunPage {
 pub fn runs(d: &Dispatch, p: &Principal, query: &RunQuery) -> UiResult<RunPage> {
     // `+parent`: nearly every run has no parent, so that index would only slow the
     // query; the `created` index (or the filter's own) serves the order instead.
-    // With a flow, deployment or state filter, that column's index (each ends in
-    // `created`) drives the query and the tenant is checked per row (`+tenant`);
-    // without one, the tenant's own (tenant, created) index does.
-    let narrowed = query.flow.is_some() || query.deployment.is_some() || query.state.is_some();
-    let tenant = if narrowed { "+tenant" } else { "tenant" };
-    let mut sql = format!("SELECT id FROM flow_runs WHERE {tenant} = ?1 AND +parent IS NULL");
+    // With a flow, deployment or state filter, the tenant's index of that column
+    // (each ends in `created`) drives the query; without one, the tenant's own
+    // (tenant, created) index does. Never another tenant's rows are walked.
+    let mut sql = "SELECT id FROM flow_runs WHERE tenant = ?1 AND +parent IS NULL".to_string();
     let mut values: Vec<SqlValue> = vec![p.tenant.as_str().into()];
     let bind = |values: &mut Vec<SqlValue>, value: String| {
         values.push(value.into());
@@ -389,12 +387,12 @@ pub fn dashboard(d: &Dispatch, p: &Principal) -> UiResult<Dashboard> {
         .map(|row| (row[0].text(), row[1].int() as u64))
         .collect();
     let late_ids: Vec<String> = store
-        .listing("SELECT id FROM flow_runs WHERE state = 'Late' AND +tenant = ?1 ORDER BY scheduled LIMIT 10", &tenant)?
+        .listing("SELECT id FROM flow_runs WHERE tenant = ?1 AND state = 'Late' ORDER BY scheduled LIMIT 10", &tenant)?
         .into_iter()
         .filter_map(|row| row[0].text())
         .collect();
     let late_count = store
-        .listing("SELECT COUNT(*) FROM flow_runs WHERE state = 'Late' AND +tenant = ?1", &tenant)?
+        .listing("SELECT COUNT(*) FROM flow_runs WHERE tenant = ?1 AND state = 'Late'", &tenant)?
         .first()
         .map_or(0, |row| row[0].int() as u64);
     let mut late = Vec::new();

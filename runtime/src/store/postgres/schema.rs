@@ -254,6 +254,15 @@ CREATE INDEX flow_runs_by_tenant_state ON flow_runs (tenant, state, created DESC
 CREATE INDEX flow_runs_by_tenant_deployment ON flow_runs (tenant, deployment, created DESC);
 CREATE INDEX flow_runs_by_tenant_flow ON flow_runs (tenant, flow, created DESC);
 "#,
+    // Every flow-run listing by flow or deployment is a tenant's (the API's,
+    // the UI's, the CLI's through either), served by the tenant-scoped
+    // indexes above; the unscoped ones only cost page writes in every commit
+    // that adds runs. (`flow_runs_by_state` stays: the scheduler and the
+    // pause sweep list every tenant's Scheduled, Late and Paused runs.)
+    r#"
+DROP INDEX flow_runs_by_flow;
+DROP INDEX flow_runs_by_deployment;
+"#,
 ];
 
 /// The schema version this binary writes.
