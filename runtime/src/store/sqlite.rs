@@ -456,6 +456,13 @@ impl StateStore for SqliteStore {
         let now = timestamp(slots.now);
         let parameters = slots.parameters.to_string();
         Ok(self.writer.transaction(|tx| {
+            // Made for the deployment as the scheduler read it: if it was
+            // paused or changed since, whoever did that already removed the
+            // future runs, and these would outlive that removal.
+            let stored = load_deployment(tx, &deployment.tenant, &deployment.flow, &deployment.name)?;
+            if !stored.is_some_and(|stored| !stored.paused && stored.updated == deployment.updated) {
+                return Ok(0);
+            }
             let mut created = 0;
             for time in slots.times {
                 let id = RunId::new().to_string();

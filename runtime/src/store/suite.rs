@@ -269,6 +269,47 @@ async fn a_served_deployments_runs_go_only_to_the_claim_naming_it() {
     }
 }
 
+#[test]
+fn the_scheduler_makes_no_runs_for_a_deployment_paused_or_changed_since_it_read_it() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let now = Utc::now();
+        let read = Deployment {
+            tenant: "default".into(),
+            flow: "hello".into(),
+            name: "every".into(),
+            artifact: "sha256:00".into(),
+            parameters: serde_json::Map::new(),
+            description: None,
+            version: None,
+            tags: Vec::new(),
+            schedule: None,
+            paused: false,
+            pool: None,
+            queue: None,
+            limits: Default::default(),
+            grants: Default::default(),
+            served: false,
+            created: now,
+            updated: now,
+        };
+        store.upsert_deployment(&read).unwrap();
+        let times: Vec<_> = (1..=3).map(|i| now + chrono::Duration::minutes(i)).collect();
+        let parameters = json!({});
+        let slots = |deployment| ScheduledRuns { deployment, parameters: &parameters, times: &times, now };
+        // Paused after the scheduler read it: its future runs were removed; none may come back.
+        let paused = Deployment { paused: true, updated: now + chrono::Duration::seconds(1), ..read.clone() };
+        store.upsert_deployment(&paused).unwrap();
+        assert_eq!(store.schedule_runs(&slots(&read)).unwrap(), 0);
+        // Resumed: what the scheduler reads now is what is stored, and its runs are made.
+        let resumed = Deployment { paused: false, updated: now + chrono::Duration::seconds(2), ..read.clone() };
+        store.upsert_deployment(&resumed).unwrap();
+        assert_eq!(store.schedule_runs(&slots(&paused)).unwrap(), 0, "read before it was resumed");
+        let stored = store.deployment("default", "hello", "every").unwrap().unwrap();
+        assert_eq!(store.schedule_runs(&slots(&stored)).unwrap(), 3);
+    }
+}
+
 #[tokio::test]
 async fn a_run_behind_a_long_line_of_runs_waiting_on_their_limit_is_still_taken() {
     for (_dir, open) in backends() {

@@ -346,6 +346,21 @@ impl StateStore for PgStore {
         let now = timestamp(slots.now);
         let parameters = slots.parameters.to_string();
         self.transaction(async |tx| {
+            // Made for the deployment as the scheduler read it: if it was
+            // paused or changed since, whoever did that removes (or removed)
+            // the future runs, and these would outlive that removal. The
+            // shared row lock makes a change wait for this transaction, so
+            // its removal comes after these runs are committed.
+            let stored = tx
+                .query_opt(
+                    "SELECT tenant, body FROM deployments WHERE tenant = $1 AND flow = $2 AND name = $3 FOR SHARE",
+                    &[&deployment.tenant, &deployment.flow, &deployment.name],
+                )
+                .await?;
+            let stored = stored.as_ref().map(rows::deployment).transpose()?;
+            if !stored.is_some_and(|stored| !stored.paused && stored.updated == deployment.updated) {
+                return Ok(0);
+            }
             let mut created = 0;
             for time in slots.times {
                 let id = RunId::new().to_string();
