@@ -28,7 +28,7 @@ impl SqliteStore {
     /// Stores a sealed secret value; true when it was new.
     pub fn put_secret(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<bool, StoreError> {
         let now = timestamp(Utc::now());
-        self.read(|c| {
+        self.write(|c| {
             let existed = c
                 .query_row("SELECT 1 FROM secrets WHERE tenant = ?1 AND name = ?2", [tenant, name], |_| Ok(()))
                 .optional()?
@@ -63,6 +63,6 @@ impl SqliteStore {
 
     /// Deletes a secret; true when it existed.
     pub fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
-        self.read(|c| c.execute("DELETE FROM secrets WHERE tenant = ?1 AND name = ?2", [tenant, name])).map(|n| n > 0)
+        self.write(|c| c.execute("DELETE FROM secrets WHERE tenant = ?1 AND name = ?2", [tenant, name])).map(|n| n > 0)
     }
 }

@@ -27,7 +27,7 @@ impl SqliteStore {
         now: DateTime<Utc>,
         expires: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.read(|c| {
+        self.write(|c| {
             c.execute("DELETE FROM ui_sessions WHERE expires <= ?1", [timestamp(now)])?;
             c.execute(
                 "INSERT INTO ui_sessions (hash, token, created, expires) VALUES (?1, ?2, ?3, ?4)",
@@ -53,11 +53,11 @@ impl SqliteStore {
 
     /// Ends one session; true when it existed.
     pub fn delete_session(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
-        self.read(|c| c.execute("DELETE FROM ui_sessions WHERE hash = ?1", [hash.as_slice()])).map(|n| n > 0)
+        self.write(|c| c.execute("DELETE FROM ui_sessions WHERE hash = ?1", [hash.as_slice()])).map(|n| n > 0)
     }
 
     /// Ends every session a token signed in; how many there were.
     pub fn delete_sessions_of_token(&self, token: &str) -> Result<usize, StoreError> {
-        self.read(|c| c.execute("DELETE FROM ui_sessions WHERE token = ?1", [token]))
+        self.write(|c| c.execute("DELETE FROM ui_sessions WHERE token = ?1", [token]))
     }
 }

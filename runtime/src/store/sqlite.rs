@@ -54,6 +54,10 @@ impl SqliteStore {
         migrations::refuse_newer(&write, path)?;
         migrations::migrate(&mut write)?;
         let reader = connect(path)?;
+        // Every write goes through the writer: a write here would wait on
+        // the writer's lock in SQLite's busy handler, which sleeps in steps
+        // of 10 ms and more (the server's p99 latency, before).
+        reader.pragma_update(None, "query_only", true)?;
         Ok(Self {
             writer: WriterHandle::start(write, connect(path)?)?,
             reader: Mutex::new(reader),
@@ -290,7 +294,7 @@ impl StateStore for SqliteStore {
         let description = serde_json::to_string(&meta.description).expect("a description is JSON");
         let imports = serde_json::to_string(&meta.imports).expect("imports are JSON");
         let pushed_at = timestamp(meta.pushed_at);
-        let referenced = self.read(|c| {
+        let referenced = self.write(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO artifacts (digest, size, description, imports, pushed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![meta.digest, meta.size, description, imports, pushed_at],
@@ -331,7 +335,7 @@ impl StateStore for SqliteStore {
             stored.created = old.created;
         }
         let body = serde_json::to_string(&stored).expect("a deployment is JSON");
-        self.read(|c| {
+        self.write(|c| {
             c.execute(
                 "INSERT INTO deployments (tenant, flow, name, body, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (tenant, flow, name) DO UPDATE SET body = excluded.body, updated = excluded.updated",
@@ -363,7 +367,7 @@ impl StateStore for SqliteStore {
     }
 
     fn delete_deployment(&self, tenant: &str, flow: &str, name: &str) -> Result<bool, StoreError> {
-        let deleted = self.read(|c| {
+        let deleted = self.write(|c| {
             c.execute("DELETE FROM deployments WHERE tenant = ?1 AND flow = ?2 AND name = ?3", [tenant, flow, name])
         })?;
         Ok(deleted == 1)
@@ -580,7 +584,7 @@ impl StateStore for SqliteStore {
 
     fn heartbeat(&self, worker: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let now = timestamp(now);
-        self.read(|c| {
+        self.write(|c| {
             c.prepare_cached(
                 "INSERT INTO workers (name, started, last_seen) VALUES (?1, ?2, ?2)
                  ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen",
@@ -784,7 +788,7 @@ impl StateStore for SqliteStore {
     }
 
     fn set_work_pool_paused(&self, tenant: &str, name: &str, paused: bool) -> Result<bool, StoreError> {
-        let changed = self.read(|c| {
+        let changed = self.write(|c| {
             c.execute(
                 "UPDATE work_pools SET paused = ?3 WHERE tenant = ?1 AND name = ?2",
                 params![tenant, name, paused],
@@ -810,7 +814,7 @@ impl StateStore for SqliteStore {
     }
 
     fn set_work_queue_paused(&self, tenant: &str, pool: &str, name: &str, paused: bool) -> Result<bool, StoreError> {
-        let changed = self.read(|c| {
+        let changed = self.write(|c| {
             c.execute(
                 "UPDATE work_queues SET paused = ?4 WHERE tenant = ?1 AND pool = ?2 AND name = ?3",
                 params![tenant, pool, name, paused],
@@ -820,7 +824,7 @@ impl StateStore for SqliteStore {
     }
 
     fn delete_work_queue(&self, tenant: &str, pool: &str, name: &str) -> Result<bool, StoreError> {
-        let deleted = self.read(|c| {
+        let deleted = self.write(|c| {
             c.execute("DELETE FROM work_queues WHERE tenant = ?1 AND pool = ?2 AND name = ?3", [tenant, pool, name])
         })?;
         Ok(deleted == 1)
@@ -840,7 +844,7 @@ impl StateStore for SqliteStore {
 
     fn set_tenant_policy(&self, name: &str, policy: &TenantPolicy) -> Result<bool, StoreError> {
         let policy = serde_json::to_string(policy).expect("a policy is JSON");
-        let changed = self.read(|c| c.execute("UPDATE tenants SET policy = ?2 WHERE name = ?1", [name, &policy]))?;
+        let changed = self.write(|c| c.execute("UPDATE tenants SET policy = ?2 WHERE name = ?1", [name, &policy]))?;
         Ok(changed == 1)
     }
 
@@ -859,7 +863,7 @@ impl StateStore for SqliteStore {
     }
 
     fn create_token(&self, info: &TokenInfo, hash: &[u8; 32]) -> Result<(), StoreError> {
-        self.read(|c| tenants::create_token(c, info, hash))?;
+        self.write(|c| tenants::create_token(c, info, hash))?;
         Ok(())
     }
 
@@ -872,7 +876,7 @@ impl StateStore for SqliteStore {
     }
 
     fn revoke_token(&self, tenant: Option<&str>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let changed = self.read(|c| {
+        let changed = self.write(|c| {
             c.execute(
                 "UPDATE tokens SET revoked = ?3 WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2) AND revoked IS NULL",
                 params![id, tenant, timestamp(now)],

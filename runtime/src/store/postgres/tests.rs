@@ -106,16 +106,22 @@ fn concurrent_claimers_on_several_stores_take_each_run_once_within_the_tenant_li
         }
     }
     super::conn::wait(stores[0].flush());
-    // Six claimers, two per store (as on three servers), racing until nothing more can be taken.
+    // Six claimers, two per store (as on three servers), starting together and
+    // racing until nothing more can be taken. A claimer that finds a tenant
+    // being claimed by another skips it this round; like a worker, it waits a
+    // little and asks again, and gives up only after 100 ms of empty rounds.
+    let start = std::sync::Barrier::new(6);
     let taken: Vec<Vec<(String, String)>> = std::thread::scope(|scope| {
         let claimers: Vec<_> = (0..6)
             .map(|n| {
                 let store = &stores[n % 3];
+                let start = &start;
                 scope.spawn(move || {
                     let taker = format!("worker-{n}");
                     let mut mine = Vec::new();
                     let mut empty_rounds = 0;
-                    while empty_rounds < 3 {
+                    start.wait();
+                    while empty_rounds < 20 {
                         let claim = Claim {
                             tenant: None,
                             now: Utc::now(),
@@ -127,6 +133,9 @@ fn concurrent_claimers_on_several_stores_take_each_run_once_within_the_tenant_li
                         };
                         let runs = store.claim_due(&claim).unwrap();
                         empty_rounds = if runs.is_empty() { empty_rounds + 1 } else { 0 };
+                        if runs.is_empty() {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
                         mine.extend(runs.into_iter().map(|run| (run.id, run.tenant)));
                     }
                     mine
