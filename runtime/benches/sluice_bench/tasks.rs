@@ -213,13 +213,16 @@ async fn with_cpu_time(work: impl std::future::Future<Output = Result<Value>>) -
 async fn raw_call(program: &Program, i: u32) -> Result<()> {
     let scope = Scope { flow_run: RunId::new(), task_run: None, attempt: 1 };
     let config = InstanceConfig::with_memory(program.memory_limit());
-    let out = metered(&config.cpu.clone(), async {
-        let mut live = program
-            .instantiate_with(Arc::new(NullHost), scope, &config)
-            .await
-            .map_err(|f| anyhow::anyhow!(f.message))?;
-        Ok::<_, anyhow::Error>(live.flow.call_run_task(&mut live.store, "noop", &format!("{{\"i\":{i}}}")).await?)
-    })
+    let out = metered(
+        &config.cpu.clone(),
+        std::pin::pin!(async {
+            let mut live = program
+                .instantiate_with(Arc::new(NullHost), scope, &config)
+                .await
+                .map_err(|f| anyhow::anyhow!(f.message))?;
+            Ok::<_, anyhow::Error>(live.flow.call_run_task(&mut live.store, "noop", &format!("{{\"i\":{i}}}")).await?)
+        }),
+    )
     .await?;
     let out = out.ok().context("noop failed")?;
     ensure!(out == i.to_string(), "noop returned {out}, not {i}");

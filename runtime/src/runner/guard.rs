@@ -8,6 +8,7 @@ use futures_util::FutureExt;
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -25,8 +26,12 @@ pub enum Interrupt {
 }
 
 /// Awaits `call` unless the timeout passes or the run is cancelled first.
+///
+/// The call is taken pinned where its caller holds it: a guest call's future
+/// is kilobytes, and one taken by value would be held twice (as the argument
+/// and as the pinned call) and copied on every move of the futures around it.
 pub async fn guard<T>(
-    call: impl Future<Output = T>,
+    call: Pin<&mut impl Future<Output = T>>,
     timeout: Option<Duration>,
     cancel: &CancellationToken,
 ) -> Result<T, Interrupt> {
@@ -61,7 +66,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_call_times_out() {
         let cancel = CancellationToken::new();
-        let slow = tokio::time::sleep(Duration::from_secs(10));
+        let slow = std::pin::pin!(tokio::time::sleep(Duration::from_secs(10)));
         assert_eq!(
             guard(slow, Some(Duration::from_secs(1)), &cancel).await,
             Err(Interrupt::TimedOut(Duration::from_secs(1)))
@@ -72,22 +77,25 @@ mod tests {
     async fn a_cancelled_run_stops_the_call() {
         let cancel = CancellationToken::new();
         cancel.cancel();
-        assert_eq!(guard(std::future::pending::<()>(), None, &cancel).await, Err(Interrupt::Cancelled));
+        assert_eq!(guard(std::pin::pin!(std::future::pending::<()>()), None, &cancel).await, Err(Interrupt::Cancelled));
     }
 
     #[tokio::test]
     async fn a_panic_in_the_call_is_reported_not_resumed() {
         let cancel = CancellationToken::new();
         let panics = async { panic!("the host broke") };
-        assert_eq!(guard::<()>(panics, None, &cancel).await, Err(Interrupt::Panicked("the host broke".into())));
+        assert_eq!(
+            guard::<()>(std::pin::pin!(panics), None, &cancel).await,
+            Err(Interrupt::Panicked("the host broke".into()))
+        );
         let formatted = async { panic!("request {} failed", 7) };
-        let outcome = guard::<()>(formatted, Some(Duration::from_secs(5)), &cancel).await;
+        let outcome = guard::<()>(std::pin::pin!(formatted), Some(Duration::from_secs(5)), &cancel).await;
         assert_eq!(outcome, Err(Interrupt::Panicked("request 7 failed".into())));
     }
 
     #[tokio::test]
     async fn a_quick_call_returns_its_value() {
         let cancel = CancellationToken::new();
-        assert_eq!(guard(async { 7 }, Some(Duration::from_secs(1)), &cancel).await, Ok(7));
+        assert_eq!(guard(std::pin::pin!(async { 7 }), Some(Duration::from_secs(1)), &cancel).await, Ok(7));
     }
 }

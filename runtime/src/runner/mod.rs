@@ -32,6 +32,7 @@ use guard::{Interrupt, guard};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -209,7 +210,7 @@ impl Runner {
         _ = self.root.set(id);
         let created = self.settings.created.unwrap_or_else(Utc::now);
         let call = FlowCall { id, name: name.clone(), parent: None, created, call: None };
-        let flow_run = self.clone().flow_run(call, flow.to_string(), parameters);
+        let flow_run = pin!(self.clone().flow_run(call, flow.to_string(), parameters));
         let outcome = self.contained(id, RunKind::Flow, &format!("flow `{flow}`"), flow_run).await.result;
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
@@ -231,7 +232,14 @@ impl Runner {
     /// Runs `run` (the flow or task run `id`); should the host panic
     /// anywhere in it, the run ends `Crashed` with the panic's message
     /// instead of staying where it was forever.
-    async fn contained(&self, id: RunId, kind: RunKind, what: &str, run: impl Future<Output = Ended>) -> Ended {
+    /// The run is taken pinned where the caller holds it (see [`guard`]).
+    async fn contained(
+        &self,
+        id: RunId,
+        kind: RunKind,
+        what: &str,
+        run: Pin<&mut impl Future<Output = Ended>>,
+    ) -> Ended {
         let panic = match AssertUnwindSafe(run).catch_unwind().await {
             Ok(ended) => return ended,
             Err(panic) => panic,
@@ -312,12 +320,17 @@ impl Runner {
         let determinism = FlowDeterminism { clock: FlowClock::starting_at(created), seed: seed_of(id) };
         // A flow's instance has no CPU limit of its own: it counts against the run's.
         let meter = CpuMeter::new(None, self.cpu.clone());
-        let called = metered(&meter, async {
-            let mut live = self.instantiate(scope, Some(determinism), meter.clone()).await?;
-            let call = live.flow.call_run_flow(&mut live.store, &flow, &parameters);
-            let outcome = guard(call, self.settings.flow_timeout, &self.cancel).await;
-            Ok::<_, Failure>((settle(outcome, &live.store, "flow", &flow, self.settings.max_payload_bytes), live))
-        })
+        let called = metered(
+            &meter,
+            pin!(async {
+                let mut live = self.instantiate(scope, Some(determinism), meter.clone()).await?;
+                let outcome = {
+                    let call = pin!(live.flow.call_run_flow(&mut live.store, &flow, &parameters));
+                    guard(call, self.settings.flow_timeout, &self.cancel).await
+                };
+                Ok::<_, Failure>((settle(outcome, &live.store, "flow", &flow, self.settings.max_payload_bytes), live))
+            }),
+        )
         .await;
         let (result, mut live) = match called {
             Ok(called) => called,
@@ -481,7 +494,7 @@ impl Runner {
                     let message = format!("Retry {attempt}/{} in {} after: {failure}", policy.retries, words(delay));
                     state.go(StateType::AwaitingRetry, Some(message), None);
                     crate::observe::metrics().task_retries.inc();
-                    if guard(tokio::time::sleep(delay), None, &self.cancel).await.is_err() {
+                    if guard(pin!(tokio::time::sleep(delay)), None, &self.cancel).await.is_err() {
                         break Err(Failure::new(FailureKind::Cancelled, "the run was cancelled"));
                     }
                     attempt += 1;
@@ -521,12 +534,17 @@ impl Runner {
         let _slot = self.instance_slot()?;
         let started = std::time::Instant::now();
         let meter = CpuMeter::new(self.settings.task_cpu_limit, self.cpu.clone());
-        let (result, mut live) = metered(&meter, async {
-            let mut live = self.instantiate(scope, None, meter.clone()).await?;
-            let call = live.flow.call_run_task(&mut live.store, task, input);
-            let outcome = guard(call, timeout, &self.cancel).await;
-            Ok::<_, Failure>((settle(outcome, &live.store, "task", task, self.settings.max_payload_bytes), live))
-        })
+        let (result, mut live) = metered(
+            &meter,
+            pin!(async {
+                let mut live = self.instantiate(scope, None, meter.clone()).await?;
+                let outcome = {
+                    let call = pin!(live.flow.call_run_task(&mut live.store, task, input));
+                    guard(call, timeout, &self.cancel).await
+                };
+                Ok::<_, Failure>((settle(outcome, &live.store, "task", task, self.settings.max_payload_bytes), live))
+            }),
+        )
         .await?;
         live.store.data_mut().submitted.stop().await;
         // A task that tripped a run-wide limit (its `submit` was refused) ends on it, with no retry.
@@ -720,7 +738,8 @@ impl RunHost for Runner {
         match self.create_task_run(&scope, &name, &input, call) {
             Some(created) => Box::pin(async move {
                 let (id, what) = (created.0.run, format!("task `{name}`"));
-                self.contained(id, RunKind::Task, &what, self.clone().task_run(scope, created, name, input)).await
+                let run = pin!(self.clone().task_run(scope, created, name, input));
+                self.contained(id, RunKind::Task, &what, run).await
             }),
             None => Box::pin(std::future::ready(Ended::from(Err(unknown_task(&name))))),
         }
@@ -759,7 +778,7 @@ impl RunHost for Runner {
                     Box::new(move || {
                         Box::pin(async move {
                             let (id, what) = (created.0.run, format!("task `{name}`"));
-                            let run = runner.clone().task_run(scope, created, name, input);
+                            let run = pin!(runner.clone().task_run(scope, created, name, input));
                             let outcome = runner.contained(id, RunKind::Task, &what, run).await;
                             drop(reserved);
                             outcome

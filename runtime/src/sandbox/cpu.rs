@@ -19,23 +19,35 @@
 //! by its flow) stops its own stretch there: the nested instance's time is
 //! its own ([`metered`] keeps a per-thread stack of open stretches).
 //!
-//! Reading a thread's CPU clock is a system call (it has no vDSO fast path),
-//! so the clock is read only where a stretch starts or ends and at epoch
-//! ticks: about four reads per task, where reading it at every guest↔host
-//! crossing took sixteen.
+//! Reading a thread's CPU clock is a system call (it has no vDSO fast path;
+//! about a microsecond on a VM), so it is read only where it changes what is
+//! charged. A stretch that ends within [`SHORT_STRETCH`] of wall time is
+//! charged its wall time, which is never less than its CPU time and at most
+//! that much more (only if its thread was preempted inside it). A longer one
+//! is charged by the CPU clock, read at its end and, for its start, reused
+//! from the thread's last reading when that is at most [`REUSE_READING`]
+//! old: an earlier reading is a lower bound of the clock at the start, so
+//! the charge can only grow, by at most that much host work. A trivial task
+//! reads the clock about once every few tasks; reading it at every
+//! guest↔host crossing took sixteen reads per task.
 //!
 //! The epoch ticker (a wall-clock tick) makes a running guest check in at
 //! least every tick, so a guest past its limit is stopped at the first tick
 //! (or host call) after it used its CPU time: on a busy host that tick comes
 //! later in wall time, never earlier in CPU time.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::sandbox::thread_clock::ThreadCpu;
+
+/// A stretch at most this long in wall time is charged its wall time.
+pub const SHORT_STRETCH: Duration = Duration::from_micros(50);
+/// A CPU clock reading at most this old stands for the start of a stretch.
+pub const REUSE_READING: Duration = Duration::from_micros(50);
 
 /// Default CPU time of one task attempt.
 pub const DEFAULT_TASK_CPU: Duration = Duration::from_secs(5 * 60);
@@ -115,24 +127,45 @@ struct Meter {
     exceeded: Option<CpuExceeded>,
 }
 
-/// The start of a stretch of guest code: its thread's CPU clock, and the
-/// wall clock for the case that cannot happen (see [`Start::spent`]).
+/// The start of a stretch of guest code: the wall clock, and a reading of
+/// its thread's CPU clock taken then or at most [`REUSE_READING`] before.
 #[derive(Clone, Copy, Debug)]
 struct Start {
     cpu: ThreadCpu,
     wall: Instant,
 }
 
+thread_local! {
+    // This thread's last CPU clock reading, and the wall time just after it.
+    static LAST_READING: Cell<Option<(Instant, ThreadCpu)>> = const { Cell::new(None) };
+}
+
+/// Reads this thread's CPU clock, and remembers the reading.
+fn read_cpu() -> ThreadCpu {
+    let cpu = ThreadCpu::now();
+    LAST_READING.set(Some((Instant::now(), cpu)));
+    cpu
+}
+
 impl Start {
-    fn now() -> Self {
-        Self { cpu: ThreadCpu::now(), wall: Instant::now() }
+    fn at(wall: Instant) -> Self {
+        let cpu = match LAST_READING.get() {
+            Some((read, cpu)) if wall.saturating_duration_since(read) <= REUSE_READING => cpu,
+            _ => read_cpu(),
+        };
+        Self { cpu, wall }
     }
 
-    /// Time used by the stretch that began at `self` and ends at `end`.
-    /// Both ends are read in one poll, so on one thread; if that ever failed,
-    /// the stretch is charged by the wall clock rather than left uncounted.
-    fn spent(&self, end: &Start) -> Duration {
-        end.cpu.since(&self.cpu).unwrap_or_else(|| end.wall.saturating_duration_since(self.wall))
+    /// Time used by the stretch that began at `self` and ends at `end`: its
+    /// wall time when short, else its thread's CPU time. Both ends are in one
+    /// poll, so on one thread; if that ever failed, the stretch is charged by
+    /// the wall clock rather than left uncounted.
+    fn spent(&self, end: Instant) -> Duration {
+        let wall = end.saturating_duration_since(self.wall);
+        if wall <= SHORT_STRETCH {
+            return wall;
+        }
+        read_cpu().since(&self.cpu).unwrap_or(wall)
     }
 }
 
@@ -153,7 +186,7 @@ impl Meter {
     }
 
     /// Ends the open stretch at `now`.
-    fn close(&mut self, now: &Start) {
+    fn close(&mut self, now: Instant) {
         if let Some(start) = self.open.take() {
             self.charge(start.spent(now));
         }
@@ -180,11 +213,11 @@ impl CpuMeter {
     /// now and goes on from here; an error names the limit it ran past (and
     /// is remembered, see [`CpuMeter::exceeded`]).
     pub fn charge_tick(&self) -> Result<(), CpuExceeded> {
-        let now = Start::now();
+        let now = Instant::now();
         let mut meter = self.lock();
         // Guest code outside any metered call (none is known) is charged from its first tick on.
-        meter.close(&now);
-        meter.open = Some(now);
+        meter.close(now);
+        meter.open = Some(Start::at(now));
         meter.exceeded.map_or(Ok(()), Err)
     }
 
@@ -198,20 +231,20 @@ impl CpuMeter {
         self.lock().used
     }
 
-    fn open_at(&self, now: Start) {
-        self.lock().open = Some(now);
+    fn open_at(&self, now: Instant) {
+        self.lock().open = Some(Start::at(now));
     }
 
-    fn close_at(&self, now: &Start) {
+    fn close_at(&self, now: Instant) {
         self.lock().close(now);
     }
 }
 
 /// Drives `call` (a call into this meter's instance) charging each of its
 /// polls to the meter; a poll that reaches another metered call on the spot
-/// stops this one's stretch for as long as the other runs.
-pub async fn metered<F: Future>(meter: &CpuMeter, call: F) -> F::Output {
-    let mut call = std::pin::pin!(call);
+/// stops this one's stretch for as long as the other runs. The call is taken
+/// pinned where the caller holds it, so its kilobytes are not held twice.
+pub async fn metered<F: Future>(meter: &CpuMeter, mut call: std::pin::Pin<&mut F>) -> F::Output {
     std::future::poll_fn(|context| {
         let _stretch = Stretch::open(meter);
         call.as_mut().poll(context)
@@ -224,10 +257,10 @@ struct Stretch<'a>(&'a CpuMeter);
 
 impl<'a> Stretch<'a> {
     fn open(meter: &'a CpuMeter) -> Self {
-        let now = Start::now();
+        let now = Instant::now();
         OPEN_STRETCHES.with_borrow_mut(|open| {
             if let Some(outer) = open.last() {
-                outer.close_at(&now);
+                outer.close_at(now);
             }
             open.push(meter.clone());
         });
@@ -238,8 +271,8 @@ impl<'a> Stretch<'a> {
 
 impl Drop for Stretch<'_> {
     fn drop(&mut self) {
-        let now = Start::now();
-        self.0.close_at(&now);
+        let now = Instant::now();
+        self.0.close_at(now);
         OPEN_STRETCHES.with_borrow_mut(|open| {
             open.pop();
             if let Some(outer) = open.last() {
@@ -261,6 +294,11 @@ mod tests {
         }
     }
 
+    /// [`metered`] with the call pinned here.
+    async fn metered_call<F: Future>(meter: &CpuMeter, call: F) -> F::Output {
+        metered(meter, std::pin::pin!(call)).await
+    }
+
     fn block_on<F: Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
     }
@@ -270,7 +308,7 @@ mod tests {
         let run = RunCpu::new(None);
         let meter = CpuMeter::new(None, run.clone());
         let outer = ThreadCpu::now();
-        block_on(metered(&meter, async {
+        block_on(metered_call(&meter, async {
             spin_cpu(Duration::from_millis(20));
             // Pending: the stretch ends, and the 50 ms of waiting are nobody's.
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -290,7 +328,7 @@ mod tests {
         // wall clock, as this meter once did, would charge 100 ms.
         let meter = CpuMeter::new(Some(Duration::from_millis(100)), RunCpu::new(None));
         let outer = ThreadCpu::now();
-        block_on(metered(&meter, async { std::thread::sleep(Duration::from_millis(100)) }));
+        block_on(metered_call(&meter, async { std::thread::sleep(Duration::from_millis(100)) }));
         let around = ThreadCpu::now().since(&outer).unwrap();
         assert!(meter.used() <= around, "charged {:?}, but the thread used {around:?}", meter.used());
         assert!(meter.used() < Duration::from_millis(100), "charged {:?} for 100 ms asleep", meter.used());
@@ -298,12 +336,35 @@ mod tests {
     }
 
     #[test]
+    fn short_stretches_are_charged_at_least_what_they_ran() {
+        // Charged by the wall clock, without reading the CPU clock: never less
+        // than the time spent in them, and at most SHORT_STRETCH more each.
+        let meter = CpuMeter::new(None, RunCpu::new(None));
+        let ran = block_on(async {
+            let mut ran = Duration::ZERO;
+            for _ in 0..500 {
+                ran += metered_call(&meter, async {
+                    let start = Instant::now();
+                    while start.elapsed() < Duration::from_micros(20) {
+                        std::hint::spin_loop();
+                    }
+                    start.elapsed()
+                })
+                .await;
+            }
+            ran
+        });
+        assert!(meter.used() >= ran, "charged {:?} for {ran:?} of short stretches", meter.used());
+        assert!(meter.used() <= ran + 500 * SHORT_STRETCH, "charged {:?} for {ran:?}", meter.used());
+    }
+
+    #[test]
     fn a_call_nested_on_the_spot_is_charged_to_its_own_meter_only() {
         let run = RunCpu::new(None);
         let (flow, task) = (CpuMeter::new(None, run.clone()), CpuMeter::new(None, run.clone()));
-        block_on(metered(&flow, async {
+        block_on(metered_call(&flow, async {
             spin_cpu(Duration::from_millis(5));
-            metered(&task, async { spin_cpu(Duration::from_millis(30)) }).await;
+            metered_call(&task, async { spin_cpu(Duration::from_millis(30)) }).await;
             spin_cpu(Duration::from_millis(5));
         }));
         assert!(task.used() >= Duration::from_millis(30), "task charged {:?}", task.used());
@@ -319,10 +380,10 @@ mod tests {
     fn the_instance_limit_and_the_run_limit_are_named() {
         let run = RunCpu::new(Some(Duration::from_millis(30)));
         let first = CpuMeter::new(Some(Duration::from_millis(10)), run.clone());
-        block_on(metered(&first, async { spin_cpu(Duration::from_millis(12)) }));
+        block_on(metered_call(&first, async { spin_cpu(Duration::from_millis(12)) }));
         assert_eq!(first.exceeded(), Some(CpuExceeded::Instance(Duration::from_millis(10))));
         let second = CpuMeter::new(None, run.clone());
-        block_on(metered(&second, async {
+        block_on(metered_call(&second, async {
             spin_cpu(Duration::from_millis(20));
             // An epoch tick inside guest code sees the run's limit at once.
             assert_eq!(second.charge_tick(), Err(CpuExceeded::Run(Duration::from_millis(30))));

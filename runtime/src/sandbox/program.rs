@@ -266,18 +266,21 @@ impl Program {
     async fn describe(&self) -> Result<ComponentDescription, LoadError> {
         let scope = Scope { flow_run: crate::core::ids::RunId::new(), task_run: None, attempt: 1 };
         let config = InstanceConfig::with_memory(self.memory_limit);
-        let info = metered(&config.cpu.clone(), async {
-            let mut live = self
-                .instantiate_with(Arc::new(DescribeHost), scope, &config)
-                .await
-                .map_err(|f| LoadError::Describe(f.message))?;
-            let call = live.flow.call_describe(&mut live.store);
-            match tokio::time::timeout(Duration::from_secs(10), call).await {
-                Ok(Ok(info)) => Ok(info),
-                Ok(Err(err)) => Err(LoadError::Describe(crash(&live.store, &err, "trap").message)),
-                Err(_) => Err(LoadError::Describe("it did not return within 10 s".into())),
-            }
-        })
+        let info = metered(
+            &config.cpu.clone(),
+            std::pin::pin!(async {
+                let mut live = self
+                    .instantiate_with(Arc::new(DescribeHost), scope, &config)
+                    .await
+                    .map_err(|f| LoadError::Describe(f.message))?;
+                let call = live.flow.call_describe(&mut live.store);
+                match tokio::time::timeout(Duration::from_secs(10), call).await {
+                    Ok(Ok(info)) => Ok(info),
+                    Ok(Err(err)) => Err(LoadError::Describe(crash(&live.store, &err, "trap").message)),
+                    Err(_) => Err(LoadError::Describe("it did not return within 10 s".into())),
+                }
+            }),
+        )
         .await?;
         let description = ComponentDescription::try_from(info).map_err(LoadError::Describe)?;
         if description.flows.is_empty() {
