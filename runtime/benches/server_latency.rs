@@ -577,6 +577,24 @@ async fn latency_section(bench: &Bench, options: &Options) -> Result<()> {
             );
         }
     }
+    println!("\nThe tail, segment by segment: each column's own p99 (ms), to find which part the slow runs spend it in.\n");
+    println!("| setup | flow | client p99 | server's record | POST rtt | created→Pending | Pending→Running | Running→Completed |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (setup, by_flow) in setups.iter().zip(&results) {
+        for (flow, l) in ["count=0", "count=1"].iter().zip(by_flow) {
+            let p99 = |values: &[f64]| stats(values).2;
+            println!(
+                "| {} | {flow} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                setup.label,
+                p99(&l.client),
+                p99(&l.server),
+                p99(&l.post),
+                p99(&l.to_pending),
+                p99(&l.to_running),
+                p99(&l.to_completed)
+            );
+        }
+    }
     println!(
         "\n### Per task through the server: a run of {} trivial tasks in sequence, Running → Completed \
          as recorded ({} runs each)\n",
