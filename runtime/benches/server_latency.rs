@@ -577,8 +577,12 @@ async fn latency_section(bench: &Bench, options: &Options) -> Result<()> {
             );
         }
     }
-    println!("\nThe tail, segment by segment: each column's own p99 (ms), to find which part the slow runs spend it in.\n");
-    println!("| setup | flow | client p99 | server's record | POST rtt | created→Pending | Pending→Running | Running→Completed |");
+    println!(
+        "\nThe tail, segment by segment: each column's own p99 (ms), to find which part the slow runs spend it in.\n"
+    );
+    println!(
+        "| setup | flow | client p99 | server's record | POST rtt | created→Pending | Pending→Running | Running→Completed |"
+    );
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (setup, by_flow) in setups.iter().zip(&results) {
         for (flow, l) in ["count=0", "count=1"].iter().zip(by_flow) {

@@ -147,7 +147,7 @@ pub struct Runner {
     halted: OnceLock<Failure>,
     flow_runs: Mutex<HashMap<RunId, Arc<FlowRunInfo>>>,
     task_runs: Mutex<HashMap<RunId, Arc<TaskRunInfo>>>,
-    task_counters: Mutex<HashMap<(RunId, String), u32>>,
+    task_counters: Mutex<HashMap<RunId, HashMap<String, u32>>>,
     // The next call position of each flow run's instance (the journal's key).
     positions: Mutex<HashMap<RunId, u64>>,
     replayed: AtomicU64,
@@ -351,7 +351,7 @@ impl Runner {
             return Err(Failure::new(FailureKind::Cancelled, message.clone()));
         }
         // Whatever the guest made of its tasks' failures, a run stopped by a run-wide limit ends on that.
-        let result = match (result, self.halt_reason(&format!("flow `{flow}`"))) {
+        let result = match (result, self.halt_reason(|| format!("flow `{flow}`"))) {
             (Err(_), Some(halt)) => Err(halt),
             (Ok(_), _) if self.halted.get().is_some() => Err(self.halted.get().cloned().expect("checked")),
             (result, _) => result,
@@ -399,7 +399,7 @@ impl Runner {
     /// Counts `calls` more task runs; past the run's limit nothing is
     /// created and the run is stopped, so a guest cannot make the host
     /// create (and fail) task runs one by one without end.
-    fn reserve_tasks(&self, calls: u64, what: &str) -> Result<(), Failure> {
+    fn reserve_tasks(&self, calls: u64, what: impl FnOnce() -> String) -> Result<(), Failure> {
         let limit = self.settings.max_tasks_per_run;
         let before = self.tasks_created.fetch_add(calls, Ordering::Relaxed);
         if before.saturating_add(calls) <= limit {
@@ -408,8 +408,9 @@ impl Runner {
         let failure = self.halted.get_or_init(|| Failure {
             kind: FailureKind::Failed,
             message: format!(
-                "task limit reached: a flow run may start at most {limit} task runs, and {what} would pass it \
+                "task limit reached: a flow run may start at most {limit} task runs, and {} would pass it \
                  ({} started before); the run was stopped",
+                what(),
                 before.min(limit)
             ),
             retryable: false,
@@ -466,7 +467,7 @@ impl Runner {
         if let Err(problem) = self.program.check_task_input(&task, &input) {
             return state.fail(Failure::new(FailureKind::InvalidInput, problem));
         }
-        if let Some(halt) = self.halt_reason(&format!("task `{task}`")) {
+        if let Some(halt) = self.halt_reason(|| format!("task `{task}`")) {
             return state.fail(halt);
         }
         let cache_key = policy.cache.then(|| self.cache_key(&task, &input));
@@ -578,10 +579,10 @@ impl Runner {
 
     /// Why the run was stopped as a whole, as the failure of `what`: out of
     /// CPU time, or past its instance limit.
-    fn halt_reason(&self, what: &str) -> Option<Failure> {
+    fn halt_reason(&self, what: impl FnOnce() -> String) -> Option<Failure> {
         if self.cpu.exhausted() {
             let limit = self.cpu.limit().unwrap_or_default();
-            let message = CpuExceeded::Run(limit).message(what);
+            let message = CpuExceeded::Run(limit).message(&what());
             return Some(Failure { kind: FailureKind::TimedOut, message, retryable: false });
         }
         self.halted.get().cloned()
@@ -694,7 +695,12 @@ impl Runner {
 
     fn task_run_name(&self, flow_run: RunId, task: &str) -> String {
         let mut counters = self.task_counters.lock().expect("counters lock");
-        let counter = counters.entry((flow_run, task.to_string())).or_insert(0);
+        let of_flow = counters.entry(flow_run).or_default();
+        // Looked up by `&str` first: the task's name is copied once per flow run, not per call.
+        let counter = match of_flow.get_mut(task) {
+            Some(counter) => counter,
+            None => of_flow.entry(task.to_string()).or_insert(0),
+        };
         let name = format!("{task}-{counter}");
         *counter += 1;
         name
@@ -732,7 +738,7 @@ impl RunHost for Runner {
             Decision::Diverged(failure) => return Box::pin(std::future::ready(Ended::from(Err(failure)))),
             Decision::Run(call, _) => call,
         };
-        if let Err(failure) = self.reserve_tasks(1, &format!("a call of `{name}`")) {
+        if let Err(failure) = self.reserve_tasks(1, || format!("a call of `{name}`")) {
             return Box::pin(std::future::ready(Ended::from(Err(failure))));
         }
         match self.create_task_run(&scope, &name, &input, call) {
@@ -746,7 +752,7 @@ impl RunHost for Runner {
     }
 
     fn submit(self: Arc<Self>, scope: Scope, calls: Vec<(String, String)>) -> Result<Vec<Start>, Failure> {
-        if let Some(halt) = self.halt_reason("`submit`") {
+        if let Some(halt) = self.halt_reason(|| "`submit`".into()) {
             return Err(halt);
         }
         // Calls an earlier attempt completed come back at once; the rest are created and run.
@@ -762,7 +768,7 @@ impl RunHost for Runner {
         let fresh: Vec<&(String, String)> =
             calls.iter().zip(&decisions).filter(|(_, d)| matches!(d, Decision::Run(..))).map(|(c, _)| c).collect();
         // Refused as a whole, before anything is created or held per call.
-        self.reserve_tasks(fresh.len() as u64, &format!("a `submit` of {} calls", fresh.len()))?;
+        self.reserve_tasks(fresh.len() as u64, || format!("a `submit` of {} calls", fresh.len()))?;
         let bytes = fresh.iter().map(|(name, input)| (name.len() + input.len() + PENDING_CALL_OVERHEAD) as u64).sum();
         let reserved = Arc::new(self.reserve_pending(bytes, fresh.len())?);
         let starts = calls.into_iter().zip(decisions).map(|((name, input), decision)| -> Start {

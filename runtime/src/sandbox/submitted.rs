@@ -24,16 +24,15 @@ pub struct Submitted {
     pending: HashMap<u64, oneshot::Receiver<Ended>>,
     drivers: Vec<JoinHandle<()>>,
     next_handle: u64,
-    /// Held by every started call's task until it is gone: `gone` then
-    /// yields `None`. Nothing is ever sent.
-    alive: mpsc::Sender<()>,
-    gone: mpsc::Receiver<()>,
+    /// Made at the first `submit` (most instances never submit): the sender
+    /// is held by every started call's task until it is gone, and the
+    /// receiver then yields `None`. Nothing is ever sent.
+    alive: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
 }
 
 impl Default for Submitted {
     fn default() -> Self {
-        let (alive, gone) = mpsc::channel(1);
-        Self { pending: HashMap::new(), drivers: Vec::new(), next_handle: 0, alive, gone }
+        Self { pending: HashMap::new(), drivers: Vec::new(), next_handle: 0, alive: None }
     }
 }
 
@@ -60,7 +59,7 @@ impl Submitted {
             handles.push(self.next_handle);
             jobs.push((start, sender));
         }
-        let alive = self.alive.clone();
+        let alive = self.alive.get_or_insert_with(|| mpsc::channel(1)).0.clone();
         let driver = futures_util::stream::iter(jobs)
             .map(move |(start, sender): (Start, oneshot::Sender<_>)| {
                 let outcome = start();
@@ -122,10 +121,10 @@ impl Submitted {
         }
         // Aborting a driver aborted its calls' tasks; they are gone once
         // every one has dropped its `alive`.
-        let (alive, gone) = mpsc::channel(1);
-        drop(std::mem::replace(&mut self.alive, alive));
-        let mut before = std::mem::replace(&mut self.gone, gone);
-        let _ = before.recv().await;
+        if let Some((alive, mut gone)) = self.alive.take() {
+            drop(alive);
+            let _ = gone.recv().await;
+        }
     }
 }
 
