@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 pub type Start = Box<dyn FnOnce() -> Outcome + Send>;
 
 /// The submitted calls of one instance.
+#[derive(Default)]
 pub struct Submitted {
     pending: HashMap<u64, oneshot::Receiver<Ended>>,
     drivers: Vec<JoinHandle<()>>,
@@ -28,12 +29,6 @@ pub struct Submitted {
     /// is held by every started call's task until it is gone, and the
     /// receiver then yields `None`. Nothing is ever sent.
     alive: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
-}
-
-impl Default for Submitted {
-    fn default() -> Self {
-        Self { pending: HashMap::new(), drivers: Vec::new(), next_handle: 0, alive: None }
-    }
 }
 
 /// A started call's task, aborted when dropped (with its driver).
