@@ -47,8 +47,7 @@ fn running_to_stopped(events: &[Event], kind: RunKind) -> Duration {
 
 /// CPU time this process has used so far, all its threads together.
 fn process_cpu() -> Duration {
-    let spec = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    Duration::new(spec.tv_sec.try_into().unwrap_or(0), spec.tv_nsec.try_into().unwrap_or(0))
+    cpu_time::ProcessTime::now().as_duration()
 }
 
 async fn stop_time(program: &Arc<Program>, flow: &str, settings: RunSettings, kind: RunKind) -> Duration {

@@ -198,10 +198,7 @@ impl InProcess {
 /// `work`'s reply with `cpu_s` added: the CPU time the whole process
 /// (every runtime and store thread) spent while it ran.
 async fn with_cpu_time(work: impl std::future::Future<Output = Result<Value>>) -> Result<Value> {
-    let cpu = || {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-    };
+    let cpu = || cpu_time::ProcessTime::now().as_duration();
     let before = cpu();
     let mut reply = work.await?;
     reply["cpu_s"] = json!(seconds(cpu().saturating_sub(before)));

@@ -187,6 +187,13 @@ pub trait Recorder: Send + Sync {
     /// Records one event.
     fn record(&self, event: &Event);
 
+    /// Records one event the caller gives up: a recorder that keeps events
+    /// takes it as it is instead of copying its strings (the runner records
+    /// three or four per task, one with the task's whole input).
+    fn record_owned(&self, event: Event) {
+        self.record(&event);
+    }
+
     /// A wait until every event recorded so far is durable, for recorders
     /// that write in the background; `None` when there is nothing to wait for.
     fn barrier(&self) -> Option<Barrier> {
@@ -207,6 +214,15 @@ impl Recorder for Fanout {
     fn record(&self, event: &Event) {
         for recorder in &self.0 {
             recorder.record(event);
+        }
+    }
+
+    fn record_owned(&self, event: Event) {
+        if let Some((last, others)) = self.0.split_last() {
+            for recorder in others {
+                recorder.record(&event);
+            }
+            last.record_owned(event);
         }
     }
 

@@ -15,7 +15,11 @@ pub struct MemoryRecorder {
 
 impl Recorder for MemoryRecorder {
     fn record(&self, event: &Event) {
-        self.events.lock().expect("events lock").push(event.clone());
+        self.record_owned(event.clone());
+    }
+
+    fn record_owned(&self, event: Event) {
+        self.events.lock().expect("events lock").push(event);
     }
 }
 

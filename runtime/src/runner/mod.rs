@@ -258,7 +258,7 @@ impl Runner {
     }
 
     fn record(&self, event: Event) {
-        self.recorder.record(&event);
+        self.recorder.record_owned(event);
     }
 
     async fn flow_run(self: Arc<Self>, call: FlowCall, flow: String, parameters: String) -> Ended {

@@ -110,7 +110,11 @@ impl SqliteStore {
 
 impl Recorder for SqliteStore {
     fn record(&self, event: &Event) {
-        self.writer.send(Write::Event(event.clone()));
+        self.record_owned(event.clone());
+    }
+
+    fn record_owned(&self, event: Event) {
+        self.writer.send(Write::Event(event));
     }
 
     fn failure(&self) -> Option<String> {

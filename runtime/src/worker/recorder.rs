@@ -93,7 +93,11 @@ async fn flush(inner: &Inner) {
 
 impl Recorder for HttpRecorder {
     fn record(&self, event: &Event) {
-        self.inner.buffer.lock().expect("buffer lock").push(event.clone());
+        self.record_owned(event.clone());
+    }
+
+    fn record_owned(&self, event: Event) {
+        self.inner.buffer.lock().expect("buffer lock").push(event);
     }
 
     fn barrier(&self) -> Option<Barrier> {

@@ -203,7 +203,11 @@ impl Drop for PgStore {
 
 impl Recorder for PgStore {
     fn record(&self, event: &Event) {
-        self.writer.send(Write::Event(event.clone()));
+        self.record_owned(event.clone());
+    }
+
+    fn record_owned(&self, event: Event) {
+        self.writer.send(Write::Event(event));
     }
 
     fn barrier(&self) -> Option<Barrier> {
