@@ -152,9 +152,36 @@ pub(super) fn within_limits(
 
 /// Picks and takes due runs for `claim`; returns their ids.
 pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Result<Vec<String>> {
-    let (mut taken, cut_short) = choose(tx, claim, first_candidates(claim.limit))?;
+    let tenants: Vec<(String, TenantPolicy)> = tx
+        .prepare_cached("SELECT name, policy FROM tenants WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?
+        .query_map([claim.tenant], |row| {
+            let policy: String = row.get(1)?;
+            Ok((row.get(0)?, serde_json::from_str(&policy).unwrap_or_default()))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let tenant_limits: HashMap<String, u64> = tenants
+        .iter()
+        .map(|(tenant, policy)| {
+            (tenant.clone(), u64::from(policy.max_concurrent_runs.unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS)))
+        })
+        .collect();
+    let [tenant, queue, deployment] = RUNNING_KEYS.map(|key| running_counts(tx, key));
+    let running = Running { tenant: tenant?, queue: queue?, deployment: deployment? };
+    // The runs taken from the first `per_tenant` candidates of each tenant,
+    // and whether some tenant had more candidates than that.
+    let choose = |per_tenant: usize, running: Running| -> rusqlite::Result<(Vec<Pick>, bool)> {
+        let mut picks = Vec::new();
+        let mut cut_short = false;
+        for (tenant, _) in &tenants {
+            let (tenant_picks, more) = tenant_picks(tx, claim, tenant, per_tenant)?;
+            picks.extend(tenant_picks);
+            cut_short |= more;
+        }
+        Ok((within_limits(picks, running, &tenant_limits, claim.limit), cut_short))
+    };
+    let (mut taken, cut_short) = choose(first_candidates(claim.limit), running.clone())?;
     if taken.len() < claim.limit && cut_short {
-        taken = choose(tx, claim, CANDIDATES_PER_TENANT)?.0;
+        taken = choose(CANDIDATES_PER_TENANT, running)?.0;
     }
     let mut ids = Vec::with_capacity(taken.len());
     for pick in taken {
@@ -163,32 +190,6 @@ pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Res
         ids.push(pick.id);
     }
     Ok(ids)
-}
-
-/// The runs `claim` would take from the first `per_tenant` candidates of
-/// each tenant, and whether some tenant had more candidates than that.
-fn choose(tx: &Transaction<'_>, claim: &Claim<'_>, per_tenant: usize) -> rusqlite::Result<(Vec<Pick>, bool)> {
-    let tenants: Vec<(String, TenantPolicy)> = tx
-        .prepare_cached("SELECT name, policy FROM tenants WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?
-        .query_map([claim.tenant], |row| {
-            let policy: String = row.get(1)?;
-            Ok((row.get(0)?, serde_json::from_str(&policy).unwrap_or_default()))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let [tenant, queue, deployment] = RUNNING_KEYS.map(|key| running_counts(tx, key));
-    let running = Running { tenant: tenant?, queue: queue?, deployment: deployment? };
-    let mut picks = Vec::new();
-    let mut cut_short = false;
-    let mut tenant_limits = HashMap::new();
-    for (tenant, policy) in tenants {
-        let limit = policy.max_concurrent_runs.unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS);
-        tenant_limits.insert(tenant.clone(), u64::from(limit));
-        let (tenant_picks, more) = tenant_picks(tx, claim, &tenant, per_tenant)?;
-        picks.extend(tenant_picks);
-        cut_short |= more;
-    }
-    let taken = within_limits(picks, running, &tenant_limits, claim.limit);
-    Ok((taken, cut_short))
 }
 
 /// One tenant's due runs that the claimer's pool serves, in the order it
