@@ -171,7 +171,7 @@ impl WriterHandle {
     /// Makes every write queued so far durable, committing it here if no
     /// one else already has (or giving up on it: see [`Self::failure`]).
     pub fn commit_now(&self) {
-        commit_queued(&self.shared, &mut self.shared.hold(), self.shared.submitted.load(Ordering::SeqCst));
+        commit_until(&self.shared, self.shared.submitted.load(Ordering::SeqCst));
     }
 
     /// [`Self::commit_now`] for an async caller: done here and now when the
@@ -224,7 +224,7 @@ impl WriterHandle {
     /// Makes the writes numbered `writes` durable; an error says some were lost.
     pub fn commit_writes(&self, writes: &[u64]) -> Result<(), String> {
         let Some(last) = writes.iter().max() else { return Ok(()) };
-        commit_queued(&self.shared, &mut self.shared.hold(), last + 1);
+        commit_until(&self.shared, last + 1);
         let lost = self.shared.lost.lock().expect("lost lock");
         match lost.iter().find(|(range, _)| writes.iter().any(|write| range.contains(write))) {
             Some((_, why)) => Err(why.clone()),
@@ -262,6 +262,14 @@ impl Drop for WriterHandle {
             let _ = thread.join();
         }
         self.commit_now();
+    }
+}
+
+/// Commits until at least `target` writes are durable, holding the
+/// connection only when they are not yet.
+fn commit_until(shared: &Shared, target: u64) {
+    if shared.committed.load(Ordering::SeqCst) < target {
+        commit_queued(shared, &mut shared.hold(), target);
     }
 }
 
@@ -330,7 +338,7 @@ fn background_commits(shared: &Shared, checkpointer: &Connection) {
         let queued = !idle.is_empty();
         drop(idle);
         if queued {
-            commit_queued(shared, &mut shared.hold(), shared.submitted.load(Ordering::SeqCst));
+            commit_until(shared, shared.submitted.load(Ordering::SeqCst));
         }
         if schedule.due(shared.transactions.load(Ordering::Relaxed)) {
             checkpoint(checkpointer, &shared.connection, WAL_FRAMES_BEFORE_HOLDING_THE_WRITER);
