@@ -47,6 +47,29 @@ fn flow_run(id: RunId, name: &str) -> Event {
     })
 }
 
+/// A deployment `hello/<name>` of the default tenant with every setting at its default.
+fn deployment(name: &str, now: chrono::DateTime<Utc>) -> Deployment {
+    Deployment {
+        tenant: "default".into(),
+        flow: "hello".into(),
+        name: name.into(),
+        artifact: "sha256:00".into(),
+        parameters: serde_json::Map::new(),
+        description: None,
+        version: None,
+        tags: Vec::new(),
+        schedule: None,
+        paused: false,
+        pool: None,
+        queue: None,
+        limits: Default::default(),
+        grants: Default::default(),
+        served: false,
+        created: now,
+        updated: now,
+    }
+}
+
 fn state(run: RunId, kind: RunKind, state: StateType, result: Option<&str>) -> Event {
     Event::State(StateRecord {
         run,
@@ -129,25 +152,7 @@ fn deployments_upsert_reports_created_updated_unchanged() {
     for (_dir, open) in backends() {
         let store = open();
         let now = Utc::now();
-        let mut deployment = Deployment {
-            tenant: "default".into(),
-            flow: "hello".into(),
-            name: "leo".into(),
-            artifact: "sha256:00".into(),
-            parameters: serde_json::Map::new(),
-            description: None,
-            version: None,
-            tags: vec!["demo".into()],
-            schedule: None,
-            paused: false,
-            pool: None,
-            queue: None,
-            limits: Default::default(),
-            grants: Default::default(),
-            served: false,
-            created: now,
-            updated: now,
-        };
+        let mut deployment = Deployment { tags: vec!["demo".into()], ..deployment("leo", now) };
         assert_eq!(store.upsert_deployment(&deployment).unwrap(), Change::Created);
         deployment.updated = Utc::now();
         assert_eq!(store.upsert_deployment(&deployment).unwrap(), Change::Unchanged);
@@ -233,25 +238,7 @@ async fn a_served_deployments_runs_go_only_to_the_claim_naming_it() {
     for (_dir, open) in backends() {
         let store = open();
         let now = Utc::now();
-        let deployment = Deployment {
-            tenant: "default".into(),
-            flow: "hello".into(),
-            name: "served".into(),
-            artifact: "sha256:00".into(),
-            parameters: serde_json::Map::new(),
-            description: None,
-            version: None,
-            tags: Vec::new(),
-            schedule: None,
-            paused: false,
-            pool: None,
-            queue: None,
-            limits: Default::default(),
-            grants: Default::default(),
-            served: true,
-            created: now,
-            updated: now,
-        };
+        let deployment = Deployment { served: true, ..deployment("served", now) };
         store.upsert_deployment(&deployment).unwrap();
         let mut events = due_run("default", now - chrono::Duration::seconds(1));
         if let Event::FlowRunCreated(run) = &mut events[0] {
@@ -274,25 +261,7 @@ fn the_scheduler_makes_no_runs_for_a_deployment_paused_or_changed_since_it_read_
     for (_dir, open) in backends() {
         let store = open();
         let now = Utc::now();
-        let read = Deployment {
-            tenant: "default".into(),
-            flow: "hello".into(),
-            name: "every".into(),
-            artifact: "sha256:00".into(),
-            parameters: serde_json::Map::new(),
-            description: None,
-            version: None,
-            tags: Vec::new(),
-            schedule: None,
-            paused: false,
-            pool: None,
-            queue: None,
-            limits: Default::default(),
-            grants: Default::default(),
-            served: false,
-            created: now,
-            updated: now,
-        };
+        let read = deployment("every", now);
         store.upsert_deployment(&read).unwrap();
         let times: Vec<_> = (1..=3).map(|i| now + chrono::Duration::minutes(i)).collect();
         let parameters = json!({});
@@ -315,27 +284,12 @@ async fn a_run_behind_a_long_line_of_runs_waiting_on_their_limit_is_still_taken(
     for (_dir, open) in backends() {
         let store = open();
         let now = Utc::now();
-        let deployment = |name: &str, concurrency| Deployment {
-            tenant: "default".into(),
-            flow: "hello".into(),
-            name: name.into(),
-            artifact: "sha256:00".into(),
-            parameters: serde_json::Map::new(),
-            description: None,
-            version: None,
-            tags: Vec::new(),
-            schedule: None,
-            paused: false,
-            pool: None,
-            queue: None,
+        let limited = |name: &str, concurrency| Deployment {
             limits: crate::core::deployment::Limits { concurrency, ..Default::default() },
-            grants: Default::default(),
-            served: false,
-            created: now,
-            updated: now,
+            ..deployment(name, now)
         };
-        store.upsert_deployment(&deployment("one-at-a-time", Some(1))).unwrap();
-        store.upsert_deployment(&deployment("free", None)).unwrap();
+        store.upsert_deployment(&limited("one-at-a-time", Some(1))).unwrap();
+        store.upsert_deployment(&limited("free", None)).unwrap();
         // More runs of the limited deployment than a claim first reads, all due before the free one.
         let queued = |name: &str, age: i64| {
             let mut events = due_run("default", now - chrono::Duration::seconds(age));
