@@ -211,7 +211,7 @@ async fn raw_call(program: &Program, i: u32) -> Result<()> {
     let scope = Scope { flow_run: RunId::new(), task_run: None, attempt: 1 };
     let config = InstanceConfig::with_memory(program.memory_limit());
     let out = metered(
-        &config.cpu.clone(),
+        &config.cpu,
         std::pin::pin!(async {
             let mut live = program
                 .instantiate_with(Arc::new(NullHost), scope, &config)

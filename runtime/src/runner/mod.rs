@@ -320,18 +320,15 @@ impl Runner {
         let determinism = FlowDeterminism { clock: FlowClock::starting_at(created), seed: seed_of(id) };
         // A flow's instance has no CPU limit of its own: it counts against the run's.
         let meter = CpuMeter::new(None, self.cpu.clone());
-        let called = metered(
-            &meter,
-            pin!(async {
-                let mut live = self.instantiate(scope, Some(determinism), meter.clone()).await?;
-                let outcome = {
-                    let call = pin!(live.flow.call_run_flow(&mut live.store, &flow, &parameters));
-                    guard(call, self.settings.flow_timeout, &self.cancel).await
-                };
-                Ok::<_, Failure>((settle(outcome, &live.store, "flow", &flow, self.settings.max_payload_bytes), live))
-            }),
-        )
-        .await;
+        let called = self
+            .call_fresh_instance(
+                &meter,
+                scope,
+                Some(determinism),
+                self.settings.flow_timeout,
+                Export::Flow(&flow, &parameters),
+            )
+            .await;
         let (result, mut live) = match called {
             Ok(called) => called,
             Err(failure) => return state.fail(failure),
@@ -535,18 +532,8 @@ impl Runner {
         let _slot = self.instance_slot()?;
         let started = std::time::Instant::now();
         let meter = CpuMeter::new(self.settings.task_cpu_limit, self.cpu.clone());
-        let (result, mut live) = metered(
-            &meter,
-            pin!(async {
-                let mut live = self.instantiate(scope, None, meter.clone()).await?;
-                let outcome = {
-                    let call = pin!(live.flow.call_run_task(&mut live.store, task, input));
-                    guard(call, timeout, &self.cancel).await
-                };
-                Ok::<_, Failure>((settle(outcome, &live.store, "task", task, self.settings.max_payload_bytes), live))
-            }),
-        )
-        .await?;
+        let (result, mut live) =
+            self.call_fresh_instance(&meter, scope, None, timeout, Export::Task(task, input)).await?;
         live.store.data_mut().submitted.stop().await;
         // A task that tripped a run-wide limit (its `submit` was refused) ends on it, with no retry.
         let result = match (result, self.halted.get()) {
@@ -560,6 +547,36 @@ impl Runner {
             Err(_) => metrics.task_attempts_failed.inc(),
         }
         result
+    }
+
+    /// Calls `export` in a fresh instance serving `scope`, bounded by `timeout`
+    /// and the run's cancellation, its guest code (instantiation included)
+    /// charged to `meter`; the call's result, and the instance for what
+    /// follows it (stopping the tasks it submitted).
+    async fn call_fresh_instance(
+        self: &Arc<Self>,
+        meter: &CpuMeter,
+        scope: Scope,
+        determinism: Option<FlowDeterminism>,
+        timeout: Option<Duration>,
+        export: Export<'_>,
+    ) -> Result<(Result<String, Failure>, crate::sandbox::program::Live), Failure> {
+        let call = async {
+            let mut live = self.instantiate(scope, determinism, meter.clone()).await?;
+            let (live_flow, store) = (&live.flow, &mut live.store);
+            let (outcome, kind, name) = match export {
+                Export::Flow(flow, parameters) => {
+                    let call = pin!(live_flow.call_run_flow(store, flow, parameters));
+                    (guard(call, timeout, &self.cancel).await, "flow", flow)
+                }
+                Export::Task(task, input) => {
+                    let call = pin!(live_flow.call_run_task(store, task, input));
+                    (guard(call, timeout, &self.cancel).await, "task", task)
+                }
+            };
+            Ok((settle(outcome, &live.store, kind, name, self.settings.max_payload_bytes), live))
+        };
+        metered(meter, pin!(call)).await
     }
 
     async fn instantiate(
@@ -1052,6 +1069,13 @@ fn guest_error(error: crate::sandbox::bindings::RunError) -> Failure {
         message: format!("{prefix}: {}", failure.message),
         retryable: failure.retryable,
     }
+}
+
+/// The export a fresh instance is called for: a flow with its parameters,
+/// or a task with its input.
+enum Export<'a> {
+    Flow(&'a str, &'a str),
+    Task(&'a str, &'a str),
 }
 
 /// The current state of one run; every move is checked against the table

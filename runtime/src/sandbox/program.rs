@@ -241,8 +241,8 @@ impl Program {
 
     /// A fresh instance with its own limits and grants. Instantiating runs
     /// guest code, as its calls do: drive both inside one
-    /// [`metered`]`(&config.cpu, …)` so the guest is charged for them (one
-    /// stretch from instantiation to the call's end reads the CPU clock twice).
+    /// [`metered`]`(&config.cpu, …)` so the guest is charged for them, as
+    /// one stretch from instantiation to the call's end.
     pub async fn instantiate_with(
         &self,
         host: Arc<dyn RunHost>,
@@ -267,7 +267,7 @@ impl Program {
         let scope = Scope { flow_run: crate::core::ids::RunId::new(), task_run: None, attempt: 1 };
         let config = InstanceConfig::with_memory(self.memory_limit);
         let info = metered(
-            &config.cpu.clone(),
+            &config.cpu,
             std::pin::pin!(async {
                 let mut live = self
                     .instantiate_with(Arc::new(DescribeHost), scope, &config)
