@@ -1,7 +1,8 @@
 //! Folding a new task run's first states into its insert: a task run is
 //! created, goes `Pending` and `Running` in one commit, and writing its row
 //! once with the state it ends the commit in saves two `UPDATE`s per task
-//! on the hot path. Its history (`states`) is still written state by state.
+//! on the hot path. SQLite writes its history (`history.rs`) with it;
+//! PostgreSQL writes it state by state (`states`).
 
 use crate::core::ids::RunId;
 use crate::core::record::{Event, RunKind, StateRecord};
@@ -18,6 +19,8 @@ pub struct FoldedRow {
     pub result: Option<Arc<str>>,
     pub attempts: u32,
     pub ended: Option<DateTime<Utc>>,
+    /// Its states' entries, oldest first (`history.rs`).
+    pub history: String,
 }
 
 impl FoldedRow {
@@ -34,6 +37,8 @@ impl FoldedRow {
         }
         self.attempts = self.attempts.max(state.attempt);
         self.ended = state.state.is_terminal().then_some(state.time);
+        let time = crate::store::writer::timestamp(state.time);
+        super::history::push_entry(&mut self.history, state.state.name(), state.message.as_deref(), state.attempt, &time);
         true
     }
 }
@@ -115,6 +120,9 @@ mod tests {
         assert_eq!(row.attempts, 2);
         assert!(row.ended.is_some());
         assert!(folded.dropped.is_empty());
+        let history = super::super::history::parse(&row.history).unwrap();
+        let states: Vec<_> = history.iter().map(|s| (s.state, s.attempt)).collect();
+        assert_eq!(states, [(StateType::Pending, 0), (StateType::Running, 2), (StateType::Completed, 1)]);
     }
 
     #[test]
@@ -130,6 +138,8 @@ mod tests {
         assert_eq!(folded.rows.len(), 1, "only runs created in the batch are folded");
         assert_eq!(folded.rows[&new].state, Some("Failed"));
         assert_eq!(folded.dropped, HashSet::from([3]));
+        let history = super::super::history::parse(&folded.rows[&new].history).unwrap();
+        assert_eq!(history.len(), 1, "the Running after the end is not in the history");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod checkpoint;
 mod claim;
 mod events;
 mod fold;
+mod history;
 mod listing;
 mod migrations;
 mod postgres;

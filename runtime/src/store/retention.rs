@@ -24,7 +24,6 @@ pub(super) fn purge_ended(tx: &Transaction<'_>, before: &str, limit: usize) -> r
         .collect::<rusqlite::Result<_>>()?;
     // Children before parents, so no statement sees a half-deleted run.
     let statements = [
-        "DELETE FROM states WHERE run IN (SELECT id FROM task_runs WHERE flow_run IN tree)",
         "DELETE FROM task_runs WHERE flow_run IN tree",
         "DELETE FROM logs WHERE flow_run IN tree",
         "DELETE FROM events WHERE flow_run IN tree",

@@ -418,7 +418,8 @@ impl StateStore for SqliteStore {
 
     fn states(&self, run: &str) -> Result<Vec<StateRow>, StoreError> {
         self.read(|c| {
-            c.prepare_cached("SELECT state, message, attempt, time FROM states WHERE run = ?1 ORDER BY seq")?
+            let flow_states: Vec<StateRow> = c
+                .prepare_cached("SELECT state, message, attempt, time FROM states WHERE run = ?1 ORDER BY seq")?
                 .query_map([run], |row| {
                     Ok(StateRow {
                         state: state_column(row, "state")?.expect("state is NOT NULL"),
@@ -427,7 +428,11 @@ impl StateStore for SqliteStore {
                         time: time_column(row, "time")?,
                     })
                 })?
-                .collect()
+                .collect::<rusqlite::Result<_>>()?;
+            if !flow_states.is_empty() {
+                return Ok(flow_states);
+            }
+            task_history(c, run).map(Option::unwrap_or_default)
         })
     }
 
@@ -755,10 +760,15 @@ impl StateStore for SqliteStore {
 
     fn has_state(&self, id: &str, state: StateType, time: DateTime<Utc>) -> Result<bool, StoreError> {
         self.read(|c| {
-            c.prepare_cached("SELECT 1 FROM states WHERE run = ?1 AND state = ?2 AND time = ?3 LIMIT 1")?
+            let flow_state = c
+                .prepare_cached("SELECT 1 FROM states WHERE run = ?1 AND state = ?2 AND time = ?3 LIMIT 1")?
                 .query_row(params![id, state.name(), timestamp(time)], |_| Ok(()))
-                .optional()
-                .map(|found| found.is_some())
+                .optional()?;
+            if flow_state.is_some() {
+                return Ok(true);
+            }
+            let history = task_history(c, id)?.unwrap_or_default();
+            Ok(history.iter().any(|recorded| recorded.state == state && recorded.time == time))
         })
     }
 
@@ -895,6 +905,13 @@ impl StateStore for SqliteStore {
     }
 }
 
+/// Task run `id`'s states, oldest first; `None` when there is no such task run.
+fn task_history(c: &Connection, id: &str) -> rusqlite::Result<Option<Vec<StateRow>>> {
+    let history: Option<String> =
+        c.prepare_cached("SELECT history FROM task_runs WHERE id = ?1")?.query_row([id], |row| row.get(0)).optional()?;
+    history.map(|text| super::history::parse(&text).map_err(|line| bad_column("history", &line))).transpose()
+}
+
 /// A run's state, holder, end and parent, as a lease check reads them.
 type LeaseRow = (Option<String>, Option<String>, Option<String>, Option<String>);
 
@@ -927,14 +944,17 @@ fn crash_unfinished_parts(
         (SELECT ?1 UNION ALL SELECT f.id FROM flow_runs f JOIN tree ON f.parent = tree.id)";
     let statements = [
         "INSERT INTO states (run, kind, state, message, attempt, time)
-         SELECT id, 'flow', 'Crashed', ?2, 1, ?3 FROM flow_runs WHERE id IN tree AND id <> ?1 AND ended IS NULL",
+         SELECT id, 'flow', 'Crashed', ?2, 1, ?3 FROM flow_runs WHERE id IN tree AND id <> ?1 AND ended IS NULL".into(),
         "UPDATE flow_runs SET state = 'Crashed', message = ?2, ended = ?3
-         WHERE id IN tree AND id <> ?1 AND ended IS NULL",
-        "INSERT INTO states (run, kind, state, message, attempt, time)
-         SELECT id, 'task', 'Crashed', ?2, MAX(attempts, 1), ?3 FROM task_runs WHERE flow_run IN tree AND ended IS NULL",
-        "UPDATE task_runs SET state = 'Crashed', message = ?2, ended = ?3 WHERE flow_run IN tree AND ended IS NULL",
+         WHERE id IN tree AND id <> ?1 AND ended IS NULL"
+            .into(),
+        format!(
+            "UPDATE task_runs SET state = 'Crashed', message = ?2, ended = ?3, history = history || {}
+             WHERE flow_run IN tree AND ended IS NULL",
+            super::history::sql_entry("'Crashed'", "?2", "MAX(attempts, 1)", "?3")
+        ),
     ];
-    for statement in statements {
+    for statement in statements as [String; 3] {
         tx.prepare_cached(&format!("{TREE} {statement}"))?.execute(params![root, message, now])?;
     }
     Ok(())

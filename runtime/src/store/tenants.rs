@@ -106,8 +106,8 @@ pub(super) const TENANT_OWNED_TABLES: [&str; 12] = [
 /// Deletes a tenant and everything it owns (the shared artifact bytes stay); false when there was none.
 pub(super) fn delete_tenant(connection: &Connection, name: &str) -> rusqlite::Result<bool> {
     let runs = "SELECT id FROM flow_runs WHERE tenant = ?1";
-    let tasks = format!("SELECT id FROM task_runs WHERE flow_run IN ({runs})");
-    connection.execute(&format!("DELETE FROM states WHERE run IN ({tasks}) OR run IN ({runs})"), [name])?;
+    // A task run's states are in its row (`history.rs`).
+    connection.execute(&format!("DELETE FROM states WHERE run IN ({runs})"), [name])?;
     connection.execute(&format!("DELETE FROM logs WHERE flow_run IN ({runs})"), [name])?;
     connection.execute(&format!("DELETE FROM task_runs WHERE flow_run IN ({runs})"), [name])?;
     for table in TENANT_OWNED_TABLES {

@@ -352,20 +352,16 @@ fn background_commits(shared: &Shared, checkpointer: &Connection) {
 fn commit(connection: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
     let tx = connection.transaction()?;
     let folded = fold(batch);
-    // Task runs whose row was inserted with its folded states: those states only add to the history.
+    // Task runs inserted with their folded states: those states are in their history already.
     let mut written = HashSet::new();
-    for (position, write) in batch.iter().enumerate() {
+    for write in batch {
         match write {
             Write::Event(Event::TaskRunCreated(run)) if folded.rows.contains_key(&run.id) => {
                 if insert_folded_task_run(&tx, run, &folded.rows[&run.id])? {
                     written.insert(run.id);
                 }
             }
-            Write::Event(Event::State(state)) if state.kind == RunKind::Task && written.contains(&state.run) => {
-                if !folded.dropped.contains(&position) {
-                    insert_state(&tx, state)?;
-                }
-            }
+            Write::Event(Event::State(state)) if state.kind == RunKind::Task && written.contains(&state.run) => {}
             write => apply(&tx, write)?,
         }
     }
@@ -377,8 +373,8 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO task_runs (id, flow_run, task, name, input, created, state, message, result, attempts,
-             ended, call_position, call_batch, call_attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
-             ?13, ?14)",
+             ended, call_position, call_batch, call_attempt, history) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+             ?11, ?12, ?13, ?14, ?15)",
         )?
         .execute(params![
             run.id.to_string(),
@@ -395,25 +391,15 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
             run.call.map(|c| c.position as i64),
             run.call.map(|c| c.batch as i64),
             run.call.map(|c| c.flow_attempt),
+            row.history,
         ])?;
     Ok(inserted == 1)
 }
 
-/// Adds a state to its run's history.
-fn insert_state(tx: &Transaction<'_>, state: &StateRecord) -> rusqlite::Result<()> {
-    let kind = match state.kind {
-        RunKind::Flow => "flow",
-        RunKind::Task => "task",
-    };
-    tx.prepare_cached("INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-        .execute(params![
-            state.run.to_string(),
-            kind,
-            state.state.name(),
-            state.message,
-            state.attempt,
-            timestamp(state.time)
-        ])?;
+/// Adds a flow run's state to its history (a task run's is in its row: `history.rs`).
+fn insert_flow_state(tx: &Transaction<'_>, state: &StateRecord, time: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', ?2, ?3, ?4, ?5)")?
+        .execute(params![state.run.to_string(), state.state.name(), state.message, state.attempt, time])?;
     Ok(())
 }
 
@@ -475,34 +461,30 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             let result = state.result.as_deref();
             // A run that has ended (say, marked Crashed when its worker went
             // silent) keeps its end: late reports of a lost worker are dropped.
-            let updated = match state.kind {
+            match state.kind {
                 RunKind::Flow => {
                     let started = state.state.is_running().then_some(time.as_str());
-                    tx.prepare_cached(
-                        // A run paused for input is taken by nobody until it is resumed.
-                        "UPDATE flow_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
-                         started = COALESCE(started, ?5), ended = ?6,
-                         claimed_by = CASE WHEN ?2 = 'Paused' THEN NULL ELSE claimed_by END,
-                         queue = CASE WHEN ?2 = 'Paused' THEN NULL ELSE queue END WHERE id = ?1 AND ended IS NULL",
-                    )?
-                    .execute(params![
-                        run,
-                        state.state.name(),
-                        state.message,
-                        result,
-                        started,
-                        ended
-                    ])?
+                    let updated = tx
+                        .prepare_cached(
+                            // A run paused for input is taken by nobody until it is resumed.
+                            "UPDATE flow_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
+                             started = COALESCE(started, ?5), ended = ?6,
+                             claimed_by = CASE WHEN ?2 = 'Paused' THEN NULL ELSE claimed_by END,
+                             queue = CASE WHEN ?2 = 'Paused' THEN NULL ELSE queue END WHERE id = ?1 AND ended IS NULL",
+                        )?
+                        .execute(params![run, state.state.name(), state.message, result, started, ended])?;
+                    if updated == 1 {
+                        insert_flow_state(tx, state, &time)?;
+                    }
                 }
-                RunKind::Task => tx
-                    .prepare_cached(
+                RunKind::Task => {
+                    let entry = super::history::entry(state.state.name(), state.message.as_deref(), state.attempt, &time);
+                    tx.prepare_cached(
                         "UPDATE task_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
-                         attempts = MAX(attempts, ?5), ended = ?6 WHERE id = ?1 AND ended IS NULL",
+                         attempts = MAX(attempts, ?5), ended = ?6, history = history || ?7 WHERE id = ?1 AND ended IS NULL",
                     )?
-                    .execute(params![run, state.state.name(), state.message, result, state.attempt, ended])?,
-            };
-            if updated == 1 {
-                insert_state(tx, state)?;
+                    .execute(params![run, state.state.name(), state.message, result, state.attempt, ended, entry])?;
+                }
             }
         }
         Write::Event(Event::Log(log)) => {

@@ -1,0 +1,90 @@
+//! A task run's states, kept in its own row (`task_runs.history`) in SQLite
+//! instead of a `states` row each. A task goes `Pending`, `Running` and
+//! `Completed` in one or two commits; three `states` rows and their three
+//! `states_by_run` entries were six B-tree inserts per task on the hot path,
+//! and the history is only ever read whole, for one run. Flow runs keep
+//! their `states` rows: the event trigger and the scheduler read them.
+//!
+//! The history is a line per state, each the JSON array SQLite's
+//! `json_array(state, message, attempt, time)` writes, so SQL can append
+//! (`history || entry`) without reading it, and the migration that moved
+//! the old rows here writes the same text.
+
+use super::StateRow;
+use crate::core::state::StateType;
+
+/// SQL for the entry of a state named `?state`, with message, attempt and
+/// time given as SQL expressions: the text [`push_entry`] writes.
+pub(super) fn sql_entry(state: &str, message: &str, attempt: &str, time: &str) -> String {
+    format!("json_array({state}, {message}, {attempt}, {time}) || char(10)")
+}
+
+/// Appends a state's entry to `history`.
+pub(super) fn push_entry(history: &mut String, state: &str, message: Option<&str>, attempt: u32, time: &str) {
+    use std::fmt::Write;
+    let message = match message {
+        Some(text) => serde_json::to_string(text).expect("a string serializes"),
+        None => "null".into(),
+    };
+    // State names and store timestamps hold nothing JSON must escape.
+    let _ = writeln!(history, "[\"{state}\",{message},{attempt},\"{time}\"]");
+}
+
+/// A state's entry, alone.
+pub(super) fn entry(state: &str, message: Option<&str>, attempt: u32, time: &str) -> String {
+    let mut text = String::new();
+    push_entry(&mut text, state, message, attempt, time);
+    text
+}
+
+/// The states a history holds, oldest first; the line that cannot be read, if one cannot.
+pub(super) fn parse(history: &str) -> Result<Vec<StateRow>, String> {
+    history
+        .lines()
+        .map(|line| {
+            let (state, message, attempt, time): (String, Option<String>, u32, String) =
+                serde_json::from_str(line).map_err(|_| line.to_string())?;
+            Ok(StateRow {
+                state: StateType::parse(&state).ok_or_else(|| line.to_string())?,
+                message,
+                attempt,
+                time: super::sqlite::parse_time(&time).ok_or_else(|| line.to_string())?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    #[test]
+    fn sqlite_writes_the_entry_rust_writes_and_both_read_back() {
+        let time = "2026-12-07T12:00:00.123456Z";
+        let message = "quote \" backslash \\ newline \n tab \t ünïcode";
+        let connection = Connection::open_in_memory().unwrap();
+        let sql = format!("SELECT {}", sql_entry("?1", "?2", "?3", "?4"));
+        for (state, message, attempt) in [("Pending", None, 0), ("Failed", Some(message), 3)] {
+            let from_sql: String = connection
+                .query_row(&sql, rusqlite::params![state, message, attempt, time], |row| row.get(0))
+                .unwrap();
+            assert_eq!(from_sql, entry(state, message, attempt, time));
+        }
+        let mut history = entry("Pending", None, 0, time);
+        push_entry(&mut history, "Failed", Some(message), 3, time);
+        let states = parse(&history).unwrap();
+        assert_eq!(states.len(), 2);
+        assert_eq!((states[0].state, states[0].attempt, states[0].message.as_deref()), (StateType::Pending, 0, None));
+        assert_eq!((states[1].state, states[1].message.as_deref()), (StateType::Failed, Some(message)));
+        assert_eq!(super::super::writer::timestamp(states[1].time), time);
+    }
+
+    #[test]
+    fn a_line_this_version_cannot_read_is_named() {
+        let good = entry("Running", None, 1, "2026-12-07T12:00:00Z");
+        assert_eq!(parse(&format!("{good}[\"Exploded\",null,1,\"2026-12-07T12:00:00Z\"]\n")).unwrap_err(),
+            "[\"Exploded\",null,1,\"2026-12-07T12:00:00Z\"]");
+        assert!(parse("").unwrap().is_empty());
+    }
+}
