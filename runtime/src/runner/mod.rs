@@ -30,6 +30,7 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use guard::{Interrupt, guard};
 use sha2::{Digest as _, Sha256};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
@@ -145,11 +146,13 @@ pub struct Runner {
     live_instances: AtomicUsize,
     // Why the run was stopped as a whole (a run-wide limit), if it was.
     halted: OnceLock<Failure>,
-    flow_runs: Mutex<HashMap<RunId, Arc<FlowRunInfo>>>,
-    task_runs: Mutex<HashMap<RunId, Arc<TaskRunInfo>>>,
-    task_counters: Mutex<HashMap<RunId, HashMap<String, u32>>>,
+    // Keyed by ids the runner made: a fast hash. Task names come from the
+    // guest, so their counters keep the DoS-resistant default.
+    flow_runs: Mutex<FxHashMap<RunId, Arc<FlowRunInfo>>>,
+    task_runs: Mutex<FxHashMap<RunId, Arc<TaskRunInfo>>>,
+    task_counters: Mutex<FxHashMap<RunId, HashMap<String, u32>>>,
     // The next call position of each flow run's instance (the journal's key).
-    positions: Mutex<HashMap<RunId, u64>>,
+    positions: Mutex<FxHashMap<RunId, u64>>,
     replayed: AtomicU64,
     // The top-level flow run: only its own instance may pause.
     root: OnceLock<RunId>,

@@ -8,7 +8,7 @@ use crate::core::ids::RunId;
 use crate::core::record::{Event, RunKind, StateRecord};
 use crate::store::writer::Write;
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 /// A `task_runs` row as it stands after the states of one batch.
@@ -37,8 +37,13 @@ impl FoldedRow {
         }
         self.attempts = self.attempts.max(state.attempt);
         self.ended = state.state.is_terminal().then_some(state.time);
-        let time = crate::store::writer::timestamp(state.time);
-        super::history::push_entry(&mut self.history, state.state.name(), state.message.as_deref(), state.attempt, &time);
+        super::history::push_entry_at(
+            &mut self.history,
+            state.state.name(),
+            state.message.as_deref(),
+            state.attempt,
+            state.time,
+        );
         true
     }
 }
@@ -47,9 +52,9 @@ impl FoldedRow {
 #[derive(Debug, Default)]
 pub struct Folded {
     /// The row each task run created in the batch ends the batch as.
-    pub rows: HashMap<RunId, FoldedRow>,
+    pub rows: FxHashMap<RunId, FoldedRow>,
     /// Positions in the batch of states that arrive after their run ended (not recorded).
-    pub dropped: HashSet<usize>,
+    pub dropped: FxHashSet<usize>,
 }
 
 /// Folds the states that follow each task run's creation in `batch`.
@@ -137,7 +142,7 @@ mod tests {
         let folded = fold(&batch);
         assert_eq!(folded.rows.len(), 1, "only runs created in the batch are folded");
         assert_eq!(folded.rows[&new].state, Some("Failed"));
-        assert_eq!(folded.dropped, HashSet::from([3]));
+        assert_eq!(folded.dropped, FxHashSet::from_iter([3]));
         let history = super::super::history::parse(&folded.rows[&new].history).unwrap();
         assert_eq!(history.len(), 1, "the Running after the end is not in the history");
     }

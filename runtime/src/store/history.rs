@@ -12,6 +12,7 @@
 
 use super::StateRow;
 use crate::core::state::StateType;
+use chrono::{DateTime, Utc};
 
 /// SQL for the entry of a state named `?state`, with message, attempt and
 /// time given as SQL expressions: the text [`push_entry`] writes.
@@ -21,13 +22,50 @@ pub(super) fn sql_entry(state: &str, message: &str, attempt: &str, time: &str) -
 
 /// Appends a state's entry to `history`.
 pub(super) fn push_entry(history: &mut String, state: &str, message: Option<&str>, attempt: u32, time: &str) {
-    use std::fmt::Write;
-    let message = match message {
-        Some(text) => serde_json::to_string(text).expect("a string serializes"),
-        None => "null".into(),
-    };
+    push_entry_with(history, state, message, attempt, |out| out.push_str(time));
+}
+
+/// Appends the entry of a state recorded at `time`.
+pub(super) fn push_entry_at(history: &mut String, state: &str, message: Option<&str>, attempt: u32, time: DateTime<Utc>) {
+    push_entry_with(history, state, message, attempt, |out| super::writer::push_timestamp(out, time));
+}
+
+// Three entries per task run on the hot path: pushed piece by piece, as
+// `format!`'s machinery cost more than the rest of the entry.
+fn push_entry_with(
+    history: &mut String,
+    state: &str,
+    message: Option<&str>,
+    attempt: u32,
+    time: impl FnOnce(&mut String),
+) {
     // State names and store timestamps hold nothing JSON must escape.
-    let _ = writeln!(history, "[\"{state}\",{message},{attempt},\"{time}\"]");
+    history.push_str("[\"");
+    history.push_str(state);
+    history.push_str("\",");
+    match message {
+        Some(text) => history.push_str(&serde_json::to_string(text).expect("a string serializes")),
+        None => history.push_str("null"),
+    }
+    history.push(',');
+    push_number(history, attempt);
+    history.push_str(",\"");
+    time(history);
+    history.push_str("\"]\n");
+}
+
+fn push_number(out: &mut String, mut number: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[start..]).expect("digits are ASCII"));
 }
 
 /// A state's entry, alone.
@@ -65,7 +103,7 @@ mod tests {
         let message = "quote \" backslash \\ newline \n tab \t ünïcode";
         let connection = Connection::open_in_memory().unwrap();
         let sql = format!("SELECT {}", sql_entry("?1", "?2", "?3", "?4"));
-        for (state, message, attempt) in [("Pending", None, 0), ("Failed", Some(message), 3)] {
+        for (state, message, attempt) in [("Pending", None, 0), ("Failed", Some(message), 3), ("Retrying", None, u32::MAX)] {
             let from_sql: String = connection
                 .query_row(&sql, rusqlite::params![state, message, attempt, time], |row| row.get(0))
                 .unwrap();
