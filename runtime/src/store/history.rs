@@ -26,7 +26,13 @@ pub(super) fn push_entry(history: &mut String, state: &str, message: Option<&str
 }
 
 /// Appends the entry of a state recorded at `time`.
-pub(super) fn push_entry_at(history: &mut String, state: &str, message: Option<&str>, attempt: u32, time: DateTime<Utc>) {
+pub(super) fn push_entry_at(
+    history: &mut String,
+    state: &str,
+    message: Option<&str>,
+    attempt: u32,
+    time: DateTime<Utc>,
+) {
     push_entry_with(history, state, message, attempt, |out| super::writer::push_timestamp(out, time));
 }
 
@@ -103,10 +109,11 @@ mod tests {
         let message = "quote \" backslash \\ newline \n tab \t ünïcode";
         let connection = Connection::open_in_memory().unwrap();
         let sql = format!("SELECT {}", sql_entry("?1", "?2", "?3", "?4"));
-        for (state, message, attempt) in [("Pending", None, 0), ("Failed", Some(message), 3), ("Retrying", None, u32::MAX)] {
-            let from_sql: String = connection
-                .query_row(&sql, rusqlite::params![state, message, attempt, time], |row| row.get(0))
-                .unwrap();
+        for (state, message, attempt) in
+            [("Pending", None, 0), ("Failed", Some(message), 3), ("Retrying", None, u32::MAX)]
+        {
+            let from_sql: String =
+                connection.query_row(&sql, rusqlite::params![state, message, attempt, time], |row| row.get(0)).unwrap();
             assert_eq!(from_sql, entry(state, message, attempt, time));
         }
         let mut history = entry("Pending", None, 0, time);
@@ -121,8 +128,10 @@ mod tests {
     #[test]
     fn a_line_this_version_cannot_read_is_named() {
         let good = entry("Running", None, 1, "2026-12-07T12:00:00Z");
-        assert_eq!(parse(&format!("{good}[\"Exploded\",null,1,\"2026-12-07T12:00:00Z\"]\n")).unwrap_err(),
-            "[\"Exploded\",null,1,\"2026-12-07T12:00:00Z\"]");
+        assert_eq!(
+            parse(&format!("{good}[\"Exploded\",null,1,\"2026-12-07T12:00:00Z\"]\n")).unwrap_err(),
+            "[\"Exploded\",null,1,\"2026-12-07T12:00:00Z\"]"
+        );
         assert!(parse("").unwrap().is_empty());
     }
 }

@@ -907,8 +907,10 @@ impl StateStore for SqliteStore {
 
 /// Task run `id`'s states, oldest first; `None` when there is no such task run.
 fn task_history(c: &Connection, id: &str) -> rusqlite::Result<Option<Vec<StateRow>>> {
-    let history: Option<String> =
-        c.prepare_cached("SELECT history FROM task_runs WHERE id = ?1")?.query_row([id], |row| row.get(0)).optional()?;
+    let history: Option<String> = c
+        .prepare_cached("SELECT history FROM task_runs WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
     history.map(|text| super::history::parse(&text).map_err(|line| bad_column("history", &line))).transpose()
 }
 
@@ -944,7 +946,8 @@ fn crash_unfinished_parts(
         (SELECT ?1 UNION ALL SELECT f.id FROM flow_runs f JOIN tree ON f.parent = tree.id)";
     let statements = [
         "INSERT INTO states (run, kind, state, message, attempt, time)
-         SELECT id, 'flow', 'Crashed', ?2, 1, ?3 FROM flow_runs WHERE id IN tree AND id <> ?1 AND ended IS NULL".into(),
+         SELECT id, 'flow', 'Crashed', ?2, 1, ?3 FROM flow_runs WHERE id IN tree AND id <> ?1 AND ended IS NULL"
+            .into(),
         "UPDATE flow_runs SET state = 'Crashed', message = ?2, ended = ?3
          WHERE id IN tree AND id <> ?1 AND ended IS NULL"
             .into(),

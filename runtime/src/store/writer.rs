@@ -429,8 +429,10 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
 
 /// Adds a flow run's state to its history (a task run's is in its row: `history.rs`).
 fn insert_flow_state(tx: &Transaction<'_>, state: &StateRecord, time: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', ?2, ?3, ?4, ?5)")?
-        .execute(params![state.run.to_string(), state.state.name(), state.message, state.attempt, time])?;
+    tx.prepare_cached(
+        "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![state.run.to_string(), state.state.name(), state.message, state.attempt, time])?;
     Ok(())
 }
 
@@ -509,7 +511,8 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                     }
                 }
                 RunKind::Task => {
-                    let entry = super::history::entry(state.state.name(), state.message.as_deref(), state.attempt, &time);
+                    let entry =
+                        super::history::entry(state.state.name(), state.message.as_deref(), state.attempt, &time);
                     tx.prepare_cached(
                         "UPDATE task_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
                          attempts = MAX(attempts, ?5), ended = ?6, history = history || ?7 WHERE id = ?1 AND ended IS NULL",
