@@ -767,8 +767,10 @@ impl StateStore for SqliteStore {
             if flow_state.is_some() {
                 return Ok(true);
             }
+            // Compared as stored (to the microsecond), as the `states` query above compares.
+            let wanted = timestamp(time);
             let history = task_history(c, id)?.unwrap_or_default();
-            Ok(history.iter().any(|recorded| recorded.state == state && recorded.time == time))
+            Ok(history.iter().any(|recorded| recorded.state == state && timestamp(recorded.time) == wanted))
         })
     }
 

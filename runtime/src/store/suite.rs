@@ -573,6 +573,29 @@ async fn runs_a_worker_never_heard_it_took_go_back_to_the_queue_and_a_resent_sta
         assert!(store.has_state(&listed.to_string(), StateType::Pending, recorded.time).unwrap());
         let later = recorded.time + chrono::Duration::microseconds(1);
         assert!(!store.has_state(&listed.to_string(), StateType::Pending, later).unwrap());
+
+        // A task run's state is known again too, by a time sent with more
+        // precision than the store keeps (a worker's JSON carries nanoseconds).
+        let task_run = RunId::new();
+        store.record(&Event::TaskRunCreated(TaskRunRecord {
+            id: task_run,
+            flow_run: listed,
+            task: "step".into(),
+            name: "step-0".into(),
+            input: "{}".into(),
+            created: Utc::now(),
+            call: None,
+        }));
+        let Event::State(mut running) = state(task_run, RunKind::Task, StateType::Running, None) else {
+            unreachable!()
+        };
+        running.time += chrono::Duration::nanoseconds(1_234 - i64::from(running.time.timestamp_subsec_nanos() % 1_000));
+        store.record(&Event::State(running.clone()));
+        store.flush().await;
+        assert!(store.has_state(&task_run.to_string(), StateType::Running, running.time).unwrap());
+        assert!(!store.has_state(&task_run.to_string(), StateType::Completed, running.time).unwrap());
+        let later = running.time + chrono::Duration::microseconds(1);
+        assert!(!store.has_state(&task_run.to_string(), StateType::Running, later).unwrap());
     }
 }
 
