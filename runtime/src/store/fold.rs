@@ -19,14 +19,24 @@ pub struct FoldedRow {
     pub result: Option<Arc<str>>,
     pub attempts: u32,
     pub ended: Option<DateTime<Utc>>,
-    /// Its states' entries, oldest first (`history.rs`).
+    /// Its states' entries, oldest first (`history.rs`); empty unless
+    /// folded with [`History::InRow`].
     pub history: String,
+}
+
+/// Where a task run's states are kept by the writer folding them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// In the row, as SQLite keeps them: the fold writes the entries.
+    InRow,
+    /// As rows of their own, as PostgreSQL keeps them: no entries to write.
+    Apart,
 }
 
 impl FoldedRow {
     /// Applies one state as the writer's `UPDATE … WHERE ended IS NULL`
     /// would; false when the run had already ended, so the state is dropped.
-    fn apply(&mut self, state: &StateRecord) -> bool {
+    fn apply(&mut self, state: &StateRecord, history: History) -> bool {
         if self.ended.is_some() {
             return false;
         }
@@ -37,13 +47,15 @@ impl FoldedRow {
         }
         self.attempts = self.attempts.max(state.attempt);
         self.ended = state.state.is_terminal().then_some(state.time);
-        super::history::push_entry_at(
-            &mut self.history,
-            state.state.name(),
-            state.message.as_deref(),
-            state.attempt,
-            state.time,
-        );
+        if history == History::InRow {
+            super::history::push_entry_at(
+                &mut self.history,
+                state.state.name(),
+                state.message.as_deref(),
+                state.attempt,
+                state.time,
+            );
+        }
         true
     }
 }
@@ -58,7 +70,7 @@ pub struct Folded {
 }
 
 /// Folds the states that follow each task run's creation in `batch`.
-pub fn fold(batch: &[Write]) -> Folded {
+pub fn fold(batch: &[Write], history: History) -> Folded {
     let mut folded = Folded::default();
     for (position, write) in batch.iter().enumerate() {
         match write {
@@ -67,7 +79,7 @@ pub fn fold(batch: &[Write]) -> Folded {
             }
             Write::Event(Event::State(state)) if state.kind == RunKind::Task => {
                 if let Some(row) = folded.rows.get_mut(&state.run)
-                    && !row.apply(state)
+                    && !row.apply(state, history)
                 {
                     folded.dropped.insert(position);
                 }
@@ -117,7 +129,7 @@ mod tests {
             state(id, StateType::Running, 2, None),
             state(id, StateType::Completed, 1, Some("42")),
         ];
-        let folded = fold(&batch);
+        let folded = fold(&batch, History::InRow);
         let row = &folded.rows[&id];
         assert_eq!(row.state, Some("Completed"));
         assert_eq!(row.message.as_deref(), Some("Completed 1"));
@@ -128,6 +140,9 @@ mod tests {
         let history = super::super::history::parse(&row.history).unwrap();
         let states: Vec<_> = history.iter().map(|s| (s.state, s.attempt)).collect();
         assert_eq!(states, [(StateType::Pending, 0), (StateType::Running, 2), (StateType::Completed, 1)]);
+        let apart = fold(&batch, History::Apart);
+        assert_eq!(apart.rows[&id].history, "", "states kept apart are not written into the row");
+        assert_eq!(apart.rows[&id].state, Some("Completed"));
     }
 
     #[test]
@@ -139,7 +154,7 @@ mod tests {
             state(new, StateType::Failed, 1, None),
             state(new, StateType::Running, 1, None),
         ];
-        let folded = fold(&batch);
+        let folded = fold(&batch, History::InRow);
         assert_eq!(folded.rows.len(), 1, "only runs created in the batch are folded");
         assert_eq!(folded.rows[&new].state, Some("Failed"));
         assert_eq!(folded.dropped, FxHashSet::from_iter([3]));
@@ -150,7 +165,7 @@ mod tests {
     #[test]
     fn a_state_before_its_run_is_created_is_not_folded() {
         let id = RunId::new();
-        let folded = fold(&[state(id, StateType::Running, 1, None), created(id)]);
+        let folded = fold(&[state(id, StateType::Running, 1, None), created(id)], History::InRow);
         assert_eq!(folded.rows[&id], FoldedRow::default());
     }
 }

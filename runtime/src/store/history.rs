@@ -15,14 +15,16 @@ use crate::core::state::StateType;
 use chrono::{DateTime, Utc};
 
 /// SQL for the entry of a state named `?state`, with message, attempt and
-/// time given as SQL expressions: the text [`push_entry`] writes.
+/// time given as SQL expressions: the text [`entry`] writes.
 pub(super) fn sql_entry(state: &str, message: &str, attempt: &str, time: &str) -> String {
     format!("json_array({state}, {message}, {attempt}, {time}) || char(10)")
 }
 
-/// Appends a state's entry to `history`.
-pub(super) fn push_entry(history: &mut String, state: &str, message: Option<&str>, attempt: u32, time: &str) {
-    push_entry_with(history, state, message, attempt, |out| out.push_str(time));
+/// A state's entry, its time given as stored.
+pub(super) fn entry(state: &str, message: Option<&str>, attempt: u32, time: &str) -> String {
+    let mut text = String::new();
+    push_entry_with(&mut text, state, message, attempt, |out| out.push_str(time));
+    text
 }
 
 /// Appends the entry of a state recorded at `time`.
@@ -54,31 +56,10 @@ fn push_entry_with(
         None => history.push_str("null"),
     }
     history.push(',');
-    push_number(history, attempt);
+    history.push_str(itoa::Buffer::new().format(attempt));
     history.push_str(",\"");
     time(history);
     history.push_str("\"]\n");
-}
-
-fn push_number(out: &mut String, mut number: u32) {
-    let mut digits = [0u8; 10];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (number % 10) as u8;
-        number /= 10;
-        if number == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[start..]).expect("digits are ASCII"));
-}
-
-/// A state's entry, alone.
-pub(super) fn entry(state: &str, message: Option<&str>, attempt: u32, time: &str) -> String {
-    let mut text = String::new();
-    push_entry(&mut text, state, message, attempt, time);
-    text
 }
 
 /// The states a history holds, oldest first; the line that cannot be read, if one cannot.
@@ -116,8 +97,7 @@ mod tests {
                 connection.query_row(&sql, rusqlite::params![state, message, attempt, time], |row| row.get(0)).unwrap();
             assert_eq!(from_sql, entry(state, message, attempt, time));
         }
-        let mut history = entry("Pending", None, 0, time);
-        push_entry(&mut history, "Failed", Some(message), 3, time);
+        let history = entry("Pending", None, 0, time) + &entry("Failed", Some(message), 3, time);
         let states = parse(&history).unwrap();
         assert_eq!(states.len(), 2);
         assert_eq!((states[0].state, states[0].attempt, states[0].message.as_deref()), (StateType::Pending, 0, None));

@@ -325,7 +325,7 @@ DROP INDEX flow_runs_by_deployment;
 "#,
     // A task run's states move into its row (`history.rs`): six B-tree
     // inserts per task fewer on the hot path. The entries are the text
-    // `history::push_entry` writes.
+    // `history::entry` writes.
     r#"
 ALTER TABLE task_runs ADD COLUMN history TEXT NOT NULL DEFAULT '';
 UPDATE task_runs SET history = COALESCE(

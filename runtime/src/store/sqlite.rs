@@ -768,9 +768,10 @@ impl StateStore for SqliteStore {
                 return Ok(true);
             }
             // Compared as stored (to the microsecond), as the `states` query above compares.
-            let wanted = timestamp(time);
             let history = task_history(c, id)?.unwrap_or_default();
-            Ok(history.iter().any(|recorded| recorded.state == state && timestamp(recorded.time) == wanted))
+            Ok(history
+                .iter()
+                .any(|recorded| recorded.state == state && recorded.time.timestamp_micros() == time.timestamp_micros()))
         })
     }
 
@@ -946,20 +947,19 @@ fn crash_unfinished_parts(
 ) -> rusqlite::Result<()> {
     const TREE: &str = "WITH RECURSIVE tree(id) AS
         (SELECT ?1 UNION ALL SELECT f.id FROM flow_runs f JOIN tree ON f.parent = tree.id)";
+    let crash_tasks = format!(
+        "UPDATE task_runs SET state = 'Crashed', message = ?2, ended = ?3, history = history || {}
+         WHERE flow_run IN tree AND ended IS NULL",
+        super::history::sql_entry("'Crashed'", "?2", "MAX(attempts, 1)", "?3")
+    );
     let statements = [
         "INSERT INTO states (run, kind, state, message, attempt, time)
-         SELECT id, 'flow', 'Crashed', ?2, 1, ?3 FROM flow_runs WHERE id IN tree AND id <> ?1 AND ended IS NULL"
-            .into(),
+         SELECT id, 'flow', 'Crashed', ?2, 1, ?3 FROM flow_runs WHERE id IN tree AND id <> ?1 AND ended IS NULL",
         "UPDATE flow_runs SET state = 'Crashed', message = ?2, ended = ?3
-         WHERE id IN tree AND id <> ?1 AND ended IS NULL"
-            .into(),
-        format!(
-            "UPDATE task_runs SET state = 'Crashed', message = ?2, ended = ?3, history = history || {}
-             WHERE flow_run IN tree AND ended IS NULL",
-            super::history::sql_entry("'Crashed'", "?2", "MAX(attempts, 1)", "?3")
-        ),
+         WHERE id IN tree AND id <> ?1 AND ended IS NULL",
+        &crash_tasks,
     ];
-    for statement in statements as [String; 3] {
+    for statement in statements {
         tx.prepare_cached(&format!("{TREE} {statement}"))?.execute(params![root, message, now])?;
     }
     Ok(())

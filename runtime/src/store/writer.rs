@@ -18,7 +18,7 @@
 //! succeeds again.
 
 use super::checkpoint::{CheckpointSchedule, WAL_FRAMES_BEFORE_HOLDING_THE_WRITER, checkpoint};
-use super::fold::{FoldedRow, fold};
+use super::fold::{FoldedRow, History, fold};
 use crate::core::record::{Event, RunKind, StateRecord, TaskRunRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, Transaction, params};
@@ -382,7 +382,7 @@ fn background_commits(shared: &Shared, checkpointer: &Connection) {
 
 fn commit(connection: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
     let tx = connection.transaction()?;
-    let folded = fold(batch);
+    let folded = fold(batch, History::InRow);
     // Task runs inserted with their folded states: those states are in their history already.
     let mut written = FxHashSet::default();
     for write in batch {
@@ -555,9 +555,14 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::core::ids::RunId;
+    use crate::core::record::{Event, LogLevel, LogRecord, Recorder};
+    use crate::store::{SqliteStore, StateStore};
+    use chrono::Utc;
+
     #[test]
     fn timestamps_are_what_chrono_writes() {
-        use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+        use chrono::{DateTime, SecondsFormat, TimeZone};
         let mut times: Vec<DateTime<Utc>> = vec![
             Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
             Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
@@ -566,23 +571,15 @@ mod tests {
             Utc.with_ymd_and_hms(-1, 6, 1, 0, 0, 0).unwrap(),
             Utc::now(),
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
         for _ in 0..10_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let micros = (seed % 253_402_300_800_000_000) as i64;
+            let micros = rand::Rng::random_range(&mut random, 0..253_402_300_800_000_000);
             times.push(DateTime::from_timestamp_micros(micros).unwrap());
         }
         for time in times {
             assert_eq!(super::timestamp(time), time.to_rfc3339_opts(SecondsFormat::Micros, true), "{time:?}");
         }
     }
-
-    use crate::core::ids::RunId;
-    use crate::core::record::{Event, LogLevel, LogRecord, Recorder};
-    use crate::store::{SqliteStore, StateStore};
-    use chrono::Utc;
 
     fn log(run: RunId, message: String) -> Event {
         Event::Log(LogRecord { flow_run: run, task_run: None, level: LogLevel::Info, message, time: Utc::now() })

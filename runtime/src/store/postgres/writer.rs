@@ -11,7 +11,7 @@ use super::conn::{IoRuntime, Target};
 use super::notify::CHANNEL;
 use super::rows::describe;
 use crate::core::record::{Event, RunKind, StateRecord};
-use crate::store::fold::fold;
+use crate::store::fold::{History, fold};
 use crate::store::writer::{Write, timestamp};
 use futures_util::future::{join, join_all, join3};
 use std::collections::HashSet;
@@ -382,7 +382,7 @@ impl Committer {
     /// Sends one batch: the new task runs first (their inserts say which
     /// states are history only), then everything else in order, pipelined.
     async fn commit(&mut self, batch: &[Write], announce: bool) -> Result<(), tokio_postgres::Error> {
-        let folded = fold(batch);
+        let folded = fold(batch, History::Apart);
         let s = &self.statements;
         let client = &self.client;
         let mut first: Vec<(&Statement, Vec<Param>)> = Vec::new();
