@@ -40,7 +40,10 @@
 //! `make guests && cargo bench -p sluice --bench server_latency [-- --quick]`
 //! (`--quick`, a smoke test: 10 latency runs on SQLite, PostgreSQL and two
 //! servers on PostgreSQL, 100 throughput runs on SQLite and two servers on
-//! PostgreSQL; `--sqlite`: only the SQLite setups).
+//! PostgreSQL; `--sqlite`: only the SQLite setups; `--only latency,throughput`:
+//! only those sections; `--vs LABEL=PATH`: every setup also with another
+//! `sluice` binary, LABEL, measured in the same rounds: a before/after of the
+//! server with the same client, interleaved).
 
 #[path = "../../tests/support/pg_cluster.rs"]
 #[allow(dead_code)] // what the tests use of it
@@ -72,12 +75,37 @@ struct Options {
     per_task_rounds: usize,
     /// Tasks of the `many` deployment: per-task cost through the whole process.
     many_tasks: u32,
+    /// The sections to run (`--only a,b`); all when empty.
+    only: Vec<String>,
+    /// Other `sluice` binaries to measure beside this build's (`--vs LABEL=PATH`).
+    versus: Vec<(String, PathBuf)>,
+}
+
+impl Options {
+    fn runs(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+}
+
+/// The value of each `--flag VALUE` on the command line.
+fn flag_values(flag: &str) -> Vec<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2).filter(|pair| pair[0] == flag).map(|pair| pair[1].clone()).collect()
 }
 
 fn options() -> Options {
     let quick = std::env::args().any(|a| a == "--quick");
     let sqlite_only = std::env::args().any(|a| a == "--sqlite");
-    if quick {
+    let only =
+        flag_values("--only").iter().flat_map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>()).collect();
+    let versus = flag_values("--vs")
+        .iter()
+        .map(|v| {
+            let (label, path) = v.split_once('=').expect("--vs LABEL=PATH");
+            (label.to_string(), PathBuf::from(path))
+        })
+        .collect();
+    let options = if quick {
         Options {
             quick,
             sqlite_only,
@@ -87,6 +115,8 @@ fn options() -> Options {
             throughput_reps: 1,
             per_task_rounds: 1,
             many_tasks: 20,
+            only: Vec::new(),
+            versus: Vec::new(),
         }
     } else {
         Options {
@@ -98,8 +128,11 @@ fn options() -> Options {
             throughput_reps: 3,
             per_task_rounds: 3,
             many_tasks: 500,
+            only: Vec::new(),
+            versus: Vec::new(),
         }
-    }
+    };
+    Options { only, versus, ..options }
 }
 
 fn component_path() -> PathBuf {
@@ -171,10 +204,12 @@ struct Plan {
     database: Database,
     servers: usize,
     workers: Workers,
+    /// Which of the bench's binaries: 0 for this build's.
+    binary: usize,
 }
 
 impl Plan {
-    fn label(&self) -> String {
+    fn label(&self, binaries: &[(String, PathBuf)]) -> String {
         let database = match self.database {
             Database::Sqlite => "SQLite",
             Database::Postgres => "PostgreSQL",
@@ -186,7 +221,11 @@ impl Plan {
             Workers::Attached(limit) if self.servers == 1 => format!("a `sluice worker --limit {limit}`"),
             Workers::Attached(limit) => format!("a `sluice worker --limit {limit}` on each"),
         };
-        format!("{database}, {servers}, {workers}")
+        let label = format!("{database}, {servers}, {workers}");
+        match binaries.len() {
+            1 => label,
+            _ => format!("{label} [{}]", binaries[self.binary].0),
+        }
     }
 }
 
@@ -204,7 +243,8 @@ struct Setup {
 
 struct Bench {
     many_tasks: u32,
-    binary: PathBuf,
+    /// The `sluice` binaries measured, labelled: this build's first.
+    binaries: Vec<(String, PathBuf)>,
     component: PathBuf,
     cache: tempfile::TempDir,
     client: reqwest::Client,
@@ -212,8 +252,8 @@ struct Bench {
 
 impl Bench {
     /// A `sluice` command in `home`, its state where `database` says.
-    fn command(&self, home: &Path, database: Option<&str>) -> Command {
-        let mut command = Command::new(&self.binary);
+    fn command(&self, binary: usize, home: &Path, database: Option<&str>) -> Command {
+        let mut command = Command::new(&self.binaries[binary].1);
         command
             .env("SLUICE_HOME", home)
             .env("SLUICE_CACHE_DIR", self.cache.path())
@@ -239,7 +279,7 @@ impl Bench {
         let database = database.as_deref();
         for (name, count) in [("trivial", 0), ("one-task", 1), ("many", self.many_tasks)] {
             let output = self
-                .command(home.path(), database)
+                .command(plan.binary, home.path(), database)
                 .arg("deploy")
                 .arg(&self.component)
                 .args(["--flow", FLOW, "--name", name, "--param", &format!("count={count}")])
@@ -252,7 +292,7 @@ impl Bench {
         };
         let (mut servers, mut addresses) = (Vec::new(), Vec::new());
         for i in 0..plan.servers {
-            let (process, address) = self.server(home.path(), database, i, slots)?;
+            let (process, address) = self.server(plan.binary, home.path(), database, i, slots)?;
             servers.push(process);
             addresses.push(address);
         }
@@ -262,7 +302,7 @@ impl Bench {
         if let Workers::Attached(limit) = plan.workers {
             for (i, address) in addresses.iter().enumerate() {
                 let child = self
-                    .command(home.path(), database)
+                    .command(plan.binary, home.path(), database)
                     .args(["worker", "--api", &format!("http://{address}"), "--name", &format!("w{i}")])
                     .args(["--limit", &limit.to_string()])
                     .env("SLUICE_API_TOKEN", &token)
@@ -273,7 +313,7 @@ impl Bench {
                 workers.push(Process { child });
             }
         }
-        let setup = Setup { label: plan.label(), addresses, token, workers, servers, _home: home };
+        let setup = Setup { label: plan.label(&self.binaries), addresses, token, workers, servers, _home: home };
         for server in 0..plan.servers {
             self.one_run(&setup, server, "trivial").await?;
         }
@@ -281,9 +321,16 @@ impl Bench {
     }
 
     /// `sluice server --port 0 --workers SLOTS` in `home`; its process and address.
-    fn server(&self, home: &Path, database: Option<&str>, i: usize, slots: usize) -> Result<(Process, String)> {
+    fn server(
+        &self,
+        binary: usize,
+        home: &Path,
+        database: Option<&str>,
+        i: usize,
+        slots: usize,
+    ) -> Result<(Process, String)> {
         let mut child = self
-            .command(home, database)
+            .command(binary, home, database)
             .args(["server", "--port", "0", "--workers", &slots.to_string()])
             .stdout(Stdio::piped())
             .stderr(Self::stderr_log(home, &format!("server{i}"))?)
@@ -495,7 +542,12 @@ const POSTGRES: Database = Database::Postgres;
 const POSTGRES_ASYNC: Database = Database::PostgresAsyncCommit;
 
 fn plan(database: Database, servers: usize, workers: Workers) -> Plan {
-    Plan { database, servers, workers }
+    Plan { database, servers, workers, binary: 0 }
+}
+
+/// `plans` with each of the bench's binaries, the plan's setups of every binary next to each other.
+fn for_each_binary(plans: Vec<Plan>, binaries: usize) -> Vec<Plan> {
+    plans.into_iter().flat_map(|p| (0..binaries).map(move |binary| Plan { binary, ..p })).collect()
 }
 
 fn latency_plans(quick: bool) -> Vec<Plan> {
@@ -533,7 +585,8 @@ fn throughput_plans(quick: bool) -> Vec<Plan> {
 
 async fn latency_section(bench: &Bench, options: &Options) -> Result<()> {
     let mut setups = Vec::new();
-    for plan in latency_plans(options.quick).into_iter().filter(|p| !options.sqlite_only || p.database == SQLITE) {
+    let plans = for_each_binary(latency_plans(options.quick), bench.binaries.len());
+    for plan in plans.into_iter().filter(|p| !options.sqlite_only || p.database == SQLITE) {
         setups.push(bench.start(plan).await?);
     }
     let mut results: Vec<[Latency; 2]> = setups.iter().map(|_| Default::default()).collect();
@@ -614,7 +667,8 @@ async fn latency_section(bench: &Bench, options: &Options) -> Result<()> {
 
 async fn throughput_section(bench: &Bench, options: &Options) -> Result<()> {
     let mut setups = Vec::new();
-    for plan in throughput_plans(options.quick).into_iter().filter(|p| !options.sqlite_only || p.database == SQLITE) {
+    let plans = for_each_binary(throughput_plans(options.quick), bench.binaries.len());
+    for plan in plans.into_iter().filter(|p| !options.sqlite_only || p.database == SQLITE) {
         setups.push(bench.start(plan).await?);
     }
     let mut results: Vec<Vec<Throughput>> = setups.iter().map(|_| Vec::new()).collect();
@@ -675,7 +729,9 @@ async fn memory_section(bench: &Bench) -> Result<()> {
 async fn main_async(options: Options) -> Result<()> {
     let bench = Bench {
         many_tasks: options.many_tasks,
-        binary: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+        binaries: std::iter::once(("HEAD".to_string(), PathBuf::from(env!("CARGO_BIN_EXE_sluice"))))
+            .chain(options.versus.iter().cloned())
+            .collect(),
         component: component_path(),
         cache: tempfile::tempdir()?,
         client: reqwest::Client::builder().no_proxy().build()?,
@@ -686,9 +742,16 @@ async fn main_async(options: Options) -> Result<()> {
          PostgreSQL{}",
         if options.quick { " (--quick)" } else { "" }
     );
-    latency_section(&bench, &options).await?;
-    throughput_section(&bench, &options).await?;
-    memory_section(&bench).await
+    if options.runs("latency") {
+        latency_section(&bench, &options).await?;
+    }
+    if options.runs("throughput") {
+        throughput_section(&bench, &options).await?;
+    }
+    if options.runs("memory") {
+        memory_section(&bench).await?;
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {

@@ -388,13 +388,14 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
         tokio::select! {
             claimed = claim, if free > 0 => match claimed {
                 Ok(claimed) => {
-                    for ClaimedRun { run, traceparent, .. } in claimed {
+                    for ClaimedRun { run, traceparent, limits, grants, journal } in claimed {
                         let dispatch = dispatch.clone();
                         running.spawn(async move {
                             let _busy = crate::observe::metrics::SlotBusy::new();
                             let cancel = dispatch.track(&run.id);
                             tracing::info!(run = %run.id, "flow run '{}' taken by the embedded worker", run.name);
-                            let execution = dispatch.service.execute_run_taken(&run, None, cancel);
+                            let prepared = (limits, grants, journal);
+                            let execution = dispatch.service.execute_run_prepared(&run, prepared, None, cancel);
                             match crate::observe::traces::with_trace_parent(traceparent, execution).await {
                                 Ok(ended) => tracing::info!(run = %run.id, state = %ended.state.name(),
                                     "flow run '{}' ended {}", run.name, ended.state.name()),

@@ -258,16 +258,30 @@ impl Service {
         extra: Option<Arc<dyn Recorder>>,
         cancel: CancellationToken,
     ) -> Result<FlowOutcome, ServiceError> {
-        let program = match self.load_program(&run.artifact).await {
-            Ok(program) => program,
+        let limits = self.limits_of(run)?;
+        let grants = match self.grants_of(run) {
+            Ok(grants) => grants,
             Err(err) => {
                 self.fail_unstarted(run, &err.to_string()).await;
                 return Err(err);
             }
         };
-        let limits = self.limits_of(run)?;
-        let grants = match self.grants_of(run) {
-            Ok(grants) => grants,
+        let journal = self.journal_of(run)?;
+        self.execute_run_prepared(run, (limits, grants, journal), extra, cancel).await
+    }
+
+    /// Runs a taken flow run with the limits, grants and journal its claim
+    /// already read (the embedded worker's claims do): reading them again
+    /// cost three queries per run.
+    pub async fn execute_run_prepared(
+        &self,
+        run: &FlowRunRow,
+        (limits, grants, journal): (Limits, ResolvedGrants, Vec<JournalRow>),
+        extra: Option<Arc<dyn Recorder>>,
+        cancel: CancellationToken,
+    ) -> Result<FlowOutcome, ServiceError> {
+        let program = match self.load_program(&run.artifact).await {
+            Ok(program) => program,
             Err(err) => {
                 self.fail_unstarted(run, &err.to_string()).await;
                 return Err(err);
@@ -278,10 +292,11 @@ impl Service {
             Some(extra) => Arc::new(Fanout(vec![store, extra])),
             None => store,
         };
-        let journal = Journal::from_rows(self.journal_of(run)?);
+        let journal = Journal::from_rows(journal);
         let outcome = execute(program, run, (&limits, &grants), recorder, self.store.clone(), cancel, journal).await?;
         self.store.flush().await;
-        if self.retry_ended(&run.id, Utc::now())? {
+        // Only a run that ended badly may be retried: a completed one needs no look.
+        if outcome.state != StateType::Completed && self.retry_ended(&run.id, Utc::now())? {
             self.store.announce_work();
         }
         Ok(outcome)

@@ -5,7 +5,8 @@
 //! (queue, deployment, tenant).
 
 use super::Claim;
-use super::sqlite::{load_deployment, queues_in};
+use super::FlowRunRow;
+use super::sqlite::{FLOW_RUN_COLUMNS, flow_run_row, load_deployment, queues_in};
 use super::writer::timestamp;
 use crate::core::deployment::Deployment;
 use crate::core::pool::{DEFAULT_POOL, WorkQueue, route};
@@ -150,8 +151,8 @@ pub(super) fn within_limits(
     taken
 }
 
-/// Picks and takes due runs for `claim`; returns their ids.
-pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Result<Vec<String>> {
+/// Picks and takes due runs for `claim`; returns them as taken.
+pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Result<Vec<FlowRunRow>> {
     let tenants: Vec<(String, TenantPolicy)> = tx
         .prepare_cached("SELECT name, policy FROM tenants WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?
         .query_map([claim.tenant], |row| {
@@ -183,13 +184,19 @@ pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Res
     if taken.len() < claim.limit && cut_short {
         taken = choose(CANDIDATES_PER_TENANT, running)?.0;
     }
-    let mut ids = Vec::with_capacity(taken.len());
+    let mut runs = Vec::with_capacity(taken.len());
+    // The rows come back from the update itself: reading them afterwards on
+    // the query connection refilled its page cache after this commit.
+    let take = format!(
+        "UPDATE flow_runs SET claimed_by = ?2, queue = ?3, claimed_at = ?4 WHERE id = ?1 RETURNING {FLOW_RUN_COLUMNS}"
+    );
     for pick in taken {
-        tx.prepare_cached("UPDATE flow_runs SET claimed_by = ?2, queue = ?3, claimed_at = ?4 WHERE id = ?1")?
-            .execute(params![pick.id, claim.taker, pick.queue, timestamp(claim.now)])?;
-        ids.push(pick.id);
+        runs.push(
+            tx.prepare_cached(&take)?
+                .query_row(params![pick.id, claim.taker, pick.queue, timestamp(claim.now)], flow_run_row)?,
+        );
     }
-    Ok(ids)
+    Ok(runs)
 }
 
 /// One tenant's due runs that the claimer's pool serves, in the order it

@@ -333,6 +333,35 @@ UPDATE task_runs SET history = COALESCE(
        FROM states s WHERE s.run = task_runs.id), '');
 DELETE FROM states WHERE kind = 'task';
 "#,
+    // Fewer index pages written per run (every commit writes each changed
+    // page to the WAL; a trivial API run wrote about 58): runs by state only
+    // while they wait (the scheduler's and the pause sweep's unscoped lists;
+    // a tenant's listing by state has its own index), subflow runs only
+    // under their parent, and no copy of `flow_runs_by_tenant_day`'s
+    // `(tenant, created)` prefix.
+    r#"
+DROP INDEX flow_runs_by_tenant;
+DROP INDEX flow_runs_by_parent;
+CREATE INDEX flow_runs_by_parent ON flow_runs (parent) WHERE parent IS NOT NULL;
+DROP INDEX flow_runs_by_state;
+CREATE INDEX flow_runs_waiting ON flow_runs (state, created DESC) WHERE state IN ('Scheduled', 'Late', 'Paused');
+"#,
+    // The event of a state change looks its deployment's tags up by key:
+    // matching `flow || '/' || name` read every deployment of the tenant, at
+    // every state change of every run.
+    r#"
+DROP TRIGGER states_make_events;
+CREATE TRIGGER states_make_events AFTER INSERT ON states WHEN NEW.kind = 'flow'
+BEGIN
+    INSERT INTO events (tenant, name, time, flow_run, flow, deployment, tags, payload)
+    SELECT f.tenant, 'sluice.flow-run.' || NEW.state, NEW.time, f.id, f.flow, f.deployment,
+        COALESCE((SELECT json_extract(d.body, '$.tags') FROM deployments d
+                  WHERE d.tenant = f.tenant AND d.flow = substr(f.deployment, 1, instr(f.deployment, '/') - 1)
+                  AND d.name = substr(f.deployment, instr(f.deployment, '/') + 1)), '[]'),
+        json_object('state', NEW.state, 'message', NEW.message, 'attempt', NEW.attempt)
+    FROM flow_runs f WHERE f.id = NEW.run;
+END;
+"#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -88,6 +88,10 @@ pub(super) fn flow_runs_sql(filter: &RunFilter, columns: &str) -> (String, Vec<S
             sql.push_str(&format!(" AND {column} = ?{}", values.len()));
         }
     }
+    if filter.state.is_some_and(|state| matches!(state, StateType::Scheduled | StateType::Late | StateType::Paused)) {
+        // Word for word the condition of SQLite's partial index `flow_runs_waiting`, which it must see to use it.
+        sql.push_str(" AND state IN ('Scheduled', 'Late', 'Paused')");
+    }
     sql.push_str(&format!(" ORDER BY created DESC LIMIT {}", filter.limit.max(1)));
     (sql, values)
 }

@@ -188,10 +188,10 @@ pub(super) fn bad_column(column: &str, value: &str) -> rusqlite::Error {
     )
 }
 
-const FLOW_RUN_COLUMNS: &str = "id, tenant, name, flow, deployment, parent, artifact, parameters, state, message, result, created, \
+pub(super) const FLOW_RUN_COLUMNS: &str = "id, tenant, name, flow, deployment, parent, artifact, parameters, state, message, result, created, \
      scheduled, started, ended, claimed_by, attempt";
 
-fn flow_run_row(row: &Row<'_>) -> rusqlite::Result<FlowRunRow> {
+pub(super) fn flow_run_row(row: &Row<'_>) -> rusqlite::Result<FlowRunRow> {
     Ok(FlowRunRow {
         id: row.get("id")?,
         tenant: row.get("tenant")?,
@@ -543,11 +543,7 @@ impl StateStore for SqliteStore {
     }
 
     fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<FlowRunRow>, StoreError> {
-        let claimed: Vec<String> = self.writer.transaction(|tx| claim::claim_in(tx, claim))?;
-        let mut runs = Vec::with_capacity(claimed.len());
-        for id in claimed {
-            runs.extend(self.flow_run(None, &id)?);
-        }
+        let mut runs = self.writer.transaction(|tx| claim::claim_in(tx, claim))?;
         runs.sort_by_key(|run| run.scheduled);
         Ok(runs)
     }
@@ -1051,10 +1047,29 @@ mod plan_tests {
                 "flow_runs_by_tenant_flow",
             ),
         ];
+        let cases = cases.into_iter().chain([
+            // The scheduler's and the pause sweep's lists of every tenant's waiting runs.
+            (RunFilter { state: Some(StateType::Scheduled), ..RunFilter::default() }, "flow_runs_waiting"),
+            (RunFilter { state: Some(StateType::Paused), ..RunFilter::default() }, "flow_runs_waiting"),
+            // A tenant's runs, newest first, without a sort.
+            (RunFilter { tenant: tenant.clone(), ..RunFilter::default() }, "flow_runs_by_tenant_day"),
+        ]);
         for (filter, index) in cases {
             let plan =
                 store.query(|c| query_plan(c, &super::super::flow_runs_sql(&filter, FLOW_RUN_COLUMNS).0)).unwrap();
             assert!(plan.iter().any(|step| step.contains(index)), "expected {index}: {plan:?}");
+            assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "a sort: {plan:?}");
         }
+    }
+
+    #[test]
+    fn subflow_runs_are_found_by_their_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("sluice.db")).unwrap();
+        let sql = format!("SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE parent = ?1 ORDER BY created");
+        let plan = store.query(|c| query_plan(c, &sql)).unwrap();
+        assert!(plan.iter().any(|step| step.contains("flow_runs_by_parent")), "{plan:?}");
+        let plan = store.query(|c| query_plan(c, JOURNAL_QUERY)).unwrap();
+        assert!(plan.iter().any(|step| step.contains("flow_runs_by_parent")), "{plan:?}");
     }
 }
