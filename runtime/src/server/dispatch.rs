@@ -11,9 +11,11 @@ use crate::store::{Claim, FlowRunRow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -166,6 +168,24 @@ impl Dispatch {
         limit: usize,
         wait: Duration,
     ) -> Result<Vec<ClaimedRun>, ServiceError> {
+        Ok(self.claim_armed(None, tenant, worker, asked, limit, wait).await?.0)
+    }
+
+    /// [`Self::claim`] for a worker that asks again as soon as it has taken
+    /// runs: when a claim took fewer runs than asked, nothing else was due,
+    /// so it also returns the wake-up it had armed before looking, and the
+    /// next claim (given it as `armed`) waits for news on it before looking
+    /// again. A run created in between still wakes it; an empty look after
+    /// every claim was a write transaction on the way of each run.
+    async fn claim_armed(
+        &self,
+        mut armed: Option<Pin<Box<OwnedNotified>>>,
+        tenant: Option<&str>,
+        worker: &str,
+        asked: Asked<'_>,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<(Vec<ClaimedRun>, Option<Pin<Box<OwnedNotified>>>), ServiceError> {
         // `listed_pool`: where `sluice run` looks for someone serving a new run.
         let (pool, queues, deployment, listed_pool) = match asked {
             Asked::Pool { pool, queues } => {
@@ -198,13 +218,19 @@ impl Dispatch {
         self.polling.lock().expect("polling lock").insert(worker.to_string(), seen);
         let deadline = tokio::time::Instant::now() + wait.min(MAX_CLAIM_WAIT);
         loop {
+            if let Some(notified) = armed.take()
+                && tokio::time::timeout_at(self.wake_at(deadline)?, notified).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return Ok((Vec::new(), None));
+            }
             // Registered before looking, so a run created meanwhile still wakes us.
-            let notified = self.available.notified();
-            tokio::pin!(notified);
+            let mut notified = Box::pin(self.available.clone().notified_owned());
             notified.as_mut().enable();
             self.claim_heartbeat(worker)?;
             let claim = Claim { tenant, now: Utc::now(), pool, queues, deployment, limit: limit.max(1), taker: worker };
             let runs = self.service.claim_due(&claim)?;
+            let taken = runs.len();
             if !runs.is_empty() {
                 let mut claimed = Vec::with_capacity(runs.len());
                 for run in runs {
@@ -220,21 +246,24 @@ impl Dispatch {
                         Err(err) => self.service.fail_unstarted(&run, &err.to_string()).await,
                     }
                 }
-                return Ok(claimed);
+                let rest = (taken < limit.max(1)).then_some(notified);
+                return Ok((claimed, rest));
             }
-            // Due runs that could not be taken (paused, or waiting for a
-            // concurrency slot) are retried when a run ends or something is
-            // resumed, which notifies; once a second at the latest.
-            let soon = tokio::time::Instant::now() + Duration::from_secs(1);
-            let wake = match self.next_due()? {
-                Some(due) if due > tokio::time::Instant::now() => deadline.min(due),
-                Some(_) => deadline.min(soon),
-                None => deadline,
-            };
-            if tokio::time::timeout_at(wake, notified).await.is_err() && tokio::time::Instant::now() >= deadline {
-                return Ok(Vec::new());
-            }
+            armed = Some(notified);
         }
+    }
+
+    /// When a claim that found nothing to take looks again, unless woken
+    /// before: due runs that could not be taken (paused, or waiting for a
+    /// concurrency slot) are retried when a run ends or something is
+    /// resumed, which notifies; once a second at the latest.
+    fn wake_at(&self, deadline: tokio::time::Instant) -> Result<tokio::time::Instant, ServiceError> {
+        let soon = tokio::time::Instant::now() + Duration::from_secs(1);
+        Ok(match self.next_due()? {
+            Some(due) if due > tokio::time::Instant::now() => deadline.min(due),
+            Some(_) => deadline.min(soon),
+            None => deadline,
+        })
     }
 
     /// When the earliest waiting run becomes due, as a tokio instant.
@@ -381,13 +410,16 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
     let mut running: JoinSet<()> = JoinSet::new();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
     crate::observe::metrics().worker_slots.add(slots as i64);
+    // The wake-up a claim that took less than it asked left armed (see `claim_armed`).
+    let mut armed = None;
     loop {
         let free = slots.saturating_sub(running.len());
         let asked = Asked::Pool { pool: DEFAULT_POOL, queues: &[] };
-        let claim = dispatch.claim(None, &name, asked, free, MAX_CLAIM_WAIT);
+        let claim = dispatch.claim_armed(armed.take(), None, &name, asked, free, MAX_CLAIM_WAIT);
         tokio::select! {
             claimed = claim, if free > 0 => match claimed {
-                Ok(claimed) => {
+                Ok((claimed, rest)) => {
+                    armed = rest;
                     for ClaimedRun { run, traceparent, limits, grants, journal } in claimed {
                         let dispatch = dispatch.clone();
                         running.spawn(async move {

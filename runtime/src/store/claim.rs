@@ -224,9 +224,8 @@ fn tenant_picks(
     let queues: Vec<WorkQueue> = match claim.pool {
         Some(pool) => {
             let paused: Option<bool> = tx
-                .query_row("SELECT paused FROM work_pools WHERE tenant = ?1 AND name = ?2", [tenant, pool], |row| {
-                    row.get(0)
-                })
+                .prepare_cached("SELECT paused FROM work_pools WHERE tenant = ?1 AND name = ?2")?
+                .query_row([tenant, pool], |row| row.get(0))
                 .optional()?;
             if paused != Some(false) {
                 return Ok((Vec::new(), false));
