@@ -112,6 +112,43 @@ fn bad_requests_get_a_clear_4xx_body_and_the_server_stays_up() {
 }
 
 #[test]
+fn runs_created_while_the_embedded_worker_has_a_free_slot_are_taken_at_creation_and_never_overfill_it() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "etl_flow", "etl", "slow", &[]);
+    let (_server, address) = sluice.server(&["--workers", "2"]);
+    let path = "/api/v1/deployments/etl/slow/runs";
+    // A first run, so the embedded worker is surely up.
+    let (_, first) = post(&address, path, "");
+    wait_for_state(&address, first["id"].as_str().unwrap(), "Completed", 30);
+    let slow = r#"{"parameters": {"settings": {"warehouse_latency_ms": 300}}}"#;
+    let created: Vec<Value> = (0..6)
+        .map(|_| {
+            let (status, run) = post(&address, path, slow);
+            assert_eq!(status, 201, "{run}");
+            run
+        })
+        .collect();
+    // Both slots were free: the first run was taken by the commit that created it.
+    let taker = created[0]["claimed_by"].as_str().unwrap_or_default();
+    assert!(taker.starts_with("embedded worker of"), "{}", created[0]);
+    let mut spans = Vec::new();
+    for run in &created {
+        let done = wait_for_state(&address, run["id"].as_str().unwrap(), "Completed", 60);
+        let time = |state: &str| {
+            let states = done["states"].as_array().unwrap();
+            let entry = states.iter().find(|s| s["state"] == state).unwrap_or_else(|| panic!("{state}: {done}"));
+            entry["time"].as_str().unwrap().to_string()
+        };
+        spans.push((time("Running"), time("Completed")));
+    }
+    // Never more than its 2 slots at once, whoever took the runs.
+    for (start, _) in &spans {
+        let overlapping = spans.iter().filter(|(s, end)| s <= start && start < end).count();
+        assert!(overlapping <= 2, "{overlapping} runs at {start}: {spans:?}");
+    }
+}
+
+#[test]
 fn three_workers_racing_run_every_one_of_300_runs_exactly_once() {
     let sluice = Sluice::new();
     deploy(&sluice, "bench_flow", "sequential", "one", &["count=1"]);

@@ -12,10 +12,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +57,34 @@ pub struct Dispatch {
     // When a claim last wrote each worker's heartbeat: a busy worker claims
     // after every run, and a write per claim was a commit per run.
     claim_heartbeats: Mutex<HashMap<String, tokio::time::Instant>>,
+    // This process's embedded worker, once it runs: runs created here are
+    // handed to it straight from the commit that creates them.
+    embedded: OnceLock<Embedded>,
+}
+
+/// What the API needs of the embedded worker to hand it runs directly.
+struct Embedded {
+    /// Its name, as it claims.
+    name: String,
+    /// Its free slots, taken from under the store's write lock by every claim for it.
+    free: Arc<AtomicUsize>,
+    /// Runs taken for it elsewhere (by a run's creation), to start.
+    handoff: mpsc::UnboundedSender<ClaimedRun>,
+}
+
+impl Embedded {
+    /// The claim it makes: every tenant's default pool, fairly.
+    fn claim(&self, limit: usize) -> Claim<'_> {
+        Claim {
+            tenant: None,
+            now: Utc::now(),
+            pool: Some(DEFAULT_POOL),
+            queues: &[],
+            deployment: None,
+            limit,
+            taker: &self.name,
+        }
+    }
 }
 
 /// What a worker asks runs of.
@@ -113,7 +142,52 @@ impl Dispatch {
             polling: Mutex::default(),
             traces: Mutex::default(),
             claim_heartbeats: Mutex::default(),
+            embedded: OnceLock::new(),
         }
+    }
+
+    /// Creates a flow run (see [`Service::create_run`]). When this process's
+    /// embedded worker has a free slot and the store can do it in the same
+    /// commit, due runs are taken for it there (the fairest due runs, within
+    /// every limit, as its own claims take them) and handed to it at once:
+    /// no separate claim transaction, no wake-up in between. Else the run
+    /// waits for a worker's claim, woken now. `traceparent`: the trace
+    /// context the run was created in.
+    ///
+    /// [`Service::create_run`]: crate::service::Service::create_run
+    pub async fn create_run(
+        &self,
+        tenant: &str,
+        full_name: &str,
+        overrides: serde_json::Map<String, serde_json::Value>,
+        start: Option<DateTime<Utc>>,
+        traceparent: Option<String>,
+    ) -> Result<FlowRunRow, ServiceError> {
+        let embedded = self.embedded.get().filter(|e| e.free.load(Ordering::SeqCst) > 0);
+        let claim = embedded.map(|e| e.claim(e.free.load(Ordering::SeqCst)));
+        let take = embedded.zip(claim.as_ref()).map(|(e, claim)| (claim, &*e.free));
+        let (run, taken) = self.service.create_run_claiming(tenant, full_name, overrides, start, take).await?;
+        if let Some(traceparent) = traceparent {
+            self.remember_trace(&run.id, traceparent);
+        }
+        let took_it = taken.iter().any(|t| t.id == run.id);
+        if let Some(embedded) = embedded
+            && !taken.is_empty()
+        {
+            let count = taken.len();
+            let prepared = self.prepare(taken).await?;
+            embedded.free.fetch_add(count - prepared.len(), Ordering::SeqCst);
+            for claimed in prepared {
+                if let Err(unsent) = embedded.handoff.send(claimed) {
+                    // The worker is gone (the process is stopping): the run waits for a claim.
+                    tracing::warn!(run = %unsent.0.run.id, "the embedded worker stopped before taking a run");
+                }
+            }
+        }
+        if !took_it {
+            self.work_available();
+        }
+        Ok(run)
     }
 
     /// Records that `worker` is alive, unless a claim of its did so lately:
@@ -168,7 +242,7 @@ impl Dispatch {
         limit: usize,
         wait: Duration,
     ) -> Result<Vec<ClaimedRun>, ServiceError> {
-        Ok(self.claim_armed(None, tenant, worker, asked, limit, wait).await?.0)
+        Ok(self.claim_armed(None, None, tenant, worker, asked, limit, wait).await?.0)
     }
 
     /// [`Self::claim`] for a worker that asks again as soon as it has taken
@@ -177,9 +251,14 @@ impl Dispatch {
     /// next claim (given it as `armed`) waits for news on it before looking
     /// again. A run created in between still wakes it; an empty look after
     /// every claim was a write transaction on the way of each run.
+    ///
+    /// `free`: the claimer's count of free slots, when others take runs for
+    /// it too (the embedded worker's): at most that many are taken.
+    #[allow(clippy::too_many_arguments)] // the claim's, and the embedded worker's two
     async fn claim_armed(
         &self,
         mut armed: Option<Pin<Box<OwnedNotified>>>,
+        free: Option<&AtomicUsize>,
         tenant: Option<&str>,
         worker: &str,
         asked: Asked<'_>,
@@ -229,28 +308,40 @@ impl Dispatch {
             notified.as_mut().enable();
             self.claim_heartbeat(worker)?;
             let claim = Claim { tenant, now: Utc::now(), pool, queues, deployment, limit: limit.max(1), taker: worker };
-            let runs = self.service.claim_due(&claim)?;
+            let runs = match free {
+                Some(free) => self.service.store.claim_due_within(&claim, free)?,
+                None => self.service.claim_due(&claim)?,
+            };
             let taken = runs.len();
             if !runs.is_empty() {
-                let mut claimed = Vec::with_capacity(runs.len());
-                for run in runs {
-                    // A run whose secrets cannot be read ends here, saying why; the others go.
-                    match self.service.grants_of(&run) {
-                        Ok(grants) => claimed.push(ClaimedRun {
-                            limits: self.service.limits_of(&run)?,
-                            grants,
-                            journal: self.service.journal_of(&run)?,
-                            traceparent: self.trace_of(&run.id),
-                            run,
-                        }),
-                        Err(err) => self.service.fail_unstarted(&run, &err.to_string()).await,
-                    }
+                let claimed = self.prepare(runs).await?;
+                if let Some(free) = free {
+                    free.fetch_add(taken - claimed.len(), Ordering::SeqCst);
                 }
                 let rest = (taken < limit.max(1)).then_some(notified);
                 return Ok((claimed, rest));
             }
             armed = Some(notified);
         }
+    }
+
+    /// What the worker needs to run each taken run. A run whose secrets
+    /// cannot be read ends here, saying why; the others go.
+    async fn prepare(&self, runs: Vec<FlowRunRow>) -> Result<Vec<ClaimedRun>, ServiceError> {
+        let mut claimed = Vec::with_capacity(runs.len());
+        for run in runs {
+            match self.service.grants_of(&run) {
+                Ok(grants) => claimed.push(ClaimedRun {
+                    limits: self.service.limits_of(&run)?,
+                    grants,
+                    journal: self.service.journal_of(&run)?,
+                    traceparent: self.trace_of(&run.id),
+                    run,
+                }),
+                Err(err) => self.service.fail_unstarted(&run, &err.to_string()).await,
+            }
+        }
+        Ok(claimed)
     }
 
     /// When a claim that found nothing to take looks again, unless woken
@@ -407,36 +498,26 @@ fn process_alive(pid: u32) -> bool {
 /// Runs due runs in this process, `slots` at a time, until the process ends.
 pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
     let name = format!("{EMBEDDED_PREFIX}{}", dispatch.service.taker());
+    let free = Arc::new(AtomicUsize::new(slots));
+    let (handoff, mut handed) = mpsc::unbounded_channel();
+    if dispatch.embedded.set(Embedded { name: name.clone(), free: free.clone(), handoff }).is_err() {
+        tracing::warn!("a second embedded worker in one process does not take runs handed over at creation");
+    }
     let mut running: JoinSet<()> = JoinSet::new();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
     crate::observe::metrics().worker_slots.add(slots as i64);
     // The wake-up a claim that took less than it asked left armed (see `claim_armed`).
     let mut armed = None;
     loop {
-        let free = slots.saturating_sub(running.len());
+        let open = free.load(Ordering::SeqCst);
         let asked = Asked::Pool { pool: DEFAULT_POOL, queues: &[] };
-        let claim = dispatch.claim_armed(armed.take(), None, &name, asked, free, MAX_CLAIM_WAIT);
+        let claim = dispatch.claim_armed(armed.take(), Some(&free), None, &name, asked, open, MAX_CLAIM_WAIT);
         tokio::select! {
-            claimed = claim, if free > 0 => match claimed {
+            claimed = claim, if open > 0 => match claimed {
                 Ok((claimed, rest)) => {
                     armed = rest;
-                    for ClaimedRun { run, traceparent, limits, grants, journal } in claimed {
-                        let dispatch = dispatch.clone();
-                        running.spawn(async move {
-                            let _busy = crate::observe::metrics::SlotBusy::new();
-                            let cancel = dispatch.track(&run.id);
-                            tracing::info!(run = %run.id, "flow run '{}' taken by the embedded worker", run.name);
-                            let prepared = (limits, grants, journal);
-                            let execution = dispatch.service.execute_run_prepared(&run, prepared, None, cancel);
-                            match crate::observe::traces::with_trace_parent(traceparent, execution).await {
-                                Ok(ended) => tracing::info!(run = %run.id, state = %ended.state.name(),
-                                    "flow run '{}' ended {}", run.name, ended.state.name()),
-                                Err(err) => tracing::error!(run = %run.id, "flow run '{}' could not run: {err}", run.name),
-                            }
-                            dispatch.untrack(&run.id);
-                            // Its concurrency slot is free for a waiting run.
-                            dispatch.work_available();
-                        });
+                    for run in claimed {
+                        start_run(&dispatch, &free, &mut running, run);
                     }
                 }
                 Err(err) => {
@@ -444,6 +525,7 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
+            Some(run) = handed.recv() => start_run(&dispatch, &free, &mut running, run),
             Some(_) = running.join_next(), if !running.is_empty() => {}
             _ = heartbeat.tick() => {
                 // Cancels asked for through another process reach our runs here.
@@ -459,4 +541,27 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
             }
         }
     }
+}
+
+/// Runs a taken run in one of the embedded worker's slots (taken from
+/// `free` by its claim), given back when it ends.
+fn start_run(dispatch: &Arc<Dispatch>, free: &Arc<AtomicUsize>, running: &mut JoinSet<()>, claimed: ClaimedRun) {
+    let ClaimedRun { run, traceparent, limits, grants, journal } = claimed;
+    let (dispatch, free) = (dispatch.clone(), free.clone());
+    running.spawn(async move {
+        let _busy = crate::observe::metrics::SlotBusy::new();
+        let cancel = dispatch.track(&run.id);
+        tracing::info!(run = %run.id, "flow run '{}' taken by the embedded worker", run.name);
+        let prepared = (limits, grants, journal);
+        let execution = dispatch.service.execute_run_prepared(&run, prepared, None, cancel);
+        match crate::observe::traces::with_trace_parent(traceparent, execution).await {
+            Ok(ended) => tracing::info!(run = %run.id, state = %ended.state.name(),
+                "flow run '{}' ended {}", run.name, ended.state.name()),
+            Err(err) => tracing::error!(run = %run.id, "flow run '{}' could not run: {err}", run.name),
+        }
+        dispatch.untrack(&run.id);
+        // Its slot, and its concurrency slot, are free for a waiting run.
+        free.fetch_add(1, Ordering::SeqCst);
+        dispatch.work_available();
+    });
 }

@@ -13,10 +13,11 @@ use crate::params;
 use crate::runner::{FlowOutcome, RunSettings, Runner};
 use crate::sandbox::capabilities::InstanceGrants;
 use crate::sandbox::program::Program;
-use crate::store::{FlowRunRow, StateStore};
+use crate::store::{Claim, FlowRunRow, StateStore};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +30,21 @@ impl Service {
         overrides: Map<String, Value>,
         start: Option<DateTime<Utc>>,
     ) -> Result<FlowRunRow, ServiceError> {
+        Ok(self.create_run_claiming(tenant, full_name, overrides, start, None).await?.0)
+    }
+
+    /// [`Service::create_run`], and with `take`, due runs taken for a claim
+    /// (at most as many as its count of free slots) in the transaction that
+    /// commits the new run, when the store can do that at once: the new run,
+    /// and the runs taken.
+    pub async fn create_run_claiming(
+        &self,
+        tenant: &str,
+        full_name: &str,
+        overrides: Map<String, Value>,
+        start: Option<DateTime<Utc>>,
+        take: Option<(&Claim<'_>, &AtomicUsize)>,
+    ) -> Result<(FlowRunRow, Vec<FlowRunRow>), ServiceError> {
         let (deployment, parameters) = self.check_run_parameters(tenant, full_name, overrides)?;
         let now = Utc::now();
         let scheduled = start.unwrap_or(now);
@@ -55,10 +71,20 @@ impl Service {
             result: None,
             time: now,
         }));
-        self.store.flush().await;
-        self.store
+        // Due as of its own creation: the claim was made before.
+        let take = take.map(|(claim, free)| (Claim { now, ..*claim }, free));
+        let taken = match take.and_then(|(claim, free)| self.store.try_flush_claiming(&claim, free)) {
+            Some(taken) => taken?,
+            None => {
+                self.store.flush().await;
+                Vec::new()
+            }
+        };
+        let run = self
+            .store
             .flow_run(Some(tenant), &id.to_string())?
-            .ok_or_else(|| ServiceError::Other("the new flow run was not recorded".into()))
+            .ok_or_else(|| ServiceError::Other("the new flow run was not recorded".into()))?;
+        Ok((run, taken))
     }
 
     /// A deployment of `tenant` and the parameters a run of it with

@@ -6,12 +6,13 @@
 
 use super::postgres::PgStore;
 use super::sessions::StoredSession;
-use super::{RunsChanged, SecretInfo, SqlValue, SqliteStore, StateStore, StoreError};
+use super::{Claim, FlowRunRow, RunsChanged, SecretInfo, SqlValue, SqliteStore, StateStore, StoreError};
 use crate::core::events::{Automation, EventFilter, EventRow, NewEvent, SealedWebhook, Webhook};
 use crate::core::record::{Barrier, Event, Recorder};
 use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Notify, broadcast};
 
 /// The variable that names the database.
@@ -22,6 +23,30 @@ pub trait Backend: StateStore {
     /// Resolves once everything recorded so far is committed.
     fn flush(&self) -> Barrier {
         Recorder::barrier(self).unwrap_or_else(|| Box::pin(std::future::ready(())))
+    }
+    /// Commits everything recorded so far and, in the same transaction,
+    /// takes due runs for `claim`, at most `free` of them: `free` is counted
+    /// down by those taken under the write lock, so claims sharing the count
+    /// never take more between them. `None` when that cannot be done at
+    /// once (the write connection is busy, or the database has no single
+    /// writer to do it under: PostgreSQL); the caller then flushes as usual.
+    fn try_flush_claiming(
+        &self,
+        _claim: &Claim<'_>,
+        _free: &AtomicUsize,
+    ) -> Option<Result<Vec<FlowRunRow>, StoreError>> {
+        None
+    }
+    /// [`StateStore::claim_due`], at most `free` runs, counted down as in
+    /// [`Backend::try_flush_claiming`].
+    fn claim_due_within(&self, claim: &Claim<'_>, free: &AtomicUsize) -> Result<Vec<FlowRunRow>, StoreError> {
+        let limit = free.load(Ordering::SeqCst).min(claim.limit);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let runs = self.claim_due(&Claim { limit, ..*claim })?;
+        free.fetch_sub(runs.len(), Ordering::SeqCst);
+        Ok(runs)
     }
     /// Committed events as they are committed (for `--watch` and the UI's live updates).
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
@@ -178,6 +203,12 @@ pub fn open_url(url: &str, home: &Path) -> Result<Arc<dyn Backend>, StoreError> 
 }
 
 impl Backend for SqliteStore {
+    fn try_flush_claiming(&self, claim: &Claim<'_>, free: &AtomicUsize) -> Option<Result<Vec<FlowRunRow>, StoreError>> {
+        SqliteStore::try_flush_claiming(self, claim, free)
+    }
+    fn claim_due_within(&self, claim: &Claim<'_>, free: &AtomicUsize) -> Result<Vec<FlowRunRow>, StoreError> {
+        SqliteStore::claim_due_within(self, claim, free)
+    }
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         SqliteStore::subscribe(self)
     }

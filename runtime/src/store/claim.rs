@@ -5,14 +5,70 @@
 //! (queue, deployment, tenant).
 
 use super::Claim;
-use super::FlowRunRow;
 use super::sqlite::{FLOW_RUN_COLUMNS, flow_run_row, load_deployment, queues_in};
 use super::writer::timestamp;
+use super::{FlowRunRow, SqliteStore, StoreError};
 use crate::core::deployment::Deployment;
 use crate::core::pool::{DEFAULT_POOL, WorkQueue, route};
 use crate::core::tenant::TenantPolicy;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+impl SqliteStore {
+    /// See [`super::Backend::try_flush_claiming`]: the claim joins the
+    /// commit of the queued writes when the write connection is free.
+    pub fn try_flush_claiming(
+        &self,
+        claim: &Claim<'_>,
+        free: &AtomicUsize,
+    ) -> Option<Result<Vec<FlowRunRow>, StoreError>> {
+        // What this closure took from `free` in a try that was rolled back
+        // (a commit is retried) is given back before the next try.
+        let taken = std::cell::Cell::new(0);
+        let outcome = self.writer.try_commit_with(|connection| {
+            free.fetch_add(taken.take(), Ordering::SeqCst);
+            let limit = free.load(Ordering::SeqCst).min(claim.limit);
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let runs = claim_in(connection, &Claim { limit, ..*claim })?;
+            free.fetch_sub(runs.len(), Ordering::SeqCst);
+            taken.set(runs.len());
+            Ok(runs)
+        })?;
+        Some(match outcome {
+            Ok(Some(mut runs)) => {
+                runs.sort_by_key(|run| run.scheduled);
+                Ok(runs)
+            }
+            Ok(None) => {
+                free.fetch_add(taken.take(), Ordering::SeqCst);
+                Ok(Vec::new())
+            }
+            Err(why) => {
+                free.fetch_add(taken.take(), Ordering::SeqCst);
+                Err(StoreError::Database(why))
+            }
+        })
+    }
+
+    /// See [`super::Backend::claim_due_within`]: the count is read and
+    /// taken from under the write lock, which every claim of this store holds.
+    pub fn claim_due_within(&self, claim: &Claim<'_>, free: &AtomicUsize) -> Result<Vec<FlowRunRow>, StoreError> {
+        let mut runs = self.writer.transaction(|tx| {
+            let limit = free.load(Ordering::SeqCst).min(claim.limit);
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let runs = claim_in(tx, &Claim { limit, ..*claim })?;
+            free.fetch_sub(runs.len(), Ordering::SeqCst);
+            Ok(runs)
+        })?;
+        runs.sort_by_key(|run| run.scheduled);
+        Ok(runs)
+    }
+}
 
 /// Runs considered per tenant and claim at most: more than a claim ever takes.
 pub(super) const CANDIDATES_PER_TENANT: usize = 200;
@@ -152,7 +208,7 @@ pub(super) fn within_limits(
 }
 
 /// Picks and takes due runs for `claim`; returns them as taken.
-pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Result<Vec<FlowRunRow>> {
+pub(super) fn claim_in(tx: &Connection, claim: &Claim<'_>) -> rusqlite::Result<Vec<FlowRunRow>> {
     let tenants: Vec<(String, TenantPolicy)> = tx
         .prepare_cached("SELECT name, policy FROM tenants WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?
         .query_map([claim.tenant], |row| {
@@ -201,12 +257,7 @@ pub(super) fn claim_in(tx: &Transaction<'_>, claim: &Claim<'_>) -> rusqlite::Res
 
 /// One tenant's due runs that the claimer's pool serves, in the order it
 /// would take them, from its first `limit` candidates; and whether it has more.
-fn tenant_picks(
-    tx: &Transaction<'_>,
-    claim: &Claim<'_>,
-    tenant: &str,
-    limit: usize,
-) -> rusqlite::Result<(Vec<Pick>, bool)> {
+fn tenant_picks(tx: &Connection, claim: &Claim<'_>, tenant: &str, limit: usize) -> rusqlite::Result<(Vec<Pick>, bool)> {
     let candidates: Vec<(String, Option<String>)> = tx
         .prepare_cached(
             "SELECT id, deployment FROM flow_runs WHERE tenant = ?1 AND state IN ('Scheduled', 'Late')
@@ -257,7 +308,7 @@ fn tenant_picks(
 /// the partial index of unended taken runs, named: grouping by `tenant`, the
 /// planner otherwise walked every run by `flow_runs_by_tenant`, on every claim
 /// (5 ms at 6,000 runs, growing with the history).
-fn running_counts(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<HashMap<String, u64>> {
+fn running_counts(tx: &Connection, key: &str) -> rusqlite::Result<HashMap<String, u64>> {
     tx.prepare_cached(&running_counts_sql(key))?.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect()
 }
 

@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 
 /// The state store on an SQLite file.
 pub struct SqliteStore {
-    writer: WriterHandle,
+    pub(super) writer: WriterHandle,
     reader: Mutex<Connection>,
     // Results put but maybe not yet committed, so the next task sees them.
     recent_cache: MemoryCache,

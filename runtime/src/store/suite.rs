@@ -703,6 +703,10 @@ async fn state_changes_and_emitted_events_join_their_tenants_log_and_deliveries_
     use crate::core::record::EmittedRecord;
     for (_dir, open) in backends() {
         let store = open();
+        // The events carry their run's deployment's tags, not another deployment's of the flow.
+        let now = Utc::now();
+        store.upsert_deployment(&Deployment { tags: vec!["team-b".into()], ..deployment("leon", now) }).unwrap();
+        store.upsert_deployment(&Deployment { tags: vec!["team-a".into()], ..deployment("leo", now) }).unwrap();
         let run = RunId::new();
         store.record(&flow_run(run, "eager-eel"));
         store.record(&state(run, RunKind::Flow, StateType::Running, None));
@@ -728,6 +732,7 @@ async fn state_changes_and_emitted_events_join_their_tenants_log_and_deliveries_
         let emitted = &events[1];
         assert_eq!((emitted.flow.as_deref(), emitted.deployment.as_deref()), (Some("hello"), Some("hello/leo")));
         assert_eq!(emitted.payload, json!({"by": "ada"}));
+        assert!(events.iter().all(|e| e.tags == ["team-a"]), "the deployment's tags: {events:?}");
         assert_eq!(events[0].payload["state"], "Completed");
         assert_eq!(store.events(&filter(Some("sluice.flow-run."))).unwrap().len(), 2);
         let other = EventFilter { tenant: "other".into(), ..filter(None) };

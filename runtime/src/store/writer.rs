@@ -222,6 +222,27 @@ impl WriterHandle {
         }
     }
 
+    /// Commits every write queued so far and, in the same transaction,
+    /// `work`, here and now, if nobody holds the write connection; `None`
+    /// if somebody does (nothing is done: the caller commits the usual way).
+    /// `Some(Err)`: the queued writes were lost (see [`Self::failure`]).
+    /// `Some(Ok(None))`: they are committed, but `work` failed (its part is
+    /// rolled back, and logged).
+    pub fn try_commit_with<T>(
+        &self,
+        mut work: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<Option<T>, String>> {
+        let target = self.shared.submitted.load(Ordering::SeqCst);
+        let mut held = self.shared.try_hold()?;
+        let mut value = None;
+        let mut extra = |connection: &Connection| -> rusqlite::Result<()> {
+            value = Some(work(connection)?);
+            Ok(())
+        };
+        let outcome = commit_queued_with(&self.shared, &mut held, target, Some(&mut extra));
+        Some(outcome.map(|extra_committed| value.filter(|_| extra_committed)))
+    }
+
     /// Resolves once the first `target` writes are durable, committing them
     /// when the connection is free, without ever blocking the executor on it.
     pub fn committed_until(&self, target: u64) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -306,29 +327,51 @@ fn commit_until(shared: &Shared, target: u64) {
 
 /// Commits on `connection` until at least `target` writes are durable.
 fn commit_queued(shared: &Shared, connection: &mut Connection, target: u64) {
+    let _ = commit_queued_with(shared, connection, target, None);
+}
+
+/// Work done in the transaction of a group commit, after its writes.
+type Extra<'f> = dyn FnMut(&Connection) -> rusqlite::Result<()> + 'f;
+
+/// [`commit_queued`], with `extra` in the same transaction: in a savepoint,
+/// so its failure (logged) never costs the queued writes. An error when the
+/// queued writes were lost; else whether `extra` was committed.
+fn commit_queued_with(
+    shared: &Shared,
+    connection: &mut Connection,
+    target: u64,
+    mut extra: Option<&mut Extra<'_>>,
+) -> Result<bool, String> {
     // Whoever held the connection before may have committed ours already.
-    if shared.committed.load(Ordering::SeqCst) >= target {
-        return;
-    }
-    let batch = std::mem::take(&mut *shared.queue.lock().expect("queue lock"));
+    let batch = match shared.committed.load(Ordering::SeqCst) >= target {
+        true => Vec::new(),
+        false => std::mem::take(&mut *shared.queue.lock().expect("queue lock")),
+    };
     if batch.is_empty() {
-        return;
+        // No write to lose: a failure of `extra` alone is its own (logged).
+        let Some(extra) = extra else { return Ok(false) };
+        let alone = connection.transaction().and_then(|tx| run_extra(&tx, extra).and_then(|()| tx.commit()));
+        if let Err(err) = &alone {
+            tracing::warn!("work committed alone failed: {err}");
+        }
+        return Ok(alone.is_ok());
     }
     let count = batch.len() as u64;
     let first = shared.committed.load(Ordering::SeqCst);
     shared.transactions.fetch_add(1, Ordering::Relaxed);
     let started = std::time::Instant::now();
-    let mut outcome = commit(connection, &batch);
+    let mut outcome = commit(connection, &batch, extra.as_deref_mut());
     for wait in COMMIT_RETRIES {
         if outcome.is_ok() || shared.stopping.load(Ordering::SeqCst) {
             break;
         }
         std::thread::sleep(wait);
-        outcome = commit(connection, &batch);
+        outcome = commit(connection, &batch, extra.as_deref_mut());
     }
+    let result = outcome.as_ref().copied().map_err(|e| format!("the state store could not record {count} writes: {e}"));
     observe_commit(started, count);
     match outcome {
-        Ok(()) => {
+        Ok(_) => {
             *shared.failing.lock().expect("failing lock") = None;
             // Watchers get the events before the count moves, so whoever
             // waited finds every event it covers already in its channel.
@@ -352,6 +395,20 @@ fn commit_queued(shared: &Shared, connection: &mut Connection, target: u64) {
         }
     }
     shared.committed.fetch_add(count, Ordering::SeqCst);
+    result
+}
+
+/// Runs `extra` in a savepoint of `tx`: rolled back alone, and logged, if it fails.
+fn run_extra(tx: &Transaction<'_>, extra: &mut Extra<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch("SAVEPOINT extra")?;
+    match extra(tx) {
+        Ok(()) => tx.execute_batch("RELEASE extra"),
+        Err(err) => {
+            tracing::warn!("work committed with queued writes failed, and was rolled back: {err}");
+            tx.execute_batch("ROLLBACK TO extra; RELEASE extra")?;
+            Err(err)
+        }
+    }
 }
 
 /// Times a group commit and counts its writes (`sluice_store_commit_*{backend="sqlite"}`).
@@ -380,7 +437,8 @@ fn background_commits(shared: &Shared, checkpointer: &Connection) {
     }
 }
 
-fn commit(connection: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
+/// Commits `batch`, and `extra` after it in a savepoint; whether `extra` is in the commit.
+fn commit(connection: &mut Connection, batch: &[Write], extra: Option<&mut Extra<'_>>) -> rusqlite::Result<bool> {
     let tx = connection.transaction()?;
     let folded = fold(batch, History::InRow);
     // Task runs inserted with their folded states: those states are in their history already.
@@ -396,7 +454,10 @@ fn commit(connection: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> 
             write => apply(&tx, write)?,
         }
     }
-    tx.commit()
+    // Its failure is its own: the writes are committed all the same.
+    let extra_done = extra.is_some_and(|extra| run_extra(&tx, extra).is_ok());
+    tx.commit()?;
+    Ok(extra_done)
 }
 
 /// Inserts a task run with the row its states in the batch leave; false if it was already there.
@@ -441,7 +502,8 @@ fn insert_flow_state(tx: &Transaction<'_>, state: &StateRecord, time: &str) -> r
 const EMITTED_SQL: &str = "INSERT INTO events (tenant, name, time, flow_run, task_run, flow, deployment, tags, payload)
      SELECT f.tenant, ?3, ?4, f.id, ?2, f.flow, f.deployment,
          COALESCE((SELECT json_extract(d.body, '$.tags') FROM deployments d
-                   WHERE d.tenant = f.tenant AND f.deployment = d.flow || '/' || d.name), '[]'), ?5
+                   WHERE d.tenant = f.tenant AND d.flow = substr(f.deployment, 1, instr(f.deployment, '/') - 1)
+                   AND d.name = substr(f.deployment, instr(f.deployment, '/') + 1)), '[]'), ?5
      FROM flow_runs f WHERE f.id = ?1";
 
 fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {

@@ -278,18 +278,16 @@ pub(super) async fn create_run(
     };
     let deployment = format!("{flow}/{name}");
     let span = crate::observe::traces::enabled().then(|| create_run_span(&headers, &p.tenant, &deployment)).flatten();
-    let run = d.service.create_run(&p.tenant, &deployment, parameters, start).await;
+    let traceparent = span.as_ref().map(|span| crate::observe::traces::traceparent(&span.context()));
+    let run = d.create_run(&p.tenant, &deployment, parameters, start, traceparent).await;
     if let Some(mut span) = span {
         if let Ok(run) = &run {
             span.set_attribute(crate::observe::traces::attribute("sluice.run.id", run.id.clone()));
-            d.remember_trace(&run.id, crate::observe::traces::traceparent(&span.context()));
         }
         let state = if run.is_ok() { StateType::Completed } else { StateType::Failed };
         span.end(state, run.as_ref().err().map(ToString::to_string).as_deref());
     }
-    let run = run?;
-    d.work_available();
-    Ok((StatusCode::CREATED, Json(json!(run))))
+    Ok((StatusCode::CREATED, Json(json!(run?))))
 }
 
 /// The server's span of a run's creation: a child of the caller's

@@ -108,9 +108,7 @@ pub async fn create_run(
     overrides: Map<String, Value>,
 ) -> UiResult<FlowRunRow> {
     p.require(Role::Runner, "start runs")?;
-    let run = d.service.create_run(&p.tenant, full_name, overrides, None).await?;
-    d.work_available();
-    Ok(run)
+    Ok(d.create_run(&p.tenant, full_name, overrides, None, None).await?)
 }
 
 /// Which flow runs to list, and from where.
