@@ -146,6 +146,13 @@ fn runs_created_while_the_embedded_worker_has_a_free_slot_are_taken_at_creation_
         let overlapping = spans.iter().filter(|(s, end)| s <= start && start < end).count();
         assert!(overlapping <= 2, "{overlapping} runs at {start}: {spans:?}");
     }
+    // And both slots kept busy: a waiting run starts when one frees, not at
+    // the worker's next heartbeat (2 s). Six runs of 300 ms one after the
+    // other would take 1.8 s; two at a time, about 0.9 s.
+    let time = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap();
+    let first = spans.iter().map(|(start, _)| time(start)).min().unwrap();
+    let last = spans.iter().map(|(_, end)| time(end)).max().unwrap();
+    assert!(last - first < chrono::Duration::milliseconds(1800), "{spans:?}");
 }
 
 #[test]
