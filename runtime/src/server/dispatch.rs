@@ -15,8 +15,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// The longest a claim waits when nothing is due.
@@ -67,6 +68,8 @@ struct Embedded {
     name: String,
     /// Its free slots, taken from under the store's write lock by every claim for it.
     free: Arc<AtomicUsize>,
+    /// Runs taken for it elsewhere (by a run's creation), to start.
+    handoff: mpsc::UnboundedSender<ClaimedRun>,
 }
 
 impl Embedded {
@@ -153,7 +156,7 @@ impl Dispatch {
     ///
     /// [`Service::create_run`]: crate::service::Service::create_run
     pub async fn create_run(
-        self: &Arc<Self>,
+        &self,
         tenant: &str,
         full_name: &str,
         overrides: serde_json::Map<String, serde_json::Value>,
@@ -175,7 +178,10 @@ impl Dispatch {
             let prepared = self.prepare(taken).await?;
             embedded.free.fetch_add(count - prepared.len(), Ordering::SeqCst);
             for claimed in prepared {
-                start_run(self, &embedded.free, claimed);
+                if let Err(unsent) = embedded.handoff.send(claimed) {
+                    // The worker is gone (the process is stopping): the run waits for a claim.
+                    tracing::warn!(run = %unsent.0.run.id, "the embedded worker stopped before taking a run");
+                }
             }
         }
         if !took_it {
@@ -493,24 +499,25 @@ fn process_alive(pid: u32) -> bool {
 pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
     let name = format!("{EMBEDDED_PREFIX}{}", dispatch.service.taker());
     let free = Arc::new(AtomicUsize::new(slots));
-    if dispatch.embedded.set(Embedded { name: name.clone(), free: free.clone() }).is_err() {
-        tracing::warn!("a second embedded worker in one process does not take runs at their creation");
+    let (handoff, mut handed) = mpsc::unbounded_channel();
+    if dispatch.embedded.set(Embedded { name: name.clone(), free: free.clone(), handoff }).is_err() {
+        tracing::warn!("a second embedded worker in one process does not take runs handed over at creation");
     }
+    let mut running: JoinSet<()> = JoinSet::new();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
     crate::observe::metrics().worker_slots.add(slots as i64);
     // The wake-up a claim that took less than it asked left armed (see `claim_armed`).
     let mut armed = None;
     loop {
+        let open = free.load(Ordering::SeqCst);
         let asked = Asked::Pool { pool: DEFAULT_POOL, queues: &[] };
-        // With every slot taken, the claim takes nothing and waits for news:
-        // a run that ends gives its slot back, then wakes it.
-        let claim = dispatch.claim_armed(armed.take(), Some(&free), None, &name, asked, slots, MAX_CLAIM_WAIT);
+        let claim = dispatch.claim_armed(armed.take(), Some(&free), None, &name, asked, open, MAX_CLAIM_WAIT);
         tokio::select! {
-            claimed = claim => match claimed {
+            claimed = claim, if open > 0 => match claimed {
                 Ok((claimed, rest)) => {
                     armed = rest;
                     for run in claimed {
-                        start_run(&dispatch, &free, run);
+                        start_run(&dispatch, &free, &mut running, run);
                     }
                 }
                 Err(err) => {
@@ -518,6 +525,8 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
+            Some(run) = handed.recv() => start_run(&dispatch, &free, &mut running, run),
+            Some(_) = running.join_next(), if !running.is_empty() => {}
             _ = heartbeat.tick() => {
                 // Cancels asked for through another process reach our runs here.
                 let ids: Vec<String> = dispatch.local.lock().expect("local runs lock").keys().cloned().collect();
@@ -535,13 +544,11 @@ pub async fn embedded_worker(dispatch: Arc<Dispatch>, slots: usize) {
 }
 
 /// Runs a taken run in one of the embedded worker's slots (taken from
-/// `free` by its claim), given back when it ends. Started where it was
-/// taken (the worker's loop, or a run's creation): a hand-over to the
-/// worker's task would be one more wake-up on the way.
-fn start_run(dispatch: &Arc<Dispatch>, free: &Arc<AtomicUsize>, claimed: ClaimedRun) {
+/// `free` by its claim), given back when it ends.
+fn start_run(dispatch: &Arc<Dispatch>, free: &Arc<AtomicUsize>, running: &mut JoinSet<()>, claimed: ClaimedRun) {
     let ClaimedRun { run, traceparent, limits, grants, journal } = claimed;
     let (dispatch, free) = (dispatch.clone(), free.clone());
-    tokio::spawn(async move {
+    running.spawn(async move {
         let _busy = crate::observe::metrics::SlotBusy::new();
         let cancel = dispatch.track(&run.id);
         tracing::info!(run = %run.id, "flow run '{}' taken by the embedded worker", run.name);

@@ -102,7 +102,7 @@ pub fn set_paused(d: &Dispatch, p: &Principal, full_name: &str, paused: bool) ->
 
 /// Creates a run of a deployment with parameter overrides; a worker picks it up at once.
 pub async fn create_run(
-    d: &Arc<Dispatch>,
+    d: &Dispatch,
     p: &Principal,
     full_name: &str,
     overrides: Map<String, Value>,
