@@ -175,7 +175,13 @@ impl Dispatch {
             && !taken.is_empty()
         {
             let count = taken.len();
-            let prepared = self.prepare(taken).await?;
+            // The run is created whatever happens here: a store that fails
+            // now leaves the runs taken to the worker's heartbeat, which
+            // gives back runs it never started.
+            let prepared = self.prepare(taken).await.unwrap_or_else(|err| {
+                tracing::warn!("runs taken at a run's creation could not be prepared: {err}");
+                Vec::new()
+            });
             embedded.free.fetch_add(count - prepared.len(), Ordering::SeqCst);
             for claimed in prepared {
                 if let Err(unsent) = embedded.handoff.send(claimed) {
