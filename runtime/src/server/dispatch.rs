@@ -174,15 +174,13 @@ impl Dispatch {
         if let Some(embedded) = embedded
             && !taken.is_empty()
         {
-            let count = taken.len();
             // The run is created whatever happens here: a store that fails
             // now leaves the runs taken to the worker's heartbeat, which
             // gives back runs it never started.
-            let prepared = self.prepare(taken).await.unwrap_or_else(|err| {
+            let prepared = self.prepare(taken, Some(&embedded.free)).await.unwrap_or_else(|err| {
                 tracing::warn!("runs taken at a run's creation could not be prepared: {err}");
                 Vec::new()
             });
-            embedded.free.fetch_add(count - prepared.len(), Ordering::SeqCst);
             for claimed in prepared {
                 if let Err(unsent) = embedded.handoff.send(claimed) {
                     // The worker is gone (the process is stopping): the run waits for a claim.
@@ -320,10 +318,7 @@ impl Dispatch {
             };
             let taken = runs.len();
             if !runs.is_empty() {
-                let claimed = self.prepare(runs).await?;
-                if let Some(free) = free {
-                    free.fetch_add(taken - claimed.len(), Ordering::SeqCst);
-                }
+                let claimed = self.prepare(runs, free).await?;
                 let rest = (taken < limit.max(1)).then_some(notified);
                 return Ok((claimed, rest));
             }
@@ -332,8 +327,22 @@ impl Dispatch {
     }
 
     /// What the worker needs to run each taken run. A run whose secrets
-    /// cannot be read ends here, saying why; the others go.
-    async fn prepare(&self, runs: Vec<FlowRunRow>) -> Result<Vec<ClaimedRun>, ServiceError> {
+    /// cannot be read ends here, saying why; the others go. The slots the
+    /// runs took from `free` and that will not run are given back.
+    async fn prepare(
+        &self,
+        runs: Vec<FlowRunRow>,
+        free: Option<&AtomicUsize>,
+    ) -> Result<Vec<ClaimedRun>, ServiceError> {
+        let count = runs.len();
+        let prepared = self.prepare_each(runs).await;
+        if let Some(free) = free {
+            free.fetch_add(count - prepared.as_ref().map_or(0, Vec::len), Ordering::SeqCst);
+        }
+        prepared
+    }
+
+    async fn prepare_each(&self, runs: Vec<FlowRunRow>) -> Result<Vec<ClaimedRun>, ServiceError> {
         let mut claimed = Vec::with_capacity(runs.len());
         for run in runs {
             match self.service.grants_of(&run) {

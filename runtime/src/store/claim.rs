@@ -28,20 +28,12 @@ impl SqliteStore {
         let taken = std::cell::Cell::new(0);
         let outcome = self.writer.try_commit_with(|connection| {
             free.fetch_add(taken.take(), Ordering::SeqCst);
-            let limit = free.load(Ordering::SeqCst).min(claim.limit);
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let runs = claim_in(connection, &Claim { limit, ..*claim })?;
-            free.fetch_sub(runs.len(), Ordering::SeqCst);
+            let runs = claim_counted(connection, claim, free)?;
             taken.set(runs.len());
             Ok(runs)
         })?;
         Some(match outcome {
-            Ok(Some(mut runs)) => {
-                runs.sort_by_key(|run| run.scheduled);
-                Ok(runs)
-            }
+            Ok(Some(runs)) => Ok(runs),
             Ok(None) => {
                 free.fetch_add(taken.take(), Ordering::SeqCst);
                 Ok(Vec::new())
@@ -56,18 +48,20 @@ impl SqliteStore {
     /// See [`super::Backend::claim_due_within`]: the count is read and
     /// taken from under the write lock, which every claim of this store holds.
     pub fn claim_due_within(&self, claim: &Claim<'_>, free: &AtomicUsize) -> Result<Vec<FlowRunRow>, StoreError> {
-        let mut runs = self.writer.transaction(|tx| {
-            let limit = free.load(Ordering::SeqCst).min(claim.limit);
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let runs = claim_in(tx, &Claim { limit, ..*claim })?;
-            free.fetch_sub(runs.len(), Ordering::SeqCst);
-            Ok(runs)
-        })?;
-        runs.sort_by_key(|run| run.scheduled);
-        Ok(runs)
+        Ok(self.writer.transaction(|tx| claim_counted(tx, claim, free))?)
     }
+}
+
+/// [`claim_in`], at most `free` runs, taken from `free`: called under the
+/// write lock, so the count read is the count taken from.
+fn claim_counted(connection: &Connection, claim: &Claim<'_>, free: &AtomicUsize) -> rusqlite::Result<Vec<FlowRunRow>> {
+    let limit = free.load(Ordering::SeqCst).min(claim.limit);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let runs = claim_in(connection, &Claim { limit, ..*claim })?;
+    free.fetch_sub(runs.len(), Ordering::SeqCst);
+    Ok(runs)
 }
 
 /// Runs considered per tenant and claim at most: more than a claim ever takes.
@@ -207,7 +201,7 @@ pub(super) fn within_limits(
     taken
 }
 
-/// Picks and takes due runs for `claim`; returns them as taken.
+/// Picks and takes due runs for `claim`; returns them as taken, earliest due first.
 pub(super) fn claim_in(tx: &Connection, claim: &Claim<'_>) -> rusqlite::Result<Vec<FlowRunRow>> {
     let tenants: Vec<(String, TenantPolicy)> = tx
         .prepare_cached("SELECT name, policy FROM tenants WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?
@@ -252,6 +246,7 @@ pub(super) fn claim_in(tx: &Connection, claim: &Claim<'_>) -> rusqlite::Result<V
                 .query_row(params![pick.id, claim.taker, pick.queue, timestamp(claim.now)], flow_run_row)?,
         );
     }
+    runs.sort_by_key(|run| run.scheduled);
     Ok(runs)
 }
 

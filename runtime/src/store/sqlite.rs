@@ -543,9 +543,7 @@ impl StateStore for SqliteStore {
     }
 
     fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<FlowRunRow>, StoreError> {
-        let mut runs = self.writer.transaction(|tx| claim::claim_in(tx, claim))?;
-        runs.sort_by_key(|run| run.scheduled);
-        Ok(runs)
+        Ok(self.writer.transaction(|tx| claim::claim_in(tx, claim))?)
     }
 
     fn claim_run(&self, id: &str, taker: &str) -> Result<bool, StoreError> {

@@ -343,9 +343,10 @@ fn commit_queued_with(
     mut extra: Option<&mut Extra<'_>>,
 ) -> Result<bool, String> {
     // Whoever held the connection before may have committed ours already.
-    let batch = match shared.committed.load(Ordering::SeqCst) >= target {
-        true => Vec::new(),
-        false => std::mem::take(&mut *shared.queue.lock().expect("queue lock")),
+    let batch = if shared.committed.load(Ordering::SeqCst) >= target {
+        Vec::new()
+    } else {
+        std::mem::take(&mut *shared.queue.lock().expect("queue lock"))
     };
     if batch.is_empty() {
         // No write to lose: a failure of `extra` alone is its own (logged).
