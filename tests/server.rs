@@ -128,12 +128,18 @@ fn runs_created_while_the_embedded_worker_has_a_free_slot_are_taken_at_creation_
             run
         })
         .collect();
-    // Both slots were free: the first run was taken by the commit that created it.
+    // Both slots were free: the first run was taken by the commit that
+    // created it, which started it too: the answer already says Running.
     let taker = created[0]["claimed_by"].as_str().unwrap_or_default();
     assert!(taker.starts_with("embedded worker of"), "{}", created[0]);
+    assert_eq!(created[0]["state"], "Running", "{}", created[0]);
     let mut spans = Vec::new();
     for run in &created {
         let done = wait_for_state(&address, run["id"].as_str().unwrap(), "Completed", 60);
+        // Started by its claim or not, each state is recorded once, in order.
+        let states: Vec<&str> =
+            done["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+        assert_eq!(states, ["Scheduled", "Pending", "Running", "Completed"], "{done}");
         let time = |state: &str| {
             let states = done["states"].as_array().unwrap();
             let entry = states.iter().find(|s| s["state"] == state).unwrap_or_else(|| panic!("{state}: {done}"));
@@ -153,6 +159,34 @@ fn runs_created_while_the_embedded_worker_has_a_free_slot_are_taken_at_creation_
     let first = spans.iter().map(|(start, _)| time(start)).min().unwrap();
     let last = spans.iter().map(|(_, end)| time(end)).max().unwrap();
     assert!(last - first < chrono::Duration::milliseconds(1800), "{spans:?}");
+}
+
+#[test]
+fn a_run_started_by_its_claim_whose_artifact_is_tampered_fails_once_and_the_server_goes_on() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);
+    deploy(&sluice, "etl_flow", "etl", "nightly", &[]);
+    let hello = std::fs::read(guest("hello_flow")).unwrap();
+    let objects = sluice.home.path().join("artifacts/artifacts/sha256");
+    for object in std::fs::read_dir(objects).unwrap().map(|entry| entry.unwrap().path()) {
+        if std::fs::read(&object).unwrap() == hello {
+            let mut tampered = hello.clone();
+            *tampered.last_mut().unwrap() ^= 0xff;
+            std::fs::write(&object, tampered).unwrap();
+        }
+    }
+    let (_server, address) = sluice.server(&["--workers", "2"]);
+    let (status, run) = post(&address, "/api/v1/deployments/hello/leo/runs", "");
+    assert_eq!(status, 201, "{run}");
+    let failed = wait_for_state(&address, run["id"].as_str().unwrap(), "Failed", 30);
+    let states: Vec<&str> = failed["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    // Its claim recorded Pending and Running; the failure follows them, once.
+    assert_eq!(states, ["Scheduled", "Pending", "Running", "Failed"], "{failed}");
+    let message = failed["flow_run"]["message"].as_str().unwrap();
+    assert!(message.contains("corrupt") || message.contains("tampered"), "{failed}");
+    let (status, other) = post(&address, "/api/v1/deployments/etl/nightly/runs", "");
+    assert_eq!(status, 201, "{other}");
+    wait_for_state(&address, other["id"].as_str().unwrap(), "Completed", 30);
 }
 
 #[test]

@@ -79,6 +79,11 @@ pub struct RunSettings {
     pub journal: Arc<Journal>,
     /// Whether a task attempt waits for its records to be committed.
     pub durability: Durability,
+    /// The flow run's `Pending` and `Running` states are recorded already:
+    /// the claim that took it for this process wrote them, in its own
+    /// commit. The runner goes on from `Running` without recording them
+    /// again (or waiting for their commit before the guest starts).
+    pub started_by_claim: bool,
 }
 
 impl Default for RunSettings {
@@ -102,6 +107,7 @@ impl Default for RunSettings {
             created: None,
             journal: Arc::default(),
             durability: Durability::Strict,
+            started_by_claim: false,
         }
     }
 }
@@ -280,19 +286,23 @@ impl Runner {
         // A subflow dropped with its caller's instance still gets a final state; a top-level run is the service's.
         state.ends_on_drop = parent.is_some();
         state.attempt = self.settings.attempt;
-        self.record(Event::FlowRunCreated(FlowRunRecord {
-            id,
-            name: name.clone(),
-            flow: flow.clone(),
-            parent,
-            deployment: self.settings.deployment.clone(),
-            parameters: serde_json::from_str(&parameters).unwrap_or(serde_json::Value::Null),
-            artifact_digest: self.program.digest.to_string(),
-            created,
-            scheduled: if parent.is_none() { self.settings.scheduled_time } else { None },
-            tenant: None,
-            call,
-        }));
+        let started = parent.is_none() && self.settings.started_by_claim;
+        // A run started by its claim exists already, with its states so far.
+        if !started {
+            self.record(Event::FlowRunCreated(FlowRunRecord {
+                id,
+                name: name.clone(),
+                flow: flow.clone(),
+                parent,
+                deployment: self.settings.deployment.clone(),
+                parameters: serde_json::from_str(&parameters).unwrap_or(serde_json::Value::Null),
+                artifact_digest: self.program.digest.to_string(),
+                created,
+                scheduled: if parent.is_none() { self.settings.scheduled_time } else { None },
+                tenant: None,
+                call,
+            }));
+        }
         if crate::observe::traces::enabled() {
             let span_parent = match parent {
                 Some(parent) => self.flow_spans.lock().expect("flow spans lock").get(&parent).cloned(),
@@ -300,7 +310,12 @@ impl Runner {
             };
             state.trace = Some(trace::Traced::flow(span_parent, id, &name, &flow, parent.is_some()));
         }
-        state.go(StateType::Pending, None, None);
+        if started {
+            state.assume(StateType::Pending, None);
+            state.assume(StateType::Running, None);
+        } else {
+            state.go(StateType::Pending, None, None);
+        }
         if let Err(failure) = self.check_payload("parameters", &flow, &parameters) {
             return state.fail(failure);
         }
@@ -308,9 +323,11 @@ impl Runner {
             .lock()
             .expect("runs lock")
             .insert(id, Arc::new(FlowRunInfo { name, flow: flow.clone(), parameters: parameters.clone() }));
-        state.go(StateType::Running, self.resume_message(id), None);
-        if let Some(barrier) = self.recorder.barrier() {
-            barrier.await;
+        if !started {
+            state.go(StateType::Running, self.resume_message(id), None);
+            if let Some(barrier) = self.recorder.barrier() {
+                barrier.await;
+            }
         }
         if let Err(failure) = self.check_recorded() {
             return state.fail(failure);
@@ -1103,6 +1120,20 @@ impl Tracker {
     }
 
     fn go(&mut self, state: StateType, message: Option<String>, result: Option<Arc<str>>) {
+        let time = self.assume(state, message.as_deref());
+        self.runner.record(Event::State(StateRecord {
+            run: self.run,
+            kind: self.kind,
+            state,
+            message,
+            attempt: self.attempt,
+            result,
+            time,
+        }));
+    }
+
+    /// Moves to `state` without recording it (it is recorded already); when it moved.
+    fn assume(&mut self, state: StateType, message: Option<&str>) -> DateTime<Utc> {
         if let Err(err) = check_transition(self.current, state) {
             // A host bug, not a guest's doing: record it loudly, keep going.
             debug_assert!(false, "{err}");
@@ -1119,17 +1150,9 @@ impl Tracker {
         }
         if let Some(trace) = self.trace.as_mut() {
             let at = (self.run, self.kind);
-            trace.on_state(&self.runner.flow_spans, at, state, self.attempt, message.as_deref());
+            trace.on_state(&self.runner.flow_spans, at, state, self.attempt, message);
         }
-        self.runner.record(Event::State(StateRecord {
-            run: self.run,
-            kind: self.kind,
-            state,
-            message,
-            attempt: self.attempt,
-            result,
-            time,
-        }));
+        time
     }
 
     fn fail<T>(&mut self, failure: Failure) -> Result<T, Failure> {

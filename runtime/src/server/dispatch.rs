@@ -6,6 +6,7 @@ use crate::core::deployment::Limits;
 use crate::core::grants::ResolvedGrants;
 use crate::core::journal::JournalRow;
 use crate::core::pool::DEFAULT_POOL;
+use crate::core::state::StateType;
 use crate::service::{Service, ServiceError};
 use crate::store::{Claim, FlowRunRow};
 use chrono::{DateTime, Utc};
@@ -174,14 +175,8 @@ impl Dispatch {
         if let Some(embedded) = embedded
             && !taken.is_empty()
         {
-            // The run is created whatever happens here: a store that fails
-            // now leaves the runs taken to the worker's heartbeat, which
-            // gives back runs it never started.
-            let prepared = self.prepare(taken, Some(&embedded.free)).await.unwrap_or_else(|err| {
-                tracing::warn!("runs taken at a run's creation could not be prepared: {err}");
-                Vec::new()
-            });
-            for claimed in prepared {
+            // The run is created whatever happens here (see `prepare`).
+            for claimed in self.prepare(taken, Some(&embedded.free)).await {
                 if let Err(unsent) = embedded.handoff.send(claimed) {
                     // The worker is gone (the process is stopping): the run waits for a claim.
                     tracing::warn!(run = %unsent.0.run.id, "the embedded worker stopped before taking a run");
@@ -318,7 +313,7 @@ impl Dispatch {
             };
             let taken = runs.len();
             if !runs.is_empty() {
-                let claimed = self.prepare(runs, free).await?;
+                let claimed = self.prepare(runs, free).await;
                 let rest = (taken < limit.max(1)).then_some(notified);
                 return Ok((claimed, rest));
             }
@@ -327,36 +322,38 @@ impl Dispatch {
     }
 
     /// What the worker needs to run each taken run. A run whose secrets
-    /// cannot be read ends here, saying why; the others go. The slots the
-    /// runs took from `free` and that will not run are given back.
-    async fn prepare(
-        &self,
-        runs: Vec<FlowRunRow>,
-        free: Option<&AtomicUsize>,
-    ) -> Result<Vec<ClaimedRun>, ServiceError> {
+    /// cannot be read ends here, saying why; so does one that its claim
+    /// started, when what it needs cannot be read (else nobody would end
+    /// it). Any other run that cannot be prepared stays taken, and the
+    /// worker's heartbeat gives it back. The others go. The slots the runs
+    /// took from `free` and that will not run are given back.
+    async fn prepare(&self, runs: Vec<FlowRunRow>, free: Option<&AtomicUsize>) -> Vec<ClaimedRun> {
         let count = runs.len();
-        let prepared = self.prepare_each(runs).await;
-        if let Some(free) = free {
-            free.fetch_add(count - prepared.as_ref().map_or(0, Vec::len), Ordering::SeqCst);
-        }
-        prepared
-    }
-
-    async fn prepare_each(&self, runs: Vec<FlowRunRow>) -> Result<Vec<ClaimedRun>, ServiceError> {
-        let mut claimed = Vec::with_capacity(runs.len());
+        let mut claimed = Vec::with_capacity(count);
         for run in runs {
-            match self.service.grants_of(&run) {
-                Ok(grants) => claimed.push(ClaimedRun {
-                    limits: self.service.limits_of(&run)?,
-                    grants,
-                    journal: self.service.journal_of(&run)?,
-                    traceparent: self.trace_of(&run.id),
-                    run,
-                }),
-                Err(err) => self.service.fail_unstarted(&run, &err.to_string()).await,
+            let grants = match self.service.grants_of(&run) {
+                Ok(grants) => grants,
+                Err(err) => {
+                    self.service.fail_unstarted(&run, &err.to_string()).await;
+                    continue;
+                }
+            };
+            let read = self.service.limits_of(&run).and_then(|limits| Ok((limits, self.service.journal_of(&run)?)));
+            match read {
+                Ok((limits, journal)) => {
+                    claimed.push(ClaimedRun { limits, grants, journal, traceparent: self.trace_of(&run.id), run })
+                }
+                Err(err) if run.state.is_some_and(StateType::is_running) => {
+                    let reason = format!("what the run needs could not be read: {err}");
+                    self.service.fail_unstarted(&run, &reason).await;
+                }
+                Err(err) => tracing::warn!(run = %run.id, "a taken run could not be prepared: {err}"),
             }
         }
-        Ok(claimed)
+        if let Some(free) = free {
+            free.fetch_add(count - claimed.len(), Ordering::SeqCst);
+        }
+        claimed
     }
 
     /// When a claim that found nothing to take looks again, unless woken

@@ -252,7 +252,8 @@ impl Service {
     /// Ends a run that could not start (its artifact is missing or corrupt),
     /// so its history says why.
     pub(crate) async fn fail_unstarted(&self, run: &FlowRunRow, reason: &str) {
-        record_unstarted_failure(self.store.as_ref(), &run.id, reason);
+        let pending = run.state.is_some_and(|state| state.is_running() || state == StateType::Pending);
+        record_unstarted_failure(self.store.as_ref(), &run.id, reason, pending);
         self.store.flush().await;
     }
 
@@ -382,6 +383,8 @@ pub async fn execute(
         max_tasks_per_run: limits.max_tasks.unwrap_or(settings.max_tasks_per_run),
         max_payload_bytes: limits.payload_mib.map_or(settings.max_payload_bytes, |mib| (mib as usize) << 20),
         durability: limits.durability.unwrap_or_default(),
+        // The store says it is running: the claim that took it started it.
+        started_by_claim: run.state == Some(StateType::Running),
         ..settings
     };
     let runner = Runner::new(program, recorder, cache, settings);
@@ -389,11 +392,13 @@ pub async fn execute(
     Ok(runner.run(id, run.name.clone(), &run.flow, &run.parameters).await)
 }
 
-/// Records that a flow run could not start (`Pending`, then `Failed` with
-/// the reason): its artifact was missing or corrupt.
-pub fn record_unstarted_failure(recorder: &dyn Recorder, run: &str, reason: &str) {
+/// Records that a flow run could not start (`Pending`, unless it is past
+/// it (`pending`), then `Failed` with the reason): its artifact was missing
+/// or corrupt.
+pub fn record_unstarted_failure(recorder: &dyn Recorder, run: &str, reason: &str, pending: bool) {
     let Some(run) = RunId::parse(run) else { return };
-    for (state, message) in [(StateType::Pending, None), (StateType::Failed, Some(reason.to_string()))] {
+    let states = [(StateType::Pending, None), (StateType::Failed, Some(reason.to_string()))];
+    for (state, message) in states.into_iter().skip(usize::from(pending)) {
         let time = Utc::now();
         recorder.record(&Event::State(StateRecord {
             run,

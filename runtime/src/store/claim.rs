@@ -6,11 +6,15 @@
 
 use super::Claim;
 use super::sqlite::{FLOW_RUN_COLUMNS, flow_run_row, load_deployment, queues_in};
-use super::writer::timestamp;
+use super::writer::{apply_event, timestamp};
 use super::{FlowRunRow, SqliteStore, StoreError};
 use crate::core::deployment::Deployment;
+use crate::core::ids::RunId;
 use crate::core::pool::{DEFAULT_POOL, WorkQueue, route};
+use crate::core::record::{Event, RunKind, StateRecord};
+use crate::core::state::StateType;
 use crate::core::tenant::TenantPolicy;
+use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,45 +27,100 @@ impl SqliteStore {
         claim: &Claim<'_>,
         free: &AtomicUsize,
     ) -> Option<Result<Vec<FlowRunRow>, StoreError>> {
-        // What this closure took from `free` in a try that was rolled back
-        // (a commit is retried) is given back before the next try.
-        let taken = std::cell::Cell::new(0);
-        let outcome = self.writer.try_commit_with(|connection| {
-            free.fetch_add(taken.take(), Ordering::SeqCst);
-            let runs = claim_counted(connection, claim, free)?;
-            taken.set(runs.len());
-            Ok(runs)
-        })?;
+        let mut counted = Counted::new(free);
+        let outcome = self.writer.try_commit_with(|connection| counted.claim_and_start(connection, claim))?;
         Some(match outcome {
             Ok(Some(runs)) => Ok(runs),
             Ok(None) => {
-                free.fetch_add(taken.take(), Ordering::SeqCst);
+                counted.give_back();
                 Ok(Vec::new())
             }
             Err(why) => {
-                free.fetch_add(taken.take(), Ordering::SeqCst);
+                counted.give_back();
                 Err(StoreError::Database(why))
             }
         })
     }
 
     /// See [`super::Backend::claim_due_within`]: the count is read and
-    /// taken from under the write lock, which every claim of this store holds.
+    /// taken from under the write lock, which every claim of this store
+    /// holds; the queued writes are committed with the claim.
     pub fn claim_due_within(&self, claim: &Claim<'_>, free: &AtomicUsize) -> Result<Vec<FlowRunRow>, StoreError> {
-        Ok(self.writer.transaction(|tx| claim_counted(tx, claim, free))?)
+        let mut counted = Counted::new(free);
+        self.writer.commit_with(|connection| counted.claim_and_start(connection, claim)).map_err(|why| {
+            counted.give_back();
+            StoreError::Database(why)
+        })
     }
 }
 
-/// [`claim_in`], at most `free` runs, taken from `free`: called under the
-/// write lock, so the count read is the count taken from.
-fn claim_counted(connection: &Connection, claim: &Claim<'_>, free: &AtomicUsize) -> rusqlite::Result<Vec<FlowRunRow>> {
-    let limit = free.load(Ordering::SeqCst).min(claim.limit);
-    if limit == 0 {
-        return Ok(Vec::new());
+/// A claim for a worker that counts its free slots, which others take runs
+/// for too (the embedded worker): at most that many are taken, from the count.
+struct Counted<'a> {
+    free: &'a AtomicUsize,
+    // Taken by a try whose transaction may yet be rolled back (a failed
+    // commit is tried again): given back before the next try, or on failure.
+    taken: usize,
+}
+
+impl<'a> Counted<'a> {
+    fn new(free: &'a AtomicUsize) -> Self {
+        Self { free, taken: 0 }
     }
-    let runs = claim_in(connection, &Claim { limit, ..*claim })?;
-    free.fetch_sub(runs.len(), Ordering::SeqCst);
-    Ok(runs)
+
+    /// Takes due runs, at most as many as the free slots, under the write
+    /// lock (so the count read is the count taken from), and starts the
+    /// first attempts among them (see [`start_first_attempts`]).
+    fn claim_and_start(
+        &mut self,
+        connection: &Connection,
+        claim: &Claim<'_>,
+    ) -> rusqlite::Result<(Vec<FlowRunRow>, Vec<Event>)> {
+        self.give_back();
+        let limit = self.free.load(Ordering::SeqCst).min(claim.limit);
+        if limit == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut runs = claim_in(connection, &Claim { limit, ..*claim })?;
+        self.free.fetch_sub(runs.len(), Ordering::SeqCst);
+        self.taken = runs.len();
+        let started = start_first_attempts(connection, &mut runs)?;
+        Ok((runs, started))
+    }
+
+    fn give_back(&mut self) {
+        self.free.fetch_add(std::mem::take(&mut self.taken), Ordering::SeqCst);
+    }
+}
+
+/// Records `Pending` and `Running` for the first attempts among `runs`, in
+/// the claim's own transaction, as their runner would: the worker they are
+/// taken for starts them at once, and their runner goes on from `Running`
+/// (see `RunSettings::started_by_claim`). That saves each run the commit
+/// its runner made of those two states before its guest could start. A
+/// later attempt's `Running` says what it resumes: its runner records it.
+fn start_first_attempts(connection: &Connection, runs: &mut [FlowRunRow]) -> rusqlite::Result<Vec<Event>> {
+    let mut events = Vec::new();
+    for run in runs.iter_mut().filter(|run| run.attempt == 1) {
+        let Some(id) = RunId::parse(&run.id) else { continue };
+        let mut time = Utc::now();
+        for state in [StateType::Pending, StateType::Running] {
+            time = Utc::now();
+            let event = Event::State(StateRecord {
+                run: id,
+                kind: RunKind::Flow,
+                state,
+                message: None,
+                attempt: 1,
+                result: None,
+                time,
+            });
+            apply_event(connection, &event)?;
+            events.push(event);
+        }
+        (run.state, run.message, run.started) = (Some(StateType::Running), None, Some(time));
+    }
+    Ok(events)
 }
 
 /// Runs considered per tenant and claim at most: more than a claim ever takes.

@@ -225,22 +225,55 @@ impl WriterHandle {
     /// Commits every write queued so far and, in the same transaction,
     /// `work`, here and now, if nobody holds the write connection; `None`
     /// if somebody does (nothing is done: the caller commits the usual way).
+    /// `work` also returns the events it recorded itself, which reach
+    /// watchers with the commit as queued ones do.
     /// `Some(Err)`: the queued writes were lost (see [`Self::failure`]).
     /// `Some(Ok(None))`: they are committed, but `work` failed (its part is
     /// rolled back, and logged).
     pub fn try_commit_with<T>(
         &self,
-        mut work: impl FnMut(&Connection) -> rusqlite::Result<T>,
+        mut work: impl FnMut(&Connection) -> rusqlite::Result<(T, Vec<Event>)>,
     ) -> Option<Result<Option<T>, String>> {
         let target = self.shared.submitted.load(Ordering::SeqCst);
         let mut held = self.shared.try_hold()?;
         let mut value = None;
-        let mut extra = |connection: &Connection| -> rusqlite::Result<()> {
-            value = Some(work(connection)?);
-            Ok(())
+        let mut extra = |connection: &Connection| -> rusqlite::Result<Vec<Event>> {
+            let (done, events) = work(connection)?;
+            value = Some(done);
+            Ok(events)
         };
         let outcome = commit_queued_with(&self.shared, &mut held, target, Some(&mut extra));
         Some(outcome.map(|extra_committed| value.filter(|_| extra_committed)))
+    }
+
+    /// [`Self::try_commit_with`] that waits for the write connection: one
+    /// transaction for the queued writes and `work`, where committing them
+    /// first and then `work` took two. An error says why `work` is not
+    /// committed (it failed, or the whole commit did).
+    pub fn commit_with<T>(
+        &self,
+        mut work: impl FnMut(&Connection) -> rusqlite::Result<(T, Vec<Event>)>,
+    ) -> Result<T, String> {
+        let target = self.shared.submitted.load(Ordering::SeqCst);
+        let mut held = self.shared.hold();
+        let (mut value, mut failed) = (None, None);
+        let mut extra = |connection: &Connection| -> rusqlite::Result<Vec<Event>> {
+            match work(connection) {
+                Ok((done, events)) => {
+                    (value, failed) = (Some(done), None);
+                    Ok(events)
+                }
+                Err(err) => {
+                    failed = Some(err.to_string());
+                    Err(err)
+                }
+            }
+        };
+        let committed = commit_queued_with(&self.shared, &mut held, target, Some(&mut extra))?;
+        match value.filter(|_| committed) {
+            Some(value) => Ok(value),
+            None => Err(failed.unwrap_or_else(|| "the work was not committed".into())),
+        }
     }
 
     /// Resolves once the first `target` writes are durable, committing them
@@ -330,8 +363,9 @@ fn commit_queued(shared: &Shared, connection: &mut Connection, target: u64) {
     let _ = commit_queued_with(shared, connection, target, None);
 }
 
-/// Work done in the transaction of a group commit, after its writes.
-type Extra<'f> = dyn FnMut(&Connection) -> rusqlite::Result<()> + 'f;
+/// Work done in the transaction of a group commit, after its writes; the
+/// events it recorded, for watchers once committed.
+type Extra<'f> = dyn FnMut(&Connection) -> rusqlite::Result<Vec<Event>> + 'f;
 
 /// [`commit_queued`], with `extra` in the same transaction: in a savepoint,
 /// so its failure (logged) never costs the queued writes. An error when the
@@ -351,11 +385,21 @@ fn commit_queued_with(
     if batch.is_empty() {
         // No write to lose: a failure of `extra` alone is its own (logged).
         let Some(extra) = extra else { return Ok(false) };
-        let alone = connection.transaction().and_then(|tx| run_extra(&tx, extra).and_then(|()| tx.commit()));
-        if let Err(err) = &alone {
-            tracing::warn!("work committed alone failed: {err}");
-        }
-        return Ok(alone.is_ok());
+        let alone = connection.transaction().and_then(|tx| {
+            let events = run_extra(&tx, extra)?;
+            tx.commit()?;
+            Ok(events)
+        });
+        return Ok(match alone {
+            Ok(events) => {
+                announce(shared, events);
+                true
+            }
+            Err(err) => {
+                tracing::warn!("work committed alone failed: {err}");
+                false
+            }
+        });
     }
     let count = batch.len() as u64;
     let first = shared.committed.load(Ordering::SeqCst);
@@ -369,18 +413,21 @@ fn commit_queued_with(
         std::thread::sleep(wait);
         outcome = commit(connection, &batch, extra.as_deref_mut());
     }
-    let result = outcome.as_ref().copied().map_err(|e| format!("the state store could not record {count} writes: {e}"));
+    let result = outcome
+        .as_ref()
+        .map(Option::is_some)
+        .map_err(|e| format!("the state store could not record {count} writes: {e}"));
     observe_commit(started, count);
     match outcome {
-        Ok(_) => {
+        Ok(extra_events) => {
             *shared.failing.lock().expect("failing lock") = None;
             // Watchers get the events before the count moves, so whoever
             // waited finds every event it covers already in its channel.
-            for write in batch {
-                if let Write::Event(event) = write {
-                    let _ = shared.events.send(Arc::new(event));
-                }
-            }
+            let queued = batch.into_iter().filter_map(|write| match write {
+                Write::Event(event) => Some(event),
+                Write::CachePut { .. } => None,
+            });
+            announce(shared, queued.chain(extra_events.unwrap_or_default()));
         }
         Err(err) => {
             // Waiters must not hang on a broken database: the writes are
@@ -399,11 +446,21 @@ fn commit_queued_with(
     result
 }
 
+/// Hands committed events to watchers.
+fn announce(shared: &Shared, events: impl IntoIterator<Item = Event>) {
+    for event in events {
+        let _ = shared.events.send(Arc::new(event));
+    }
+}
+
 /// Runs `extra` in a savepoint of `tx`: rolled back alone, and logged, if it fails.
-fn run_extra(tx: &Transaction<'_>, extra: &mut Extra<'_>) -> rusqlite::Result<()> {
+fn run_extra(tx: &Transaction<'_>, extra: &mut Extra<'_>) -> rusqlite::Result<Vec<Event>> {
     tx.execute_batch("SAVEPOINT extra")?;
     match extra(tx) {
-        Ok(()) => tx.execute_batch("RELEASE extra"),
+        Ok(events) => {
+            tx.execute_batch("RELEASE extra")?;
+            Ok(events)
+        }
         Err(err) => {
             tracing::warn!("work committed with queued writes failed, and was rolled back: {err}");
             tx.execute_batch("ROLLBACK TO extra; RELEASE extra")?;
@@ -438,8 +495,13 @@ fn background_commits(shared: &Shared, checkpointer: &Connection) {
     }
 }
 
-/// Commits `batch`, and `extra` after it in a savepoint; whether `extra` is in the commit.
-fn commit(connection: &mut Connection, batch: &[Write], extra: Option<&mut Extra<'_>>) -> rusqlite::Result<bool> {
+/// Commits `batch`, and `extra` after it in a savepoint; `extra`'s events
+/// when it is in the commit.
+fn commit(
+    connection: &mut Connection,
+    batch: &[Write],
+    extra: Option<&mut Extra<'_>>,
+) -> rusqlite::Result<Option<Vec<Event>>> {
     let tx = connection.transaction()?;
     let folded = fold(batch, History::InRow);
     // Task runs inserted with their folded states: those states are in their history already.
@@ -456,9 +518,9 @@ fn commit(connection: &mut Connection, batch: &[Write], extra: Option<&mut Extra
         }
     }
     // Its failure is its own: the writes are committed all the same.
-    let extra_done = extra.is_some_and(|extra| run_extra(&tx, extra).is_ok());
+    let extra_events = extra.and_then(|extra| run_extra(&tx, extra).ok());
     tx.commit()?;
-    Ok(extra_done)
+    Ok(extra_events)
 }
 
 /// Inserts a task run with the row its states in the batch leave; false if it was already there.
@@ -490,7 +552,7 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
 }
 
 /// Adds a flow run's state to its history (a task run's is in its row: `history.rs`).
-fn insert_flow_state(tx: &Transaction<'_>, state: &StateRecord, time: &str) -> rusqlite::Result<()> {
+fn insert_flow_state(tx: &Connection, state: &StateRecord, time: &str) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', ?2, ?3, ?4, ?5)",
     )?
@@ -507,9 +569,23 @@ const EMITTED_SQL: &str = "INSERT INTO events (tenant, name, time, flow_run, tas
                    AND d.name = substr(f.deployment, instr(f.deployment, '/') + 1)), '[]'), ?5
      FROM flow_runs f WHERE f.id = ?1";
 
-fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
+fn apply(tx: &Connection, write: &Write) -> rusqlite::Result<()> {
     match write {
-        Write::Event(Event::FlowRunCreated(run)) => {
+        Write::Event(event) => apply_event(tx, event),
+        Write::CachePut { tenant, key, result, expires } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO task_cache (tenant, key, result, expires) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![tenant, key, result.as_ref(), expires.map(timestamp)])?;
+            Ok(())
+        }
+    }
+}
+
+/// Records `event` on `tx`, in its transaction, as a commit of it queued does.
+pub(super) fn apply_event(tx: &Connection, event: &Event) -> rusqlite::Result<()> {
+    match event {
+        Event::FlowRunCreated(run) => {
             tx.prepare_cached(
                 "INSERT INTO flow_runs (id, name, flow, deployment, parent, artifact, parameters, created, scheduled,
                  tenant, call_position, call_batch, call_attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
@@ -533,7 +609,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 run.call.map(|c| c.flow_attempt),
             ])?;
         }
-        Write::Event(Event::TaskRunCreated(run)) => {
+        Event::TaskRunCreated(run) => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO task_runs (id, flow_run, task, name, input, created, call_position, call_batch,
                  call_attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -550,7 +626,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 run.call.map(|c| c.flow_attempt),
             ])?;
         }
-        Write::Event(Event::State(state)) => {
+        Event::State(state) => {
             let run = state.run.to_string();
             let time = timestamp(state.time);
             let ended = state.state.is_terminal().then_some(time.as_str());
@@ -584,7 +660,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 }
             }
         }
-        Write::Event(Event::Log(log)) => {
+        Event::Log(log) => {
             tx.prepare_cached(
                 "INSERT INTO logs (flow_run, task_run, level, message, time) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
@@ -596,7 +672,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 timestamp(log.time)
             ])?;
         }
-        Write::Event(Event::Emitted(emitted)) => {
+        Event::Emitted(emitted) => {
             // The run decides the tenant, flow and deployment: a worker names only the run.
             tx.prepare_cached(EMITTED_SQL)?.execute(params![
                 emitted.flow_run.to_string(),
@@ -605,12 +681,6 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 timestamp(emitted.time),
                 emitted.payload.to_string()
             ])?;
-        }
-        Write::CachePut { tenant, key, result, expires } => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO task_cache (tenant, key, result, expires) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![tenant, key, result.as_ref(), expires.map(timestamp)])?;
         }
     }
     Ok(())

@@ -247,7 +247,7 @@ async fn run_one(
         }
         Err(err) => {
             tracing::error!(run = %run.id, "flow run '{}' could not run: {err:#}", run.name);
-            record_unstarted_failure(recorder.as_ref(), &run.id, &format!("{err:#}"));
+            record_unstarted_failure(recorder.as_ref(), &run.id, &format!("{err:#}"), false);
         }
     }
     if let Some(barrier) = recorder.barrier() {
