@@ -263,6 +263,24 @@ CREATE INDEX flow_runs_by_tenant_flow ON flow_runs (tenant, flow, created DESC);
 DROP INDEX flow_runs_by_flow;
 DROP INDEX flow_runs_by_deployment;
 "#,
+    // The event of a state change looks its deployment's tags up by key:
+    // matching `flow || '/' || name` read every deployment of the tenant, at
+    // every state change of every run.
+    r#"
+CREATE OR REPLACE FUNCTION states_make_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.kind = 'flow' THEN
+        INSERT INTO events (tenant, name, time, flow_run, flow, deployment, tags, payload)
+        SELECT f.tenant, 'sluice.flow-run.' || NEW.state, NEW.time, f.id, f.flow, f.deployment,
+            COALESCE((SELECT (d.body::json -> 'tags')::text FROM deployments d
+                      WHERE d.tenant = f.tenant AND d.flow = split_part(f.deployment, '/', 1)
+                      AND d.name = substr(f.deployment, strpos(f.deployment, '/') + 1)), '[]'),
+            json_build_object('state', NEW.state, 'message', NEW.message, 'attempt', NEW.attempt)::text
+        FROM flow_runs f WHERE f.id = NEW.run;
+    END IF;
+    RETURN NULL;
+END $$;
+"#,
 ];
 
 /// The schema version this binary writes.

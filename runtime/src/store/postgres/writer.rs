@@ -203,7 +203,8 @@ impl Statements {
                     "INSERT INTO events (tenant, name, time, flow_run, task_run, flow, deployment, tags, payload)
                      SELECT f.tenant, $3, $4, f.id, $2, f.flow, f.deployment,
                          COALESCE((SELECT (d.body::json -> 'tags')::text FROM deployments d
-                                   WHERE d.tenant = f.tenant AND f.deployment = d.flow || '/' || d.name), '[]'), $5
+                                   WHERE d.tenant = f.tenant AND d.flow = split_part(f.deployment, '/', 1)
+                                   AND d.name = substr(f.deployment, strpos(f.deployment, '/') + 1)), '[]'), $5
                      FROM flow_runs f WHERE f.id = $1",
                 )
                 .await?,
