@@ -62,8 +62,10 @@ pub struct Life {
 /// once in a terminal state, except that a `Crashed` end may be followed by
 /// a retry (`Scheduled`, "Retry …") and a later end; it never runs twice at
 /// once (a `Running` while already running), and a retry runs only after the
-/// crash that caused it.
-pub fn check_states(states: &[State]) -> Result<Life, String> {
+/// crash that caused it. A subflow run (`subflow`) is never scheduled: it
+/// crashes with its parent, and the parent's retry runs it again under the
+/// same id, from `Pending`.
+pub fn check_states(states: &[State], subflow: bool) -> Result<Life, String> {
     let mut repeated = Vec::new();
     let mut once: Vec<&State> = Vec::with_capacity(states.len());
     for state in states {
@@ -84,11 +86,14 @@ pub fn check_states(states: &[State]) -> Result<Life, String> {
     for &state in &states {
         if let Some(end) = ended {
             let retry = end.state == "Crashed" && state.state == "Scheduled" && state.message.starts_with("Retry");
-            if !retry {
+            let run_again = subflow && end.state == "Crashed" && state.state == "Pending";
+            if !retry && !run_again {
                 return Err(format!("{} (#{}) after it ended {} (#{})", state.state, state.seq, end.state, end.seq));
             }
             ended = None;
-            continue;
+            if retry {
+                continue;
+            }
         }
         match state.state.as_str() {
             "Running" if running => {
@@ -222,7 +227,7 @@ mod tests {
     #[test]
     fn a_crash_then_a_retry_is_one_life() {
         let history = crashed_and_retried();
-        let life = check_states(&history).unwrap();
+        let life = check_states(&history, false).unwrap();
         assert_eq!((life.end.as_str(), life.crashed_holders.clone()), ("Completed", vec!["w3".to_string()]));
         check_claims(&claims(&[(None, Some("w3")), (Some("w3"), None), (None, Some("w1"))]), &life).unwrap();
         assert_eq!(check_killed_worker(&history, "w3"), Ok(true));
@@ -230,23 +235,40 @@ mod tests {
     }
 
     #[test]
+    fn a_subflow_crashed_with_its_parent_runs_again_from_pending_and_only_a_subflow_does() {
+        let subflow = states(&[
+            ("Pending", "", None),
+            ("Running", "", None),
+            ("Crashed", CRASH, None),
+            ("Pending", "", None),
+            ("Running", "", None),
+            ("Completed", "", None),
+        ]);
+        assert_eq!(check_states(&subflow, true).unwrap().end, "Completed");
+        assert!(check_states(&subflow, false).unwrap_err().contains("after it ended"));
+        let mut after_completed = subflow.clone();
+        after_completed[2].state = "Completed".into();
+        assert!(check_states(&after_completed, true).unwrap_err().contains("after it ended"));
+    }
+
+    #[test]
     fn two_ends_two_executions_or_no_end_are_refused() {
         let twice =
             states(&[("Running", "", Some("w1")), ("Completed", "", Some("w1")), ("Completed", "", Some("w2"))]);
-        assert!(check_states(&twice).unwrap_err().contains("after it ended"));
+        assert!(check_states(&twice, false).unwrap_err().contains("after it ended"));
         let overlapping = states(&[("Running", "", Some("w1")), ("Running", "", Some("w2")), ("Completed", "", None)]);
-        assert!(check_states(&overlapping).unwrap_err().contains("two executions at once"));
+        assert!(check_states(&overlapping, false).unwrap_err().contains("two executions at once"));
         let stuck = states(&[("Scheduled", "", None), ("Running", "", Some("w1"))]);
-        assert!(check_states(&stuck).unwrap_err().contains("never ended"));
+        assert!(check_states(&stuck, false).unwrap_err().contains("never ended"));
         let mut early = crashed_and_retried();
         early[6].time = early[3].time - chrono::Duration::seconds(1);
-        assert!(check_states(&early).unwrap_err().contains("before the crash"));
+        assert!(check_states(&early, false).unwrap_err().contains("before the crash"));
         let retry_of_a_completed_run = states(&[
             ("Running", "", Some("w1")),
             ("Completed", "", Some("w1")),
             ("Scheduled", "Retry 1/2 after a crash", None),
         ]);
-        assert!(check_states(&retry_of_a_completed_run).is_err());
+        assert!(check_states(&retry_of_a_completed_run, false).is_err());
     }
 
     #[test]
@@ -254,16 +276,16 @@ mod tests {
         let mut history =
             states(&[("Running", "", Some("w1")), ("Running", "", Some("w1")), ("Completed", "", Some("w1"))]);
         history[1].time = history[0].time;
-        let life = check_states(&history).unwrap();
+        let life = check_states(&history, false).unwrap();
         assert_eq!((life.end.as_str(), life.repeated.clone()), ("Completed", vec![1]));
         history[1].time += chrono::Duration::milliseconds(1);
-        assert!(check_states(&history).unwrap_err().contains("two executions at once"));
+        assert!(check_states(&history, false).unwrap_err().contains("two executions at once"));
     }
 
     #[test]
     fn a_holder_change_without_a_crash_is_refused() {
         let done = states(&[("Running", "", Some("w2")), ("Completed", "", Some("w2"))]);
-        let life = check_states(&done).unwrap();
+        let life = check_states(&done, false).unwrap();
         let handed_over = claims(&[(None, Some("w1")), (Some("w1"), Some("w2"))]);
         assert!(check_claims(&handed_over, &life).unwrap_err().contains("changed from"));
         let let_go = claims(&[(None, Some("w1")), (Some("w1"), None), (None, Some("w2"))]);

@@ -158,6 +158,10 @@ impl WriterHandle {
     /// file); the write connection's automatic checkpoints are turned off.
     pub fn start(connection: Connection, checkpointer: Connection) -> rusqlite::Result<Self> {
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A commit's own work runs in a savepoint, whose journal of the pages
+        // it changes spilled past 64 KiB into a temporary file: a run's
+        // creation, claim and start wrote about 60 KiB there (strace).
+        connection.pragma_update(None, "temp_store", "MEMORY")?;
         let (events, _) = broadcast::channel(16_384);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::new()),
