@@ -80,10 +80,15 @@ impl Service {
                 Vec::new()
             }
         };
-        let run = self
-            .store
-            .flow_run(Some(tenant), &id.to_string())?
-            .ok_or_else(|| ServiceError::Other("the new flow run was not recorded".into()))?;
+        let id = id.to_string();
+        // Taken at once: its claim returned its row as committed.
+        let run = match taken.iter().find(|run| run.id == id) {
+            Some(run) => run.clone(),
+            None => self
+                .store
+                .flow_run(Some(tenant), &id)?
+                .ok_or_else(|| ServiceError::Other("the new flow run was not recorded".into()))?,
+        };
         Ok((run, taken))
     }
 
