@@ -362,6 +362,34 @@ BEGIN
     FROM flow_runs f WHERE f.id = NEW.run;
 END;
 "#,
+    // Events numbered by their rowid, without `AUTOINCREMENT`: its counter
+    // row in `sqlite_sequence` was written at every event, two WAL pages per
+    // run. Retention keeps the newest event (`retention.rs`), so a number is
+    // never given twice. The state trigger names `events` and is left as it
+    // is: the legacy rename does not rewrite or check it.
+    r#"
+PRAGMA legacy_alter_table = ON;
+CREATE TABLE events_by_rowid (
+    seq         INTEGER PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    time        TEXT NOT NULL,
+    flow_run    TEXT,
+    task_run    TEXT,
+    flow        TEXT,
+    deployment  TEXT,
+    tags        TEXT NOT NULL DEFAULT '[]',
+    payload     TEXT NOT NULL DEFAULT '{}'
+);
+INSERT INTO events_by_rowid SELECT seq, tenant, name, time, flow_run, task_run, flow, deployment, tags, payload
+    FROM events;
+DROP TABLE events;
+ALTER TABLE events_by_rowid RENAME TO events;
+CREATE INDEX events_by_tenant ON events (tenant, seq);
+CREATE INDEX events_by_run ON events (flow_run);
+DELETE FROM sqlite_sequence WHERE name = 'events';
+PRAGMA legacy_alter_table = OFF;
+"#,
 ];
 
 /// Brings the database up to the newest schema.
@@ -429,6 +457,45 @@ mod tests {
         let failed = states[1].time;
         assert!(store.has_state("t1", crate::core::state::StateType::Failed, failed).unwrap());
         assert!(!store.has_state("t1", crate::core::state::StateType::Running, failed).unwrap());
+    }
+
+    #[test]
+    fn events_keep_their_numbers_when_they_lose_autoincrement_and_state_changes_still_make_them() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        let before = MIGRATIONS.iter().position(|sql| sql.contains("events_by_rowid")).unwrap();
+        for sql in &MIGRATIONS[..before] {
+            connection.execute_batch(sql).unwrap();
+        }
+        connection.pragma_update(None, "user_version", before).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO flow_runs (id, name, flow, artifact, parameters, created, tenant)
+                 VALUES ('f1', 'old-otter', 'hello', 'sha256:00', '{}', '2026-12-07T12:00:00.000000Z', 'default');
+                 INSERT INTO states (run, kind, state, message, attempt, time)
+                 VALUES ('f1', 'flow', 'Running', NULL, 1, '2026-12-07T12:00:00.000001Z');
+                 INSERT INTO events (seq, tenant, name, time) VALUES (41, 'default', 'x', '2026-12-07T12:00:00Z');",
+            )
+            .unwrap();
+        migrate(&mut connection).unwrap();
+        let events = |c: &Connection| -> Vec<(i64, String)> {
+            let mut statement = c.prepare("SELECT seq, name FROM events ORDER BY seq").unwrap();
+            statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect()
+        };
+        let kept = events(&connection);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept[1], (41, "x".to_string()), "{kept:?}");
+        connection
+            .execute(
+                "INSERT INTO states (run, kind, state, message, attempt, time)
+                 VALUES ('f1', 'flow', 'Completed', NULL, 1, '2026-12-07T12:00:01.000000Z')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(events(&connection).last().unwrap(), &(42, "sluice.flow-run.Completed".to_string()));
+        let counted: i64 = connection
+            .query_row("SELECT count(*) FROM sqlite_sequence WHERE name = 'events'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(counted, 0, "no counter is kept for events any more");
     }
 
     #[test]

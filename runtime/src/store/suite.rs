@@ -667,6 +667,34 @@ async fn purging_deletes_old_ended_runs_with_their_subflows_tasks_states_and_log
 }
 
 #[tokio::test]
+async fn an_event_number_is_never_given_twice_even_after_every_run_is_purged() {
+    use crate::core::events::EventFilter;
+    for (_dir, open) in backends() {
+        let store = open();
+        let long_ago = Utc::now() - chrono::Duration::days(2);
+        let newest = |store: &dyn Backend| {
+            let filter = EventFilter { tenant: "default".into(), limit: 1, ..EventFilter::default() };
+            store.events(&filter).unwrap().first().map(|event| event.seq)
+        };
+        let old = RunId::new();
+        store.record(&flow_run(old, "old-otter"));
+        for next in [StateType::Running, StateType::Completed] {
+            let Event::State(record) = state(old, RunKind::Flow, next, None) else { unreachable!() };
+            store.record(&Event::State(StateRecord { time: long_ago, ..record }));
+        }
+        store.flush().await;
+        let before = newest(store.as_ref()).expect("the run's state changes are events");
+        assert_eq!(store.purge_ended(Utc::now() - chrono::Duration::days(1), 10).unwrap(), 1);
+        let recent = RunId::new();
+        store.record(&flow_run(recent, "recent-otter"));
+        store.record(&state(recent, RunKind::Flow, StateType::Running, None));
+        store.flush().await;
+        let after = newest(store.as_ref()).expect("an event of the new run");
+        assert!(after > before, "event {after} after event {before} was purged");
+    }
+}
+
+#[tokio::test]
 async fn a_paused_run_is_held_by_nobody_and_a_cancel_ends_it_at_once() {
     for (_dir, open) in backends() {
         let store = open();
