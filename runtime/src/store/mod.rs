@@ -2,6 +2,15 @@
 //! every state transition, logs and cached results. One trait, two
 //! databases (SQLite, PostgreSQL), one test suite over both.
 
+/// SQL for the number of the next state of the flow run that `$run` (an
+/// SQL expression) names. SQLite keeps a run's states together, keyed by
+/// run and this number (`states` has no rowid and no second index).
+macro_rules! next_state_seq {
+    ($run:literal) => {
+        concat!("(SELECT COALESCE(MAX(seq), 0) + 1 FROM states WHERE run = ", $run, ")")
+    };
+}
+
 mod backend;
 mod changes;
 mod checkpoint;

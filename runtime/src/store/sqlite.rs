@@ -500,7 +500,11 @@ impl StateStore for SqliteStore {
                     ])?;
                 if inserted == 1 {
                     tx.prepare_cached(
-                        "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', 'Scheduled', ?2, 1, ?3)",
+                        concat!(
+                        "INSERT INTO states (run, seq, kind, state, message, attempt, time) VALUES (?1, ",
+                        next_state_seq!("?1"),
+                        ", 'flow', 'Scheduled', ?2, 1, ?3)"
+                    ),
                     )?
                     .execute(params![id, message, now])?;
                     created += 1;
@@ -523,9 +527,11 @@ impl StateStore for SqliteStore {
             for id in &late {
                 tx.prepare_cached("UPDATE flow_runs SET state = 'Late', message = ?2 WHERE id = ?1")?
                     .execute(params![id, message])?;
-                tx.prepare_cached(
-                    "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', 'Late', ?2, 1, ?3)",
-                )?
+                tx.prepare_cached(concat!(
+                    "INSERT INTO states (run, seq, kind, state, message, attempt, time) VALUES (?1, ",
+                    next_state_seq!("?1"),
+                    ", 'flow', 'Late', ?2, 1, ?3)"
+                ))?
                 .execute(params![id, message, now])?;
             }
             Ok(late.len())
@@ -924,9 +930,11 @@ fn record_state(
 ) -> rusqlite::Result<()> {
     tx.prepare_cached("UPDATE flow_runs SET state = ?2, message = ?3 WHERE id = ?1")?
         .execute(params![id, state, message])?;
-    tx.prepare_cached(
-        "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', ?2, ?3, 1, ?4)",
-    )?
+    tx.prepare_cached(concat!(
+        "INSERT INTO states (run, seq, kind, state, message, attempt, time) VALUES (?1, ",
+        next_state_seq!("?1"),
+        ", 'flow', ?2, ?3, 1, ?4)"
+    ))?
     .execute(params![id, state, message, now])?;
     Ok(())
 }
@@ -947,8 +955,11 @@ fn crash_unfinished_parts(
         super::history::sql_entry("'Crashed'", "?2", "MAX(attempts, 1)", "?3")
     );
     let statements = [
-        "INSERT INTO states (run, kind, state, message, attempt, time)
-         SELECT id, 'flow', 'Crashed', ?2, 1, ?3 FROM flow_runs WHERE id IN tree AND id <> ?1 AND ended IS NULL",
+        concat!(
+            "INSERT INTO states (run, seq, kind, state, message, attempt, time) SELECT id, ",
+            next_state_seq!("flow_runs.id"),
+            ", 'flow', 'Crashed', ?2, 1, ?3 FROM flow_runs WHERE id IN tree AND id <> ?1 AND ended IS NULL"
+        ),
         "UPDATE flow_runs SET state = 'Crashed', message = ?2, ended = ?3
          WHERE id IN tree AND id <> ?1 AND ended IS NULL",
         &crash_tasks,

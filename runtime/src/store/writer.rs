@@ -557,9 +557,11 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
 
 /// Adds a flow run's state to its history (a task run's is in its row: `history.rs`).
 fn insert_flow_state(tx: &Connection, state: &StateRecord, time: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', ?2, ?3, ?4, ?5)",
-    )?
+    tx.prepare_cached(concat!(
+        "INSERT INTO states (run, seq, kind, state, message, attempt, time) VALUES (?1, ",
+        next_state_seq!("?1"),
+        ", 'flow', ?2, ?3, ?4, ?5)"
+    ))?
     .execute(params![state.run.to_string(), state.state.name(), state.message, state.attempt, time])?;
     Ok(())
 }
