@@ -101,7 +101,8 @@ fn seed(home: &Path, cache: &Path, runs: usize, days: i64) -> Result<()> {
              created, scheduled, started, ended, claimed_by) VALUES (?1, ?2, 'hello', ?3, ?4, '{}', ?5, ?6, ?7, ?8, ?8, ?8, ?9, 'seed')",
         )?;
         let mut state = tx.prepare(
-            "INSERT INTO states (run, kind, state, message, attempt, time) VALUES (?1, 'flow', ?2, NULL, 1, ?3)",
+            "INSERT INTO states (run, seq, kind, state, message, attempt, time)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM states WHERE run = ?1), 'flow', ?2, NULL, 1, ?3)",
         )?;
         let now = Utc::now();
         let stamp = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);

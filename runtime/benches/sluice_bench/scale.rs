@@ -87,8 +87,9 @@ fn select_list(
     let mut statement = connection.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
     let columns: Vec<String> = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
     ensure!(!columns.is_empty(), "no table {table}");
-    // `seq` is the INTEGER PRIMARY KEY of states and logs: SQLite numbers the copies.
-    let columns: Vec<&String> = columns.iter().filter(|c| c.as_str() != "seq").collect();
+    // `seq` is the INTEGER PRIMARY KEY of logs: SQLite numbers the copies.
+    // A state's is its number within its run: the copy keeps it.
+    let columns: Vec<&String> = columns.iter().filter(|c| c.as_str() != "seq" || table == "states").collect();
     let names = columns.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
     let values = columns
         .iter()
