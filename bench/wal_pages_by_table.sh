@@ -12,24 +12,7 @@
 set -euo pipefail
 binary=$(realpath "$1")
 port=${2:-18098}
-repo=$(cd "$(dirname "$0")/.." && pwd)
-guest="${CARGO_TARGET_DIR:-$repo/target}/wasm32-wasip2/guest/bench_flow.wasm"
-home=$(mktemp -d)
-export SLUICE_HOME=$home SLUICE_CACHE_DIR=$home/cache
-cleanup() { [[ -n ${server:-} ]] && kill "$server" 2>/dev/null; rm -rf "$home"; }
-trap cleanup EXIT
-"$binary" deploy "$guest" --flow sequential --name trivial --param count=0 >/dev/null
-"$binary" server --port "$port" --workers 4 >"$home/server.out" 2>"$home/server.err" &
-server=$!
-for _ in $(seq 50); do [[ -s $home/admin-token ]] && curl -sf "http://127.0.0.1:$port/api/v1/health" >/dev/null && break; sleep 0.1; done
-token=$(cat "$home/admin-token")
-api=http://127.0.0.1:$port/api/v1
-one_run() {
-    local id
-    id=$(curl -sf -XPOST -H "Authorization: Bearer $token" "$api/deployments/sequential/trivial/runs" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-    curl -sf -H "Authorization: Bearer $token" "$api/flow-runs/$id?wait=5" >/dev/null
-}
+source "$(dirname "$0")/trivial_server.sh"
 # The first runs grow the tables: their pages are not a steady run's.
 for _ in $(seq 200); do one_run; done
 sleep 0.5
