@@ -6,7 +6,6 @@ use crate::core::deployment::Limits;
 use crate::core::grants::ResolvedGrants;
 use crate::core::journal::JournalRow;
 use crate::core::pool::DEFAULT_POOL;
-use crate::core::state::StateType;
 use crate::service::{Service, ServiceError};
 use crate::store::{Claim, FlowRunRow};
 use chrono::{DateTime, Utc};
@@ -343,7 +342,7 @@ impl Dispatch {
                 Ok((limits, journal)) => {
                     claimed.push(ClaimedRun { limits, grants, journal, traceparent: self.trace_of(&run.id), run })
                 }
-                Err(err) if run.state.is_some_and(StateType::is_running) => {
+                Err(err) if run.started() => {
                     let reason = format!("what the run needs could not be read: {err}");
                     self.service.fail_unstarted(&run, &reason).await;
                 }

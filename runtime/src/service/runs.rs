@@ -257,7 +257,7 @@ impl Service {
     /// Ends a run that could not start (its artifact is missing or corrupt),
     /// so its history says why.
     pub(crate) async fn fail_unstarted(&self, run: &FlowRunRow, reason: &str) {
-        let pending = run.state.is_some_and(|state| state.is_running() || state == StateType::Pending);
+        let pending = run.started() || run.state == Some(StateType::Pending);
         record_unstarted_failure(self.store.as_ref(), &run.id, reason, pending);
         self.store.flush().await;
     }
@@ -388,8 +388,7 @@ pub async fn execute(
         max_tasks_per_run: limits.max_tasks.unwrap_or(settings.max_tasks_per_run),
         max_payload_bytes: limits.payload_mib.map_or(settings.max_payload_bytes, |mib| (mib as usize) << 20),
         durability: limits.durability.unwrap_or_default(),
-        // The store says it is running: the claim that took it started it.
-        started_by_claim: run.state == Some(StateType::Running),
+        started_by_claim: run.started(),
         ..settings
     };
     let runner = Runner::new(program, recorder, cache, settings);

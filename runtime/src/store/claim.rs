@@ -30,8 +30,9 @@ impl SqliteStore {
         let mut counted = Counted::new(free);
         let outcome = self.writer.try_commit_with(|connection| counted.claim_and_start(connection, claim))?;
         Some(match outcome {
-            Ok(Some(runs)) => Ok(runs),
-            Ok(None) => {
+            Ok(Ok(runs)) => Ok(runs),
+            // The queued writes are committed: the claim's failure is its own (logged).
+            Ok(Err(_)) => {
                 counted.give_back();
                 Ok(Vec::new())
             }
@@ -103,9 +104,9 @@ fn start_first_attempts(connection: &Connection, runs: &mut [FlowRunRow]) -> rus
     let mut events = Vec::new();
     for run in runs.iter_mut().filter(|run| run.attempt == 1) {
         let Some(id) = RunId::parse(&run.id) else { continue };
-        let mut time = Utc::now();
+        let mut started = None;
         for state in [StateType::Pending, StateType::Running] {
-            time = Utc::now();
+            let time = Utc::now();
             let event = Event::State(StateRecord {
                 run: id,
                 kind: RunKind::Flow,
@@ -117,8 +118,9 @@ fn start_first_attempts(connection: &Connection, runs: &mut [FlowRunRow]) -> rus
             });
             apply_event(connection, &event)?;
             events.push(event);
+            started = Some(time);
         }
-        (run.state, run.message, run.started) = (Some(StateType::Running), None, Some(time));
+        (run.state, run.message, run.started) = (Some(StateType::Running), None, started);
     }
     Ok(events)
 }

@@ -161,6 +161,15 @@ pub struct FlowRunRow {
     pub attempt: u32,
 }
 
+impl FlowRunRow {
+    /// Whether the store says it runs already: handed to a runner that way,
+    /// the claim that took it started it (the embedded worker's claims
+    /// record `Pending` and `Running` themselves).
+    pub fn started(&self) -> bool {
+        self.state.is_some_and(StateType::is_running)
+    }
+}
+
 fn first_attempt() -> u32 {
     1
 }

@@ -232,22 +232,15 @@ impl WriterHandle {
     /// `work` also returns the events it recorded itself, which reach
     /// watchers with the commit as queued ones do.
     /// `Some(Err)`: the queued writes were lost (see [`Self::failure`]).
-    /// `Some(Ok(None))`: they are committed, but `work` failed (its part is
-    /// rolled back, and logged).
+    /// `Some(Ok(Err))`: they are committed, but `work` failed (its part is
+    /// rolled back, and logged); why.
     pub fn try_commit_with<T>(
         &self,
-        mut work: impl FnMut(&Connection) -> rusqlite::Result<(T, Vec<Event>)>,
-    ) -> Option<Result<Option<T>, String>> {
+        work: impl FnMut(&Connection) -> rusqlite::Result<(T, Vec<Event>)>,
+    ) -> Option<Result<Result<T, String>, String>> {
         let target = self.shared.submitted.load(Ordering::SeqCst);
         let mut held = self.shared.try_hold()?;
-        let mut value = None;
-        let mut extra = |connection: &Connection| -> rusqlite::Result<Vec<Event>> {
-            let (done, events) = work(connection)?;
-            value = Some(done);
-            Ok(events)
-        };
-        let outcome = commit_queued_with(&self.shared, &mut held, target, Some(&mut extra));
-        Some(outcome.map(|extra_committed| value.filter(|_| extra_committed)))
+        Some(commit_held_with(&self.shared, &mut held, target, work))
     }
 
     /// [`Self::try_commit_with`] that waits for the write connection: one
@@ -256,28 +249,11 @@ impl WriterHandle {
     /// committed (it failed, or the whole commit did).
     pub fn commit_with<T>(
         &self,
-        mut work: impl FnMut(&Connection) -> rusqlite::Result<(T, Vec<Event>)>,
+        work: impl FnMut(&Connection) -> rusqlite::Result<(T, Vec<Event>)>,
     ) -> Result<T, String> {
         let target = self.shared.submitted.load(Ordering::SeqCst);
         let mut held = self.shared.hold();
-        let (mut value, mut failed) = (None, None);
-        let mut extra = |connection: &Connection| -> rusqlite::Result<Vec<Event>> {
-            match work(connection) {
-                Ok((done, events)) => {
-                    (value, failed) = (Some(done), None);
-                    Ok(events)
-                }
-                Err(err) => {
-                    failed = Some(err.to_string());
-                    Err(err)
-                }
-            }
-        };
-        let committed = commit_queued_with(&self.shared, &mut held, target, Some(&mut extra))?;
-        match value.filter(|_| committed) {
-            Some(value) => Ok(value),
-            None => Err(failed.unwrap_or_else(|| "the work was not committed".into())),
-        }
+        commit_held_with(&self.shared, &mut held, target, work)?
     }
 
     /// Resolves once the first `target` writes are durable, committing them
@@ -448,6 +424,33 @@ fn commit_queued_with(
     }
     shared.committed.fetch_add(count, Ordering::SeqCst);
     result
+}
+
+/// [`commit_queued_with`] for `work` that returns a value: an error when
+/// the queued writes were lost; else `work`'s value, or why it is not
+/// committed (it failed, and was rolled back alone).
+fn commit_held_with<T>(
+    shared: &Shared,
+    connection: &mut Connection,
+    target: u64,
+    mut work: impl FnMut(&Connection) -> rusqlite::Result<(T, Vec<Event>)>,
+) -> Result<Result<T, String>, String> {
+    // The last try's outcome: a commit that fails is tried again, `work` with it.
+    let mut last = None;
+    let mut extra = |connection: &Connection| -> rusqlite::Result<Vec<Event>> {
+        let (outcome, events) = match work(connection) {
+            Ok((done, events)) => (Ok(done), Ok(events)),
+            Err(err) => (Err(err.to_string()), Err(err)),
+        };
+        last = Some(outcome);
+        events
+    };
+    let committed = commit_queued_with(shared, connection, target, Some(&mut extra))?;
+    Ok(match last {
+        Some(Ok(value)) if committed => Ok(value),
+        Some(Err(why)) => Err(why),
+        _ => Err("the work was not committed".into()),
+    })
 }
 
 /// Hands committed events to watchers.
