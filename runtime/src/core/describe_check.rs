@@ -93,8 +93,17 @@ impl ComponentDescription {
 pub fn check_input(task: &str, validator: &jsonschema::Validator, input: &str) -> Result<(), String> {
     let value: Value =
         serde_json::from_str(input).map_err(|e| format!("the input of task `{task}` is not valid JSON: {e}"))?;
+    check_value(task, validator, &value)
+}
+
+/// Checks the parsed input of `task` against its compiled schema.
+pub fn check_value(task: &str, validator: &jsonschema::Validator, value: &Value) -> Result<(), String> {
+    // The yes-or-no check first: collecting errors costs more, and inputs mostly fit.
+    if validator.is_valid(value) {
+        return Ok(());
+    }
     let problems: Vec<String> = validator
-        .iter_errors(&value)
+        .iter_errors(value)
         .take(5)
         .map(|error| {
             let path = error.instance_path().to_string();

@@ -220,7 +220,7 @@ impl Runner {
         let created = self.settings.created.unwrap_or_else(Utc::now);
         let call = FlowCall { id, name: name.clone(), parent: None, created, call: None };
         let flow_run = pin!(self.clone().flow_run(call, flow.to_string(), parameters));
-        let outcome = self.contained(id, RunKind::Flow, &format!("flow `{flow}`"), flow_run).await.result;
+        let outcome = self.contained(id, RunKind::Flow, || format!("flow `{flow}`"), flow_run).await.result;
         if let Some(barrier) = self.recorder.barrier() {
             barrier.await;
         }
@@ -246,14 +246,14 @@ impl Runner {
         &self,
         id: RunId,
         kind: RunKind,
-        what: &str,
+        what: impl FnOnce() -> String,
         run: Pin<&mut impl Future<Output = Ended>>,
     ) -> Ended {
         let panic = match AssertUnwindSafe(run).catch_unwind().await {
             Ok(ended) => return ended,
             Err(panic) => panic,
         };
-        let failure = host_fault(what, &guard::message_of(&*panic));
+        let failure = host_fault(&what(), &guard::message_of(&*panic));
         self.record(Event::State(StateRecord {
             run: id,
             kind,
@@ -478,11 +478,8 @@ impl Runner {
         let id = state.run;
         let policy = self.program.description.task(&task).map(|t| t.policy.clone()).unwrap_or_default();
         state.go(StateType::Pending, None, None);
-        if let Err(failure) = self.check_payload("input", &task, &input) {
+        if let Err(failure) = self.check_task_input(&task, &input) {
             return state.fail(failure);
-        }
-        if let Err(problem) = self.program.check_task_input(&task, &input) {
-            return state.fail(Failure::new(FailureKind::InvalidInput, problem));
         }
         if let Some(halt) = self.halt_reason(|| format!("task `{task}`")) {
             return state.fail(halt);
@@ -738,7 +735,13 @@ impl Runner {
             Some(counter) => counter,
             None => of_flow.entry(task.to_string()).or_insert(0),
         };
-        let name = format!("{task}-{counter}");
+        // Built by hand: `format!` cost more than the rest of naming (callgrind).
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(*counter);
+        let mut name = String::with_capacity(task.len() + 1 + digits.len());
+        name.push_str(task);
+        name.push('-');
+        name.push_str(digits);
         *counter += 1;
         name
     }
@@ -755,16 +758,37 @@ impl Runner {
     /// A payload crossing the boundary must fit the limit and be JSON: it is
     /// stored, shown and handed to other instances as JSON.
     fn check_payload(&self, what: &str, owner: &str, json: &str) -> Result<(), Failure> {
-        let limit = self.settings.max_payload_bytes;
-        let problem = if json.len() > limit {
-            format!("{} ({} bytes)", over_payload_limit(what, owner, limit), json.len())
-        } else if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
-            format!("{what} of `{owner}` is not valid JSON ({err}); the guest must pass JSON across the boundary")
-        } else {
-            return Ok(());
-        };
-        Err(Failure { kind: FailureKind::Failed, message: problem, retryable: false })
+        self.check_payload_size(what, owner, json)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(json).map_err(|err| not_json(what, owner, &err))?;
+        Ok(())
     }
+
+    fn check_payload_size(&self, what: &str, owner: &str, json: &str) -> Result<(), Failure> {
+        let limit = self.settings.max_payload_bytes;
+        if json.len() <= limit {
+            return Ok(());
+        }
+        let message = format!("{} ({} bytes)", over_payload_limit(what, owner, limit), json.len());
+        Err(Failure { kind: FailureKind::Failed, message, retryable: false })
+    }
+
+    /// A task's input is a payload and, when its task declares a schema,
+    /// fits it: parsed once for both checks.
+    fn check_task_input(&self, task: &str, input: &str) -> Result<(), Failure> {
+        let Some(schema) = self.program.task_input_schema(task) else {
+            return self.check_payload("input", task, input);
+        };
+        self.check_payload_size("input", task, input)?;
+        let value: serde_json::Value = serde_json::from_str(input).map_err(|err| not_json("input", task, &err))?;
+        crate::core::describe_check::check_value(task, schema, &value)
+            .map_err(|problem| Failure::new(FailureKind::InvalidInput, problem))
+    }
+}
+
+fn not_json(what: &str, owner: &str, err: &serde_json::Error) -> Failure {
+    let message =
+        format!("{what} of `{owner}` is not valid JSON ({err}); the guest must pass JSON across the boundary");
+    Failure { kind: FailureKind::Failed, message, retryable: false }
 }
 
 impl RunHost for Runner {
@@ -780,9 +804,9 @@ impl RunHost for Runner {
         }
         match self.create_task_run(&scope, &name, &input, call) {
             Some(created) => Box::pin(async move {
-                let (id, what) = (created.0.run, format!("task `{name}`"));
+                let (id, label) = (created.0.run, name.clone());
                 let run = pin!(self.clone().task_run(scope, created, name, input));
-                self.contained(id, RunKind::Task, &what, run).await
+                self.contained(id, RunKind::Task, || format!("task `{label}`"), run).await
             }),
             None => Box::pin(std::future::ready(Ended::from(Err(unknown_task(&name))))),
         }
@@ -820,9 +844,9 @@ impl RunHost for Runner {
                     let (runner, scope) = (self.clone(), scope.clone());
                     Box::new(move || {
                         Box::pin(async move {
-                            let (id, what) = (created.0.run, format!("task `{name}`"));
+                            let (id, label) = (created.0.run, name.clone());
                             let run = pin!(runner.clone().task_run(scope, created, name, input));
-                            let outcome = runner.contained(id, RunKind::Task, &what, run).await;
+                            let outcome = runner.contained(id, RunKind::Task, || format!("task `{label}`"), run).await;
                             drop(reserved);
                             outcome
                         })
@@ -1040,7 +1064,8 @@ fn settle(
     name: &str,
     payload_limit: usize,
 ) -> Result<String, Failure> {
-    let what = &format!("{kind} `{name}`");
+    // Named only on the paths that fail: a completed call formats nothing.
+    let what = || format!("{kind} `{name}`");
     match outcome {
         // wasmtime refuses to copy more than its per-call budget out of the guest: for
         // what the guest returned, that is the payload limit speaking.
@@ -1049,15 +1074,16 @@ fn settle(
         }
         Ok(Err(trap)) if is_hostcall_fuel(&trap) => Err(Failure::new(
             FailureKind::Failed,
-            format!("{what} passed more data to one host call than the host copies at once (128 MiB)"),
+            format!("{} passed more data to one host call than the host copies at once (128 MiB)", what()),
         )),
         Err(Interrupt::TimedOut(limit)) => {
-            Err(Failure::new(FailureKind::TimedOut, format!("{what} exceeded its timeout of {limit:?}")))
+            Err(Failure::new(FailureKind::TimedOut, format!("{} exceeded its timeout of {limit:?}", what())))
         }
         Err(Interrupt::Cancelled) => Err(Failure::new(FailureKind::Cancelled, "the run was cancelled")),
-        Err(Interrupt::Panicked(panic)) => Err(host_fault(what, &panic)),
+        Err(Interrupt::Panicked(panic)) => Err(host_fault(&what(), &panic)),
         Ok(Err(trap)) => {
-            Err(cpu_failure(store, what).unwrap_or_else(|| crash(store, &trap, &format!("{what} crashed"))))
+            let what = what();
+            Err(cpu_failure(store, &what).unwrap_or_else(|| crash(store, &trap, &format!("{what} crashed"))))
         }
         Ok(Ok(Err(error))) => Err(guest_error(error)),
         Ok(Ok(Ok(json))) => Ok(json),

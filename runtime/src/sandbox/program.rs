@@ -220,12 +220,9 @@ impl Program {
         &self.engine
     }
 
-    /// Checks the JSON `input` of `task` against the task's input schema.
-    pub fn check_task_input(&self, task: &str, input: &str) -> Result<(), String> {
-        match self.task_inputs.get(task) {
-            Some(validator) => crate::core::describe_check::check_input(task, validator, input),
-            None => Ok(()),
-        }
+    /// The compiled input schema of `task`, if it declares one.
+    pub fn task_input_schema(&self, task: &str) -> Option<&jsonschema::Validator> {
+        self.task_inputs.get(task)
     }
 
     /// The sandbox's memory limit of each instance, in bytes.
