@@ -22,6 +22,7 @@ WORKLOADS = [
     ("tasks", "sluice-memory", 10000),
     ("tasks", "sluice-batched", 10000),
     ("tasks", "sluice", 3000),
+    ("tasks", "wasmtime-raw", 1000),
     ("tasks", "sluice-batched", 1000),
     ("tasks", "sluice", 1000),
     ("map", "wasmtime-raw", 1000),

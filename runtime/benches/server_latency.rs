@@ -38,6 +38,7 @@
 //! share this machine's CPUs.
 //!
 //! `make guests && cargo bench -p sluice --bench server_latency [-- --quick]`
+//! (`--runs N`: N latency runs per setup and flow instead of 200)
 //! (`--quick`, a smoke test: 10 latency runs on SQLite, PostgreSQL and two
 //! servers on PostgreSQL, 100 throughput runs on SQLite and two servers on
 //! PostgreSQL; `--sqlite`: only the SQLite setups; `--only latency,throughput`:
@@ -132,7 +133,13 @@ fn options() -> Options {
             versus: Vec::new(),
         }
     };
-    Options { only, versus, ..options }
+    // More runs per round make the p99 more than the few slowest runs of 200.
+    let latency_runs_per_round = flag_values("--runs")
+        .first()
+        .map(|n| n.parse::<usize>().expect("--runs N: runs per latency round") / options.latency_rounds)
+        .unwrap_or(options.latency_runs_per_round)
+        .max(1);
+    Options { only, versus, latency_runs_per_round, ..options }
 }
 
 fn component_path() -> PathBuf {
