@@ -76,6 +76,43 @@ fn a_long_poll_answers_when_the_run_ends_and_not_before() {
 }
 
 #[test]
+fn a_creation_that_waits_answers_with_the_run_once_it_ended_or_the_wait_ran_out() {
+    let sluice = Sluice::new();
+    deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);
+    let (_server, address) = sluice.server(&["--workers", "0"]);
+    let runs = || get(&address, "/api/v1/flow-runs").1.as_array().unwrap().len();
+    // A malformed wait is refused before anything is created.
+    for bad in ["-1", "61", "soon", "NaN"] {
+        let (status, answer) = post(&address, &format!("/api/v1/deployments/hello/leo/runs?wait={bad}"), "");
+        assert_eq!(status, 400, "wait={bad}: {answer}");
+    }
+    let (status, answer) = post(&address, "/api/v1/deployments/hello/leo/runs?wiat=1", "");
+    assert_eq!(status, 400, "an unknown parameter: {answer}");
+    assert_eq!(runs(), 0, "a refused request created a run");
+    // Nobody runs it: the answer comes when the wait ran out, with the run as it is.
+    let asked = std::time::Instant::now();
+    let (status, waiting) = post(&address, "/api/v1/deployments/hello/leo/runs?wait=0.6", "");
+    assert_eq!(status, 201, "{waiting}");
+    assert_eq!(waiting["state"], "Scheduled", "{waiting}");
+    assert!(asked.elapsed() >= std::time::Duration::from_millis(550), "answered after {:?}", asked.elapsed());
+    // With a worker, the one request answers with the ended run.
+    let _worker = sluice.worker(&address, "w1", &[]);
+    wait_for_state(&address, waiting["id"].as_str().unwrap(), "Completed", 30);
+    let (status, done) =
+        post(&address, "/api/v1/deployments/hello/leo/runs?wait=60", r#"{"parameters": {"name": "Ford"}}"#);
+    assert_eq!(status, 201, "{done}");
+    assert_eq!(done["state"], "Completed", "{done}");
+    let id = done["id"].as_str().unwrap();
+    let history = run_state(&address, id);
+    let states: Vec<&str> =
+        history["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["Scheduled", "Pending", "Running", "Completed"]);
+    let (_, logs) = get(&address, &format!("/api/v1/flow-runs/{id}/logs"));
+    assert_eq!(logs[0]["message"], "Hello Ford!");
+    assert_eq!(runs(), 2);
+}
+
+#[test]
 fn bad_requests_get_a_clear_4xx_body_and_the_server_stays_up() {
     let sluice = Sluice::new();
     deploy(&sluice, "hello_flow", "hello", "leo", &["name=Leo"]);

@@ -13,7 +13,9 @@
 //!    `POST /api/v1/deployments/{flow}/{name}/runs`, one at a time. Two
 //!    views: (a) client-observed, from sending the POST until a
 //!    `GET /api/v1/flow-runs/{id}?wait=60` sent right after it (a long
-//!    poll, on the same server) answers `Completed`; (b) server-recorded, the run's `ended - created`.
+//!    poll, on the same server) answers `Completed`; (b) server-recorded, the run's `ended - created`;
+//!    (c) after each such run, one created with `POST …/runs?wait=60`, which answers when it ended:
+//!    creation and end in one request.
 //!    Median / p90 / p99 in ms, and the medians of the recorded steps
 //!    (created -> Pending -> Running -> Completed). With two servers, runs
 //!    alternate between them: a run is taken by whichever worker claims it
@@ -388,6 +390,28 @@ impl Bench {
         }
     }
 
+    /// A run created with `POST …/runs?wait=60`, which answers when it
+    /// ended: the client-observed time of that one request, or none from a
+    /// server that answers at once (a build from before `wait` was taken
+    /// there), whose run is then awaited as usual and not counted.
+    async fn create_and_wait(&self, setup: &Setup, server: usize, name: &str) -> Result<Option<f64>> {
+        let url = format!("http://{}/api/v1/deployments/{FLOW}/{name}/runs?wait=60", setup.addresses[server]);
+        let start = Instant::now();
+        let response = self.client.post(url).bearer_auth(&setup.token).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        let elapsed = start.elapsed().as_secs_f64() * 1e3;
+        ensure!(status.as_u16() == 201, "POST run?wait: {status} {body}");
+        match body["state"].as_str() {
+            Some("Completed") => Ok(Some(elapsed)),
+            Some(state) if NOT_SUCCESS.contains(&state) => bail!("run ended {state}: {body}"),
+            _ => {
+                self.wait_completed(setup, server, body["id"].as_str().context("no run id")?).await?;
+                Ok(None)
+            }
+        }
+    }
+
     /// One run through `server`, start to end; returns the client-observed time.
     async fn one_run(&self, setup: &Setup, server: usize, name: &str) -> Result<Duration> {
         let start = Instant::now();
@@ -437,6 +461,8 @@ struct Latency {
     to_pending: Vec<f64>,
     to_running: Vec<f64>,
     to_completed: Vec<f64>,
+    /// `POST …/runs?wait=60`: creation and end in one request.
+    one_request: Vec<f64>,
 }
 
 /// `runs` runs of deployment `name`, one at a time, alternating servers.
@@ -455,6 +481,7 @@ async fn latency(bench: &Bench, setup: &Setup, name: &str, runs: usize, l: &mut 
         l.to_pending.push(ms(pending - created));
         l.to_running.push(ms(running - pending));
         l.to_completed.push(ms(ended - running));
+        l.one_request.extend(bench.create_and_wait(setup, server, name).await?);
     }
     Ok(())
 }
@@ -620,14 +647,18 @@ async fn latency_section(bench: &Bench, options: &Options) -> Result<()> {
     println!("\n### Deployment run latency: POST until a GET reads `Completed`, one run at a time ({n} runs each)\n");
     println!(
         "| setup | flow | median ms | p90 | p99 | server's record, median ms | POST rtt | created→Pending | \
-         Pending→Running | Running→Completed |"
+         Pending→Running | Running→Completed | one request (`POST …?wait=60`): median / p99 ms |"
     );
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (setup, by_flow) in setups.iter().zip(&results) {
         for (flow, l) in ["count=0", "count=1"].iter().zip(by_flow) {
             let (p50, p90, p99) = stats(&l.client);
+            let one_request = match l.one_request.is_empty() {
+                true => "–".to_string(),
+                false => format!("{:.2} / {:.2}", median(&l.one_request), stats(&l.one_request).2),
+            };
             println!(
-                "| {} | {flow} | {p50:.2} | {p90:.2} | {p99:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {flow} | {p50:.2} | {p90:.2} | {p99:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {one_request} |",
                 setup.label,
                 median(&l.server),
                 median(&l.post),

@@ -244,6 +244,7 @@ pub(in crate::server) struct RunBody {
     params(
         ("flow" = String, Path, description = "The flow"),
         ("name" = String, Path, description = "The deployment"),
+        CreateRunQuery,
     ),
     request_body(
         // A plain reference: an `Option` would document a JSON `null` body, which is refused.
@@ -252,7 +253,8 @@ pub(in crate::server) struct RunBody {
         description = "Optional (an empty body runs with the deployment's defaults); read as JSON whatever its content type"
     ),
     responses(
-        (status = 201, description = "Created (`Scheduled`)", body = FlowRunRow),
+        (status = 201, description = "Created: the run as its creation left it (`Scheduled`, or `Running` when a worker took it at once); with `wait`, as it is when it ended or the wait ran out", body = FlowRunRow),
+        (status = 400, description = "A malformed `wait`, or an unknown query parameter", body = ErrorBody),
         (status = 404, description = "No such deployment, or its artifact is gone", body = ErrorBody),
         (status = 409, description = "The stored artifact is corrupt", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -264,10 +266,12 @@ pub(super) async fn create_run(
     State(d): State<AppState>,
     p: Principal,
     Path((flow, name)): Path<(String, String)>,
+    Query(q): Query<CreateRunQuery>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     p.require(Role::Runner, "start runs")?;
+    let wait = super::runs::long_poll(q.wait)?;
     // The body is optional: no body runs with the deployment's defaults.
     let RunBody { parameters, start } = if body.iter().all(u8::is_ascii_whitespace) {
         RunBody::default()
@@ -287,7 +291,22 @@ pub(super) async fn create_run(
         let state = if run.is_ok() { StateType::Completed } else { StateType::Failed };
         span.end(state, run.as_ref().err().map(ToString::to_string).as_deref());
     }
-    Ok((StatusCode::CREATED, Json(json!(run?))))
+    let run = run?;
+    let Some(wait) = wait else { return Ok((StatusCode::CREATED, Json(json!(run)))) };
+    super::runs::until_ended(&d, &p.tenant, &run.id, wait).await?;
+    Ok((StatusCode::CREATED, Json(json!(d.service.flow_run(&p.tenant, &run.id)?))))
+}
+
+/// Whether a run's creation answers at once or when the run ends.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateRunQuery {
+    /// Create, then answer as soon as the run is in a final state, or
+    /// after this many seconds (at most 60) with the run as it is then, as
+    /// Prefect's `run_deployment` waits: one request instead of a creation
+    /// and a long poll. Default 0: answer once it is created.
+    wait: Option<f64>,
 }
 
 /// The server's span of a run's creation: a child of the caller's

@@ -70,17 +70,22 @@ pub(super) async fn inspect_run(
     Path(id): Path<String>,
     Query(q): Query<InspectQuery>,
 ) -> ApiResult<Json<Value>> {
-    let wait = q.wait.unwrap_or(0.0);
+    if let Some(wait) = long_poll(q.wait)? {
+        until_ended(&d, &p.tenant, &id, wait).await?;
+    }
+    Ok(Json(d.service.inspect_run(&p.tenant, &id)?))
+}
+
+/// A request's `wait` (seconds, from 0 to 60), checked; none for 0 or none given.
+pub(super) fn long_poll(wait: Option<f64>) -> ApiResult<Option<Duration>> {
+    let wait = wait.unwrap_or(0.0);
     if !(0.0..=MAX_WAIT.as_secs_f64()).contains(&wait) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("`wait` is {wait}: give seconds from 0 to {}", MAX_WAIT.as_secs()),
         ));
     }
-    if wait > 0.0 {
-        until_ended(&d, &p.tenant, &id, Duration::from_secs_f64(wait)).await?;
-    }
-    Ok(Json(d.service.inspect_run(&p.tenant, &id)?))
+    Ok((wait > 0.0).then(|| Duration::from_secs_f64(wait)))
 }
 
 /// Whether `GET /flow-runs/{id}` answers at once or when the run ends.
@@ -101,7 +106,7 @@ const WAIT_TICK: Duration = Duration::from_millis(500);
 /// Returns when run `id` of `tenant` has ended, or after `wait`. Woken by
 /// the commits that concern the run (here or, on PostgreSQL, announced by
 /// another server): no polling on the way.
-async fn until_ended(d: &AppState, tenant: &str, id: &str, wait: Duration) -> ApiResult<()> {
+pub(super) async fn until_ended(d: &AppState, tenant: &str, id: &str, wait: Duration) -> ApiResult<()> {
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the first read: an end committed in between still wakes it.
     let mut committed = d.service.store.subscribe();
