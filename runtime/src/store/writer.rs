@@ -501,7 +501,10 @@ fn background_commits(shared: &Shared, checkpointer: &Connection) {
     let mut schedule = CheckpointSchedule::new();
     let mut idle = shared.queue.lock().expect("queue lock");
     while !shared.stopping.load(Ordering::SeqCst) {
-        idle = shared.wake.wait_timeout(idle, BACKGROUND_PERIOD).expect("queue lock").0;
+        // A queue that filled up while the last commit ran is committed at
+        // once: its wake-up came when nobody was waiting for it.
+        let not_full = |queue: &mut Vec<Write>| queue.len() < WAKE_AT_QUEUED && !shared.stopping.load(Ordering::SeqCst);
+        idle = shared.wake.wait_timeout_while(idle, BACKGROUND_PERIOD, not_full).expect("queue lock").0;
         let queued = !idle.is_empty();
         drop(idle);
         if queued {
