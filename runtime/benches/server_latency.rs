@@ -368,13 +368,20 @@ impl Bench {
         Ok(body)
     }
 
-    /// Creates a run of deployment `name` through `server`; returns its id.
-    async fn create_run(&self, setup: &Setup, server: usize, name: &str) -> Result<String> {
-        let url = format!("http://{}/api/v1/deployments/{FLOW}/{name}/runs", setup.addresses[server]);
+    /// Creates a run of deployment `name` through `server`, with `query`
+    /// (`""`, or `"?wait=…"`); returns the answer's run.
+    async fn post_run(&self, setup: &Setup, server: usize, name: &str, query: &str) -> Result<Value> {
+        let url = format!("http://{}/api/v1/deployments/{FLOW}/{name}/runs{query}", setup.addresses[server]);
         let response = self.client.post(url).bearer_auth(&setup.token).send().await?;
         let status = response.status();
         let body: Value = response.json().await?;
-        ensure!(status.as_u16() == 201, "POST run: {status} {body}");
+        ensure!(status.as_u16() == 201, "POST run{query}: {status} {body}");
+        Ok(body)
+    }
+
+    /// Creates a run of deployment `name` through `server`; returns its id.
+    async fn create_run(&self, setup: &Setup, server: usize, name: &str) -> Result<String> {
+        let body = self.post_run(setup, server, name, "").await?;
         Ok(body["id"].as_str().context("no run id")?.to_string())
     }
 
@@ -395,13 +402,9 @@ impl Bench {
     /// server that answers at once (a build from before `wait` was taken
     /// there), whose run is then awaited as usual and not counted.
     async fn create_and_wait(&self, setup: &Setup, server: usize, name: &str) -> Result<Option<f64>> {
-        let url = format!("http://{}/api/v1/deployments/{FLOW}/{name}/runs?wait=60", setup.addresses[server]);
         let start = Instant::now();
-        let response = self.client.post(url).bearer_auth(&setup.token).send().await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
+        let body = self.post_run(setup, server, name, "?wait=60").await?;
         let elapsed = start.elapsed().as_secs_f64() * 1e3;
-        ensure!(status.as_u16() == 201, "POST run?wait: {status} {body}");
         match body["state"].as_str() {
             Some("Completed") => Ok(Some(elapsed)),
             Some(state) if NOT_SUCCESS.contains(&state) => bail!("run ended {state}: {body}"),

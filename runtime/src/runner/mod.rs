@@ -460,7 +460,7 @@ impl Runner {
         self: Arc<Self>,
         parent: Scope,
         (mut state, name): (Tracker, String),
-        task: String,
+        task: &str,
         input: String,
     ) -> Ended {
         let result = self.task_run_steps(parent, &mut state, name, task, input).await;
@@ -472,19 +472,19 @@ impl Runner {
         parent: Scope,
         state: &mut Tracker,
         name: String,
-        task: String,
+        task: &str,
         input: String,
     ) -> Result<String, Failure> {
         let id = state.run;
-        let policy = self.program.description.task(&task).map(|t| t.policy.clone()).unwrap_or_default();
+        let policy = self.program.description.task(task).map(|t| t.policy.clone()).unwrap_or_default();
         state.go(StateType::Pending, None, None);
-        if let Err(failure) = self.check_task_input(&task, &input) {
+        if let Err(failure) = self.check_task_input(task, &input) {
             return state.fail(failure);
         }
         if let Some(halt) = self.halt_reason(|| format!("task `{task}`")) {
             return state.fail(halt);
         }
-        let cache_key = policy.cache.then(|| self.cache_key(&task, &input));
+        let cache_key = policy.cache.then(|| self.cache_key(task, &input));
         if let Some(key) = &cache_key
             && let Some(hit) = self.cache.get(&self.settings.tenant, key, Utc::now())
         {
@@ -500,8 +500,8 @@ impl Runner {
             state.attempt = attempt;
             state.go(running, None, None);
             let scope = Scope { flow_run: parent.flow_run, task_run: Some(id), attempt };
-            let result = self.clone().task_attempt(scope, &task, &input, timeout).await;
-            let result = result.and_then(|json| self.check_payload("result", &task, &json).map(|()| json));
+            let result = self.clone().task_attempt(scope, task, &input, timeout).await;
+            let result = result.and_then(|json| self.check_payload("result", task, &json).map(|()| json));
             match result {
                 Ok(json) => break Ok(json),
                 Err(failure) if failure.retryable && attempt < max_attempts && !self.cancel.is_cancelled() => {
@@ -804,9 +804,9 @@ impl RunHost for Runner {
         }
         match self.create_task_run(&scope, &name, &input, call) {
             Some(created) => Box::pin(async move {
-                let (id, label) = (created.0.run, name.clone());
-                let run = pin!(self.clone().task_run(scope, created, name, input));
-                self.contained(id, RunKind::Task, || format!("task `{label}`"), run).await
+                let id = created.0.run;
+                let run = pin!(self.clone().task_run(scope, created, &name, input));
+                self.contained(id, RunKind::Task, || format!("task `{name}`"), run).await
             }),
             None => Box::pin(std::future::ready(Ended::from(Err(unknown_task(&name))))),
         }
@@ -844,9 +844,9 @@ impl RunHost for Runner {
                     let (runner, scope) = (self.clone(), scope.clone());
                     Box::new(move || {
                         Box::pin(async move {
-                            let (id, label) = (created.0.run, name.clone());
-                            let run = pin!(runner.clone().task_run(scope, created, name, input));
-                            let outcome = runner.contained(id, RunKind::Task, || format!("task `{label}`"), run).await;
+                            let id = created.0.run;
+                            let run = pin!(runner.clone().task_run(scope, created, &name, input));
+                            let outcome = runner.contained(id, RunKind::Task, || format!("task `{name}`"), run).await;
                             drop(reserved);
                             outcome
                         })

@@ -194,9 +194,7 @@ impl WriterHandle {
     pub fn send(&self, write: Write) -> u64 {
         let mut queue = self.shared.queue.lock().expect("queue lock");
         queue.push(write);
-        if queue.len() == WAKE_AT_QUEUED {
-            self.shared.wake.notify_one();
-        }
+        self.wake_if_full(queue.len() - 1, queue.len());
         self.shared.submitted.fetch_add(1, Ordering::SeqCst)
     }
 
@@ -211,10 +209,17 @@ impl WriterHandle {
                 self.shared.submitted.fetch_add(1, Ordering::SeqCst)
             })
             .collect();
-        if before < WAKE_AT_QUEUED && queue.len() >= WAKE_AT_QUEUED {
+        self.wake_if_full(before, queue.len());
+        numbers
+    }
+
+    /// Wakes the background thread when the queue, from `before` to `after`
+    /// writes, just reached [`WAKE_AT_QUEUED`]: once per filling, since a
+    /// notification is a system call.
+    fn wake_if_full(&self, before: usize, after: usize) {
+        if before < WAKE_AT_QUEUED && after >= WAKE_AT_QUEUED {
             self.shared.wake.notify_one();
         }
-        numbers
     }
 
     /// Makes every write queued so far durable, committing it here if no
@@ -499,11 +504,11 @@ fn observe_commit(started: std::time::Instant, writes: u64) {
 
 fn background_commits(shared: &Shared, checkpointer: &Connection) {
     let mut schedule = CheckpointSchedule::new();
+    // A queue that filled up while the last commit ran is committed at
+    // once: its wake-up came when nobody was waiting for it.
+    let not_full = |queue: &mut Vec<Write>| queue.len() < WAKE_AT_QUEUED && !shared.stopping.load(Ordering::SeqCst);
     let mut idle = shared.queue.lock().expect("queue lock");
     while !shared.stopping.load(Ordering::SeqCst) {
-        // A queue that filled up while the last commit ran is committed at
-        // once: its wake-up came when nobody was waiting for it.
-        let not_full = |queue: &mut Vec<Write>| queue.len() < WAKE_AT_QUEUED && !shared.stopping.load(Ordering::SeqCst);
         idle = shared.wake.wait_timeout_while(idle, BACKGROUND_PERIOD, not_full).expect("queue lock").0;
         let queued = !idle.is_empty();
         drop(idle);

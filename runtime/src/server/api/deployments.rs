@@ -293,8 +293,8 @@ pub(super) async fn create_run(
     }
     let run = run?;
     let Some(wait) = wait else { return Ok((StatusCode::CREATED, Json(json!(run)))) };
-    super::runs::until_ended(&d, &p.tenant, &run.id, wait).await?;
-    Ok((StatusCode::CREATED, Json(json!(d.service.flow_run(&p.tenant, &run.id)?))))
+    let run = super::runs::until_ended(&d, &p.tenant, &run.id, wait).await?;
+    Ok((StatusCode::CREATED, Json(json!(run))))
 }
 
 /// Whether a run's creation answers at once or when the run ends.

@@ -103,18 +103,17 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How often a waiting request looks again when nothing woke it.
 const WAIT_TICK: Duration = Duration::from_millis(500);
 
-/// Returns when run `id` of `tenant` has ended, or after `wait`. Woken by
-/// the commits that concern the run (here or, on PostgreSQL, announced by
-/// another server): no polling on the way.
-pub(super) async fn until_ended(d: &AppState, tenant: &str, id: &str, wait: Duration) -> ApiResult<()> {
+/// Returns when run `id` of `tenant` has ended, or after `wait`, with the
+/// run as it last read it. Woken by the commits that concern the run (here
+/// or, on PostgreSQL, announced by another server): no polling on the way.
+pub(super) async fn until_ended(d: &AppState, tenant: &str, id: &str, wait: Duration) -> ApiResult<FlowRunRow> {
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the first read: an end committed in between still wakes it.
     let mut committed = d.service.store.subscribe();
     let mut other_servers = d.service.store.subscribe_other_servers();
-    let run = d.service.flow_run(tenant, id)?;
+    let mut run = d.service.flow_run(tenant, id)?;
     let mut known = std::collections::HashSet::from([run.id.clone()]);
-    let mut ended = run.state.is_some_and(StateType::is_terminal);
-    while !ended {
+    while !run.state.is_some_and(StateType::is_terminal) {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             break;
@@ -129,9 +128,9 @@ pub(super) async fn until_ended(d: &AppState, tenant: &str, id: &str, wait: Dura
             std::future::pending(),
         )
         .await;
-        ended = d.service.flow_run(tenant, &run.id)?.state.is_some_and(StateType::is_terminal);
+        run = d.service.flow_run(tenant, &run.id)?;
     }
-    Ok(())
+    Ok(run)
 }
 
 /// Which log lines to return.
