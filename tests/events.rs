@@ -462,11 +462,14 @@ fn events_a_worker_reports_a_flow_emitted_are_kept_like_logs_and_fire_automation
 
     // Not held by this worker, a bad name, a payload that is no object: refused, nothing kept.
     let not_held = emitted(other["id"].as_str().unwrap(), "deploy.approved", json!({"by": "mallory"}));
-    for bad in [not_held, emitted(&held, "has space", json!({})), emitted(&held, "ok", json!([1]))] {
+    // A name of Sluice's own state events would pose as the run's state change.
+    let forged = emitted(&held, "sluice.flow-run.Completed", json!({"state": "Completed"}));
+    for bad in [not_held, emitted(&held, "has space", json!({})), emitted(&held, "ok", json!([1])), forged] {
         let (status, refused) = post(&address, "/api/v1/workers/w1/events", &bad);
         assert_eq!(status, 409, "{refused}");
     }
     assert!(events(&address, "name=deploy.").is_empty() && events(&address, "name=ok").is_empty());
+    assert!(events(&address, "name=sluice.flow-run.Completed").is_empty());
 
     let (status, answer) =
         post(&address, "/api/v1/workers/w1/events", &emitted(&held, "deploy.approved", json!({"by": "Ada"})));

@@ -208,6 +208,7 @@ fn pausing_outside_a_top_level_flow_fails_and_emitted_events_are_checked() {
     assert_eq!(answers[0], "ok", "{answers:?}");
     assert!(answers[1].as_str().unwrap().contains("\"two words\" is not valid"), "{answers:?}");
     assert!(answers[2].as_str().unwrap().contains("must be a JSON object"), "{answers:?}");
+    assert!(answers[3].as_str().unwrap().contains("`sluice.` is kept for"), "{answers:?}");
 
     // Through a server, the valid event lands in the tenant's event log with its run; the others do not.
     let counter = Counter::start();
@@ -225,4 +226,7 @@ fn pausing_outside_a_top_level_flow_fails_and_emitted_events_are_checked() {
     assert_eq!(events[0]["name"], "deploy.started");
     assert_eq!(events[0]["payload"], json!({"by": "flow"}));
     assert_eq!(events[0]["deployment"], "emits/test");
+    let (status, forged) = get(&address, &format!("/api/v1/events?flow_run={id}&name=sluice.flow-run.Failed"));
+    assert_eq!(status, 200, "{forged}");
+    assert_eq!(forged, json!([]), "a flow that completed has no Failed event, whatever it emitted");
 }

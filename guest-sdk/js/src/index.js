@@ -196,7 +196,8 @@ export function pause(prompt, options = {}) {
 
 /**
  * Records an event of this run that automations can react to: `name` is 1
- * to 128 characters of `A-Z a-z 0-9 . _ -`, `payload` an object that
+ * to 128 characters of `A-Z a-z 0-9 . _ -`, not starting with `sluice.`
+ * (kept for the events Sluice records itself), `payload` an object that
  * serialises to at most 64 KiB of JSON. Throws if the host refuses it;
  * outside a run it does nothing.
  */

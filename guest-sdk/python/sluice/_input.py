@@ -62,7 +62,8 @@ def pause(prompt: str, input_type=dict, timeout=None, default=None):
 def emit_event(name: str, payload: typing.Optional[dict] = None) -> None:
     """Records an event of this run that automations can react to.
 
-    `name` is 1 to 128 characters of `A-Z a-z 0-9 . _ -`; `payload` a dict
+    `name` is 1 to 128 characters of `A-Z a-z 0-9 . _ -`, not starting with
+    `sluice.` (kept for the events Sluice records itself); `payload` a dict
     that serialises to a JSON object of at most 64 KiB. Raises ValueError if
     the host refuses it. Outside a Sluice run it does nothing.
     """

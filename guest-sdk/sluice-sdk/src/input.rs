@@ -50,7 +50,8 @@ fn suspend<T: JsonSchema + DeserializeOwned>(
 }
 
 /// Records an event of this run that automations can react to: `name` is 1
-/// to 128 characters of `A-Z a-z 0-9 . _ -`, `payload` serialises to a JSON
+/// to 128 characters of `A-Z a-z 0-9 . _ -`, not starting with `sluice.`
+/// (kept for the events Sluice records itself), `payload` serialises to a JSON
 /// object of at most 64 KiB.
 pub fn emit_event<P: Serialize + ?Sized>(name: &str, payload: &P) -> Result<()> {
     let payload = serde_json::to_string(payload)?;

@@ -199,11 +199,33 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// Checks an event name a flow emits: 1 to 128 characters of `[A-Za-z0-9._-]`.
+/// Checks an event name a flow emits: 1 to 128 characters of
+/// `[A-Za-z0-9._-]`, not in Sluice's own namespace.
 pub fn check_event_name(name: &str) -> Result<(), String> {
     let ok = (1..=128).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok { Ok(()) } else { Err(format!("event name `{name}` must be 1 to 128 characters of A-Z a-z 0-9 . _ -")) }
+    if !ok {
+        return Err(format!("event name `{name}` must be 1 to 128 characters of A-Z a-z 0-9 . _ -"));
+    }
+    refuse_reserved_name(name)
+}
+
+/// The namespace of the events Sluice records itself. A flow that could
+/// emit `sluice.flow-run.Completed` would pose as its run's state change to
+/// every automation and webhook (Prefect keeps `prefect.` the same way).
+pub const RESERVED_EVENT_PREFIX: &str = "sluice.";
+
+/// Refuses an emitted event's name in [`RESERVED_EVENT_PREFIX`], in any case.
+pub fn refuse_reserved_name(name: &str) -> Result<(), String> {
+    let reserved =
+        name.get(..RESERVED_EVENT_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_EVENT_PREFIX));
+    if reserved {
+        return Err(format!(
+            "event name `{name}`: the prefix `{RESERVED_EVENT_PREFIX}` is kept for the events Sluice records itself \
+             (such as `{STATE_EVENT_PREFIX}Failed`); give yours another prefix"
+        ));
+    }
+    Ok(())
 }
 
 /// Largest payload of an emitted event, serialized.
@@ -338,6 +360,10 @@ mod tests {
         assert!(Trigger { event: "a*b*".into(), threshold: 1, ..Trigger::default() }.check().is_err());
         assert!(check_event_name("deploy.approved").is_ok());
         assert!(check_event_name("has space").is_err());
+        for forged in ["sluice.flow-run.Failed", "Sluice.anything", "SLUICE.x"] {
+            assert!(check_event_name(forged).unwrap_err().contains("is kept for"), "{forged}");
+        }
+        assert!(check_event_name("sluicer.ok").is_ok() && check_event_name("sluice").is_ok());
         assert!(check_event_payload(&json!([1])).is_err());
     }
 }

@@ -14,7 +14,8 @@ pub const MAX_EVENT_NAME_CHARS: usize = 128;
 pub const MAX_EVENT_PAYLOAD_BYTES: usize = 64 << 10;
 
 /// Checks an emitted event: its name is 1 to 128 characters of
-/// `A-Z a-z 0-9 . _ -` and its payload a JSON object of at most 64 KiB.
+/// `A-Z a-z 0-9 . _ -`, outside Sluice's own `sluice.` namespace, and its
+/// payload a JSON object of at most 64 KiB.
 pub fn check_event(name: &str, payload: &str) -> Result<serde_json::Value, String> {
     let name_ok = (1..=MAX_EVENT_NAME_CHARS).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -25,6 +26,7 @@ pub fn check_event(name: &str, payload: &str) -> Result<serde_json::Value, Strin
              and `-`"
         ));
     }
+    crate::core::events::refuse_reserved_name(name)?;
     if payload.len() > MAX_EVENT_PAYLOAD_BYTES {
         return Err(format!(
             "the payload of event `{name}` is {} bytes; the limit is {} KiB",
@@ -101,6 +103,7 @@ mod tests {
         for name in ["", "two words", "a/b", &"x".repeat(129), "é"] {
             assert!(check_event(name, "{}").unwrap_err().contains("is not valid"), "{name}");
         }
+        assert!(check_event("sluice.flow-run.Completed", "{}").unwrap_err().contains("is kept for"));
         assert!(check_event("e", "[1]").unwrap_err().contains("JSON object"));
         assert!(check_event("e", "{").unwrap_err().contains("not JSON"));
         let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_EVENT_PAYLOAD_BYTES));

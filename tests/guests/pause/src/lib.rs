@@ -87,7 +87,8 @@ fn pauses() -> Result<String> {
     Ok(answer.note)
 }
 
-/// Emits a valid and an invalid event and returns what the host answered to each.
+/// Emits a valid event, invalid ones and one that poses as Sluice's own
+/// record of a state change, and returns what the host answered to each.
 #[flow]
 fn emits() -> Result<Vec<String>> {
     let answer = |r: Result<()>| match r {
@@ -97,7 +98,8 @@ fn emits() -> Result<Vec<String>> {
     let good = answer(sluice_sdk::emit_event("deploy.started", &serde_json::json!({"by": "flow"})));
     let bad_name = answer(sluice_sdk::emit_event("two words", &serde_json::json!({})));
     let not_object = answer(sluice_sdk::emit_event("deploy.list", &[1, 2]));
-    Ok(vec![good, bad_name, not_object])
+    let forged = answer(sluice_sdk::emit_event("sluice.flow-run.Failed", &serde_json::json!({"state": "Failed"})));
+    Ok(vec![good, bad_name, not_object, forged])
 }
 
 /// Counts its execution at the counter, under `name`.
