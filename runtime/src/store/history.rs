@@ -1,9 +1,11 @@
-//! A task run's states, kept in its own row (`task_runs.history`) in SQLite
-//! instead of a `states` row each. A task goes `Pending`, `Running` and
-//! `Completed` in one or two commits; three `states` rows and their three
-//! `states_by_run` entries were six B-tree inserts per task on the hot path,
-//! and the history is only ever read whole, for one run. Flow runs keep
-//! their `states` rows: the event trigger and the scheduler read them.
+//! A run's states, kept in its own row (`task_runs.history`,
+//! `flow_runs.history`) in SQLite instead of a `states` row each. A task
+//! goes `Pending`, `Running` and `Completed` in one or two commits; three
+//! `states` rows and their index entries were B-tree inserts on the hot
+//! path, and a history is only ever read whole, for one run. A server's
+//! flow run records four states in two commits, each one a `states` leaf
+//! page more in the WAL, until flow runs kept theirs in their row too.
+//! Rows recorded before either change stay in `states` and are read first.
 //!
 //! The history is a line per state, each the JSON array SQLite's
 //! `json_array(state, message, attempt, time)` writes, so SQL can append

@@ -420,6 +420,30 @@ BEGIN
     FROM flow_runs f WHERE f.id = NEW.run;
 END;
 "#,
+    // A flow run's states kept in its row (`flow_runs.history`), as a task
+    // run's are (`history.rs`): a `states` row per state was a B-tree insert
+    // and a WAL page per commit on the server's hot path. The writer appends
+    // to the history and records the state's event itself; this trigger
+    // does both for the statements that still insert a flow state into
+    // `states` (a schedule's runs, late runs, crashes, cancellations), whose
+    // row it then drops. Old rows stay where they are and are read first.
+    r#"
+ALTER TABLE flow_runs ADD COLUMN history TEXT NOT NULL DEFAULT '';
+DROP TRIGGER states_make_events;
+CREATE TRIGGER flow_states_kept_in_their_run BEFORE INSERT ON states WHEN NEW.kind = 'flow'
+BEGIN
+    UPDATE flow_runs SET history = history || json_array(NEW.state, NEW.message, NEW.attempt, NEW.time) || char(10)
+        WHERE id = NEW.run;
+    INSERT INTO events (tenant, name, time, flow_run, flow, deployment, tags, payload)
+    SELECT f.tenant, 'sluice.flow-run.' || NEW.state, NEW.time, f.id, f.flow, f.deployment,
+        COALESCE((SELECT json_extract(d.body, '$.tags') FROM deployments d
+                  WHERE d.tenant = f.tenant AND d.flow = substr(f.deployment, 1, instr(f.deployment, '/') - 1)
+                  AND d.name = substr(f.deployment, instr(f.deployment, '/') + 1)), '[]'),
+        json_object('state', NEW.state, 'message', NEW.message, 'attempt', NEW.attempt)
+    FROM flow_runs f WHERE f.id = NEW.run;
+    SELECT RAISE(IGNORE);
+END;
+"#,
 ];
 
 /// Brings the database up to the newest schema.
@@ -574,6 +598,72 @@ mod tests {
             .query(|c| crate::store::sqlite::query_plan(c, "SELECT state FROM states WHERE run = 'x' ORDER BY seq"))
             .unwrap();
         assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "{plan:?}");
+    }
+
+    #[tokio::test]
+    async fn a_flow_run_in_progress_when_states_move_to_its_row_keeps_its_old_rows_and_adds_to_its_history() {
+        use crate::core::record::{Event, Recorder, RunKind, StateRecord};
+        use crate::core::state::StateType;
+        use crate::store::StateStore;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        let before = MIGRATIONS.iter().position(|sql| sql.contains("flow_states_kept_in_their_run")).unwrap();
+        let run = crate::core::ids::RunId::new();
+        {
+            let connection = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..before] {
+                connection.execute_batch(sql).unwrap();
+            }
+            connection.pragma_update(None, "user_version", before).unwrap();
+            connection
+                .execute_batch(&format!(
+                    "INSERT INTO flow_runs (id, name, flow, artifact, parameters, created, scheduled, state, tenant)
+                     VALUES ('{run}', 'old-otter', 'hello', 'sha256:00', '{{}}', '2026-12-07T12:00:00.000000Z',
+                       '2026-12-07T12:00:00.000000Z', 'Scheduled', 'default');
+                     INSERT INTO states (run, seq, kind, state, message, attempt, time) VALUES
+                       ('{run}', 1, 'flow', 'Scheduled', 'at noon', 1, '2026-12-07T12:00:00.000001Z');"
+                ))
+                .unwrap();
+        }
+        let store = crate::store::SqliteStore::open(&path).unwrap();
+        // Late through the trigger (a statement that still inserts into `states`),
+        // then Running through the writer.
+        let late = chrono::DateTime::parse_from_rfc3339("2026-12-07T12:00:05Z").unwrap().to_utc();
+        assert_eq!(store.mark_late(late, late).unwrap(), 1);
+        let time = chrono::Utc::now();
+        let running = StateRecord {
+            run,
+            kind: RunKind::Flow,
+            state: StateType::Running,
+            message: None,
+            attempt: 1,
+            result: None,
+            time,
+        };
+        store.record(&Event::State(running));
+        store.flush().await;
+        let states = store.states(&run.to_string()).unwrap();
+        let read: Vec<_> = states.iter().map(|s| (s.state, s.message.as_deref())).collect();
+        assert_eq!(
+            read,
+            [
+                (StateType::Scheduled, Some("at noon")),
+                (StateType::Late, Some("Its start time passed and no runner has taken it")),
+                (StateType::Running, None)
+            ]
+        );
+        assert!(store.has_state(&run.to_string(), StateType::Running, time).unwrap());
+        assert!(!store.has_state(&run.to_string(), StateType::Completed, time).unwrap());
+        let (rows, events): (i64, Vec<String>) = store
+            .query(|c| {
+                let rows = c.query_row("SELECT count(*) FROM states", [], |r| r.get(0))?;
+                let mut names = c.prepare("SELECT name FROM events ORDER BY seq")?;
+                let names = names.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                Ok((rows, names))
+            })
+            .unwrap();
+        assert_eq!(rows, 1, "no new `states` rows: only the one from before");
+        assert_eq!(events, ["sluice.flow-run.Scheduled", "sluice.flow-run.Late", "sluice.flow-run.Running"]);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! databases (SQLite, PostgreSQL), one test suite over both.
 
 /// SQL for the number of the next state of the flow run that `$run` (an
-/// SQL expression) names. SQLite keeps a run's states together, keyed by
-/// run and this number (`states` has no rowid and no second index).
+/// SQL expression) names, in `states`: keyed by run and this number, no
+/// rowid. SQLite's trigger moves a flow state inserted there into its
+/// run's row (`history.rs`); PostgreSQL keeps it there.
 macro_rules! next_state_seq {
     ($run:literal) => {
         concat!("(SELECT COALESCE(MAX(seq), 0) + 1 FROM states WHERE run = ", $run, ")")

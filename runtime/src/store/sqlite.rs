@@ -417,22 +417,9 @@ impl StateStore for SqliteStore {
     }
 
     fn states(&self, run: &str) -> Result<Vec<StateRow>, StoreError> {
-        self.read(|c| {
-            let flow_states: Vec<StateRow> = c
-                .prepare_cached("SELECT state, message, attempt, time FROM states WHERE run = ?1 ORDER BY seq")?
-                .query_map([run], |row| {
-                    Ok(StateRow {
-                        state: state_column(row, "state")?.expect("state is NOT NULL"),
-                        message: row.get("message")?,
-                        attempt: row.get("attempt")?,
-                        time: time_column(row, "time")?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            if !flow_states.is_empty() {
-                return Ok(flow_states);
-            }
-            task_history(c, run).map(Option::unwrap_or_default)
+        self.read(|c| match flow_history(c, run)? {
+            Some(states) => Ok(states),
+            None => task_history(c, run).map(Option::unwrap_or_default),
         })
     }
 
@@ -760,15 +747,11 @@ impl StateStore for SqliteStore {
 
     fn has_state(&self, id: &str, state: StateType, time: DateTime<Utc>) -> Result<bool, StoreError> {
         self.read(|c| {
-            let flow_state = c
-                .prepare_cached("SELECT 1 FROM states WHERE run = ?1 AND state = ?2 AND time = ?3 LIMIT 1")?
-                .query_row(params![id, state.name(), timestamp(time)], |_| Ok(()))
-                .optional()?;
-            if flow_state.is_some() {
-                return Ok(true);
-            }
-            // Compared as stored (to the microsecond), as the `states` query above compares.
-            let history = task_history(c, id)?.unwrap_or_default();
+            let history = match flow_history(c, id)? {
+                Some(states) => states,
+                None => task_history(c, id)?.unwrap_or_default(),
+            };
+            // Compared as stored: to the microsecond.
             Ok(history
                 .iter()
                 .any(|recorded| recorded.state == state && recorded.time.timestamp_micros() == time.timestamp_micros()))
@@ -909,6 +892,33 @@ impl StateStore for SqliteStore {
 }
 
 /// Task run `id`'s states, oldest first; `None` when there is no such task run.
+/// A flow run's states: those recorded as `states` rows before flow runs
+/// kept them in their row, then its `history`; `None` if it has neither
+/// (no such flow run).
+fn flow_history(c: &Connection, id: &str) -> rusqlite::Result<Option<Vec<StateRow>>> {
+    let mut states: Vec<StateRow> = c
+        .prepare_cached("SELECT state, message, attempt, time FROM states WHERE run = ?1 ORDER BY seq")?
+        .query_map([id], |row| {
+            Ok(StateRow {
+                state: state_column(row, "state")?.expect("state is NOT NULL"),
+                message: row.get("message")?,
+                attempt: row.get("attempt")?,
+                time: time_column(row, "time")?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let history: Option<String> = c
+        .prepare_cached("SELECT history FROM flow_runs WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    match history {
+        Some(text) => states.extend(super::history::parse(&text).map_err(|line| bad_column("history", &line))?),
+        None if states.is_empty() => return Ok(None),
+        None => {}
+    }
+    Ok(Some(states))
+}
+
 fn task_history(c: &Connection, id: &str) -> rusqlite::Result<Option<Vec<StateRow>>> {
     let history: Option<String> = c
         .prepare_cached("SELECT history FROM task_runs WHERE id = ?1")?

@@ -19,7 +19,7 @@
 
 use super::checkpoint::{CheckpointSchedule, WAL_FRAMES_BEFORE_HOLDING_THE_WRITER, checkpoint};
 use super::fold::{FoldedRow, History, fold};
-use crate::core::record::{Event, RunKind, StateRecord, TaskRunRecord};
+use crate::core::record::{Event, RunKind, TaskRunRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, Transaction, params};
 use rustc_hash::FxHashSet;
@@ -580,16 +580,17 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
     Ok(inserted == 1)
 }
 
-/// Adds a flow run's state to its history (a task run's is in its row: `history.rs`).
-fn insert_flow_state(tx: &Connection, state: &StateRecord, time: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(concat!(
-        "INSERT INTO states (run, seq, kind, state, message, attempt, time) VALUES (?1, ",
-        next_state_seq!("?1"),
-        ", 'flow', ?2, ?3, ?4, ?5)"
-    ))?
-    .execute(params![state.run.to_string(), state.state.name(), state.message, state.attempt, time])?;
-    Ok(())
-}
+/// Adds the event of flow run `?1`'s state `?2` (message `?3`, attempt
+/// `?4`, at `?5`) to its tenant's log, with its flow, deployment and the
+/// deployment's tags: what the `flow_states_kept_in_their_run` trigger
+/// records for the statements that go through it.
+const STATE_EVENT_SQL: &str = "INSERT INTO events (tenant, name, time, flow_run, flow, deployment, tags, payload)
+     SELECT f.tenant, 'sluice.flow-run.' || ?2, ?5, f.id, f.flow, f.deployment,
+         COALESCE((SELECT json_extract(d.body, '$.tags') FROM deployments d
+                   WHERE d.tenant = f.tenant AND d.flow = substr(f.deployment, 1, instr(f.deployment, '/') - 1)
+                   AND d.name = substr(f.deployment, instr(f.deployment, '/') + 1)), '[]'),
+         json_object('state', ?2, 'message', ?3, 'attempt', ?4)
+     FROM flow_runs f WHERE f.id = ?1";
 
 /// Adds an emitted event to its flow run's tenant's log, with the run's
 /// flow, deployment and the deployment's tags.
@@ -662,6 +663,7 @@ pub(super) fn apply_event(tx: &Connection, event: &Event) -> rusqlite::Result<()
             let time = timestamp(state.time);
             let ended = state.state.is_terminal().then_some(time.as_str());
             let result = state.result.as_deref();
+            let entry = super::history::entry(state.state.name(), state.message.as_deref(), state.attempt, &time);
             // A run that has ended (say, marked Crashed when its worker went
             // silent) keeps its end: late reports of a lost worker are dropped.
             match state.kind {
@@ -671,18 +673,22 @@ pub(super) fn apply_event(tx: &Connection, event: &Event) -> rusqlite::Result<()
                         .prepare_cached(
                             // A run paused for input is taken by nobody until it is resumed.
                             "UPDATE flow_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
-                             started = COALESCE(started, ?5), ended = ?6,
+                             started = COALESCE(started, ?5), ended = ?6, history = history || ?7,
                              claimed_by = CASE WHEN ?2 = 'Paused' THEN NULL ELSE claimed_by END,
                              queue = CASE WHEN ?2 = 'Paused' THEN NULL ELSE queue END WHERE id = ?1 AND ended IS NULL",
                         )?
-                        .execute(params![run, state.state.name(), state.message, result, started, ended])?;
+                        .execute(params![run, state.state.name(), state.message, result, started, ended, entry])?;
                     if updated == 1 {
-                        insert_flow_state(tx, state, &time)?;
+                        tx.prepare_cached(STATE_EVENT_SQL)?.execute(params![
+                            run,
+                            state.state.name(),
+                            state.message,
+                            state.attempt,
+                            time
+                        ])?;
                     }
                 }
                 RunKind::Task => {
-                    let entry =
-                        super::history::entry(state.state.name(), state.message.as_deref(), state.attempt, &time);
                     tx.prepare_cached(
                         "UPDATE task_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
                          attempts = MAX(attempts, ?5), ended = ?6, history = history || ?7 WHERE id = ?1 AND ended IS NULL",
