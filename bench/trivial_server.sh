@@ -3,6 +3,9 @@
 # SLUICE_HOME ($home) on 127.0.0.1:$port with bench_flow.wasm's `sequential`
 # flow deployed with count=0, removes it all on exit, and defines `one_run`
 # (POST a run, then `GET /flow-runs/{id}?wait=5`). Sets $server, the pid.
+# A caller may set $launcher (an array: the server runs under it, as
+# `server_callgrind.sh` runs it under valgrind) and $ready_tries (tenths of
+# a second to wait for the server, 50 by default).
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 guest="${CARGO_TARGET_DIR:-$repo/target}/wasm32-wasip2/guest/bench_flow.wasm"
 home=$(mktemp -d)
@@ -10,9 +13,10 @@ export SLUICE_HOME=$home SLUICE_CACHE_DIR=$home/cache
 cleanup() { [[ -n ${server:-} ]] && kill "$server" 2>/dev/null; rm -rf "$home"; }
 trap cleanup EXIT
 "$binary" deploy "$guest" --flow sequential --name trivial --param count=0 >/dev/null
-"$binary" server --port "$port" --workers 4 >"$home/server.out" 2>"$home/server.err" &
+[[ -n ${launcher+x} ]] || launcher=()
+"${launcher[@]}" "$binary" server --port "$port" --workers 4 >"$home/server.out" 2>"$home/server.err" &
 server=$!
-for _ in $(seq 50); do [[ -s $home/admin-token ]] && curl -sf "http://127.0.0.1:$port/api/v1/health" >/dev/null && break; sleep 0.1; done
+for _ in $(seq "${ready_tries:-50}"); do [[ -s $home/admin-token ]] && curl -sf "http://127.0.0.1:$port/api/v1/health" >/dev/null && break; sleep 0.1; done
 token=$(cat "$home/admin-token")
 api=http://127.0.0.1:$port/api/v1
 one_run() {
