@@ -468,6 +468,15 @@ pub fn refuse_newer(connection: &Connection, path: &std::path::Path) -> Result<(
 mod tests {
     use super::*;
 
+    /// Migrates `connection` up to, not including, the first migration whose SQL holds `marker`.
+    fn migrate_until(connection: &Connection, marker: &str) {
+        let before = MIGRATIONS.iter().position(|sql| sql.contains(marker)).unwrap();
+        for sql in &MIGRATIONS[..before] {
+            connection.execute_batch(sql).unwrap();
+        }
+        connection.pragma_update(None, "user_version", before).unwrap();
+    }
+
     #[test]
     fn a_database_migrated_by_a_newer_sluice_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -484,13 +493,9 @@ mod tests {
         use crate::store::StateStore;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
-        let before = MIGRATIONS.iter().position(|sql| sql.contains("ADD COLUMN history")).unwrap();
         {
             let connection = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..before] {
-                connection.execute_batch(sql).unwrap();
-            }
-            connection.pragma_update(None, "user_version", before).unwrap();
+            migrate_until(&connection, "ADD COLUMN history");
             connection
                 .execute_batch(
                     "INSERT INTO task_runs (id, flow_run, task, name, input, created)
@@ -516,11 +521,7 @@ mod tests {
     #[test]
     fn events_keep_their_numbers_when_they_lose_autoincrement_and_state_changes_still_make_them() {
         let mut connection = Connection::open_in_memory().unwrap();
-        let before = MIGRATIONS.iter().position(|sql| sql.contains("events_by_rowid")).unwrap();
-        for sql in &MIGRATIONS[..before] {
-            connection.execute_batch(sql).unwrap();
-        }
-        connection.pragma_update(None, "user_version", before).unwrap();
+        migrate_until(&connection, "events_by_rowid");
         connection
             .execute_batch(
                 "INSERT INTO flow_runs (id, name, flow, artifact, parameters, created, tenant)
@@ -559,14 +560,10 @@ mod tests {
         use crate::store::StateStore;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
-        let before = MIGRATIONS.iter().position(|sql| sql.contains("states_by_run_and_seq")).unwrap();
         let run = crate::core::ids::RunId::new();
         {
             let connection = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..before] {
-                connection.execute_batch(sql).unwrap();
-            }
-            connection.pragma_update(None, "user_version", before).unwrap();
+            migrate_until(&connection, "states_by_run_and_seq");
             // Another run's state in between: numbers were global.
             connection
                 .execute_batch(&format!(
@@ -607,14 +604,10 @@ mod tests {
         use crate::store::StateStore;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
-        let before = MIGRATIONS.iter().position(|sql| sql.contains("flow_states_kept_in_their_run")).unwrap();
         let run = crate::core::ids::RunId::new();
         {
             let connection = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..before] {
-                connection.execute_batch(sql).unwrap();
-            }
-            connection.pragma_update(None, "user_version", before).unwrap();
+            migrate_until(&connection, "flow_states_kept_in_their_run");
             connection
                 .execute_batch(&format!(
                     "INSERT INTO flow_runs (id, name, flow, artifact, parameters, created, scheduled, state, tenant)
