@@ -477,6 +477,39 @@ mod tests {
         connection.pragma_update(None, "user_version", before).unwrap();
     }
 
+    /// A store on a database migrated until `marker` (see [`migrate_until`]), then given `setup`.
+    fn store_after(marker: &str, setup: &str) -> (tempfile::TempDir, crate::store::SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        let connection = Connection::open(&path).unwrap();
+        migrate_until(&connection, marker);
+        connection.execute_batch(setup).unwrap();
+        drop(connection);
+        let store = crate::store::SqliteStore::open(&path).unwrap();
+        (dir, store)
+    }
+
+    /// Records flow run `run`'s `Running` as a runner does, committed; its time.
+    async fn record_running(
+        store: &crate::store::SqliteStore,
+        run: crate::core::ids::RunId,
+    ) -> chrono::DateTime<chrono::Utc> {
+        use crate::core::record::{Event, Recorder, RunKind, StateRecord};
+        let time = chrono::Utc::now();
+        let state = crate::core::state::StateType::Running;
+        store.record(&Event::State(StateRecord {
+            run,
+            kind: RunKind::Flow,
+            state,
+            message: None,
+            attempt: 1,
+            result: None,
+            time,
+        }));
+        store.flush().await;
+        time
+    }
+
     #[test]
     fn a_database_migrated_by_a_newer_sluice_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -555,40 +588,22 @@ mod tests {
 
     #[tokio::test]
     async fn flow_states_kept_by_run_keep_their_order_and_the_next_is_numbered_after_them() {
-        use crate::core::record::{Event, Recorder, RunKind, StateRecord};
         use crate::core::state::StateType;
         use crate::store::StateStore;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sluice.db");
         let run = crate::core::ids::RunId::new();
-        {
-            let connection = Connection::open(&path).unwrap();
-            migrate_until(&connection, "states_by_run_and_seq");
-            // Another run's state in between: numbers were global.
-            connection
-                .execute_batch(&format!(
-                    "INSERT INTO flow_runs (id, name, flow, artifact, parameters, created, tenant)
-                     VALUES ('{run}', 'old-otter', 'hello', 'sha256:00', '{{}}', '2026-12-07T12:00:00.000000Z', 'default');
-                     INSERT INTO states (run, kind, state, message, attempt, time) VALUES
-                       ('{run}', 'flow', 'Scheduled', NULL, 1, '2026-12-07T12:00:00.000001Z'),
-                       ('other', 'flow', 'Scheduled', NULL, 1, '2026-12-07T12:00:00.000002Z'),
-                       ('{run}', 'flow', 'Pending', NULL, 1, '2026-12-07T12:00:00.000003Z');"
-                ))
-                .unwrap();
-        }
-        let store = crate::store::SqliteStore::open(&path).unwrap();
-        let time = chrono::Utc::now();
-        let state = StateRecord {
-            run,
-            kind: RunKind::Flow,
-            state: StateType::Running,
-            message: None,
-            attempt: 1,
-            result: None,
-            time,
-        };
-        store.record(&Event::State(state));
-        store.flush().await;
+        // Another run's state in between: numbers were global.
+        let (_dir, store) = store_after(
+            "states_by_run_and_seq",
+            &format!(
+                "INSERT INTO flow_runs (id, name, flow, artifact, parameters, created, tenant)
+                 VALUES ('{run}', 'old-otter', 'hello', 'sha256:00', '{{}}', '2026-12-07T12:00:00.000000Z', 'default');
+                 INSERT INTO states (run, kind, state, message, attempt, time) VALUES
+                   ('{run}', 'flow', 'Scheduled', NULL, 1, '2026-12-07T12:00:00.000001Z'),
+                   ('other', 'flow', 'Scheduled', NULL, 1, '2026-12-07T12:00:00.000002Z'),
+                   ('{run}', 'flow', 'Pending', NULL, 1, '2026-12-07T12:00:00.000003Z');"
+            ),
+        );
+        record_running(&store, run).await;
         let states: Vec<_> = store.states(&run.to_string()).unwrap().iter().map(|s| s.state).collect();
         assert_eq!(states, [StateType::Scheduled, StateType::Pending, StateType::Running]);
         let plan = store
@@ -599,42 +614,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_flow_run_in_progress_when_states_move_to_its_row_keeps_its_old_rows_and_adds_to_its_history() {
-        use crate::core::record::{Event, Recorder, RunKind, StateRecord};
         use crate::core::state::StateType;
         use crate::store::StateStore;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sluice.db");
         let run = crate::core::ids::RunId::new();
-        {
-            let connection = Connection::open(&path).unwrap();
-            migrate_until(&connection, "flow_states_kept_in_their_run");
-            connection
-                .execute_batch(&format!(
-                    "INSERT INTO flow_runs (id, name, flow, artifact, parameters, created, scheduled, state, tenant)
-                     VALUES ('{run}', 'old-otter', 'hello', 'sha256:00', '{{}}', '2026-12-07T12:00:00.000000Z',
-                       '2026-12-07T12:00:00.000000Z', 'Scheduled', 'default');
-                     INSERT INTO states (run, seq, kind, state, message, attempt, time) VALUES
-                       ('{run}', 1, 'flow', 'Scheduled', 'at noon', 1, '2026-12-07T12:00:00.000001Z');"
-                ))
-                .unwrap();
-        }
-        let store = crate::store::SqliteStore::open(&path).unwrap();
+        let (_dir, store) = store_after(
+            "flow_states_kept_in_their_run",
+            &format!(
+                "INSERT INTO flow_runs (id, name, flow, artifact, parameters, created, scheduled, state, tenant)
+                 VALUES ('{run}', 'old-otter', 'hello', 'sha256:00', '{{}}', '2026-12-07T12:00:00.000000Z',
+                   '2026-12-07T12:00:00.000000Z', 'Scheduled', 'default');
+                 INSERT INTO states (run, seq, kind, state, message, attempt, time) VALUES
+                   ('{run}', 1, 'flow', 'Scheduled', 'at noon', 1, '2026-12-07T12:00:00.000001Z');"
+            ),
+        );
         // Late through the trigger (a statement that still inserts into `states`),
         // then Running through the writer.
         let late = chrono::DateTime::parse_from_rfc3339("2026-12-07T12:00:05Z").unwrap().to_utc();
         assert_eq!(store.mark_late(late, late).unwrap(), 1);
-        let time = chrono::Utc::now();
-        let running = StateRecord {
-            run,
-            kind: RunKind::Flow,
-            state: StateType::Running,
-            message: None,
-            attempt: 1,
-            result: None,
-            time,
-        };
-        store.record(&Event::State(running));
-        store.flush().await;
+        let time = record_running(&store, run).await;
         let states = store.states(&run.to_string()).unwrap();
         let read: Vec<_> = states.iter().map(|s| (s.state, s.message.as_deref())).collect();
         assert_eq!(
