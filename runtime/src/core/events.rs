@@ -199,13 +199,19 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// Checks an event name a flow emits: 1 to 128 characters of
-/// `[A-Za-z0-9._-]`, not in Sluice's own namespace.
+/// Longest name of an emitted event, in characters.
+pub const MAX_EVENT_NAME_CHARS: usize = 128;
+
+/// Whether `name` is 1 to [`MAX_EVENT_NAME_CHARS`] characters of `[A-Za-z0-9._-]`.
+pub fn is_well_formed_event_name(name: &str) -> bool {
+    (1..=MAX_EVENT_NAME_CHARS).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Checks an event name a flow emits: well formed, and not in Sluice's own namespace.
 pub fn check_event_name(name: &str) -> Result<(), String> {
-    let ok = (1..=128).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !ok {
-        return Err(format!("event name `{name}` must be 1 to 128 characters of A-Z a-z 0-9 . _ -"));
+    if !is_well_formed_event_name(name) {
+        return Err(format!("event name `{name}` must be 1 to {MAX_EVENT_NAME_CHARS} characters of A-Z a-z 0-9 . _ -"));
     }
     refuse_reserved_name(name)
 }

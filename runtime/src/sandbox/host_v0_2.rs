@@ -2,36 +2,32 @@
 //! (served by the same code, since both versions share their Rust types)
 //! plus `emit-event` and `suspend`.
 
+use crate::core::events::{
+    MAX_EMITTED_PAYLOAD_BYTES, MAX_EVENT_NAME_CHARS, is_well_formed_event_name, refuse_reserved_name,
+};
 use crate::core::failure::{Failure, FailureKind};
 use crate::core::pause::PauseRequest;
 use crate::sandbox::bindings::sluice::flow::host::Host as HostV0_1;
 use crate::sandbox::bindings::{self, RunContext, RunError, TaskCall, v0_2};
 use crate::sandbox::instance::{Ended, InstanceState, Suspension};
 
-/// Longest event name, in characters.
-pub const MAX_EVENT_NAME_CHARS: usize = 128;
-/// Largest event payload, in bytes of JSON.
-pub const MAX_EVENT_PAYLOAD_BYTES: usize = 64 << 10;
-
-/// Checks an emitted event: its name is 1 to 128 characters of
-/// `A-Z a-z 0-9 . _ -`, outside Sluice's own `sluice.` namespace, and its
-/// payload a JSON object of at most 64 KiB.
+/// Checks an emitted event as the guest sent it: its name by the rules a
+/// worker's report is held to (`core::events`), and its payload, still
+/// text, a JSON object of at most 64 KiB. Messages name what to change.
 pub fn check_event(name: &str, payload: &str) -> Result<serde_json::Value, String> {
-    let name_ok = (1..=MAX_EVENT_NAME_CHARS).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !name_ok {
+    if !is_well_formed_event_name(name) {
         let shown: String = name.chars().take(40).flat_map(char::escape_debug).collect();
         return Err(format!(
             "event name \"{shown}\" is not valid: use 1 to {MAX_EVENT_NAME_CHARS} characters of A-Z, a-z, 0-9, `.`, `_` \
              and `-`"
         ));
     }
-    crate::core::events::refuse_reserved_name(name)?;
-    if payload.len() > MAX_EVENT_PAYLOAD_BYTES {
+    refuse_reserved_name(name)?;
+    if payload.len() > MAX_EMITTED_PAYLOAD_BYTES {
         return Err(format!(
             "the payload of event `{name}` is {} bytes; the limit is {} KiB",
             payload.len(),
-            MAX_EVENT_PAYLOAD_BYTES >> 10
+            MAX_EMITTED_PAYLOAD_BYTES >> 10
         ));
     }
     match serde_json::from_str::<serde_json::Value>(payload) {
@@ -106,7 +102,7 @@ mod tests {
         assert!(check_event("sluice.flow-run.Completed", "{}").unwrap_err().contains("is kept for"));
         assert!(check_event("e", "[1]").unwrap_err().contains("JSON object"));
         assert!(check_event("e", "{").unwrap_err().contains("not JSON"));
-        let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_EVENT_PAYLOAD_BYTES));
+        let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_EMITTED_PAYLOAD_BYTES));
         assert!(check_event("e", &big).unwrap_err().contains("64 KiB"));
     }
 }

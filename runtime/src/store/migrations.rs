@@ -524,23 +524,15 @@ mod tests {
     #[test]
     fn task_states_recorded_as_rows_before_the_history_column_are_read_back_from_it() {
         use crate::store::StateStore;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sluice.db");
-        {
-            let connection = Connection::open(&path).unwrap();
-            migrate_until(&connection, "ADD COLUMN history");
-            connection
-                .execute_batch(
-                    "INSERT INTO task_runs (id, flow_run, task, name, input, created)
-                     VALUES ('t1', 'f1', 'add', 'add-0', '{}', '2026-12-07T12:00:00.000001Z');
-                     INSERT INTO states (run, kind, state, message, attempt, time) VALUES
-                       ('f1', 'flow', 'Running', NULL, 1, '2026-12-07T12:00:00.000000Z'),
-                       ('t1', 'task', 'Pending', NULL, 0, '2026-12-07T12:00:00.000002Z'),
-                       ('t1', 'task', 'Failed', 'boom \"quoted\"', 2, '2026-12-07T12:00:00.000003Z');",
-                )
-                .unwrap();
-        }
-        let store = crate::store::SqliteStore::open(&path).unwrap();
+        let (_dir, store) = store_after(
+            "ADD COLUMN history",
+            "INSERT INTO task_runs (id, flow_run, task, name, input, created)
+             VALUES ('t1', 'f1', 'add', 'add-0', '{}', '2026-12-07T12:00:00.000001Z');
+             INSERT INTO states (run, kind, state, message, attempt, time) VALUES
+               ('f1', 'flow', 'Running', NULL, 1, '2026-12-07T12:00:00.000000Z'),
+               ('t1', 'task', 'Pending', NULL, 0, '2026-12-07T12:00:00.000002Z'),
+               ('t1', 'task', 'Failed', 'boom \"quoted\"', 2, '2026-12-07T12:00:00.000003Z');",
+        );
         let states = store.states("t1").unwrap();
         let read: Vec<_> = states.iter().map(|s| (s.state.name(), s.message.as_deref(), s.attempt)).collect();
         assert_eq!(read, [("Pending", None, 0), ("Failed", Some("boom \"quoted\""), 2)]);

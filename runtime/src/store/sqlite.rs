@@ -891,7 +891,6 @@ impl StateStore for SqliteStore {
     }
 }
 
-/// Task run `id`'s states, oldest first; `None` when there is no such task run.
 /// A flow run's states: those recorded as `states` rows before flow runs
 /// kept them in their row, then its `history`; `None` if it has neither
 /// (no such flow run).
@@ -907,23 +906,22 @@ fn flow_history(c: &Connection, id: &str) -> rusqlite::Result<Option<Vec<StateRo
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let history: Option<String> = c
-        .prepare_cached("SELECT history FROM flow_runs WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))
-        .optional()?;
-    match history {
-        Some(text) => states.extend(super::history::parse(&text).map_err(|line| bad_column("history", &line))?),
+    match row_history(c, "SELECT history FROM flow_runs WHERE id = ?1", id)? {
+        Some(history) => states.extend(history),
         None if states.is_empty() => return Ok(None),
         None => {}
     }
     Ok(Some(states))
 }
 
+/// Task run `id`'s states, oldest first; `None` when there is no such task run.
 fn task_history(c: &Connection, id: &str) -> rusqlite::Result<Option<Vec<StateRow>>> {
-    let history: Option<String> = c
-        .prepare_cached("SELECT history FROM task_runs WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))
-        .optional()?;
+    row_history(c, "SELECT history FROM task_runs WHERE id = ?1", id)
+}
+
+/// The states of the `history` column that `query` reads for `id`; `None` without a row.
+fn row_history(c: &Connection, query: &str, id: &str) -> rusqlite::Result<Option<Vec<StateRow>>> {
+    let history: Option<String> = c.prepare_cached(query)?.query_row([id], |row| row.get(0)).optional()?;
     history.map(|text| super::history::parse(&text).map_err(|line| bad_column("history", &line))).transpose()
 }
 

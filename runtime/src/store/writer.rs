@@ -580,26 +580,36 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
     Ok(inserted == 1)
 }
 
+/// SQL for the tags of the deployment of flow run `f` (a row of
+/// `flow_runs`), looked up by key; `[]` for a run of no deployment. The
+/// migrations write the same lookup in their triggers, frozen as applied.
+macro_rules! tags_of_run_f {
+    () => {
+        "COALESCE((SELECT json_extract(d.body, '$.tags') FROM deployments d
+                   WHERE d.tenant = f.tenant AND d.flow = substr(f.deployment, 1, instr(f.deployment, '/') - 1)
+                   AND d.name = substr(f.deployment, instr(f.deployment, '/') + 1)), '[]')"
+    };
+}
+
 /// Adds the event of flow run `?1`'s state `?2` (message `?3`, attempt
 /// `?4`, at `?5`) to its tenant's log, with its flow, deployment and the
 /// deployment's tags: what the `flow_states_kept_in_their_run` trigger
 /// records for the statements that go through it.
-const STATE_EVENT_SQL: &str = "INSERT INTO events (tenant, name, time, flow_run, flow, deployment, tags, payload)
-     SELECT f.tenant, 'sluice.flow-run.' || ?2, ?5, f.id, f.flow, f.deployment,
-         COALESCE((SELECT json_extract(d.body, '$.tags') FROM deployments d
-                   WHERE d.tenant = f.tenant AND d.flow = substr(f.deployment, 1, instr(f.deployment, '/') - 1)
-                   AND d.name = substr(f.deployment, instr(f.deployment, '/') + 1)), '[]'),
-         json_object('state', ?2, 'message', ?3, 'attempt', ?4)
-     FROM flow_runs f WHERE f.id = ?1";
+const STATE_EVENT_SQL: &str = concat!(
+    "INSERT INTO events (tenant, name, time, flow_run, flow, deployment, tags, payload)
+     SELECT f.tenant, 'sluice.flow-run.' || ?2, ?5, f.id, f.flow, f.deployment, ",
+    tags_of_run_f!(),
+    ", json_object('state', ?2, 'message', ?3, 'attempt', ?4) FROM flow_runs f WHERE f.id = ?1"
+);
 
 /// Adds an emitted event to its flow run's tenant's log, with the run's
 /// flow, deployment and the deployment's tags.
-const EMITTED_SQL: &str = "INSERT INTO events (tenant, name, time, flow_run, task_run, flow, deployment, tags, payload)
-     SELECT f.tenant, ?3, ?4, f.id, ?2, f.flow, f.deployment,
-         COALESCE((SELECT json_extract(d.body, '$.tags') FROM deployments d
-                   WHERE d.tenant = f.tenant AND d.flow = substr(f.deployment, 1, instr(f.deployment, '/') - 1)
-                   AND d.name = substr(f.deployment, instr(f.deployment, '/') + 1)), '[]'), ?5
-     FROM flow_runs f WHERE f.id = ?1";
+const EMITTED_SQL: &str = concat!(
+    "INSERT INTO events (tenant, name, time, flow_run, task_run, flow, deployment, tags, payload)
+     SELECT f.tenant, ?3, ?4, f.id, ?2, f.flow, f.deployment, ",
+    tags_of_run_f!(),
+    ", ?5 FROM flow_runs f WHERE f.id = ?1"
+);
 
 fn apply(tx: &Connection, write: &Write) -> rusqlite::Result<()> {
     match write {
