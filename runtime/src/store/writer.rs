@@ -95,6 +95,10 @@ pub fn push_timestamp(out: &mut String, time: DateTime<Utc>) {
 
 struct Shared {
     queue: Mutex<Vec<Write>>,
+    /// The last committed batch's buffer, emptied, to become the queue
+    /// again: a queue started from nothing grew by reallocation and copying
+    /// its large writes, on the runner's thread, about eight times a batch.
+    spare: Mutex<Vec<Write>>,
     connection: Mutex<Connection>,
     submitted: AtomicU64,
     committed: AtomicU64,
@@ -171,6 +175,7 @@ impl WriterHandle {
         let (events, _) = broadcast::channel(16_384);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
             connection: Mutex::new(connection),
             submitted: AtomicU64::new(0),
             committed: AtomicU64::new(0),
@@ -376,10 +381,11 @@ fn commit_queued_with(
     mut extra: Option<&mut Extra<'_>>,
 ) -> Result<bool, String> {
     // Whoever held the connection before may have committed ours already.
-    let batch = if shared.committed.load(Ordering::SeqCst) >= target {
+    let mut batch = if shared.committed.load(Ordering::SeqCst) >= target {
         Vec::new()
     } else {
-        std::mem::take(&mut *shared.queue.lock().expect("queue lock"))
+        let spare = std::mem::take(&mut *shared.spare.lock().expect("spare lock"));
+        std::mem::replace(&mut *shared.queue.lock().expect("queue lock"), spare)
     };
     if batch.is_empty() {
         // No write to lose: a failure of `extra` alone is its own (logged).
@@ -422,11 +428,12 @@ fn commit_queued_with(
             *shared.failing.lock().expect("failing lock") = None;
             // Watchers get the events before the count moves, so whoever
             // waited finds every event it covers already in its channel.
-            let queued = batch.into_iter().filter_map(|write| match write {
+            let queued = batch.drain(..).filter_map(|write| match write {
                 Write::Event(event) => Some(event),
                 Write::CachePut { .. } => None,
             });
             announce(shared, queued.chain(extra_events.unwrap_or_default()));
+            recycle(shared, batch);
         }
         Err(err) => {
             // Waiters must not hang on a broken database: the writes are
@@ -472,10 +479,26 @@ fn commit_held_with<T>(
     })
 }
 
-/// Hands committed events to watchers.
+/// Hands committed events to watchers; with none, drops them without
+/// sharing each first (an allocation per event, on the writer's thread).
 fn announce(shared: &Shared, events: impl IntoIterator<Item = Event>) {
+    if shared.events.receiver_count() == 0 {
+        return;
+    }
     for event in events {
         let _ = shared.events.send(Arc::new(event));
+    }
+}
+
+/// Queued writes a recycled buffer may hold room for: a larger batch's
+/// buffer (a burst) is freed rather than kept.
+const SPARE_CAPACITY: usize = 4 * WAKE_AT_QUEUED;
+
+/// Keeps `batch`'s buffer, emptied, for the queue after next.
+fn recycle(shared: &Shared, mut batch: Vec<Write>) {
+    batch.clear();
+    if batch.capacity() <= SPARE_CAPACITY {
+        *shared.spare.lock().expect("spare lock") = batch;
     }
 }
 
