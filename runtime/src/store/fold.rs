@@ -3,6 +3,10 @@
 //! once with the state it ends the commit in saves two `UPDATE`s per task
 //! on the hot path. SQLite writes its history (`history.rs`) with it;
 //! PostgreSQL writes it state by state (`states`).
+//!
+//! SQLite also folds the states of a run created in an earlier commit into
+//! one `UPDATE`: in a parallel map a task goes `Running` and `Completed`
+//! in the same commit, long after the commit that created it.
 
 use crate::core::ids::RunId;
 use crate::core::record::{Event, RunKind, StateRecord};
@@ -60,11 +64,24 @@ impl FoldedRow {
     }
 }
 
+/// The states of one task run created before the batch, folded into one update.
+#[derive(Debug, Default, PartialEq)]
+pub struct FoldedUpdate {
+    /// Where its first state is in the batch: the update is made there.
+    pub first: usize,
+    /// What its states change, as if applied to a row that had not ended;
+    /// `history` holds their entries, to append.
+    pub change: FoldedRow,
+}
+
 /// The task runs a batch creates, each with the row its states leave.
 #[derive(Debug, Default)]
 pub struct Folded {
     /// The row each task run created in the batch ends the batch as.
     pub rows: FxHashMap<RunId, FoldedRow>,
+    /// With [`History::InRow`]: the states of each task run not created in
+    /// the batch, folded into one update.
+    pub updates: FxHashMap<RunId, FoldedUpdate>,
     /// Positions in the batch of states that arrive after their run ended (not recorded).
     pub dropped: FxHashSet<usize>,
 }
@@ -87,7 +104,29 @@ pub fn fold(batch: &[Write], history: History) -> Folded {
             _ => {}
         }
     }
+    if history == History::InRow {
+        fold_updates(batch, &mut folded);
+    }
     folded
+}
+
+/// Folds the states of task runs the batch does not create (a run created
+/// anywhere in it keeps the states before its creation as they are).
+fn fold_updates(batch: &[Write], folded: &mut Folded) {
+    for (position, write) in batch.iter().enumerate() {
+        if let Write::Event(Event::State(state)) = write
+            && state.kind == RunKind::Task
+            && !folded.rows.contains_key(&state.run)
+        {
+            let update = folded
+                .updates
+                .entry(state.run)
+                .or_insert_with(|| FoldedUpdate { first: position, ..Default::default() });
+            if !update.change.apply(state, History::InRow) {
+                folded.dropped.insert(position);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +199,32 @@ mod tests {
         assert_eq!(folded.dropped, FxHashSet::from_iter([3]));
         let history = super::super::history::parse(&folded.rows[&new].history).unwrap();
         assert_eq!(history.len(), 1, "the Running after the end is not in the history");
+    }
+
+    #[test]
+    fn states_of_a_run_created_earlier_fold_into_one_update_made_at_the_first() {
+        let (old, other, new) = (RunId::new(), RunId::new(), RunId::new());
+        let batch = [
+            state(other, StateType::Running, 1, None),
+            state(old, StateType::Running, 1, None),
+            created(new),
+            state(old, StateType::Completed, 1, Some("7")),
+            state(old, StateType::Running, 2, None),
+            state(new, StateType::Pending, 0, None),
+        ];
+        let folded = fold(&batch, History::InRow);
+        assert_eq!(folded.updates.len(), 2, "one update for each run created earlier, none for the new run");
+        let update = &folded.updates[&old];
+        assert_eq!(update.first, 1);
+        assert_eq!(update.change.state, Some("Completed"));
+        assert_eq!(update.change.result.as_deref(), Some("7"));
+        assert!(update.change.ended.is_some());
+        assert_eq!(folded.dropped, FxHashSet::from_iter([4]), "the Running after Completed is dropped");
+        let history = super::super::history::parse(&update.change.history).unwrap();
+        let states: Vec<_> = history.iter().map(|s| s.state).collect();
+        assert_eq!(states, [StateType::Running, StateType::Completed]);
+        assert_eq!(folded.updates[&other].first, 0);
+        assert!(fold(&batch, History::Apart).updates.is_empty(), "PostgreSQL keeps states apart, one by one");
     }
 
     #[test]

@@ -133,6 +133,45 @@ async fn a_recorded_run_reads_back_with_its_history_tasks_and_logs() {
 }
 
 #[tokio::test]
+async fn a_task_run_ended_commits_after_its_creation_keeps_every_state_and_its_end() {
+    for (_dir, open) in backends() {
+        let store = open();
+        let (run, task) = (RunId::new(), RunId::new());
+        store.record(&flow_run(run, "patient-crane"));
+        store.record(&Event::TaskRunCreated(TaskRunRecord {
+            id: task,
+            flow_run: run,
+            task: "add".into(),
+            name: "add-0".into(),
+            input: "{}".into(),
+            created: Utc::now(),
+            call: None,
+        }));
+        store.record(&state(task, RunKind::Task, StateType::Pending, None));
+        store.flush().await;
+        // Later commits, as a parallel map's: the run's states after its creation.
+        store.record(&state(task, RunKind::Task, StateType::Running, None));
+        store.record(&state(task, RunKind::Task, StateType::Completed, Some("7")));
+        let mut late = state(task, RunKind::Task, StateType::Running, None);
+        if let Event::State(record) = &mut late {
+            record.attempt = 2;
+        }
+        store.record(&late);
+        store.flush().await;
+        store.record(&state(task, RunKind::Task, StateType::Crashed, None));
+        store.flush().await;
+
+        let tasks = store.task_runs(&run.to_string()).unwrap();
+        assert_eq!(tasks[0].state, Some(StateType::Completed), "states after the end are dropped");
+        assert_eq!(tasks[0].result, Some(json!(7)));
+        assert_eq!(tasks[0].attempts, 1, "the dropped state's attempt is not counted");
+        assert!(tasks[0].ended.is_some());
+        let history: Vec<StateType> = store.states(&task.to_string()).unwrap().into_iter().map(|s| s.state).collect();
+        assert_eq!(history, [StateType::Pending, StateType::Running, StateType::Completed]);
+    }
+}
+
+#[tokio::test]
 async fn records_survive_reopening_the_database() {
     for (_dir, open) in backends() {
         let run = RunId::new();

@@ -19,6 +19,7 @@
 
 use super::checkpoint::{CheckpointSchedule, WAL_FRAMES_BEFORE_HOLDING_THE_WRITER, checkpoint};
 use super::fold::{FoldedRow, History, fold};
+use crate::core::ids::RunId;
 use crate::core::record::{Event, RunKind, TaskRunRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, Transaction, params};
@@ -558,7 +559,7 @@ fn commit(
     let folded = fold(batch, History::InRow);
     // Task runs inserted with their folded states: those states are in their history already.
     let mut written = FxHashSet::default();
-    for write in batch {
+    for (position, write) in batch.iter().enumerate() {
         match write {
             Write::Event(Event::TaskRunCreated(run)) if folded.rows.contains_key(&run.id) => {
                 if insert_folded_task_run(&tx, run, &folded.rows[&run.id])? {
@@ -566,6 +567,14 @@ fn commit(
                 }
             }
             Write::Event(Event::State(state)) if state.kind == RunKind::Task && written.contains(&state.run) => {}
+            Write::Event(Event::State(state))
+                if state.kind == RunKind::Task && folded.updates.contains_key(&state.run) =>
+            {
+                let update = &folded.updates[&state.run];
+                if update.first == position {
+                    update_task_run(&tx, state.run, &update.change)?;
+                }
+            }
             write => apply(&tx, write)?,
         }
     }
@@ -601,6 +610,27 @@ fn insert_folded_task_run(tx: &Transaction<'_>, run: &TaskRunRecord, row: &Folde
             row.history,
         ])?;
     Ok(inserted == 1)
+}
+
+/// Moves task run `?1` to state `?2` (message `?3`, result `?4` if any,
+/// attempt `?5`, ended at `?6` if it ends), appending history entries `?7`,
+/// unless it has ended: a run that has ended (say, marked `Crashed` when its
+/// worker went silent) keeps its end, and late reports of a lost worker are dropped.
+const TASK_STATE_SQL: &str = "UPDATE task_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
+     attempts = MAX(attempts, ?5), ended = ?6, history = history || ?7 WHERE id = ?1 AND ended IS NULL";
+
+/// Makes one update of a task run's states folded from a batch.
+fn update_task_run(tx: &Transaction<'_>, run: RunId, change: &FoldedRow) -> rusqlite::Result<()> {
+    tx.prepare_cached(TASK_STATE_SQL)?.execute(params![
+        run.to_string(),
+        change.state,
+        change.message,
+        change.result.as_deref(),
+        change.attempts,
+        change.ended.map(timestamp),
+        change.history,
+    ])?;
+    Ok(())
 }
 
 /// SQL for the tags of the deployment of flow run `f` (a row of
@@ -722,11 +752,15 @@ pub(super) fn apply_event(tx: &Connection, event: &Event) -> rusqlite::Result<()
                     }
                 }
                 RunKind::Task => {
-                    tx.prepare_cached(
-                        "UPDATE task_runs SET state = ?2, message = ?3, result = COALESCE(?4, result),
-                         attempts = MAX(attempts, ?5), ended = ?6, history = history || ?7 WHERE id = ?1 AND ended IS NULL",
-                    )?
-                    .execute(params![run, state.state.name(), state.message, result, state.attempt, ended, entry])?;
+                    tx.prepare_cached(TASK_STATE_SQL)?.execute(params![
+                        run,
+                        state.state.name(),
+                        state.message,
+                        result,
+                        state.attempt,
+                        ended,
+                        entry
+                    ])?;
                 }
             }
         }
