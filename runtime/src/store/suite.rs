@@ -82,6 +82,19 @@ fn state(run: RunId, kind: RunKind, state: StateType, result: Option<&str>) -> E
     })
 }
 
+/// Task run `id` of `flow_run`, running `task`, created now.
+fn task_run(id: RunId, flow_run: RunId, task: &str, name: &str) -> Event {
+    Event::TaskRunCreated(TaskRunRecord {
+        id,
+        flow_run,
+        task: task.into(),
+        name: name.into(),
+        input: "{}".into(),
+        created: Utc::now(),
+        call: None,
+    })
+}
+
 #[tokio::test]
 async fn a_recorded_run_reads_back_with_its_history_tasks_and_logs() {
     for (_dir, open) in backends() {
@@ -91,15 +104,7 @@ async fn a_recorded_run_reads_back_with_its_history_tasks_and_logs() {
         for s in [StateType::Pending, StateType::Running] {
             store.record(&state(run, RunKind::Flow, s, None));
         }
-        store.record(&Event::TaskRunCreated(TaskRunRecord {
-            id: task,
-            flow_run: run,
-            task: "say_hello".into(),
-            name: "say_hello-0".into(),
-            input: "{}".into(),
-            created: Utc::now(),
-            call: None,
-        }));
+        store.record(&task_run(task, run, "say_hello", "say_hello-0"));
         store.record(&state(task, RunKind::Task, StateType::Running, None));
         store.record(&Event::Log(LogRecord {
             flow_run: run,
@@ -138,25 +143,15 @@ async fn a_task_run_ended_commits_after_its_creation_keeps_every_state_and_its_e
         let store = open();
         let (run, task) = (RunId::new(), RunId::new());
         store.record(&flow_run(run, "patient-crane"));
-        store.record(&Event::TaskRunCreated(TaskRunRecord {
-            id: task,
-            flow_run: run,
-            task: "add".into(),
-            name: "add-0".into(),
-            input: "{}".into(),
-            created: Utc::now(),
-            call: None,
-        }));
+        store.record(&task_run(task, run, "add", "add-0"));
         store.record(&state(task, RunKind::Task, StateType::Pending, None));
         store.flush().await;
         // Later commits, as a parallel map's: the run's states after its creation.
         store.record(&state(task, RunKind::Task, StateType::Running, None));
         store.record(&state(task, RunKind::Task, StateType::Completed, Some("7")));
-        let mut late = state(task, RunKind::Task, StateType::Running, None);
-        if let Event::State(record) = &mut late {
-            record.attempt = 2;
-        }
-        store.record(&late);
+        let Event::State(mut late) = state(task, RunKind::Task, StateType::Running, None) else { unreachable!() };
+        late.attempt = 2;
+        store.record(&Event::State(late));
         store.flush().await;
         store.record(&state(task, RunKind::Task, StateType::Crashed, None));
         store.flush().await;
@@ -451,15 +446,7 @@ async fn a_crashed_run_ends_its_unfinished_subflows_and_task_runs_crashed() {
         store.record(&Event::FlowRunCreated(child));
         store.record(&state(subflow, RunKind::Flow, StateType::Running, None));
         for (task, flow) in [(done, root), (running, root), (nested, subflow)] {
-            store.record(&Event::TaskRunCreated(TaskRunRecord {
-                id: task,
-                flow_run: flow,
-                task: "work".into(),
-                name: format!("work-{task}"),
-                input: "{}".into(),
-                created: Utc::now(),
-                call: None,
-            }));
+            store.record(&task_run(task, flow, "work", &format!("work-{task}")));
             store.record(&state(task, RunKind::Task, StateType::Running, None));
         }
         store.record(&state(done, RunKind::Task, StateType::Completed, Some("1")));
@@ -615,26 +602,16 @@ async fn runs_a_worker_never_heard_it_took_go_back_to_the_queue_and_a_resent_sta
 
         // A task run's state is known again too, by a time sent with more
         // precision than the store keeps (a worker's JSON carries nanoseconds).
-        let task_run = RunId::new();
-        store.record(&Event::TaskRunCreated(TaskRunRecord {
-            id: task_run,
-            flow_run: listed,
-            task: "step".into(),
-            name: "step-0".into(),
-            input: "{}".into(),
-            created: Utc::now(),
-            call: None,
-        }));
-        let Event::State(mut running) = state(task_run, RunKind::Task, StateType::Running, None) else {
-            unreachable!()
-        };
+        let task = RunId::new();
+        store.record(&task_run(task, listed, "step", "step-0"));
+        let Event::State(mut running) = state(task, RunKind::Task, StateType::Running, None) else { unreachable!() };
         running.time += chrono::Duration::nanoseconds(1_234 - i64::from(running.time.timestamp_subsec_nanos() % 1_000));
         store.record(&Event::State(running.clone()));
         store.flush().await;
-        assert!(store.has_state(&task_run.to_string(), StateType::Running, running.time).unwrap());
-        assert!(!store.has_state(&task_run.to_string(), StateType::Completed, running.time).unwrap());
+        assert!(store.has_state(&task.to_string(), StateType::Running, running.time).unwrap());
+        assert!(!store.has_state(&task.to_string(), StateType::Completed, running.time).unwrap());
         let later = running.time + chrono::Duration::microseconds(1);
-        assert!(!store.has_state(&task_run.to_string(), StateType::Running, later).unwrap());
+        assert!(!store.has_state(&task.to_string(), StateType::Running, later).unwrap());
     }
 }
 
